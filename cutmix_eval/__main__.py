@@ -1,0 +1,3 @@
+from cutmix_eval.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Dataset registry: ``register_dataset`` fills it, ``create_dataset`` reads it.
+
+Each entry knows how to build the dataset from a data root, which splits it has,
+what its on-disk layout is (for error messages and ``cutmix-eval datasets``) and
+whether it is ``"classification"`` data (labels, maybe boxes/masks) or an
+``"ood"`` set (label -1).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cutmix_eval.data.base import ImageDataset, resolve_data_root
+from cutmix_eval.errors import UserError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the registry knows about one dataset name."""
+
+    name: str
+    factory: Callable[..., ImageDataset]
+    description: str
+    layout: str  # the on-disk layout under the data root, or "built in"
+    splits: tuple[str, ...]
+    kind: str = "classification"  # or "ood"
+    #: ``locate(root) -> Path`` raises DatasetNotFoundError if the files are missing;
+    #: None for generated datasets that need no files
+    locate: Callable[[Path], Path] | None = None
+    aliases: tuple[str, ...] = field(default=())
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_dataset(name: str, *, description: str, layout: str, splits: tuple[str, ...],
+                     kind: str = "classification", locate: Callable[[Path], Path] | None = None,
+                     aliases: tuple[str, ...] = ()):
+    """Decorator registering ``factory(split, root, transform=..., **kwargs)`` under ``name``."""
+
+    def decorator(factory: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
+        if name in _REGISTRY or name in _ALIASES:
+            raise ValueError(f"dataset {name!r} registered twice")
+        _REGISTRY[name] = DatasetSpec(name, factory, description, layout, splits, kind, locate, aliases)
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return factory
+
+    return decorator
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The registry entry for ``name`` (or one of its aliases)."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in _REGISTRY:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_REGISTRY))} "
+                        f"(run `cutmix-eval datasets`)")
+    return _REGISTRY[key]
+
+
+def list_datasets(pattern: str = "*", kind: str | None = None) -> list[str]:
+    """Registered dataset names matching a shell-style ``pattern``, optionally of one ``kind``."""
+    return sorted(n for n, s in _REGISTRY.items()
+                  if fnmatch.fnmatch(n, pattern) and (kind is None or s.kind == kind))
+
+
+def create_dataset(name: str, split: str = "test", root: str | os.PathLike | None = None,
+                   **kwargs: Any) -> ImageDataset:
+    """Build dataset ``name`` for ``split`` from the data root.
+
+    ``root`` defaults to ``$CUTMIX_EVAL_DATA`` or ``./data``. Keyword arguments go to
+    the dataset (e.g. ``transform``, ``image_size``). A missing or malformed dataset
+    raises :class:`~cutmix_eval.errors.DatasetNotFoundError` naming the path searched
+    and the expected layout.
+    """
+    spec = dataset_spec(name)
+    if split not in spec.splits:
+        raise UserError(f"dataset {spec.name!r} has no split {split!r}; choose from {', '.join(spec.splits)}")
+    return spec.factory(split, resolve_data_root(root), **kwargs)
