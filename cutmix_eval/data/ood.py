@@ -1,0 +1,157 @@
+"""Out-of-distribution sets: the ODIN image folders, generated noise, any folder of images.
+
+Every OOD sample has label ``-1`` (its class means nothing) and the single split
+``test``. ``image_size`` (default 32, the CIFAR size) is the side of the square
+images returned:
+
+* ODIN "crop" sets (TinyImageNet crop, LSUN crop) are centre-cropped to it (the
+  files may be 36 x 36); "resize" sets (TinyImageNet resize, LSUN resize, iSUN)
+  are resized to it, which leaves 32 x 32 files untouched at the default size.
+* ``uniform`` / ``gaussian`` noise is generated at that size: U[0, 1] and
+  N(0.5, 1) clipped to [0, 1], ``3 x S x S`` float32 in pixel space. Sample ``i``
+  is drawn from a generator seeded with ``(seed, i)``, so it is the same whatever
+  order or subset of the set is read.
+* ``images`` reads every image under a folder (recursively), resized to it or
+  resized on the short side then centre-cropped (``fit="center_crop"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cutmix_eval.data.base import ImageDataset, Sample, Transform, eval_transform, find_layout, list_images, \
+    read_image
+from cutmix_eval.data.registry import register_dataset
+
+OOD_LABEL = -1
+
+
+class ImageFilesOOD(ImageDataset):
+    """Image files read as an OOD set (label -1)."""
+
+    def __init__(self, name: str, files: list[Path], transform: Transform | None):
+        super().__init__("test", transform)
+        self.name = name
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> Sample:
+        return {"image": read_image(self.files[index]), "label": OOD_LABEL}
+
+
+def square_geometry(image_size: int, fit: str) -> Transform:
+    """``fit="center_crop"``: centre crop to ``image_size``; ``"resize"``: resize to
+    ``image_size x image_size`` (a no-op when the image already has that size)."""
+    if fit == "center_crop":
+        return eval_transform(size=image_size, crop="center")
+    if fit == "resize":
+        return eval_transform(size=(image_size, image_size), crop="none")
+    raise ValueError(f"fit must be 'center_crop' or 'resize', not {fit!r}")
+
+
+#: name -> (folder under the data root, geometry, what the set is)
+_ODIN = {
+    "tinyimagenet-crop": ("Imagenet/test", "center_crop", "TinyImageNet, random 32 x 32 crops (10,000)"),
+    "tinyimagenet-resize": ("Imagenet_resize/Imagenet_resize", "resize", "TinyImageNet, downsampled (10,000)"),
+    "lsun-crop": ("LSUN/test", "center_crop", "LSUN test scenes, random 32 x 32 crops (10,000)"),
+    "lsun-resize": ("LSUN_resize/LSUN_resize", "resize", "LSUN test scenes, downsampled (10,000)"),
+    "isun": ("iSUN/iSUN_patches", "resize", "iSUN scene patches, downsampled (8,925)"),
+}
+
+
+def _odin_layout(name: str) -> str:
+    folder, _, _ = _ODIN[name]
+    return f"{folder}/*.jpg (ODIN's release) under <root> or <root>/odin"
+
+
+def locate_odin(name: str, root: Path) -> Path:
+    """The folder holding the set's images."""
+    folder, _, _ = _ODIN[name]
+    return find_layout(root, [folder, f"odin/{folder}"], [], name, _odin_layout(name))
+
+
+def odin_dataset(name: str, split: str, root: Path, *, transform: Any = "default",
+                 image_size: int = 32) -> ImageFilesOOD:
+    """One ODIN OOD folder, every image in sorted order."""
+    _, fit, _ = _ODIN[name]
+    folder = locate_odin(name, root)
+    return ImageFilesOOD(name, list_images(folder, name),
+                         square_geometry(image_size, fit) if transform == "default" else transform)
+
+
+for _name, (_, _fit, _what) in _ODIN.items():
+    _how = "centre-cropped" if _fit == "center_crop" else "resized if their size differs"
+    register_dataset(_name, description=f"ODIN OOD set: {_what}; images {_how} to image_size (default 32)",
+                     layout=_odin_layout(_name), splits=("test",), kind="ood",
+                     locate=partial(locate_odin, _name))(partial(odin_dataset, _name))
+
+_IMAGES_LAYOUT = "<root>/**/<image> (any folder of images; the root is the folder itself)"
+
+
+def locate_images(root: Path) -> Path:
+    """The folder itself, if it is one."""
+    return find_layout(root, [""], [], "images", _IMAGES_LAYOUT)
+
+
+@register_dataset("images", description="any folder of images (recursive) as an OOD set; resized to "
+                  "image_size (default 32), or short-side resize + centre crop with fit='center_crop'",
+                  layout=_IMAGES_LAYOUT, splits=("test",), kind="ood", locate=locate_images)
+def images_dataset(split: str, root: Path, *, transform: Any = "default", image_size: int = 32,
+                   fit: str = "resize") -> ImageFilesOOD:
+    """Every image under ``root``, sorted by path."""
+    if transform == "default":
+        transform = square_geometry(image_size, "resize") if fit == "resize" else \
+            eval_transform(size=image_size, resize=image_size) if fit == "center_crop" else \
+            square_geometry(image_size, fit)
+    return ImageFilesOOD("images", list_images(locate_images(root), "images"), transform)
+
+
+def uniform_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """U[0, 1)."""
+    return rng.random(shape, dtype=np.float32)
+
+
+def gaussian_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """N(0.5, 1) clipped to [0, 1]."""
+    return np.clip(rng.normal(0.5, 1.0, shape), 0.0, 1.0).astype(np.float32)
+
+
+class NoiseOOD(ImageDataset):
+    """``num_samples`` noise images of ``3 x image_size x image_size``; sample ``i`` is
+    ``draw(np.random.default_rng([seed, i]), shape)``."""
+
+    def __init__(self, name: str, draw: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray],
+                 image_size: int, num_samples: int, seed: int, transform: Transform | None):
+        super().__init__("test", transform)
+        self.name, self.draw = name, draw
+        self.shape = (3, image_size, image_size)
+        self.num_samples, self.seed = num_samples, seed
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def load(self, index: int) -> Sample:
+        rng = np.random.default_rng([self.seed, index])
+        return {"image": torch.from_numpy(self.draw(rng, self.shape)), "label": OOD_LABEL}
+
+
+def noise_dataset(name: str, draw: Callable[[np.random.Generator, tuple[int, ...]], np.ndarray],
+                  split: str, root: Path, *, transform: Any = "default", image_size: int = 32,
+                  num_samples: int = 10000, seed: int = 0) -> NoiseOOD:
+    """Generated noise; ``root`` is not used. The default transform is none."""
+    return NoiseOOD(name, draw, image_size, num_samples, seed, None if transform == "default" else transform)
+
+
+for _name, _draw, _what in (("uniform", uniform_noise, "U[0, 1]"),
+                            ("gaussian", gaussian_noise, "N(0.5, 1) clipped to [0, 1]")):
+    register_dataset(_name, description=f"{_what} noise images, 3 x image_size x image_size (default 32), "
+                     f"num_samples (default 10,000), each seeded from (seed, index)", layout="built in",
+                     splits=("test",), kind="ood")(partial(noise_dataset, _name, _draw))

@@ -1,0 +1,12 @@
+"""Models: an architecture registry (our CIFAR nets, PyramidNet, gapnet, any timm or
+torchvision classifier) behind one pixel-space interface, and checkpoint I/O."""
+
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.models.registry import (create_model, format_arch, list_models, model_spec, parse_arch,
+                                         register_model)
+
+# importing the families fills the registry
+from cutmix_eval.models import cifar_resnet, external, gapnet, pyramidnet  # noqa: E402,F401
+
+__all__ = ["Classifier", "create_model", "format_arch", "list_models", "model_spec", "parse_arch",
+           "register_model"]

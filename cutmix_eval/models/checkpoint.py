@@ -1,0 +1,479 @@
+"""Checkpoint I/O: our own format, and every foreign format users bring.
+
+**Our format** is a dict of plain types and tensors only, so
+``torch.load(path, weights_only=True)`` reads it::
+
+    {"format": "cutmix-eval", "format_version": 1,
+     "arch": "pyramidnet", "arch_kwargs": {...}, "num_classes": 100,
+     "mean": [...], "std": [...], "input_size": [3, 32, 32],
+     "method": "cutmix" | None, "dataset": "cifar100" | None,
+     "train_config": {...}, "versions": {...}, "created": ISO time,
+     "weights_sha256": hex, "state_dict": {...}}
+
+It is written atomically (temporary file in the same folder, then ``os.replace``),
+so an interrupted save never leaves a half-written file under the final name.
+
+**Foreign formats** are detected from their contents: official CutMix files
+(``state_dict`` with ``module.`` keys plus ``arch``, ``best_err1``...), timm
+training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``), raw state
+dicts (torchvision's included), with ``module.`` and ``_orig_mod.`` prefixes
+stripped. For official PyramidNet/ResNet state dicts the depth, alpha, bottleneck
+and class count are inferred from tensor shapes; torchvision ResNets (the official
+CutMix ImageNet models) likewise. ``arch``/``num_classes``/``mean``/``std``
+arguments override what is detected.
+
+**Safety**: files are read with ``weights_only=True`` (plus argparse ``Namespace``
+and NumPy scalars, which timm checkpoints pickle and which cannot run code). A file
+that needs full unpickling is refused unless ``trust=True`` (``--trust-checkpoint``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import re
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cutmix_eval.errors import CheckpointError
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.models.registry import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD,
+                                         create_model, format_arch, model_spec, parse_arch)
+
+FORMAT_NAME = "cutmix-eval"
+FORMAT_VERSION = 1
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# harmless types that timm and other training scripts pickle next to the weights
+_NP_CORE = getattr(np, "_core", None) or np.core
+_EXTRA_SAFE_GLOBALS = [argparse.Namespace, np.dtype, _NP_CORE.multiarray.scalar,
+                       np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType]
+
+
+@dataclass
+class CheckpointInfo:
+    """What was found in a checkpoint file and how it was interpreted."""
+
+    path: str
+    file_sha256: str
+    format: str  # "cutmix-eval", "clovaai-cutmix", "timm", "state-dict", "pickled-module"
+    arch: str  # registry name with keyword arguments, e.g. "pyramidnet:depth=56,alpha=48,bottleneck=true"
+    num_classes: int
+    num_parameters: int
+    mean: list[float]
+    std: list[float]
+    normalization_source: str  # where mean/std came from
+    input_size: list[int]
+    weights_sha256: str
+    method: str | None = None
+    dataset: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)  # epoch, best_err1, train_config...
+    versions: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- hashing
+
+def weights_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over keys, dtypes, shapes and raw bytes of a state dict (sorted by key).
+
+    The same weights give the same hash whatever device or file format they came from.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- saving
+
+def _package_versions() -> dict[str, str]:
+    import torchvision
+
+    from cutmix_eval import __version__
+
+    return {"cutmix_eval": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__}
+
+
+def _plain(value: Any) -> Any:
+    """Convert to the plain types ``weights_only`` loading accepts (dict/list/str/number/bool/None)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, str):
+        return str(value)  # str subclasses (torch.__version__ is one) would need unpickling
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot store {type(value).__name__} in a checkpoint; use plain types")
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the target folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: Classifier, *, method: str | None = None,
+                    dataset: str | None = None, train_config: Mapping[str, Any] | None = None,
+                    extra: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` in our format (atomically). Returns the path written.
+
+    ``train_config`` and ``extra`` must hold plain types (they are stored so that
+    ``weights_only`` loading can read them back).
+    """
+    state = {k: v.detach().cpu() for k, v in model.net.state_dict().items()}
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "arch": model.arch,
+        "arch_kwargs": _plain(model.arch_kwargs),
+        "num_classes": model.num_classes,
+        "mean": model.mean.flatten().tolist(),
+        "std": model.std.flatten().tolist(),
+        "input_size": list(model.input_size),
+        "method": method,
+        "dataset": dataset,
+        "train_config": _plain(train_config or {}),
+        "extra": _plain(extra or {}),
+        "versions": _plain(_package_versions()),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "weights_sha256": weights_sha256(state),
+        "state_dict": state,
+    }
+    return atomic_torch_save(payload, path)
+
+
+# --------------------------------------------------------------------------- reading
+
+def _looks_like_html(head: bytes) -> bool:
+    """PyTorch files start with a zip or pickle header, never with ``<`` (HTML, XML)."""
+    return head.lstrip().startswith(b"<")
+
+
+def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any:
+    """Load a checkpoint file onto the CPU, safely.
+
+    Raises :class:`CheckpointError` with one line naming the file and the fix for a
+    missing, empty, HTML, truncated or unsafe file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; check the path given to --ckpt")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes); the download or save did not "
+                              "complete: fetch or save it again")
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if _looks_like_html(head):
+        raise CheckpointError(f"checkpoint {path} is a text/HTML page, not PyTorch weights (a failed "
+                              "download saves the site's page instead of the file): download it again")
+    try:
+        with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower() and "weights_only" not in str(err).lower():
+            raise _unreadable(path, err) from err
+        if not trust:
+            detail = _first_unsafe_global(str(err))
+            raise CheckpointError(
+                f"checkpoint {path} contains pickled Python objects{detail} that could run code when "
+                "loaded; refused. If you trust its source, pass --trust-checkpoint "
+                "(trust=True) to load it with full unpickling") from err
+    except Exception as err:  # truncated zip, bad magic number, EOF...
+        raise _unreadable(path, err) from err
+    warnings.warn(f"--trust-checkpoint: loading {path} with full unpickling; any code it carries runs now",
+                  stacklevel=2)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Path, err: BaseException) -> CheckpointError:
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(f"checkpoint {path} cannot be read as a PyTorch file (truncated or corrupted: "
+                           f"{reason[:160]}); download or save it again")
+
+
+def _first_unsafe_global(message: str) -> str:
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    return f" ({match.group(1)})" if match else ""
+
+
+def _strip_prefixes(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Drop ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) prefixes."""
+    state = dict(state_dict)
+    changed = True
+    while changed and state:
+        changed = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
+                changed = True
+    return state
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+@dataclass
+class _Parsed:
+    format: str
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+
+def parse_checkpoint(obj: Any, *, use_ema: bool = False) -> _Parsed:
+    """Tell which format a loaded checkpoint object is and pull out its state dict."""
+    if isinstance(obj, nn.Module):
+        return _Parsed("pickled-module", _strip_prefixes(obj.state_dict()), {})
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint holds a {type(obj).__name__}, not a dict of weights")
+    if obj.get("format") == FORMAT_NAME:
+        return _Parsed(FORMAT_NAME, dict(obj["state_dict"]), {k: v for k, v in obj.items() if k != "state_dict"})
+    if _is_state_dict(obj):
+        return _Parsed("state-dict", _strip_prefixes(obj), {})
+    keys = ["state_dict_ema", "model_ema", "state_dict", "model"] if use_ema else \
+        ["state_dict", "model", "state_dict_ema", "model_ema"]
+    for key in keys:
+        if _is_state_dict(obj.get(key)):
+            meta = {k: v for k, v in obj.items() if not _is_state_dict(v) and k != "optimizer"}
+            official = key == "state_dict" and obj.get("arch") in ("pyramidnet", "resnet") and "best_err1" in obj
+            meta["weights_key"] = key
+            return _Parsed("clovaai-cutmix" if official else "timm", _strip_prefixes(obj[key]), meta)
+    raise CheckpointError("checkpoint is a dict without weights (no 'state_dict', 'state_dict_ema', 'model' "
+                          f"or tensor values; keys: {', '.join(map(str, list(obj)[:8]))})")
+
+
+# --------------------------------------------------------------------------- inference
+
+def _blocks(state: Mapping[str, torch.Tensor], layer: str) -> int:
+    pattern = re.compile(rf"^{layer}\.(\d+)\.")
+    return len({m.group(1) for k in state if (m := pattern.match(k))})
+
+
+def _infer_pyramidnet(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    from cutmix_eval.models.pyramidnet import pyramid_widths
+
+    bottleneck = "layer1.0.conv3.weight" in state
+    n = _blocks(state, "layer1")
+    depth = n * (9 if bottleneck else 6) + 2
+    widths = [[state[f"layer{s}.{b}.conv1.weight"].shape[0] for b in range(n)] for s in (1, 2, 3)]
+    # alpha enters the network only through the rounded widths; any alpha that reproduces
+    # them builds the same network. Prefer whole numbers, then the coarsest decimal.
+    base = widths[-1][-1] - 16
+    for step in (1.0, 0.5, 0.1, 0.01):
+        for k in range(int(2 / step) + 1):
+            for alpha in (base + k * step, base - k * step):
+                if alpha > 0 and pyramid_widths(depth, alpha, bottleneck) == widths:
+                    return {"depth": depth, "alpha": float(alpha), "bottleneck": bottleneck}
+    raise CheckpointError("the PyramidNet widths in this checkpoint match no alpha; pass "
+                          "--arch pyramidnet:depth=D,alpha=A,bottleneck=true|false")
+
+
+_TORCHVISION_RESNETS = {  # (bottleneck, layers, groups, width per group) -> torchvision name
+    (False, (2, 2, 2, 2), 1, 64): "resnet18", (False, (3, 4, 6, 3), 1, 64): "resnet34",
+    (True, (3, 4, 6, 3), 1, 64): "resnet50", (True, (3, 4, 23, 3), 1, 64): "resnet101",
+    (True, (3, 8, 36, 3), 1, 64): "resnet152", (True, (3, 4, 6, 3), 32, 4): "resnext50_32x4d",
+    (True, (3, 4, 23, 3), 32, 8): "resnext101_32x8d", (True, (3, 4, 23, 3), 64, 4): "resnext101_64x4d",
+    (True, (3, 4, 6, 3), 1, 128): "wide_resnet50_2", (True, (3, 4, 23, 3), 1, 128): "wide_resnet101_2",
+}
+
+
+def infer_arch(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
+    """Guess the architecture string of a state dict from its keys and shapes, or None.
+
+    A timm model name recorded in the file (timm's train script saves ``arch``) wins.
+    """
+    arch = meta.get("arch")
+    if isinstance(arch, str) and "/" not in arch:
+        import timm
+
+        if timm.is_model(arch):
+            return f"timm/{arch}"
+    conv1 = state.get("conv1.weight")
+    if "bn_final.weight" in state and "layer1.0.bn1.weight" in state:
+        return format_arch("pyramidnet", _infer_pyramidnet(state))
+    if conv1 is not None and tuple(conv1.shape[1:]) == (3, 3, 3) and "layer3.0.conv1.weight" in state \
+            and "layer4.0.conv1.weight" not in state:
+        bottleneck = "layer1.0.conv3.weight" in state
+        n = _blocks(state, "layer1")
+        return format_arch("cifar_resnet", {"depth": n * (9 if bottleneck else 6) + 2, "bottleneck": bottleneck})
+    if conv1 is not None and tuple(conv1.shape[1:]) == (3, 7, 7) and "layer4.0.conv1.weight" in state:
+        bottleneck = "layer1.0.conv3.weight" in state
+        layers = tuple(_blocks(state, f"layer{i}") for i in (1, 2, 3, 4))
+        conv2 = state["layer1.0.conv2.weight"].shape
+        groups, width = (conv2[0] // conv2[1], conv2[1]) if bottleneck else (1, 64)
+        name = _TORCHVISION_RESNETS.get((bottleneck, layers, groups, width))
+        if name:
+            return f"torchvision/{name}"
+    return None
+
+
+def _default_normalization(arch_name: str) -> tuple[tuple, tuple, str]:
+    spec = model_spec(arch_name)
+    if spec.mean == CIFAR_MEAN and spec.std == CIFAR_STD:
+        source = "official CutMix CIFAR normalization (assumed; override with --mean/--std)"
+    elif spec.mean == IMAGENET_MEAN and spec.std == IMAGENET_STD:
+        source = "ImageNet normalization (assumed; override with --mean/--std)"
+    else:
+        source = f"default of {arch_name} (assumed; override with --mean/--std)"
+    return spec.mean, spec.std, source
+
+
+def _head_weight_key(model: Classifier) -> str | None:
+    head = model.head
+    weight = getattr(head, "weight", None)
+    if weight is None and isinstance(head, nn.Sequential):
+        linears = [m for m in head.modules() if isinstance(m, nn.Linear)]
+        weight = linears[-1].weight if linears else None
+    for key, param in model.net.named_parameters():
+        if param is weight:
+            return key
+    return None
+
+
+def _check_fit(model: Classifier, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Raise a one-line error if ``state`` does not fit ``model.net`` exactly."""
+    expected = model.net.state_dict()
+    # files from PyTorch < 0.4.1 have no BatchNorm batch counters; they are not weights
+    missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
+                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+        if mismatched:
+            parts.append(f"{len(mismatched)} of another shape (e.g. {mismatched[0]})")
+        raise CheckpointError(f"checkpoint {path} does not fit architecture {model.arch}: "
+                              f"{'; '.join(parts)}; pass the right --arch (see `cutmix-eval inspect`)")
+
+
+def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_classes: int | None = None,
+                    mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                    trust: bool = False, use_ema: bool = False) -> tuple[Classifier, CheckpointInfo]:
+    """Load any supported checkpoint into a pixel-space :class:`Classifier` (on CPU, eval mode).
+
+    Arguments override what the file says or what is inferred from it. Returns the
+    model and a :class:`CheckpointInfo` describing the file and every assumption made.
+    """
+    path = Path(path)
+    parsed = parse_checkpoint(read_checkpoint_file(path, trust=trust), use_ema=use_ema)
+    state, meta = parsed.state_dict, parsed.meta
+    if parsed.format == FORMAT_NAME:
+        stored = meta.get("weights_sha256")
+        if stored and stored != weights_sha256(state):
+            raise CheckpointError(f"checkpoint {path}: weights do not match their recorded sha256 "
+                                  "(the file was modified or damaged); save it again")
+
+    arch_string = arch or (format_arch(meta["arch"], meta.get("arch_kwargs", {}))
+                           if parsed.format == FORMAT_NAME else infer_arch(state, meta))
+    if arch_string is None:
+        raise CheckpointError(f"cannot tell the architecture of {path} from its keys "
+                              f"(first: {', '.join(list(state)[:3])}); pass --arch NAME "
+                              "(see `cutmix-eval models`)")
+    arch_name, _ = parse_arch(arch_string)
+
+    if parsed.format == FORMAT_NAME:
+        file_mean, file_std = meta["mean"], meta["std"]
+        norm_source, input_size = "checkpoint", meta.get("input_size")
+    else:
+        file_mean, file_std, norm_source = _default_normalization(arch_name)
+        input_size = None
+    if mean is not None or std is not None:
+        norm_source = "--mean/--std"
+    model = create_model(arch_string, num_classes or 1000, mean=mean or file_mean, std=std or file_std,
+                         input_size=input_size)
+
+    head_key = _head_weight_key(model)
+    file_classes = int(state[head_key].shape[0]) if head_key and head_key in state else None
+    if num_classes is not None and file_classes is not None and file_classes != num_classes:
+        raise CheckpointError(f"checkpoint {path} has {file_classes} classes but {num_classes} were asked "
+                              f"for (--num-classes or the dataset); use a checkpoint trained on this dataset")
+    if num_classes is None:
+        if file_classes is None:
+            raise CheckpointError(f"cannot tell the class count of {path}; pass --num-classes")
+        if file_classes != model.num_classes:
+            model = create_model(arch_string, file_classes, mean=mean or file_mean, std=std or file_std,
+                                 input_size=input_size)
+
+    _check_fit(model, state, path)
+    model.net.load_state_dict(state, strict=False)  # exact fit checked above
+    model.eval()
+
+    training = {k: v for k, v in meta.items() if k in ("epoch", "best_err1", "best_err5", "weights_key",
+                                                       "train_config", "extra", "created")}
+    if "args" in meta:
+        training["args"] = vars(meta["args"]) if isinstance(meta["args"], argparse.Namespace) else meta["args"]
+    info = CheckpointInfo(
+        path=str(path), file_sha256=file_sha256(path), format=parsed.format,
+        arch=format_arch(model.arch, model.arch_kwargs), num_classes=model.num_classes,
+        num_parameters=model.num_parameters, mean=model.mean.flatten().tolist(),
+        std=model.std.flatten().tolist(), normalization_source=norm_source,
+        input_size=list(model.input_size), weights_sha256=weights_sha256(model.net.state_dict()),
+        method=meta.get("method"), dataset=meta.get("dataset") or _official_dataset(parsed.format, model),
+        training=_plain_or_repr(training), versions=dict(meta.get("versions", {})))
+    return model, info
+
+
+def _official_dataset(fmt: str, model: Classifier) -> str | None:
+    if fmt != "clovaai-cutmix":
+        return None
+    if model.arch in ("pyramidnet", "cifar_resnet"):
+        return {10: "cifar10", 100: "cifar100"}.get(model.num_classes)
+    return "imagenet" if model.num_classes == 1000 else None
+
+
+def _plain_or_repr(value: Any) -> Any:
+    try:
+        return _plain(value)
+    except TypeError:
+        if isinstance(value, Mapping):
+            return {str(k): _plain_or_repr(v) for k, v in value.items()}
+        return repr(value)

@@ -1,0 +1,106 @@
+"""The one model interface every evaluator sees.
+
+:class:`Classifier` takes images in **pixel space** ([0, 1], ``B x 3 x H x W``) and
+normalizes them inside, so attacks, occlusion, corruptions and noise OOD sets all
+work in the same space and no evaluator ever guesses a mean.
+
+It wraps a *net* that follows timm's protocol:
+
+``net.forward_features(x) -> B x C x h x w``
+    the last feature map before global pooling (after the final activation);
+``net.forward_head(fmap, pre_logits=True) -> B x D``
+    everything between that map and the classifier (global average pooling for
+    every CNN here);
+``net.get_classifier() -> nn.Module``
+    the classifier head (an ``nn.Linear`` for all GAP + linear nets).
+
+timm models follow it as they are; our own nets implement it; torchvision models
+are adapted (:mod:`cutmix_eval.models.external`). The net's ``state_dict`` keys are
+those of its origin (official CutMix, timm, torchvision), so their checkpoints
+load without renaming.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Classifier(nn.Module):
+    """Pixel-space classifier: ``logits = head(pool(features(x)))``.
+
+    Attributes: ``arch`` (registry name), ``arch_kwargs`` (its constructor
+    arguments), ``num_classes``, ``mean``/``std`` (per-channel, applied inside),
+    ``input_size`` (``(3, H, W)`` the net was trained at).
+    """
+
+    def __init__(self, net: nn.Module, *, arch: str, arch_kwargs: dict[str, Any] | None = None,
+                 num_classes: int, mean: Sequence[float], std: Sequence[float],
+                 input_size: Sequence[int]):
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean/std must be 3 values with std > 0, got {list(mean)} / {list(std)}")
+        self.net = net
+        self.arch = arch
+        self.arch_kwargs = dict(arch_kwargs or {})
+        self.num_classes = int(num_classes)
+        self.input_size = tuple(int(v) for v in input_size)
+        # not persistent: the state dict keeps the net's own key names; mean/std travel
+        # as checkpoint metadata
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixel space -> the net's input space: ``(x - mean) / std`` per channel."""
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``B x 3 x H x W`` pixels in [0, 1] -> last feature map ``B x C x h x w``."""
+        return self.net.forward_features(self.normalize(x))
+
+    def pool(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Feature map -> the classifier's input ``B x D`` (global average pooling here)."""
+        return self.net.forward_head(fmap, pre_logits=True)
+
+    @property
+    def head(self) -> nn.Module:
+        """The classifier head: ``head(pool(fmap)) -> B x num_classes`` logits."""
+        return self.net.get_classifier()
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One pass returning ``(logits B x K, pooled B x D, feature map B x C x h x w)``,
+        for evaluators that share a pass (classification, OOD features, CAM)."""
+        fmap = self.features(x)
+        pooled = self.pool(fmap)
+        return self.head(pooled), pooled, fmap
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch!r}, num_classes={self.num_classes}, input_size={self.input_size}"
+
+
+class GAPHeadMixin:
+    """timm-protocol pooling/head for nets whose head is global average pooling + ``fc``."""
+
+    fc: nn.Linear
+
+    def forward_head(self, fmap: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        # mean over h x w equals the official nn.AvgPool2d(8) on 8 x 8 maps, and keeps
+        # working at other input sizes
+        pooled = fmap.mean(dim=(2, 3))
+        return pooled if pre_logits else self.fc(pooled)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

@@ -1,0 +1,136 @@
+"""Architecture registry: ``register_model`` fills it, ``create_model`` reads it.
+
+An architecture is named by a registry name plus keyword arguments. On the command
+line both fit in one string, ``NAME`` or ``NAME:key=value,key=value`` (for example
+``pyramidnet:depth=56,alpha=48,bottleneck=true``); ``timm/NAME`` and
+``torchvision/NAME`` reach every timm and torchvision classifier.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from cutmix_eval.errors import UserError
+from cutmix_eval.models.classifier import Classifier
+
+CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)  # the official CutMix CIFAR normalization
+CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the registry knows about one architecture name."""
+
+    name: str
+    builder: Callable[..., nn.Module]  # builder(num_classes, **kwargs) -> net (timm protocol)
+    description: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    input_size: tuple[int, int, int]
+    defaults: dict[str, Any]  # default keyword arguments, recorded with every checkpoint
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+#: resolvers for prefixed names (``timm/...``, ``torchvision/...``): prefix -> (resolve, list)
+_EXTERNAL: dict[str, tuple[Callable[[str], ModelSpec], Callable[[], list[str]]]] = {}
+
+
+def register_model(name: str, *, description: str, mean=CIFAR_MEAN, std=CIFAR_STD,
+                   input_size=(3, 32, 32), **defaults: Any):
+    """Decorator registering ``builder(num_classes, **kwargs) -> net`` under ``name``."""
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, builder, description, tuple(mean), tuple(std),
+                                    tuple(input_size), dict(defaults))
+        return builder
+
+    return decorator
+
+
+def register_external(prefix: str, resolve: Callable[[str], ModelSpec], names: Callable[[], list[str]]) -> None:
+    """Register a family of prefixed names resolved on demand (``prefix/NAME``)."""
+    _EXTERNAL[prefix] = (resolve, names)
+
+
+def parse_arch(arch: str) -> tuple[str, dict[str, Any]]:
+    """``"name:depth=56,alpha=48,bottleneck=true"`` -> ``("name", {"depth": 56, ...})``.
+
+    Values are parsed as int, float, bool (true/false) or left as strings.
+    """
+    name, _, rest = arch.partition(":")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"cannot parse architecture {arch!r}: expected NAME or NAME:key=value,...")
+        kwargs[key.strip()] = _parse_value(value.strip())
+    return name.strip(), kwargs
+
+
+def format_arch(name: str, kwargs: dict[str, Any]) -> str:
+    """Inverse of :func:`parse_arch`."""
+    if not kwargs:
+        return name
+    return name + ":" + ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in kwargs.items())
+
+
+def _parse_value(text: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry for ``name`` (our own, ``timm/...`` or ``torchvision/...``)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    prefix, sep, rest = name.partition("/")
+    if sep and prefix in _EXTERNAL:
+        return _EXTERNAL[prefix][0](rest)
+    raise UserError(f"unknown architecture {name!r}; run `cutmix-eval models` for the list "
+                    f"(ours: {', '.join(sorted(_REGISTRY))}; or timm/NAME, torchvision/NAME)")
+
+
+def list_models(pattern: str = "*", external: bool = False) -> list[str]:
+    """Registered names matching a shell-style ``pattern``; with ``external=True`` also
+    every ``timm/...`` and ``torchvision/...`` classifier."""
+    names = list(_REGISTRY)
+    if external:
+        names += [f"{prefix}/{n}" for prefix, (_, lister) in _EXTERNAL.items() for n in lister()]
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+
+def create_model(arch: str, num_classes: int, *, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, input_size: Sequence[int] | None = None,
+                 **kwargs: Any) -> Classifier:
+    """Build a pixel-space :class:`Classifier` for ``arch`` with ``num_classes`` outputs.
+
+    ``arch`` may carry keyword arguments (``"pyramidnet:depth=56,alpha=48"``); explicit
+    ``kwargs`` override them. ``mean``/``std``/``input_size`` default to the
+    architecture's usual values (CIFAR normalization for the CIFAR nets, ImageNet's
+    for timm/torchvision unless the model's config says otherwise).
+    """
+    name, arch_kwargs = parse_arch(arch)
+    spec = model_spec(name)
+    arch_kwargs = {**spec.defaults, **arch_kwargs, **kwargs}
+    try:
+        net = spec.builder(num_classes, **arch_kwargs)
+    except TypeError as err:
+        raise UserError(f"architecture {name!r} does not accept {sorted(arch_kwargs)}: {err}") from err
+    return Classifier(net, arch=name, arch_kwargs=arch_kwargs, num_classes=num_classes,
+                      mean=spec.mean if mean is None else mean, std=spec.std if std is None else std,
+                      input_size=spec.input_size if input_size is None else input_size)
