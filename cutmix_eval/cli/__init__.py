@@ -1,5 +1,66 @@
-"""Command line interface (filled in below)."""
+"""``cutmix-eval``: argparse subcommands, thin wrappers over the library.
+
+Conventions for every command: user mistakes end in one line on stderr and exit
+status 2 (``--debug`` shows the traceback); with ``--json`` the last line of stdout
+is one JSON object with the command's results; progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from cutmix_eval import __version__
+from cutmix_eval.cli._common import Command
+from cutmix_eval.cli.evaluate import EvaluateCommand
+from cutmix_eval.cli.info import DatasetsCommand, InspectCommand, ModelsCommand
+from cutmix_eval.cli.quickstart import QuickstartCommand
+from cutmix_eval.errors import UserError
+
+COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
+                           EvaluateCommand()]
 
 
-def main(argv=None) -> int:
-    return 0
+def build_parser() -> argparse.ArgumentParser:
+    examples = "\n".join(f"  {c.examples[0]}" for c in COMMANDS)
+    parser = argparse.ArgumentParser(
+        prog="cutmix-eval",
+        description="Train baseline / Mixup / Cutout / CutMix classifiers and evaluate any classifier on "
+                    "the analyses of the CutMix paper.",
+        epilog=f"examples:\n{examples}\n\n`cutmix-eval COMMAND --help` shows each command's options and examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"cutmix-eval {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for command in COMMANDS:
+        epilog = "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
+        p = sub.add_parser(command.name, help=command.help, description=command.help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+        command.add_arguments(p)
+        p.set_defaults(_command=command)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"cutmix-eval: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_command", None):
+        parser.print_help()
+        return 2
+    warnings.showwarning = _show_warning
+    try:
+        return args._command.run(args)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"cutmix-eval: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("cutmix-eval: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130

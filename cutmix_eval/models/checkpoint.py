@@ -34,7 +34,6 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -47,6 +46,7 @@ import torch
 from torch import nn
 
 from cutmix_eval.errors import CheckpointError
+from cutmix_eval.fileio import atomic_write
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.registry import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD,
                                          create_model, format_arch, model_spec, parse_arch)
@@ -135,23 +135,6 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint; use plain types")
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the target folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_checkpoint(path: str | os.PathLike, model: Classifier, *, method: str | None = None,
                     dataset: str | None = None, train_config: Mapping[str, Any] | None = None,
                     extra: Mapping[str, Any] | None = None) -> Path:
@@ -179,7 +162,7 @@ def save_checkpoint(path: str | os.PathLike, model: Classifier, *, method: str |
         "weights_sha256": weights_sha256(state),
         "state_dict": state,
     }
-    return atomic_torch_save(payload, path)
+    return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
 # --------------------------------------------------------------------------- reading

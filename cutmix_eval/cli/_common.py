@@ -1,0 +1,79 @@
+"""Argument groups and output helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+
+class Command:
+    """One subcommand: ``name``, one-line ``help``, ``examples`` for the epilog,
+    ``add_arguments(parser)`` and ``run(args) -> exit status``."""
+
+    name: str = ""
+    help: str = ""
+    examples: Sequence[str] = ()
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def run(self, args: argparse.Namespace) -> int:  # pragma: no cover - every command defines it
+        raise NotImplementedError
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print the results as one JSON object on the last line of stdout")
+
+
+def add_data_root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", metavar="DIR",
+                        help="folder holding the datasets (default: $CUTMIX_EVAL_DATA, else ./data)")
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1...")
+
+
+def _floats(text: str) -> list[float]:
+    values = [float(v) for v in text.replace(",", " ").split()]
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected 3 comma-separated numbers, got {text!r}")
+    return values
+
+
+def add_checkpoint(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    group = parser.add_argument_group("checkpoint")
+    group.add_argument("--ckpt", required=required, metavar="PATH",
+                       help="checkpoint file (ours, official CutMix, timm, torchvision or a raw state dict)")
+    group.add_argument("--arch", help="architecture, e.g. pyramidnet:depth=200,alpha=240 or timm/resnet50 "
+                                      "(default: from the file or inferred from its tensor shapes)")
+    group.add_argument("--num-classes", type=int, help="class count (default: from the file)")
+    group.add_argument("--mean", type=_floats, help="per-channel mean in [0,1], e.g. 0.485,0.456,0.406")
+    group.add_argument("--std", type=_floats, help="per-channel std in [0,1]")
+    group.add_argument("--ema", action="store_true", help="use EMA weights when the file has them (timm)")
+    group.add_argument("--trust-checkpoint", action="store_true",
+                       help="allow full unpickling of a file that safe loading refuses: this runs any code the "
+                            "file carries, so only for files from a source you trust")
+
+
+def load_model_from_args(args: argparse.Namespace, num_classes: int | None = None):
+    from cutmix_eval.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(args.ckpt, arch=args.arch, num_classes=args.num_classes or num_classes,
+                           mean=args.mean, std=args.std, trust=args.trust_checkpoint, use_ema=args.ema)
+
+
+def print_table(rows: list[dict[str, Any]], headers: str | Sequence[str] = "keys", floatfmt: str = ".2f") -> None:
+    print(tabulate(rows, headers=headers, tablefmt="github", floatfmt=floatfmt))
+
+
+def emit_json(obj: Any) -> None:
+    """The ``--json`` convention: one JSON object, alone on the last line of stdout."""
+    sys.stdout.flush()
+    print(json.dumps(obj, default=str))

@@ -1,0 +1,116 @@
+"""Read-only commands: ``datasets``, ``models``, ``inspect``."""
+
+from __future__ import annotations
+
+from cutmix_eval.cli._common import (Command, add_checkpoint, add_data_root, add_json, emit_json,
+                                     load_model_from_args, print_table)
+from cutmix_eval.errors import DatasetNotFoundError
+
+
+class DatasetsCommand(Command):
+    name = "datasets"
+    help = "list the registered datasets and which ones are found under the data root"
+    examples = ("cutmix-eval datasets", "cutmix-eval datasets --data-root ~/data --kind ood",
+                "cutmix-eval datasets 'cifar*' --json")
+
+    def add_arguments(self, parser):
+        parser.add_argument("pattern", nargs="?", default="*", help="shell-style filter on names (default: all)")
+        parser.add_argument("--kind", choices=("classification", "ood"), help="only datasets of this kind")
+        add_data_root(parser)
+        add_json(parser)
+
+    def run(self, args):
+        from cutmix_eval.data import dataset_spec, list_datasets, resolve_data_root
+
+        root = resolve_data_root(args.data_root)
+        rows = []
+        for name in list_datasets(args.pattern, kind=args.kind):
+            spec = dataset_spec(name)
+            if spec.locate is None:
+                status = "built in"
+            else:
+                try:
+                    status = f"found: {spec.locate(root)}"
+                except DatasetNotFoundError:
+                    status = "not found"
+            rows.append({"name": name, "kind": spec.kind, "splits": ",".join(spec.splits), "status": status,
+                         "layout": spec.layout, "description": spec.description})
+        print(f"data root: {root.resolve()} (set with --data-root or $CUTMIX_EVAL_DATA)\n")
+        print_table([{k: r[k] for k in ("name", "kind", "splits", "status", "description")} for r in rows])
+        missing = [r for r in rows if r["status"] == "not found"]
+        if missing and not args.json:
+            print("\nexpected layouts of the datasets not found:")
+            for r in missing:
+                print(f"  {r['name']}: {r['layout']}")
+        if args.json:
+            emit_json({"data_root": str(root), "datasets": rows})
+        return 0
+
+
+class ModelsCommand(Command):
+    name = "models"
+    help = "list the architectures (ours, plus any timm/NAME or torchvision/NAME)"
+    examples = ("cutmix-eval models", "cutmix-eval models 'timm/resnet*'", "cutmix-eval models 'torchvision/*' --json")
+
+    def add_arguments(self, parser):
+        parser.add_argument("pattern", nargs="?", default="*",
+                            help="shell-style filter; patterns starting with timm/ or torchvision/ search those")
+        add_json(parser)
+
+    def run(self, args):
+        from cutmix_eval.models import list_models, model_spec
+
+        external = "/" in args.pattern
+        names = list_models(args.pattern, external=external)
+        rows = []
+        for name in names:
+            if external and "/" in name:
+                rows.append({"name": name})
+                continue
+            spec = model_spec(name)
+            defaults = ",".join(f"{k}={v}" for k, v in spec.defaults.items())
+            rows.append({"name": name, "defaults": defaults, "input": "x".join(map(str, spec.input_size[1:])),
+                         "description": spec.description})
+        print_table(rows)
+        if not external and not args.json:
+            print(f"\nplus {len(list_models('timm/*', external=True))} timm and "
+                  f"{len(list_models('torchvision/*', external=True))} torchvision classifiers "
+                  "(e.g. timm/resnet50; list with `cutmix-eval models 'timm/*'`).\n"
+                  "Arguments go after a colon: --arch pyramidnet:depth=110,alpha=64,bottleneck=false")
+        if args.json:
+            emit_json({"models": rows})
+        return 0
+
+
+class InspectCommand(Command):
+    name = "inspect"
+    help = "show what a checkpoint is: format, architecture, classes, parameters, normalization, metadata"
+    examples = ("cutmix-eval inspect --ckpt PyramidNet200_cutmix.pth.tar",
+                "cutmix-eval inspect --ckpt model.pth --arch timm/resnet50 --json")
+
+    def add_arguments(self, parser):
+        add_checkpoint(parser)
+        add_json(parser)
+
+    def run(self, args):
+        _, info = load_model_from_args(args)
+        data = info.to_dict()
+        rows = [
+            ("file", info.path), ("file sha256", info.file_sha256), ("format", info.format),
+            ("architecture", info.arch), ("classes", info.num_classes),
+            ("parameters", f"{info.num_parameters:,}"),
+            ("input size", "x".join(map(str, info.input_size))),
+            ("normalization", f"mean {_fmt(info.mean)}, std {_fmt(info.std)}; source: {info.normalization_source}"),
+            ("method", info.method or "unknown (set it with --method when evaluating)"),
+            ("dataset", info.dataset or "unknown"), ("weights sha256", info.weights_sha256),
+        ]
+        rows += [(f"training: {k}", v) for k, v in info.training.items()]
+        rows += [(f"saved with {k}", v) for k, v in info.versions.items()]
+        print_table([{"field": k, "value": v} for k, v in rows])
+        if args.json:
+            emit_json(data)
+        return 0
+
+
+def _fmt(values: list[float]) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"

@@ -1,0 +1,58 @@
+"""Classification: top-1 and top-5 error on a labelled dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Subset
+
+from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.passes import Predictions, predict
+from cutmix_eval.metrics.classification import topk_correct
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.results import Result
+
+CONVENTIONS = {
+    "top1_error": "fraction of images whose label is not the highest logit (ties -> lower class index; "
+                  "non-finite logits count as wrong)",
+    "top5_error": "fraction of images whose label is not among the 5 highest logits (same tie rule)",
+}
+
+
+def check_compatible(model: Classifier, dataset: ImageDataset) -> None:
+    """A labelled dataset must have exactly the model's number of classes."""
+    if dataset.num_classes and dataset.num_classes != model.num_classes:
+        raise UserError(f"the model predicts {model.num_classes} classes but {dataset.name} has "
+                        f"{dataset.num_classes}; evaluate it on the dataset it was trained for")
+
+
+def classification_result(predictions: Predictions, *, model_info: dict[str, Any],
+                          dataset_info: dict[str, Any], config: dict[str, Any]) -> Result:
+    """Top-1/top-5 error from a (possibly shared) prediction pass."""
+    top1 = topk_correct(predictions.logits, predictions.labels, 1)
+    top5 = topk_correct(predictions.logits, predictions.labels, 5)
+    nonfinite = int((~np.isfinite(predictions.logits).all(axis=1)).sum())
+    return Result(
+        evaluator="classification",
+        metrics={"top1_error": float(1 - top1.mean()), "top5_error": float(1 - top5.mean()),
+                 "num_images": int(len(top1)), "num_nonfinite_logits": nonfinite},
+        conventions=CONVENTIONS, model=model_info, dataset=dataset_info, config=config,
+        per_sample={"index": predictions.indices, "top1_correct": top1, "top5_correct": top5},
+    )
+
+
+def evaluate_classification(model: Classifier, dataset: ImageDataset, *, batch_size: int = 256,
+                            device: str = "auto", num_workers: int = 0, limit: int | None = None,
+                            model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+    """Top-1 / top-5 error of ``model`` on ``dataset`` (the first ``limit`` images if given)."""
+    check_compatible(model, dataset)
+    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    predictions = predict(model, data, batch_size=batch_size, device=device, num_workers=num_workers,
+                          progress=progress, desc=f"evaluate {dataset.name}")
+    dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": len(data),
+                    "num_classes": dataset.num_classes}
+    config = {"batch_size": batch_size, "limit": limit}
+    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
+    return classification_result(predictions, model_info=info, dataset_info=dataset_info, config=config)

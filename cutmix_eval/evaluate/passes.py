@@ -1,0 +1,63 @@
+"""The clean forward pass, computed once and shared by every evaluator that needs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from cutmix_eval.data.base import collate_samples
+from cutmix_eval.errors import UserError
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.runtime import resolve_device
+
+
+@dataclass
+class Predictions:
+    """Outputs of one pass over a dataset, in dataset order.
+
+    ``logits`` ``N x K`` float32, ``labels`` ``N`` int64 (-1 for OOD sets),
+    ``indices`` ``N`` int64 dataset positions, ``pooled`` ``N x D`` float32
+    penultimate features (the classifier's input), or None when not kept.
+    """
+
+    logits: np.ndarray
+    labels: np.ndarray
+    indices: np.ndarray
+    pooled: np.ndarray | None = None
+
+
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = False,
+                generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
+    """A DataLoader that batches samples with :func:`collate_samples`."""
+    if len(dataset) == 0:
+        raise UserError(f"dataset {getattr(dataset, 'name', '')} is empty; nothing to evaluate")
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      collate_fn=collate_samples, generator=generator, drop_last=drop_last,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+
+@torch.inference_mode()
+def predict(model: Classifier, dataset: Dataset, *, batch_size: int = 256, device: str = "auto",
+            num_workers: int = 0, keep_features: bool = False, progress: bool = True,
+            desc: str = "predict") -> Predictions:
+    """Run ``model`` (eval mode) over ``dataset`` once; logits and optionally pooled features."""
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    logits, labels, indices, pooled = [], [], [], []
+    loader = make_loader(dataset, batch_size, num_workers)
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+        images = batch["image"].to(device, non_blocking=True)
+        if keep_features:
+            out, feats, _ = model.forward_all(images)
+            pooled.append(feats.float().cpu())
+        else:
+            out = model(images)
+        logits.append(out.float().cpu())
+        labels.append(batch["label"])
+        indices.append(batch["index"])
+    return Predictions(torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(),
+                       torch.cat(pooled).numpy() if keep_features else None)
