@@ -28,7 +28,9 @@ class EvaluateCommand(Command):
     def run(self, args):
         from cutmix_eval.data import create_dataset, dataset_spec
         from cutmix_eval.evaluate import evaluate_classification
+        from cutmix_eval.runtime import resolve_device
 
+        device = resolve_device(args.device)  # fail before any loading
         spec = dataset_spec(args.data)
         split = args.split or ("test" if "test" in spec.splits else spec.splits[-1])
         dataset = create_dataset(args.data, split, root=args.data_root)
@@ -36,7 +38,7 @@ class EvaluateCommand(Command):
         model_info = {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
                       "method": args.method or info.method, "training_data": info.dataset,
                       "weights_sha256": info.weights_sha256}
-        result = evaluate_classification(model, dataset, batch_size=args.batch_size, device=args.device,
+        result = evaluate_classification(model, dataset, batch_size=args.batch_size, device=device,
                                          num_workers=args.workers, limit=args.limit, model_info=model_info)
         metrics = result.metrics
         print(f"{info.arch} on {dataset.name}/{split}: {metrics['num_images']} images")

@@ -1,0 +1,124 @@
+"""The command line as a user meets it: help, JSON convention, one-line errors, exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cutmix_eval.cli import COMMANDS, main
+from cutmix_eval.models import create_model
+from cutmix_eval.models.checkpoint import save_checkpoint
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def last_json(out):
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_help_lists_every_command_with_examples(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    for command in COMMANDS:
+        assert command.name in out and command.help[:30] in out
+        with pytest.raises(SystemExit):
+            main([command.name, "--help"])
+        sub_help = capsys.readouterr().out
+        assert "examples:" in sub_help and command.examples[0] in sub_help
+
+
+def test_console_script_and_module_entry_points():
+    for argv in (["cutmix-eval", "--version"], [sys.executable, "-m", "cutmix_eval", "--version"]):
+        done = subprocess.run(argv if argv[0] != "cutmix-eval" else [sys.executable.replace("python", "cutmix-eval"),
+                                                                      "--version"],
+                              capture_output=True, text=True, check=True)
+        assert done.stdout.startswith("cutmix-eval ")
+
+
+def test_inspect_official_checkpoint_json(capsys, clovaai_dir):
+    code, out, _ = run(capsys, "inspect", "--ckpt", str(clovaai_dir / "pyramidnet_cifar100_d56_a48_bottleneck.pth.tar"),
+                       "--json")
+    info = last_json(out)
+    assert code == 0 and info["arch"] == "pyramidnet:depth=56,alpha=48.0,bottleneck=true"
+    assert info["num_parameters"] == 613_416 and info["training"]["best_err1"] == 16.25
+    assert "official CutMix CIFAR normalization" in out
+
+
+def test_models_and_datasets_listings(capsys, tmp_path):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "pyramidnet200" in out and "timm/resnet50" in out
+    code, out, _ = run(capsys, "models", "--json")
+    assert any(m["name"] == "gapnet" for m in last_json(out)["models"])
+    code, out, _ = run(capsys, "models", "timm/resnet1*")
+    assert code == 0 and "timm/resnet18" in out
+    code, out, _ = run(capsys, "datasets", "--data-root", str(tmp_path), "--json")
+    data = last_json(out)
+    status = {d["name"]: d["status"] for d in data["datasets"]}
+    assert status["synthetic"] == "built in" and status["cifar100"] == "not found"
+    assert "cifar-100-python" in out  # the expected layout is shown for what is missing
+
+
+def test_evaluate_on_embedded_data(capsys, tmp_path):
+    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=8", 10, input_size=(3, 64, 64)),
+                           method="baseline", dataset="synthetic")
+    code, out, err = run(capsys, "evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "40",
+                         "--batch-size", "16", "--json")
+    result = last_json(out)
+    assert code == 0 and result["evaluator"] == "classification"
+    assert result["dataset"] == {"name": "synthetic", "split": "test", "num_images": 40, "num_classes": 10}
+    assert 0 <= result["metrics"]["top1_error"] <= 1 and result["model"]["method"] == "baseline"
+    assert "top-1 error (%)" in out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["inspect", "--ckpt", "{tmp}/missing.pth"], "does not exist"),
+    (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "cifar100", "--data-root", "{tmp}"], "cifar100: not found"),
+    (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "nosuchdata"], "unknown dataset"),
+    (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "synthetic", "--split", "val"], "no split"),
+    (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "synthetic"], "has 3 classes but 10"),
+    (["inspect", "--ckpt", "{tmp}/m.pth", "--arch", "cifar_resnet20"], "does not fit"),
+    (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "synthetic", "--device", "cuda:0"], None),
+])
+def test_user_errors_are_one_line_exit_2(capsys, tmp_path, argv, match):
+    save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 3))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    import torch
+
+    if match is None:
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+        match = "CUDA is not available"
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cutmix-eval: error: ") and match in lines[0]
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "cutmix_eval", "inspect", "--ckpt", str(tmp_path / "x.pth"), "--debug"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and "Traceback" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "cutmix_eval", "inspect", "--ckpt", str(tmp_path / "x.pth")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_quickstart_small_run(capsys, tmp_path):
+    from cutmix_eval.quickstart import run_quickstart
+    from cutmix_eval.train import TrainConfig
+
+    summary = run_quickstart(tmp_path / "report", tmp_path / "ckpt", config=TrainConfig(epochs=1, batch_size=32),
+                             progress=False, log=lambda _: None, num_samples=200)
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "top-1 error" in report and "samples.png" in report
+    assert (tmp_path / "report" / "samples.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "report" / "classification.json").read_text())["evaluator"] == "classification"
+    assert 0 <= summary["metrics"]["top1_error"] <= 1
