@@ -122,10 +122,12 @@ def cub_dataset(split: str, root: Path, *, transform: Any = "default", image_siz
         labels = [int(table["image_class_labels.txt"][i][0]) - 1 for i in ids]
         boxes = [[x, y, x + w, y + h] for x, y, w, h in
                  ([float(v) for v in table["bounding_boxes.txt"][i][:4]] for i in ids)]
+        ordered = sorted(read_rows(folder / "classes.txt", None, 2), key=lambda row: int(row[0]))
     except KeyError as err:
         raise UserError(f"cub: image id {err} of train_test_split.txt is missing from another file in {folder}") \
             from err
-    ordered = sorted(read_rows(folder / "classes.txt", None, 2), key=lambda row: int(row[0]))
+    except ValueError as err:
+        raise UserError(f"cub: a number in the text files of {folder} is malformed ({err})") from err
     classes = tuple(row[1] for row in ordered)
     return AnnotatedImages("cub", split, files, labels, classes,
                            wsol_geometry(image_size) if transform == "default" else transform, boxes=boxes)
@@ -150,6 +152,24 @@ def locate_wsol(name: str, root: Path, split: str = "test") -> Path:
     return find_layout(root, ["wsolevaluation", ""], required, name, _wsol_layout(folder))
 
 
+def read_wsol_metadata(metadata: Path, images: Path, ground_truth: str) -> tuple[list[str], dict[str, int],
+                                                                                dict[str, list]]:
+    """``(image paths, label of each path, {"boxes" or "masks": one entry per image})`` of one split."""
+    paths = [row[0] for row in read_rows(metadata / "image_ids.txt", ",", 1)]
+    label_of = {path: int(label) for path, label, *_ in read_rows(metadata / "class_labels.txt", ",", 2)}
+    if ground_truth == "boxes":
+        boxes = defaultdict(list)
+        for path, *coords in read_rows(metadata / "localization.txt", ",", 5):
+            boxes[path].append([float(v) for v in coords[:4]])
+        return paths, label_of, {"boxes": [boxes[p] for p in paths]}
+    instances, ignores = defaultdict(list), {}
+    for path, mask, ignore, *_ in read_rows(metadata / "localization.txt", ",", 3):
+        instances[path].append(images / mask)
+        if ignore:
+            ignores.setdefault(path, images / ignore)
+    return paths, label_of, {"masks": [(instances[p], ignores.get(p)) for p in paths]}
+
+
 def wsol_dataset(name: str, split: str, root: Path, *, transform: Any = "default",
                  image_size: int = 224) -> AnnotatedImages:
     """A wsolevaluation split: images in ``image_ids.txt`` order, labels from
@@ -158,24 +178,13 @@ def wsol_dataset(name: str, split: str, root: Path, *, transform: Any = "default
     folder, num_classes, ground_truth = _WSOL[name]
     base = locate_wsol(name, root, split)
     metadata, images = base / "metadata" / folder / split, base / "dataset" / folder
-    paths = [row[0] for row in read_rows(metadata / "image_ids.txt", ",", 1)]
-    label_of = {path: int(label) for path, label, *_ in read_rows(metadata / "class_labels.txt", ",", 2)}
+    try:
+        paths, label_of, annotations = read_wsol_metadata(metadata, images, ground_truth)
+    except ValueError as err:
+        raise UserError(f"{name}: a label or coordinate in {metadata} is not a number ({err})") from err
     unlabelled = next((p for p in paths if not 0 <= label_of.get(p, -1) < num_classes), None)
     if unlabelled is not None:
         raise UserError(f"{metadata / 'class_labels.txt'}: no label in 0..{num_classes - 1} for {unlabelled}")
-    annotations: dict[str, Any] = {}
-    if ground_truth == "boxes":
-        boxes = defaultdict(list)
-        for path, *coords in read_rows(metadata / "localization.txt", ",", 5):
-            boxes[path].append([float(v) for v in coords[:4]])
-        annotations["boxes"] = [boxes[p] for p in paths]
-    else:
-        instances, ignores = defaultdict(list), {}
-        for path, mask, ignore, *_ in read_rows(metadata / "localization.txt", ",", 3):
-            instances[path].append(images / mask)
-            if ignore:
-                ignores.setdefault(path, images / ignore)
-        annotations["masks"] = [(instances[p], ignores.get(p)) for p in paths]
     return AnnotatedImages(name, split, [images / p for p in paths], [label_of[p] for p in paths],
                            tuple(str(c) for c in range(num_classes)),
                            wsol_geometry(image_size) if transform == "default" else transform, **annotations)

@@ -1,8 +1,9 @@
 """Class-folder trees: any torchvision ``ImageFolder`` tree, and the ImageNet validation set.
 
-Classes are the sorted sub-folder names (torchvision's order, so ImageNet labels
-are the indices of the sorted wnids); images are every file with an image
-extension under a class folder, sorted. The default geometry is ImageNet's
+Classes are the sorted sub-folder names and samples are listed in torchvision's
+``ImageFolder`` order (class by class; within a class, folders as a sorted
+``os.walk`` visits them, files sorted), so labels and sample indices match
+torchvision's; ImageNet labels are the indices of the sorted wnids. The default geometry is ImageNet's
 evaluation one, Resize(256) + CenterCrop(224); ``image_size=S`` makes it
 Resize(round(S * 256 / 224)) + CenterCrop(S).
 
@@ -15,12 +16,13 @@ to the image. Boxes follow the transform like the image does.
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from cutmix_eval.data.base import (ImageDataset, Sample, Transform, eval_transform, find_layout,
-                                   list_images, make_boxes, read_image)
+from cutmix_eval.data.base import (IMAGE_EXTENSIONS, ImageDataset, Sample, Transform, eval_transform,
+                                   find_layout, make_boxes, read_image)
 from cutmix_eval.data.registry import register_dataset
 from cutmix_eval.errors import DatasetNotFoundError, UserError
 
@@ -41,7 +43,7 @@ class ImageFolderDataset(ImageDataset):
         if not self.classes:
             raise DatasetNotFoundError(f"{name}: no class sub-folders in {folder}; expected <class>/<image> files")
         self.samples = [(path, label) for label, cls in enumerate(self.classes)
-                        for path in list_images(folder / cls, f"{name} class {cls!r}")]
+                        for path in class_images(folder / cls, name)]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -49,6 +51,16 @@ class ImageFolderDataset(ImageDataset):
     def load(self, index: int) -> Sample:
         path, label = self.samples[index]
         return {"image": read_image(path), "label": label}
+
+
+def class_images(folder: Path, dataset: str) -> list[Path]:
+    """The image files under one class folder, in torchvision's order; an error if none."""
+    files = [Path(parent) / file for parent, _, files in sorted(os.walk(folder, followlinks=True))
+             for file in sorted(files) if file.lower().endswith(IMAGE_EXTENSIONS)]
+    if not files:
+        raise DatasetNotFoundError(f"{dataset}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in class folder "
+                                   f"{folder}")
+    return files
 
 
 _IMAGEFOLDER_LAYOUT = "<root>/<class>/**/<image> (a torchvision ImageFolder tree; the root is the tree itself)"

@@ -11,8 +11,9 @@ images returned:
   N(0.5, 1) clipped to [0, 1], ``3 x S x S`` float32 in pixel space. Sample ``i``
   is drawn from a generator seeded with ``(seed, i)``, so it is the same whatever
   order or subset of the set is read.
-* ``images`` reads every image under a folder (recursively), resized to it or
-  resized on the short side then centre-cropped (``fit="center_crop"``).
+* ``images`` reads every image under a folder (recursively), resized to it
+  (``fit="resize"``, the default), short-side resized then centre-cropped
+  (``fit="center_crop"``) or centre-cropped only (``fit="crop"``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from cutmix_eval.data.base import ImageDataset, Sample, Transform, eval_transform, find_layout, list_images, \
     read_image
 from cutmix_eval.data.registry import register_dataset
+from cutmix_eval.errors import UserError
 
 OOD_LABEL = -1
 
@@ -48,48 +50,48 @@ class ImageFilesOOD(ImageDataset):
 
 
 def square_geometry(image_size: int, fit: str) -> Transform:
-    """``fit="center_crop"``: centre crop to ``image_size``; ``"resize"``: resize to
-    ``image_size x image_size`` (a no-op when the image already has that size)."""
-    if fit == "center_crop":
-        return eval_transform(size=image_size, crop="center")
+    """Square ``image_size`` images. ``fit="resize"`` resizes to ``image_size x image_size``
+    (a no-op for images already that size); ``"center_crop"`` resizes the short side to
+    ``image_size`` then centre-crops; ``"crop"`` centre-crops without resizing."""
     if fit == "resize":
         return eval_transform(size=(image_size, image_size), crop="none")
-    raise ValueError(f"fit must be 'center_crop' or 'resize', not {fit!r}")
+    if fit in ("center_crop", "crop"):
+        return eval_transform(size=image_size, resize=image_size if fit == "center_crop" else None)
+    raise UserError(f"fit must be 'resize', 'center_crop' or 'crop', not {fit!r}")
 
 
-#: name -> (folder under the data root, geometry, what the set is)
+#: name -> (files as ODIN's release lays them out, geometry, what the set is)
 _ODIN = {
-    "tinyimagenet-crop": ("Imagenet/test", "center_crop", "TinyImageNet, random 32 x 32 crops (10,000)"),
-    "tinyimagenet-resize": ("Imagenet_resize/Imagenet_resize", "resize", "TinyImageNet, downsampled (10,000)"),
-    "lsun-crop": ("LSUN/test", "center_crop", "LSUN test scenes, random 32 x 32 crops (10,000)"),
-    "lsun-resize": ("LSUN_resize/LSUN_resize", "resize", "LSUN test scenes, downsampled (10,000)"),
-    "isun": ("iSUN/iSUN_patches", "resize", "iSUN scene patches, downsampled (8,925)"),
+    "tinyimagenet-crop": ("Imagenet/test/*.jpg", "crop", "TinyImageNet test images, random crops (10,000)"),
+    "tinyimagenet-resize": ("Imagenet_resize/Imagenet_resize/*.jpg", "resize",
+                            "TinyImageNet, downsampled (10,000)"),
+    "lsun-crop": ("LSUN/test/*.jpg", "crop", "LSUN test scenes, random crops (10,000)"),
+    "lsun-resize": ("LSUN_resize/LSUN_resize/*.jpg", "resize", "LSUN test scenes, downsampled (10,000)"),
+    "isun": ("iSUN/iSUN_patches/*.jpeg", "resize", "iSUN scene patches, downsampled (8,925)"),
 }
 
 
 def _odin_layout(name: str) -> str:
-    folder, _, _ = _ODIN[name]
-    return f"{folder}/*.jpg (ODIN's release) under <root> or <root>/odin"
+    return f"{_ODIN[name][0]} under <root> or <root>/odin"
 
 
 def locate_odin(name: str, root: Path) -> Path:
     """The folder holding the set's images."""
-    folder, _, _ = _ODIN[name]
+    folder = str(Path(_ODIN[name][0]).parent)
     return find_layout(root, [folder, f"odin/{folder}"], [], name, _odin_layout(name))
 
 
 def odin_dataset(name: str, split: str, root: Path, *, transform: Any = "default",
                  image_size: int = 32) -> ImageFilesOOD:
-    """One ODIN OOD folder, every image in sorted order."""
-    _, fit, _ = _ODIN[name]
-    folder = locate_odin(name, root)
-    return ImageFilesOOD(name, list_images(folder, name),
+    """One ODIN OOD folder, every image in it in sorted order."""
+    fit = _ODIN[name][1]
+    return ImageFilesOOD(name, list_images(locate_odin(name, root), name),
                          square_geometry(image_size, fit) if transform == "default" else transform)
 
 
 for _name, (_, _fit, _what) in _ODIN.items():
-    _how = "centre-cropped" if _fit == "center_crop" else "resized if their size differs"
-    register_dataset(_name, description=f"ODIN OOD set: {_what}; images {_how} to image_size (default 32)",
+    _how = "centre-cropped to" if _fit == "crop" else "resized (when their size differs) to"
+    register_dataset(_name, description=f"ODIN OOD set: {_what}; images {_how} image_size (default 32)",
                      layout=_odin_layout(_name), splits=("test",), kind="ood",
                      locate=partial(locate_odin, _name))(partial(odin_dataset, _name))
 
@@ -102,16 +104,14 @@ def locate_images(root: Path) -> Path:
 
 
 @register_dataset("images", description="any folder of images (recursive) as an OOD set; resized to "
-                  "image_size (default 32), or short-side resize + centre crop with fit='center_crop'",
+                  "image_size (default 32); fit='center_crop': short-side resize + centre crop; "
+                  "fit='crop': centre crop only",
                   layout=_IMAGES_LAYOUT, splits=("test",), kind="ood", locate=locate_images)
 def images_dataset(split: str, root: Path, *, transform: Any = "default", image_size: int = 32,
                    fit: str = "resize") -> ImageFilesOOD:
     """Every image under ``root``, sorted by path."""
-    if transform == "default":
-        transform = square_geometry(image_size, "resize") if fit == "resize" else \
-            eval_transform(size=image_size, resize=image_size) if fit == "center_crop" else \
-            square_geometry(image_size, fit)
-    return ImageFilesOOD("images", list_images(locate_images(root), "images"), transform)
+    return ImageFilesOOD("images", list_images(locate_images(root), "images"),
+                         square_geometry(image_size, fit) if transform == "default" else transform)
 
 
 def uniform_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
