@@ -90,7 +90,7 @@ def _write_sample_grid(dataset, path: Path) -> Path:
     figure = sample_grid(torch.stack([s["image"] for s in samples]).numpy(),
                          boxes=[s["boxes"].numpy() for s in samples],
                          masks=[s["mask"].numpy() for s in samples],
-                         titles=[dataset.classes[s["label"]] for s in samples], ncols=2 * per_class * 2)
+                         titles=[dataset.classes[s["label"]] for s in samples], ncols=min(10, len(samples)))
     atomic_write(path, lambda fh: figure.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
     return path
 

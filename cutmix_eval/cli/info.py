@@ -28,6 +28,8 @@ class DatasetsCommand(Command):
             spec = dataset_spec(name)
             if spec.locate is None:
                 status = "built in"
+            elif spec.root_is_folder:
+                status = "any folder: pass it as the root"
             else:
                 try:
                     status = f"found: {spec.locate(root)}"

@@ -73,7 +73,7 @@ def locate_imagefolder(root: Path) -> Path:
 
 @register_dataset("imagefolder", description="any ImageFolder tree (classes = sorted sub-folders); "
                   "default geometry Resize(256) + CenterCrop(224)", layout=_IMAGEFOLDER_LAYOUT,
-                  splits=("test", "train", "val"), locate=locate_imagefolder)
+                  splits=("test", "train", "val"), locate=locate_imagefolder, root_is_folder=True)
 def imagefolder_dataset(split: str, root: Path, *, transform: Any = "default",
                         image_size: int = 224) -> ImageFolderDataset:
     """The ImageFolder tree at ``root`` (``split`` is only a label here)."""

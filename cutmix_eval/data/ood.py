@@ -106,7 +106,7 @@ def locate_images(root: Path) -> Path:
 @register_dataset("images", description="any folder of images (recursive) as an OOD set; resized to "
                   "image_size (default 32); fit='center_crop': short-side resize + centre crop; "
                   "fit='crop': centre crop only",
-                  layout=_IMAGES_LAYOUT, splits=("test",), kind="ood", locate=locate_images)
+                  layout=_IMAGES_LAYOUT, splits=("test",), kind="ood", locate=locate_images, root_is_folder=True)
 def images_dataset(split: str, root: Path, *, transform: Any = "default", image_size: int = 32,
                    fit: str = "resize") -> ImageFilesOOD:
     """Every image under ``root``, sorted by path."""

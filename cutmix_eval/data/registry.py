@@ -33,6 +33,8 @@ class DatasetSpec:
     #: None for generated datasets that need no files
     locate: Callable[[Path], Path] | None = None
     aliases: tuple[str, ...] = field(default=())
+    #: the data root given *is* the dataset (any ImageFolder tree, any folder of images)
+    root_is_folder: bool = False
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -41,13 +43,14 @@ _ALIASES: dict[str, str] = {}
 
 def register_dataset(name: str, *, description: str, layout: str, splits: tuple[str, ...],
                      kind: str = "classification", locate: Callable[[Path], Path] | None = None,
-                     aliases: tuple[str, ...] = ()):
+                     aliases: tuple[str, ...] = (), root_is_folder: bool = False):
     """Decorator registering ``factory(split, root, transform=..., **kwargs)`` under ``name``."""
 
     def decorator(factory: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
         if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"dataset {name!r} registered twice")
-        _REGISTRY[name] = DatasetSpec(name, factory, description, layout, splits, kind, locate, aliases)
+        _REGISTRY[name] = DatasetSpec(name, factory, description, layout, splits, kind, locate, aliases,
+                                      root_is_folder)
         for alias in aliases:
             _ALIASES[alias] = name
         return factory

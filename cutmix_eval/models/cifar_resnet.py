@@ -57,6 +57,17 @@ class Bottleneck(nn.Module):
         return self.relu(out + shortcut)
 
 
+def init_like_official(net: nn.Module) -> None:
+    """The official initialization: conv weights ~ N(0, 2 / (k * k * out_channels)),
+    BatchNorm weight 1 and bias 0 (linear layers keep PyTorch's default)."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 def blocks_per_stage(depth: int, bottleneck: bool) -> int:
     """n for a CIFAR-style depth: 6n + 2 (basic) or 9n + 2 (bottleneck) layers."""
     per_block = 9 if bottleneck else 6
@@ -79,12 +90,7 @@ class CifarResNet(GAPHeadMixin, nn.Module):
         self.layer2 = self._make_layer(block, 32, n, stride=2)
         self.layer3 = self._make_layer(block, 64, n, stride=2)
         self.fc = nn.Linear(64 * block.expansion, num_classes)
-        for m in self.modules():  # the official initialization
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_like_official(self)
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None

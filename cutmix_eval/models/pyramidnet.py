@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cutmix_eval.models.cifar_resnet import blocks_per_stage
+from cutmix_eval.models.cifar_resnet import blocks_per_stage, init_like_official
 from cutmix_eval.models.classifier import GAPHeadMixin
 from cutmix_eval.models.registry import register_model
 
@@ -106,12 +106,7 @@ class PyramidNet(GAPHeadMixin, nn.Module):
         self.bn_final = nn.BatchNorm2d(inplanes)
         self.relu_final = nn.ReLU(inplace=True)
         self.fc = nn.Linear(inplanes, num_classes)
-        for m in self.modules():  # the official initialization
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_like_official(self)
 
     def forward_features(self, x):
         x = self.bn1(self.conv1(x))
