@@ -83,6 +83,7 @@ def test_evaluate_on_embedded_data(capsys, tmp_path):
     (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "nosuchdata"], "unknown dataset"),
     (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "synthetic", "--split", "val"], "no split"),
     (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "synthetic"], "has 3 classes but 10"),
+    (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "uniform"], "no class labels"),
     (["inspect", "--ckpt", "{tmp}/m.pth", "--arch", "cifar_resnet20"], "does not fit"),
     (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "synthetic", "--device", "cuda:0"], None),
 ])

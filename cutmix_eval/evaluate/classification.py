@@ -23,7 +23,10 @@ CONVENTIONS = {
 
 def check_compatible(model: Classifier, dataset: ImageDataset) -> None:
     """A labelled dataset must have exactly the model's number of classes."""
-    if dataset.num_classes and dataset.num_classes != model.num_classes:
+    if not dataset.num_classes:
+        raise UserError(f"{dataset.name} has no class labels (an OOD set); classification error needs a "
+                        "labelled dataset such as the one the model was trained on")
+    if dataset.num_classes != model.num_classes:
         raise UserError(f"the model predicts {model.num_classes} classes but {dataset.name} has "
                         f"{dataset.num_classes}; evaluate it on the dataset it was trained for")
 
