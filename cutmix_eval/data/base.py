@@ -11,11 +11,13 @@ A **sample** is a dict:
     int position of the sample in its dataset.
 ``boxes`` (optional)
     ``tv_tensors.BoundingBoxes`` in XYXY format, shape ``N x 4``, in pixel
-    coordinates of the *returned* image (after every transform). Coordinates are
-    kept as the annotation gives them (e.g. CUB ``x, y, x + w, y + h``; ImageNet
-    XML ``xmin..xmax``; the embedded dataset's inclusive pixel indices, as
-    ``torchvision.ops.masks_to_boxes`` gives them); metrics choose the IoU
-    convention.
+    coordinates of the *returned* image (after every transform), treated as
+    continuous coordinates the way torchvision's v2 transforms treat them.
+    Annotation files' numbers pass through as given (CUB ``x, y, x + w, y + h``;
+    ImageNet XML ``xmin..xmax``); boxes we derive from masks (the embedded
+    dataset) are pixel-edge coordinates (pixels ``c0..c1`` -> ``x0 = c0,
+    x1 = c1 + 1``), which transforms move exactly. Metrics state the IoU
+    convention they apply.
 ``mask`` (optional)
     ``tv_tensors.Mask``, uint8, shape ``H x W``: 0 = background, 1 = object,
     255 = ignore (excluded from pixel-level metrics).

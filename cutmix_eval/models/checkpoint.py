@@ -191,7 +191,10 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
         raise CheckpointError(f"checkpoint {path} is a text/HTML page, not PyTorch weights (a failed "
                               "download saves the site's page instead of the file): download it again")
     try:
-        with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS):
+        with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS), warnings.catch_warnings():
+            # plain pickles (not torch.save) trip a torch warning about the protocol; the
+            # safe unpickler's verdict is what matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower() and "weights_only" not in str(err).lower():

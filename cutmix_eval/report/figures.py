@@ -1,0 +1,82 @@
+"""Figures for reports and papers, as pure functions returning matplotlib figures.
+
+They use the non-interactive Agg backend, draw nothing on screen and write
+nothing: the caller saves the returned figure (``fig.savefig(path)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+BOX_COLOUR = "#39ff14"
+MASK_COLOUR = "white"
+
+
+def _numpy(array: Any) -> np.ndarray:
+    """A tensor or array-like as a numpy array (detached, on the CPU)."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = None,
+                titles: Sequence[str] | None = None, ncols: int = 8, *,
+                row_labels: Sequence[str] | None = None, inclusive_boxes: bool = False,
+                cell_inches: float = 1.0) -> Figure:
+    """A grid of images with their boxes and mask outlines.
+
+    ``images``: ``N x 3 x H x W`` floats in [0, 1] (array or tensor). ``boxes``:
+    per image an ``M x 4`` XYXY array (or None), drawn as rectangles; with
+    ``inclusive_boxes`` the coordinates are inclusive pixel indices (the
+    ``torchvision.ops.masks_to_boxes`` convention), otherwise continuous pixel-edge
+    coordinates (the data layer's); either way the rectangle goes round the outer
+    edges of the boxed pixels.
+    ``masks``: per image an ``H x W`` array whose 0.5 level is outlined (values
+    other than 0/1, such as 255 = ignore, count as object). ``titles``: one short
+    title per image. Images fill the grid row by row, ``ncols`` per row;
+    ``row_labels`` (one per row) are written at the left of each row.
+    """
+    images = _numpy(images)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be N x 3 x H x W, not {images.shape}")
+    count = len(images)
+    ncols = max(1, min(ncols, count))
+    nrows = math.ceil(count / ncols)
+    fig = Figure(figsize=(ncols * cell_inches + (1.3 if row_labels else 0.1),
+                          nrows * cell_inches * (1.18 if titles else 1.0) + 0.1))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    # imshow centres pixel i at i, so its outer edges are i - 0.5 and i + 0.5
+    pad = 1.0 if inclusive_boxes else 0.0
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= count:
+            ax.axis("off")
+            continue
+        ax.imshow(np.clip(images[i].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+        if masks is not None and masks[i] is not None:
+            ax.contour((_numpy(masks[i]) > 0).astype(float), levels=[0.5], colors=MASK_COLOUR,
+                       linewidths=0.7, linestyles="dashed")
+        for x0, y0, x1, y1 in _numpy(boxes[i]).reshape(-1, 4) if boxes is not None and boxes[i] is not None else ():
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + pad, y1 - y0 + pad,
+                                   fill=False, edgecolor=BOX_COLOUR, linewidth=1.1))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7, pad=2)
+        for spine in ax.spines.values():
+            spine.set_linewidth(0.4)
+    if row_labels is not None:
+        for label, row in zip(row_labels, axes):
+            row[0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
+    fig.subplots_adjust(left=(1.25 / fig.get_figwidth()) if row_labels else 0.01, right=0.99, bottom=0.01,
+                        top=1 - 0.1 / fig.get_figheight(), wspace=0.05, hspace=0.18 if titles else 0.05)
+    return fig
