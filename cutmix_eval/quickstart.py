@@ -98,7 +98,7 @@ def _write_sample_grid(dataset, path: Path) -> Path:
 def _report_markdown(metrics, history, config, arch, ckpt, grid, timings, train_set, test_set) -> str:
     table = pd.DataFrame([{"method": "baseline", "top-1 error (%) ↓": 100 * metrics["top1_error"],
                            "top-5 error (%) ↓": 100 * metrics["top5_error"],
-                           "train accuracy (%)": 100 * history[-1]["train_accuracy"]}])
+                           "train accuracy, last epoch (%)": 100 * history[-1]["train_accuracy"]}])
     chance = 100 * (1 - 1 / test_set.num_classes)
     return f"""# cutmix-eval quick start
 

@@ -49,7 +49,7 @@ def predict(model: Classifier, dataset: Dataset, *, batch_size: int = 256, devic
     model = model.to(device).eval()
     logits, labels, indices, pooled = [], [], [], []
     loader = make_loader(dataset, batch_size, num_workers)
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
         images = batch["image"].to(device, non_blocking=True)
         if keep_features:
             out, feats, _ = model.forward_all(images)

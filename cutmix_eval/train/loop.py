@@ -58,7 +58,9 @@ def train_classifier(model: Classifier, dataset: Dataset, config: TrainConfig, *
     history = []
     for epoch in range(1, config.epochs + 1):
         start, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", disable=not progress, leave=False)
+        # disable=None: tqdm hides the bar when stderr is not a terminal (logs, CI)
+        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+                   disable=None if progress else True, leave=False)
         for batch in bar:
             images, labels = batch["image"].to(device), batch["label"].to(device)
             if config.flip:
