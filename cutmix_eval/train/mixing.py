@@ -1,0 +1,246 @@
+"""Batch mixing for the four training methods, built from small pure functions.
+
+Every method is an object with one call shape, ``mixer(x, y) -> (x_mixed, targets)``:
+``x`` is a ``B x C x H x W`` batch in pixel space, ``y`` the ``B`` integer labels,
+``targets`` a ``B x K`` float matrix of soft labels. Training minimizes
+``cross_entropy(logits, targets)``, which for ``targets = lam * onehot(y_a) +
+(1 - lam) * onehot(y_b)`` equals the official ``lam * CE(y_a) + (1 - lam) * CE(y_b)``
+exactly (cross-entropy is linear in the target), so the loop has no
+method-specific branch.
+
+All randomness comes from the ``numpy.random.Generator`` the mixer is given, so a
+run is reproducible from its seed. Any batch size works, odd sizes and 1 included:
+partners come from a random permutation, so an image may be paired with itself
+(as in the official code).
+
+Box convention (CutMix, Cutout): ``(y0, y1, x0, x1)`` half-open pixel ranges, the
+box covering rows ``y0 <= r < y1`` and columns ``x0 <= c < x1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cutmix_eval.errors import UserError
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def sample_lambda(rng: np.random.Generator, alpha: float, size: int | None = None) -> np.ndarray | float:
+    """``lam ~ Beta(alpha, alpha)``: one float, or ``size`` of them."""
+    if alpha <= 0:
+        raise UserError(f"the Beta parameter must be > 0, got {alpha}")
+    return rng.beta(alpha, alpha, size)
+
+
+def pair_indices(rng: np.random.Generator, batch: int) -> np.ndarray:
+    """Partner of each image: a uniform random permutation (self-pairs allowed)."""
+    return rng.permutation(batch)
+
+
+def cutmix_boxes(rng: np.random.Generator, height: int, width: int, lam: np.ndarray | float) -> np.ndarray:
+    """Boxes to paste, as the official ``rand_bbox`` draws them, for each ``lam``.
+
+    Side lengths ``cut = int(side * sqrt(1 - lam))``, a centre uniform over the
+    pixel grid, ``[centre - cut // 2, centre + cut // 2)`` clipped at the border
+    (the box is not kept inside the image, so clipping makes it smaller).
+    Returns an integer array ``... x 4`` of ``(y0, y1, x0, x1)``.
+    """
+    lam = np.asarray(lam, dtype=np.float64)
+    ratio = np.sqrt(1.0 - lam)
+    cut_h = (height * ratio).astype(np.int64)
+    cut_w = (width * ratio).astype(np.int64)
+    cy = rng.integers(0, height, size=lam.shape)
+    cx = rng.integers(0, width, size=lam.shape)
+    return _centred_boxes(cy, cx, cut_h, cut_w, height, width)
+
+
+def cutout_boxes(rng: np.random.Generator, height: int, width: int, size: int, count: int) -> np.ndarray:
+    """``count`` Cutout holes of side ``size``: centre uniform over the image,
+    ``[centre - size // 2, centre + size // 2)`` clipped at the border (DeVries &
+    Taylor's code). Returns ``count x 4`` ``(y0, y1, x0, x1)``."""
+    cy = rng.integers(0, height, size=count)
+    cx = rng.integers(0, width, size=count)
+    side = np.full(count, size, dtype=np.int64)
+    return _centred_boxes(cy, cx, side, side, height, width)
+
+
+def _centred_boxes(cy, cx, cut_h, cut_w, height: int, width: int) -> np.ndarray:
+    return np.stack([np.clip(cy - cut_h // 2, 0, height), np.clip(cy + cut_h // 2, 0, height),
+                     np.clip(cx - cut_w // 2, 0, width), np.clip(cx + cut_w // 2, 0, width)], axis=-1)
+
+
+def kept_fraction(boxes: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The lambda correction: the fraction of the image *outside* each box,
+    ``1 - box_area / image_area``, i.e. the exact share of the original image kept."""
+    boxes = np.asarray(boxes)
+    area = (boxes[..., 1] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 2])
+    return 1.0 - area / float(height * width)
+
+
+def box_masks(boxes: np.ndarray, height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``B x 1 x H x W`` bool masks, True inside each ``(y0, y1, x0, x1)`` box."""
+    b = torch.as_tensor(np.asarray(boxes), device=device)
+    rows = torch.arange(height, device=device).view(1, height, 1)
+    cols = torch.arange(width, device=device).view(1, 1, width)
+    inside = ((rows >= b[:, 0, None, None]) & (rows < b[:, 1, None, None])
+              & (cols >= b[:, 2, None, None]) & (cols < b[:, 3, None, None]))
+    return inside[:, None]
+
+
+def mix_targets(y: torch.Tensor, partner: torch.Tensor, lam: np.ndarray | float, num_classes: int,
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Soft labels ``lam * onehot(y) + (1 - lam) * onehot(y[partner])``, ``B x K``;
+    ``lam`` a float or one value per sample."""
+    weight = torch.as_tensor(np.asarray(lam, dtype=np.float64), dtype=dtype, device=y.device)
+    weight = weight.reshape(-1, 1) if weight.ndim else weight
+    one_hot = F.one_hot(y, num_classes).to(dtype)
+    return weight * one_hot + (1 - weight) * one_hot[partner]
+
+
+def as_index(perm: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(perm, dtype=torch.long, device=device)
+
+
+# ----------------------------------------------------------------------------- mixers
+
+
+@dataclass
+class Mixer:
+    """Base: ``mixer(x, y) -> (x_mixed, soft targets)``; subclasses set ``name`` and ``mix``."""
+
+    num_classes: int
+    rng: np.random.Generator
+
+    name: ClassVar[str] = ""
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.ndim != 4 or y.shape != (x.shape[0],):
+            raise ValueError(f"expected x B x C x H x W and y B, got {tuple(x.shape)} and {tuple(y.shape)}")
+        return self.mix(x, y)
+
+    def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, F.one_hot(y, self.num_classes).to(x.dtype if x.is_floating_point() else torch.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-type description of the method and its parameters."""
+        return {"method": self.name} | {k: v for k, v in vars(self).items() if k not in ("rng", "num_classes")}
+
+
+@dataclass
+class Baseline(Mixer):
+    """No mixing: one-hot targets."""
+
+    name: ClassVar[str] = "baseline"
+
+
+@dataclass
+class Mixup(Mixer):
+    """Mixup (Zhang et al. 2018): ``lam * x + (1 - lam) * x[perm]``, ``lam ~ Beta(alpha, alpha)``,
+    one ``lam`` per batch (or per sample with ``per_sample``)."""
+
+    alpha: float = 1.0
+    per_sample: bool = False
+
+    name: ClassVar[str] = "mixup"
+
+    def mix(self, x, y):
+        batch = x.shape[0]
+        lam = sample_lambda(self.rng, self.alpha, batch if self.per_sample else None)
+        perm = as_index(pair_indices(self.rng, batch), x.device)
+        weight = torch.as_tensor(np.asarray(lam, dtype=np.float64), dtype=x.dtype, device=x.device)
+        weight = weight.view(-1, 1, 1, 1) if self.per_sample else weight
+        return weight * x + (1 - weight) * x[perm], mix_targets(y, perm, lam, self.num_classes, x.dtype)
+
+
+@dataclass
+class Cutout(Mixer):
+    """Cutout (DeVries & Taylor 2017): one ``size x size`` hole per image, centre
+    uniform, clipped at the border; labels unchanged.
+
+    ``fill`` says what goes in the hole, in pixel space: ``"mean"`` (the default)
+    fills with the per-channel ``mean`` the model normalizes with, which is exactly
+    the original code's zero *after* normalization; a number fills with that pixel
+    value (0.0 = black).
+    """
+
+    size: int = 16
+    fill: str | float = "mean"
+    mean: tuple[float, float, float] | None = None
+
+    name: ClassVar[str] = "cutout"
+
+    def __post_init__(self):
+        if self.fill == "mean" and self.mean is None:
+            raise UserError("Cutout with fill='mean' needs the model's normalization mean")
+        if self.size < 1:
+            raise UserError(f"Cutout hole size must be at least 1 pixel, got {self.size}")
+
+    def mix(self, x, y):
+        batch, channels, height, width = x.shape
+        holes = box_masks(cutout_boxes(self.rng, height, width, self.size, batch), height, width, x.device)
+        value = (torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, channels, 1, 1)
+                 if self.fill == "mean" else torch.tensor(float(self.fill), dtype=x.dtype, device=x.device))
+        return torch.where(holes, value, x), super().mix(x, y)[1]
+
+
+@dataclass
+class CutMix(Mixer):
+    """CutMix exactly as the official train.py, plus the options users ask for.
+
+    With probability ``prob`` (otherwise the batch passes unmixed): one
+    ``lam ~ Beta(beta, beta)`` per batch, partners by random permutation, a box of
+    side ``side * sqrt(1 - lam)`` at a uniform centre clipped at the border, pasted
+    from the partner; ``lam`` is then recomputed from the clipped box as the kept
+    area (``lambda_correction=False`` keeps the drawn ``lam``, as code written
+    before the correction did). ``per_sample=True`` draws a ``lam`` and a box for
+    every image.
+    """
+
+    beta: float = 1.0
+    prob: float = 0.5
+    per_sample: bool = False
+    lambda_correction: bool = True
+
+    name: ClassVar[str] = "cutmix"
+
+    def mix(self, x, y):
+        if not (self.beta > 0 and self.rng.random() < self.prob):
+            return super().mix(x, y)
+        batch, _, height, width = x.shape
+        lam = sample_lambda(self.rng, self.beta, batch if self.per_sample else None)
+        perm_np = pair_indices(self.rng, batch)
+        perm = as_index(perm_np, x.device)
+        boxes = cutmix_boxes(self.rng, height, width, lam)
+        if self.per_sample:
+            mixed = torch.where(box_masks(boxes, height, width, x.device), x[perm], x)
+        else:
+            y0, y1, x0, x1 = (int(v) for v in boxes)
+            mixed = x.clone()
+            mixed[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+        if self.lambda_correction:
+            lam = kept_fraction(boxes, height, width)
+        return mixed, mix_targets(y, perm, lam, self.num_classes, x.dtype)
+
+
+METHODS: dict[str, type[Mixer]] = {cls.name: cls for cls in (Baseline, Mixup, Cutout, CutMix)}
+
+
+def create_mixer(method: str, num_classes: int, rng: np.random.Generator, **params: Any) -> Mixer:
+    """The mixer for ``method`` (baseline, mixup, cutout, cutmix) with its parameters."""
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    try:
+        return METHODS[method](num_classes, rng, **params)
+    except TypeError as err:
+        raise UserError(f"method {method!r} does not take {sorted(params)}: {err}") from err
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of ``-sum_k targets_k * log_softmax(logits)_k`` (in float32)."""
+    return F.cross_entropy(logits.float(), targets.float())
