@@ -16,10 +16,11 @@ from cutmix_eval.cli._common import Command
 from cutmix_eval.cli.evaluate import EvaluateCommand
 from cutmix_eval.cli.info import DatasetsCommand, InspectCommand, ModelsCommand
 from cutmix_eval.cli.quickstart import QuickstartCommand
+from cutmix_eval.cli.train import TrainAllCommand, TrainCommand
 from cutmix_eval.errors import UserError
 
 COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
-                           EvaluateCommand()]
+                           TrainCommand(), TrainAllCommand(), EvaluateCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

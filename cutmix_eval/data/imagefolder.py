@@ -82,18 +82,23 @@ def imagefolder_dataset(split: str, root: Path, *, transform: Any = "default",
 
 
 class ImageNetDataset(ImageFolderDataset):
-    """ImageNet validation images in ``<base>/val/<wnid>/``, with XML boxes when annotations exist.
+    """ImageNet images in ``<base>/<split>/<wnid>/``; validation images carry XML boxes
+    when annotations exist.
 
     Annotations are looked for in the flat folders ``<base>/bbox_val/`` and
     ``<base>/Annotations/CLS-LOC/val/``, then beside the images (decided on the first
-    image); with none, samples have no boxes and ``has_boxes`` is False.
+    image); with none, samples have no boxes and ``has_boxes`` is False. The train
+    split is read without boxes.
     """
 
-    def __init__(self, base: Path, transform: Transform | None):
-        super().__init__("imagenet", "val", base / "val", transform)
+    def __init__(self, base: Path, split: str, transform: Transform | None):
+        if not (base / split).is_dir():
+            raise DatasetNotFoundError(f"imagenet: no {split}/ folder in {base}; expected {_IMAGENET_LAYOUT}")
+        super().__init__("imagenet", split, base / split, transform)
         flat = (base / "bbox_val", base / "Annotations" / "CLS-LOC" / "val")
         self.xml_folder = next((f for f in flat if f.is_dir()), None)  # None: beside the images
-        self.has_boxes = self.xml_folder is not None or self.xml_path(self.samples[0][0]).exists()
+        self.has_boxes = split == "val" and (self.xml_folder is not None
+                                              or self.xml_path(self.samples[0][0]).exists())
 
     def xml_path(self, image: Path) -> Path:
         return (self.xml_folder or image.parent) / f"{image.stem}.xml"
@@ -126,7 +131,8 @@ def read_voc_boxes(path: Path, wnid: str, height: int, width: int) -> list[list[
                         f"<size> and <object><name><bndbox><xmin>..<ymax>") from err
 
 
-_IMAGENET_LAYOUT = ("imagenet/val/<wnid>/*.JPEG (or ILSVRC2012/val, or val directly under <root>); "
+_IMAGENET_LAYOUT = ("imagenet/val/<wnid>/*.JPEG and, for training, imagenet/train/<wnid>/*.JPEG (or under "
+                    "ILSVRC2012/, or directly under <root>); "
                     "boxes optional: <stem>.xml in imagenet/bbox_val/, imagenet/Annotations/CLS-LOC/val/ "
                     "or beside each image")
 
@@ -136,11 +142,11 @@ def locate_imagenet(root: Path) -> Path:
     return find_layout(root, ["imagenet", "ILSVRC2012", ""], ["val"], "imagenet", _IMAGENET_LAYOUT)
 
 
-@register_dataset("imagenet", description="ImageNet-1k validation set (50,000 images, 1,000 wnid classes), "
-                  "boxes from PASCAL-VOC XML when present; default geometry Resize(256) + CenterCrop(224)",
-                  layout=_IMAGENET_LAYOUT, splits=("val",), locate=locate_imagenet)
+@register_dataset("imagenet", description="ImageNet-1k (val: 50,000 images, 1,000 wnid classes), val boxes "
+                  "from PASCAL-VOC XML when present; default geometry Resize(256) + CenterCrop(224)",
+                  layout=_IMAGENET_LAYOUT, splits=("train", "val"), locate=locate_imagenet)
 def imagenet_dataset(split: str, root: Path, *, transform: Any = "default",
                      image_size: int = 224) -> ImageNetDataset:
-    """ImageNet val (``split`` is always ``"val"``)."""
-    return ImageNetDataset(locate_imagenet(root),
+    """ImageNet ``val`` (with boxes) or ``train``."""
+    return ImageNetDataset(locate_imagenet(root), split,
                            imagenet_geometry(image_size) if transform == "default" else transform)

@@ -9,6 +9,7 @@ whether it is ``"classification"`` data (labels, maybe boxes/masks) or an
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,10 @@ class DatasetSpec:
     aliases: tuple[str, ...] = field(default=())
     #: the data root given *is* the dataset (any ImageFolder tree, any folder of images)
     root_is_folder: bool = False
+
+    def accepts(self, argument: str) -> bool:
+        """Whether the factory takes keyword ``argument`` (e.g. ``image_size``)."""
+        return argument in inspect.signature(self.factory).parameters
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}

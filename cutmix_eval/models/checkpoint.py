@@ -137,11 +137,13 @@ def _plain(value: Any) -> Any:
 
 def save_checkpoint(path: str | os.PathLike, model: Classifier, *, method: str | None = None,
                     dataset: str | None = None, train_config: Mapping[str, Any] | None = None,
-                    extra: Mapping[str, Any] | None = None) -> Path:
+                    extra: Mapping[str, Any] | None = None,
+                    train_state: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` in our format (atomically). Returns the path written.
 
-    ``train_config`` and ``extra`` must hold plain types (they are stored so that
-    ``weights_only`` loading can read them back).
+    ``train_config`` and ``extra`` must hold plain types; ``train_state`` (what
+    ``--resume`` needs: optimizer, scheduler and scaler state dicts, history) may
+    also hold tensors. All of it stays readable by ``weights_only`` loading.
     """
     state = {k: v.detach().cpu() for k, v in model.net.state_dict().items()}
     payload = {
@@ -162,6 +164,8 @@ def save_checkpoint(path: str | os.PathLike, model: Classifier, *, method: str |
         "weights_sha256": weights_sha256(state),
         "state_dict": state,
     }
+    if train_state is not None:
+        payload["train_state"] = dict(train_state)
     return atomic_write(path, lambda fh: torch.save(payload, fh))
 
 

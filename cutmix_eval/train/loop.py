@@ -1,86 +1,282 @@
-"""A plain supervised training loop (baseline method).
+"""The training loop: one method, one recipe, one output folder.
 
-SGD with Nesterov momentum, cosine learning-rate decay per step, random
-horizontal flips; data order and flips come from one seeded generator, so a run is
-reproducible from its seed on the same machine.
+``train(method, recipe, out_dir)`` writes into ``out_dir``:
+
+``last.pth``
+    our checkpoint format after every epoch (atomically), with the optimizer,
+    scheduler and AMP-scaler states ``--resume`` needs;
+``best.pth``
+    the weights with the lowest test top-1 error seen so far (what the paper reports);
+``log.jsonl``
+    one JSON line per epoch: lr, train loss/accuracy, test top-1/top-5 error, images/s.
+
+Reproducibility: every random choice of an epoch (data order, augmentation,
+mixing, dropout) is seeded from ``(seed, epoch, rank)`` alone, so a run killed
+after epoch k and resumed from ``last.pth`` reaches the same final weights as an
+uninterrupted run (on the same machine, CPU). The four methods share the data
+order for a given seed: mixing draws from its own generator.
+
+Under ``torchrun`` the global batch is split across processes
+(DistributedSampler + DistributedDataParallel; SyncBatchNorm on CUDA); rank 0
+evaluates and writes.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
-from cutmix_eval.evaluate.passes import make_loader
+from cutmix_eval.data import create_dataset, dataset_spec
+from cutmix_eval.data.base import collate_samples
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.passes import predict
+from cutmix_eval.fileio import atomic_write_text
+from cutmix_eval.metrics.classification import topk_error
+from cutmix_eval.models import create_model, model_spec, parse_arch
+from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.runtime import resolve_device, seed_everything
+from cutmix_eval.train import distributed
+from cutmix_eval.train.augment import train_transform
+from cutmix_eval.train.mixing import create_mixer, soft_cross_entropy
+from cutmix_eval.train.recipes import Recipe
+
+LAST, BEST, LOG = "last.pth", "best.pth", "log.jsonl"
 
 
 @dataclass
-class TrainConfig:
-    epochs: int = 4
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    seed: int = 0
-    flip: bool = True
-    num_workers: int = 0
+class TrainOutcome:
+    """Where a run wrote its files, and its per-epoch history."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    method: str
+    out_dir: Path
+    last: Path
+    best: Path
+    log: Path
+    history: list[dict[str, Any]]
 
-
-def channel_stats(dataset: Dataset, max_samples: int = 2000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std of the first ``max_samples`` images (pixel space)."""
-    images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor)
-                          for i in range(min(max_samples, len(dataset)))])
-    return images.mean(dim=(0, 2, 3)).tolist(), images.std(dim=(0, 2, 3)).tolist()
+    @property
+    def best_top1_error(self) -> float:
+        return min(h["test_top1_error"] for h in self.history)
 
 
-def train_classifier(model: Classifier, dataset: Dataset, config: TrainConfig, *, device: str = "auto",
-                     progress: bool = True, log: Callable[[str], None] | None = None) -> list[dict[str, float]]:
-    """Train ``model`` in place on ``dataset``; returns one dict per epoch (loss, accuracy, time)."""
-    device = resolve_device(device)
-    generator = seed_everything(config.seed)
-    model.to(device).train()
-    loader = make_loader(dataset, config.batch_size, config.num_workers, shuffle=True,
-                         generator=generator, drop_last=len(dataset) > config.batch_size)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay, nesterov=True)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * len(loader))
-    history = []
-    for epoch in range(1, config.epochs + 1):
-        start, total_loss, correct, seen = time.perf_counter(), 0.0, 0, 0
-        # disable=None: tqdm hides the bar when stderr is not a terminal (logs, CI)
-        bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch",
-                   disable=None if progress else True, leave=False)
-        for batch in bar:
-            images, labels = batch["image"].to(device), batch["label"].to(device)
-            if config.flip:
-                flip = torch.rand(images.shape[0], generator=generator) < 0.5
-                images = torch.where(flip.to(device)[:, None, None, None], images.flip(-1), images)
-            logits = model(images)
-            loss = F.cross_entropy(logits, labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total_loss += loss.item() * len(labels)
-            correct += (logits.argmax(1) == labels).sum().item()
-            seen += len(labels)
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
-        record = {"epoch": epoch, "loss": total_loss / seen, "train_accuracy": correct / seen,
-                  "seconds": time.perf_counter() - start}
-        history.append(record)
-        if log:
-            log(f"epoch {epoch}/{config.epochs}: loss {record['loss']:.3f}, "
-                f"train accuracy {100 * record['train_accuracy']:.1f}%, {record['seconds']:.0f} s")
+def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
+    """A 63-bit seed for one random stream of one epoch of one process."""
+    return int(np.random.SeedSequence([seed, epoch, rank, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def _first(dataset: Dataset, count: int | None) -> Dataset:
+    return Subset(dataset, range(min(count, len(dataset)))) if count else dataset
+
+
+def build_datasets(recipe: Recipe, image_size: int, data_root: str | None) -> tuple[Dataset, Dataset, int]:
+    """(train set with augmentation, test set with the eval geometry, class count)."""
+    spec = dataset_spec(recipe.dataset)
+    if spec.kind != "classification" or "train" not in spec.splits:
+        raise UserError(f"{recipe.dataset} has no labelled train split to train on")
+    eval_split = "test" if "test" in spec.splits else "val"
+    # datasets whose images vary in size are brought to the model's size by their own eval
+    # geometry; augmentation follows it (ImageNet's random resized crop replaces it)
+    sized = {"image_size": image_size} if spec.accepts("image_size") else {}
+    train_set = create_dataset(recipe.dataset, "train", root=data_root, **sized)
+    augment = train_transform(recipe.augment, image_size)
+    if recipe.augment == "imagenet" or train_set.transform is None:
+        train_set.transform = augment
+    elif augment is not None:
+        train_set.transform = v2.Compose([train_set.transform, augment])
+    test_set = create_dataset(recipe.dataset, eval_split, root=data_root, **sized)
+    if len(train_set) == 0 or len(test_set) == 0:
+        raise UserError(f"{recipe.dataset}: the train or {eval_split} split is empty; nothing to train on")
+    return _first(train_set, recipe.train_samples), _first(test_set, recipe.test_samples), train_set.num_classes
+
+
+def _lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
+    total = recipe.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if recipe.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        epoch = step // steps_per_epoch
+        return recipe.gamma ** sum(epoch >= m for m in recipe.milestones)
+
+    return factor
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"cannot write to output folder {out_dir} ({err.strerror}); choose another --out") from err
+    if not resume and (out_dir / LAST).exists():
+        raise UserError(f"{out_dir} already holds a run ({LAST}); pass --resume to continue it, "
+                        "or choose another --out")
+
+
+def _resume_state(out_dir: Path, method: str, recipe: Recipe, num_classes: int) -> tuple[dict, dict]:
+    path = out_dir / LAST
+    if not path.exists():
+        raise UserError(f"nothing to resume: {path} does not exist; run without --resume to start")
+    raw = read_checkpoint_file(path)
+    state = raw.get("train_state") if isinstance(raw, dict) else None
+    if state is None:
+        raise UserError(f"{path} has no training state to resume from (it is a final checkpoint)")
+    stored = raw.get("train_config", {})
+    for key, now in (("method", method), ("arch", recipe.arch), ("dataset", recipe.dataset)):
+        then = raw.get("method") if key == "method" else stored.get(key)
+        if then != now:
+            raise UserError(f"{path} is a run with {key} {then!r}, not {now!r}; resume it with the same "
+                            "settings or choose another --out")
+    if raw.get("num_classes") != num_classes:
+        raise UserError(f"{path} has {raw.get('num_classes')} classes but {recipe.dataset} has {num_classes}")
+    model, _ = load_checkpoint(path)  # verifies the weights' sha256
+    return state, model.net.state_dict()
+
+
+def train(method: str, recipe: Recipe, out_dir: str | Path, *, data_root: str | None = None,
+          device: str = "auto", resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> TrainOutcome:
+    """Train ``method`` with ``recipe``; checkpoints and log go to ``out_dir``."""
+    ctx = distributed.setup(device)
+    try:
+        return _train(ctx, method, recipe, Path(out_dir), data_root, resume, progress,
+                      log if ctx.is_main else (lambda _: None))
+    finally:
+        distributed.teardown(ctx)
+
+
+def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: Path, data_root: str | None,
+           resume: bool, progress: bool, log: Callable[[str], None]) -> TrainOutcome:
+    create_mixer(method, 1, np.random.default_rng(0), **recipe.method_params(method, (0.0, 0.0, 0.0)))  # validate
+    if recipe.batch_size % ctx.world_size:
+        raise UserError(f"batch_size {recipe.batch_size} does not split evenly over {ctx.world_size} processes")
+    if ctx.is_main:
+        _prepare_out_dir(out_dir, resume)
+    spec = model_spec(parse_arch(recipe.arch)[0])
+    image_size = spec.input_size[-1]
+    train_set, test_set, num_classes = build_datasets(recipe, image_size, data_root)
+
+    torch.manual_seed(recipe.seed)  # same initial weights for every method
+    model = create_model(recipe.arch, num_classes, mean=recipe.mean, std=recipe.std)
+    mean = tuple(model.mean.flatten().tolist())
+    mixer = create_mixer(method, num_classes, np.random.default_rng(0), **recipe.method_params(method, mean))
+    use_cuda = ctx.device.type == "cuda"
+    use_amp = use_cuda and recipe.amp
+    if use_cuda and recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if ctx.distributed and use_cuda and recipe.sync_bn:
+        model.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.net)
+    model.to(ctx.device)
+
+    sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=recipe.seed)
+    local_batch = recipe.batch_size // ctx.world_size
+    steps_per_epoch = math.ceil(len(sampler) / local_batch)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay, nesterov=recipe.nesterov)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(recipe, steps_per_epoch))
+    scaler = torch.amp.GradScaler(ctx.device.type, enabled=use_amp)
+
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    if resume:
+        state, weights = _resume_state(out_dir, method, recipe, num_classes)
+        model.net.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+        log(f"resuming {method} from epoch {start_epoch - 1} ({out_dir / LAST})")
+    net = DistributedDataParallel(model, device_ids=[ctx.device] if use_cuda else None) if ctx.distributed else model
+
+    for epoch in range(start_epoch, recipe.epochs + 1):
+        torch.manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 0))  # augmentation, dropout
+        mixer.rng = np.random.default_rng(epoch_seed(recipe.seed, epoch, ctx.rank, 1))
+        sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, num_workers=recipe.workers,
+                            collate_fn=collate_samples, pin_memory=use_cuda,
+                            generator=torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 2)))
+        lr = optimizer.param_groups[0]["lr"]  # at the start of the epoch
+        record = _train_epoch(net, loader, mixer, optimizer, scheduler, scaler, ctx, use_amp,
+                              use_cuda and recipe.channels_last, f"{method} {epoch}/{recipe.epochs}", progress)
+        if ctx.is_main:
+            top1, top5 = _evaluate(model, test_set, local_batch, ctx.device)
+            record = {"epoch": epoch, "lr": lr, **record,
+                      "test_top1_error": top1, "test_top5_error": top5}
+            history.append(record)
+            _save(out_dir, model, method, recipe, history, optimizer, scheduler, scaler)
+            log(f"{method} epoch {epoch}/{recipe.epochs}: loss {record['train_loss']:.3f}, test top-1 error "
+                f"{100 * top1:.2f}%, top-5 {100 * top5:.2f}%, {record['images_per_second']:.0f} img/s, "
+                f"{record['seconds']:.0f} s")
+        distributed.barrier(ctx)
     model.eval()
-    return history
+    if not ctx.is_main:  # rank 0 kept the history; every process returns the same outcome
+        history = [json.loads(line) for line in (out_dir / LOG).read_text().splitlines()]
+    return TrainOutcome(method, out_dir, out_dir / LAST, out_dir / BEST, out_dir / LOG, history)
+
+
+def _train_epoch(net, loader, mixer, optimizer, scheduler, scaler, ctx, use_amp: bool, channels_last: bool,
+                 desc: str, progress: bool) -> dict[str, float]:
+    net.train()
+    start = time.perf_counter()
+    loss_sum = correct = seen = 0.0
+    bar = tqdm(loader, desc=desc, unit="batch", disable=None if progress and ctx.is_main else True, leave=False)
+    for batch in bar:
+        images = batch["image"].to(ctx.device, non_blocking=True)
+        labels = batch["label"].to(ctx.device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        images, targets = mixer(images, labels)
+        with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=use_amp):
+            logits = net(images)
+        loss = soft_cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        count = labels.shape[0]
+        loss_sum += loss.item() * count
+        correct += (logits.argmax(1) == targets.argmax(1)).sum().item()  # vs the dominant label
+        seen += count
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                        img_s=f"{seen / (time.perf_counter() - start):.0f}")
+    loss_sum, correct, seen = distributed.sum_over_ranks(ctx, [loss_sum, correct, seen])
+    seconds = time.perf_counter() - start
+    return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            "images_per_second": seen / seconds, "seconds": seconds}
+
+
+def _evaluate(model: Classifier, test_set: Dataset, batch_size: int, device: torch.device) -> tuple[float, float]:
+    predictions = predict(model, test_set, batch_size=max(batch_size, 256), device=str(device), progress=False)
+    model.train()
+    return topk_error(predictions.logits, predictions.labels, 1), topk_error(predictions.logits, predictions.labels, 5)
+
+
+def _save(out_dir: Path, model: Classifier, method: str, recipe: Recipe, history: list[dict[str, Any]],
+          optimizer, scheduler, scaler) -> None:
+    latest = history[-1]
+    best = min(history, key=lambda h: h["test_top1_error"])
+    common = {"method": method, "dataset": recipe.dataset, "train_config": recipe.to_dict()}
+    summary = {"epoch": latest["epoch"], "test_top1_error": latest["test_top1_error"],
+               "best_top1_error": best["test_top1_error"], "best_epoch": best["epoch"]}
+    state = {"epoch": latest["epoch"], "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "scaler": scaler.state_dict(), "history": history}
+    if best is latest:
+        save_checkpoint(out_dir / BEST, model, extra=summary, **common)
+    save_checkpoint(out_dir / LAST, model, extra=summary, train_state=state, **common)
+    atomic_write_text(out_dir / LOG, "".join(json.dumps(h) + "\n" for h in history))
