@@ -112,14 +112,19 @@ def test_debug_shows_the_traceback(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
-def test_quickstart_small_run(capsys, tmp_path):
+def test_quickstart_small_run(tmp_path):
     from cutmix_eval.quickstart import run_quickstart
-    from cutmix_eval.train import TrainConfig
+    from cutmix_eval.train import get_recipe
 
-    summary = run_quickstart(tmp_path / "report", tmp_path / "ckpt", config=TrainConfig(epochs=1, batch_size=32),
-                             progress=False, log=lambda _: None, num_samples=200)
+    recipe = get_recipe("quick", epochs=1, arch="gapnet:width=4", train_samples=64, test_samples=32, batch_size=32)
+    summary = run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe, methods=["baseline", "cutmix"],
+                             progress=False, log=lambda _: None)
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "top-1 error" in report and "samples.png" in report
+    assert "top-1 error" in report and "samples.png" in report and "| cutmix" in report
     assert (tmp_path / "report" / "samples.png").stat().st_size > 1000
-    assert json.loads((tmp_path / "report" / "classification.json").read_text())["evaluator"] == "classification"
-    assert 0 <= summary["metrics"]["top1_error"] <= 1
+    record = json.loads((tmp_path / "report" / "results" / "cutmix-classification.json").read_text())
+    assert record["evaluator"] == "classification" and record["model"]["method"] == "cutmix"
+    assert set(summary["metrics"]) == {"baseline", "cutmix"}
+    again = run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe, methods=["cutmix"],
+                           progress=False, log=lambda _: None)  # reuses the finished run
+    assert again["metrics"]["cutmix"] == summary["metrics"]["cutmix"]

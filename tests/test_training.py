@@ -83,11 +83,14 @@ def test_resume_errors(tmp_path):
         train("cutmix", tiny(), tmp_path / "none", resume=True, progress=False)
     train("cutmix", tiny(epochs=1), tmp_path / "run", progress=False, log=lambda _: None)
     with pytest.raises(UserError, match="method 'cutmix', not 'mixup'"):
-        train("mixup", tiny(), tmp_path / "run", resume=True, progress=False)
+        train("mixup", tiny(epochs=1), tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(UserError, match="other settings .*epochs 1 -> 3"):
+        train("cutmix", tiny(epochs=3), tmp_path / "run", resume=True, progress=False)
     # a run of another class count in the folder
     other = tmp_path / "other"
     save_checkpoint(other / "last.pth", create_model("gapnet:width=4", 5), method="cutmix", dataset="synthetic",
                     train_config=tiny().to_dict(), train_state={"epoch": 1})
+    (other / "log.jsonl").write_text("")
     with pytest.raises(UserError, match="has 5 classes but synthetic has 10"):
         train("cutmix", tiny(), other, resume=True, progress=False)
 
@@ -168,3 +171,18 @@ def test_cli_train_and_train_all(tmp_path, capsys):
     assert (tmp_path / "cutmix" / "last.pth").exists() and "best top-1 error (%)" in out
     assert main(["train-all", "--methods", "baseline,nope", "--recipe", "quick"]) == 2
     assert "unknown method nope" in capsys.readouterr().err
+
+
+def test_batched_crop_flip_equals_the_per_image_loop():
+    from cutmix_eval.train.augment import crop_flip_batch
+
+    x = torch.rand(6, 3, 10, 12)
+    out = crop_flip_batch(x, 4, torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    offsets = torch.randint(0, 9, (2, 6), generator=generator)
+    flips = torch.rand(6, generator=generator) < 0.5
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(6):
+        crop = padded[i, :, offsets[0, i]:offsets[0, i] + 10, offsets[1, i]:offsets[1, i] + 12]
+        assert torch.equal(out[i], crop.flip(-1) if flips[i] else crop)
+    assert flips.any() and not flips.all()

@@ -7,25 +7,32 @@ from cutmix_eval.cli._common import Command, add_device, add_json, emit_json
 
 class QuickstartCommand(Command):
     name = "quickstart"
-    help = "train and evaluate on the embedded dataset in a few CPU minutes; writes reports/quickstart/"
-    examples = ("cutmix-eval quickstart", "cutmix-eval quickstart --epochs 1 --out /tmp/qs")
+    help = "train the four methods on the embedded dataset and compare them; writes reports/quickstart/"
+    examples = ("cutmix-eval quickstart", "cutmix-eval quickstart --epochs 2 --methods baseline,cutmix --out /tmp/qs")
 
     def add_arguments(self, parser):
-        parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 4)")
-        parser.add_argument("--seed", type=int, default=0)
+        from cutmix_eval.train import METHODS
+
+        parser.add_argument("--methods", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
+                            default=list(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+        parser.add_argument("--epochs", type=int, help="training epochs (default: the quick recipe's 6)")
+        parser.add_argument("--seed", type=int, help="seed (default 0)")
         parser.add_argument("--out", default="reports/quickstart", help="report folder")
-        parser.add_argument("--checkpoints", default="checkpoints/quickstart", help="checkpoint folder")
+        parser.add_argument("--checkpoints", default="checkpoints/quickstart",
+                            help="checkpoint folder; finished runs there are reused, interrupted ones resumed")
         add_device(parser)
         add_json(parser)
 
     def run(self, args):
+        from cutmix_eval.errors import UserError
         from cutmix_eval.quickstart import run_quickstart
-        from cutmix_eval.train import TrainConfig
+        from cutmix_eval.train import METHODS, get_recipe
 
-        config = TrainConfig(seed=args.seed)
-        if args.epochs is not None:
-            config.epochs = args.epochs
-        summary = run_quickstart(args.out, args.checkpoints, config=config, device=args.device)
+        unknown = [m for m in args.methods if m not in METHODS]
+        if unknown:
+            raise UserError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        recipe = get_recipe("quick", epochs=args.epochs, seed=args.seed)
+        summary = run_quickstart(args.out, args.checkpoints, recipe=recipe, methods=args.methods, device=args.device)
         if args.json:
             emit_json(summary)
         return 0

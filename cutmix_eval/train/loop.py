@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
-from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from cutmix_eval.data import create_dataset, dataset_spec
@@ -48,11 +47,13 @@ from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.train import distributed
-from cutmix_eval.train.augment import train_transform
+from cutmix_eval.train.augment import batch_augment, sample_transform
 from cutmix_eval.train.mixing import create_mixer, soft_cross_entropy
 from cutmix_eval.train.recipes import Recipe
 
 LAST, BEST, LOG = "last.pth", "best.pth", "log.jsonl"
+#: recipe fields that may differ when a run is resumed (they do not change the result)
+_FREE_ON_RESUME = ("name", "description", "workers")
 
 
 @dataclass
@@ -87,14 +88,12 @@ def build_datasets(recipe: Recipe, image_size: int, data_root: str | None) -> tu
         raise UserError(f"{recipe.dataset} has no labelled train split to train on")
     eval_split = "test" if "test" in spec.splits else "val"
     # datasets whose images vary in size are brought to the model's size by their own eval
-    # geometry; augmentation follows it (ImageNet's random resized crop replaces it)
+    # geometry, unless a per-image augmentation (ImageNet's random resized crop) replaces it
     sized = {"image_size": image_size} if spec.accepts("image_size") else {}
     train_set = create_dataset(recipe.dataset, "train", root=data_root, **sized)
-    augment = train_transform(recipe.augment, image_size)
-    if recipe.augment == "imagenet" or train_set.transform is None:
-        train_set.transform = augment
-    elif augment is not None:
-        train_set.transform = v2.Compose([train_set.transform, augment])
+    per_image = sample_transform(recipe.augment, image_size)
+    if per_image is not None:
+        train_set.transform = per_image
     test_set = create_dataset(recipe.dataset, eval_split, root=data_root, **sized)
     if len(train_set) == 0 or len(test_set) == 0:
         raise UserError(f"{recipe.dataset}: the train or {eval_split} split is empty; nothing to train on")
@@ -134,12 +133,16 @@ def _resume_state(out_dir: Path, method: str, recipe: Recipe, num_classes: int) 
     state = raw.get("train_state") if isinstance(raw, dict) else None
     if state is None:
         raise UserError(f"{path} has no training state to resume from (it is a final checkpoint)")
+    if raw.get("method") != method:
+        raise UserError(f"{path} is a run with method {raw.get('method')!r}, not {method!r}; resume it with "
+                        "the same method or choose another --out")
     stored = raw.get("train_config", {})
-    for key, now in (("method", method), ("arch", recipe.arch), ("dataset", recipe.dataset)):
-        then = raw.get("method") if key == "method" else stored.get(key)
-        if then != now:
-            raise UserError(f"{path} is a run with {key} {then!r}, not {now!r}; resume it with the same "
-                            "settings or choose another --out")
+    now = json.loads(json.dumps(recipe.to_dict()))  # tuples -> lists, as stored
+    changed = [k for k in now if k not in _FREE_ON_RESUME and stored.get(k) != now[k]]
+    if changed:
+        details = ", ".join(f"{k} {stored.get(k)!r} -> {now[k]!r}" for k in changed[:4])
+        raise UserError(f"{path} was trained with other settings ({details}); resume with the same recipe "
+                        "or choose another --out")
     if raw.get("num_classes") != num_classes:
         raise UserError(f"{path} has {raw.get('num_classes')} classes but {recipe.dataset} has {num_classes}")
     model, _ = load_checkpoint(path)  # verifies the weights' sha256
@@ -190,6 +193,7 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(recipe, steps_per_epoch))
     scaler = torch.amp.GradScaler(ctx.device.type, enabled=use_amp)
 
+    augment = batch_augment(recipe.augment)
     history: list[dict[str, Any]] = []
     start_epoch = 1
     if resume:
@@ -211,8 +215,10 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
                             collate_fn=collate_samples, pin_memory=use_cuda,
                             generator=torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 2)))
         lr = optimizer.param_groups[0]["lr"]  # at the start of the epoch
-        record = _train_epoch(net, loader, mixer, optimizer, scheduler, scaler, ctx, use_amp,
-                              use_cuda and recipe.channels_last, f"{method} {epoch}/{recipe.epochs}", progress)
+        augment_generator = torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 3))
+        record = _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx,
+                              use_amp, use_cuda and recipe.channels_last, f"{method} {epoch}/{recipe.epochs}",
+                              progress)
         if ctx.is_main:
             top1, top5 = _evaluate(model, test_set, local_batch, ctx.device)
             record = {"epoch": epoch, "lr": lr, **record,
@@ -229,8 +235,8 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
     return TrainOutcome(method, out_dir, out_dir / LAST, out_dir / BEST, out_dir / LOG, history)
 
 
-def _train_epoch(net, loader, mixer, optimizer, scheduler, scaler, ctx, use_amp: bool, channels_last: bool,
-                 desc: str, progress: bool) -> dict[str, float]:
+def _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx, use_amp: bool,
+                 channels_last: bool, desc: str, progress: bool) -> dict[str, float]:
     net.train()
     start = time.perf_counter()
     loss_sum = correct = seen = 0.0
@@ -238,6 +244,8 @@ def _train_epoch(net, loader, mixer, optimizer, scheduler, scaler, ctx, use_amp:
     for batch in bar:
         images = batch["image"].to(ctx.device, non_blocking=True)
         labels = batch["label"].to(ctx.device, non_blocking=True)
+        if augment is not None:
+            images = augment(images, augment_generator)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         images, targets = mixer(images, labels)

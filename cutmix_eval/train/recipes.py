@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.train.augment import AUGMENTATIONS
 
 
 def _doc(default: Any, help: str) -> Any:
@@ -128,7 +129,7 @@ def _validate(recipe: Recipe) -> None:
         problems.append(f"lr must be > 0 (got {recipe.lr})")
     if recipe.schedule not in ("step", "cosine"):
         problems.append(f"schedule must be step or cosine (got {recipe.schedule!r})")
-    if recipe.augment not in ("cifar", "imagenet", "flip", "none"):
+    if recipe.augment not in AUGMENTATIONS:
         problems.append(f"augment must be cifar, imagenet, flip or none (got {recipe.augment!r})")
     if recipe.nesterov and recipe.momentum <= 0:
         problems.append("Nesterov momentum needs momentum > 0 (or --no-nesterov)")
