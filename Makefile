@@ -20,5 +20,9 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+bench: $(VENV)/.installed
+	@{ for script in benchmarks/bench_*.py; do $(BIN)/python $$script $(BENCH_ARGS) || exit 1; echo; done; } > benchmarks/results.md.tmp
+	@mv benchmarks/results.md.tmp benchmarks/results.md && cat benchmarks/results.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,7 +9,7 @@ from cutmix_eval.cli._common import (Command, add_checkpoint, add_data_root, add
 class EvaluateCommand(Command):
     name = "evaluate"
     help = "top-1 / top-5 error of a checkpoint on a dataset"
-    examples = ("cutmix-eval evaluate --ckpt checkpoints/quickstart/baseline.pth --data synthetic",
+    examples = ("cutmix-eval evaluate --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
                 "cutmix-eval evaluate --ckpt PyramidNet200_cutmix.pth.tar --data cifar100 --data-root ~/data",
                 "cutmix-eval evaluate --ckpt resnet50.pth --data imagenet --split val --json")
 
