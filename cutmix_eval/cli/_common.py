@@ -40,6 +40,24 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1...")
 
 
+def add_methods(parser: argparse.ArgumentParser) -> None:
+    from cutmix_eval.train import METHODS
+
+    parser.add_argument("--methods", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
+                        default=list(METHODS), help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
+
+
+def selected_methods(args: argparse.Namespace) -> list[str]:
+    """The ``--methods`` list, checked against the known methods."""
+    from cutmix_eval.errors import UserError
+    from cutmix_eval.train import METHODS
+
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        raise UserError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    return args.methods
+
+
 def _floats(text: str) -> list[float]:
     values = [float(v) for v in text.replace(",", " ").split()]
     if len(values) != 3:

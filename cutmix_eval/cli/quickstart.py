@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_device, add_json, emit_json
+from cutmix_eval.cli._common import Command, add_device, add_json, add_methods, emit_json, selected_methods
 
 
 class QuickstartCommand(Command):
@@ -11,10 +11,7 @@ class QuickstartCommand(Command):
     examples = ("cutmix-eval quickstart", "cutmix-eval quickstart --epochs 2 --methods baseline,cutmix --out /tmp/qs")
 
     def add_arguments(self, parser):
-        from cutmix_eval.train import METHODS
-
-        parser.add_argument("--methods", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
-                            default=list(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+        add_methods(parser)
         parser.add_argument("--epochs", type=int, help="training epochs (default: the quick recipe's 6)")
         parser.add_argument("--seed", type=int, help="seed (default 0)")
         parser.add_argument("--out", default="reports/quickstart", help="report folder")
@@ -24,15 +21,12 @@ class QuickstartCommand(Command):
         add_json(parser)
 
     def run(self, args):
-        from cutmix_eval.errors import UserError
         from cutmix_eval.quickstart import run_quickstart
-        from cutmix_eval.train import METHODS, get_recipe
+        from cutmix_eval.train import get_recipe
 
-        unknown = [m for m in args.methods if m not in METHODS]
-        if unknown:
-            raise UserError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        methods = selected_methods(args)
         recipe = get_recipe("quick", epochs=args.epochs, seed=args.seed)
-        summary = run_quickstart(args.out, args.checkpoints, recipe=recipe, methods=args.methods, device=args.device)
+        summary = run_quickstart(args.out, args.checkpoints, recipe=recipe, methods=methods, device=args.device)
         if args.json:
             emit_json(summary)
         return 0

@@ -10,7 +10,8 @@ import time
 import typing
 from pathlib import Path
 
-from cutmix_eval.cli._common import Command, add_data_root, add_device, add_json, emit_json, print_table
+from cutmix_eval.cli._common import (Command, add_data_root, add_device, add_json, add_methods, emit_json,
+                                     print_table, selected_methods)
 
 _DEFAULT_RECIPE = {"synthetic": "quick", "cifar10": "cifar100-pyramidnet200", "cifar100": "cifar100-pyramidnet200",
                    "imagenet": "imagenet-resnet50"}
@@ -132,17 +133,8 @@ class TrainAllCommand(Command):
                 "cutmix-eval train-all --recipe cifar100-pyramidnet200 --data-root ~/data --out checkpoints/c100")
 
     def add_arguments(self, parser):
-        from cutmix_eval.train import METHODS
-
-        parser.add_argument("--methods", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
-                            default=list(METHODS), help=f"comma-separated subset (default: {','.join(METHODS)})")
+        add_methods(parser)
         _add_common(parser)
 
     def run(self, args):
-        from cutmix_eval.errors import UserError
-        from cutmix_eval.train import METHODS
-
-        unknown = [m for m in args.methods if m not in METHODS]
-        if unknown:
-            raise UserError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-        return _run(args.methods, args, nested=True)
+        return _run(selected_methods(args), args, nested=True)
