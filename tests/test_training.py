@@ -106,6 +106,13 @@ def test_user_errors(tmp_path):
         train("baseline", tiny(dataset="uniform"), tmp_path / "u", progress=False)
     with pytest.raises(UserError, match="not found"):
         train("baseline", tiny(dataset="cifar10"), tmp_path / "c", data_root=str(tmp_path), progress=False)
+    for empty in ("a", "b"):  # class folders without a single image
+        (tmp_path / "empty" / empty).mkdir(parents=True)
+    with pytest.raises(UserError):
+        train("baseline", tiny(dataset="imagefolder"), tmp_path / "e", data_root=str(tmp_path / "empty"),
+              progress=False)
+    with pytest.raises(UserError, match="train_samples must be >= 1"):
+        tiny(train_samples=0)
 
 
 def _cli(*argv):

@@ -48,7 +48,7 @@ from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file,
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.train import distributed
 from cutmix_eval.train.augment import batch_augment, sample_transform
-from cutmix_eval.train.mixing import create_mixer, soft_cross_entropy
+from cutmix_eval.train.mixing import METHODS, create_mixer, soft_cross_entropy
 from cutmix_eval.train.recipes import Recipe
 
 LAST, BEST, LOG = "last.pth", "best.pth", "log.jsonl"
@@ -163,7 +163,8 @@ def train(method: str, recipe: Recipe, out_dir: str | Path, *, data_root: str | 
 
 def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: Path, data_root: str | None,
            resume: bool, progress: bool, log: Callable[[str], None]) -> TrainOutcome:
-    create_mixer(method, 1, np.random.default_rng(0), **recipe.method_params(method, (0.0, 0.0, 0.0)))  # validate
+    if method not in METHODS:
+        raise UserError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if recipe.batch_size % ctx.world_size:
         raise UserError(f"batch_size {recipe.batch_size} does not split evenly over {ctx.world_size} processes")
     if ctx.is_main:

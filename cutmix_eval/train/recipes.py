@@ -131,6 +131,9 @@ def _validate(recipe: Recipe) -> None:
         problems.append(f"schedule must be step or cosine (got {recipe.schedule!r})")
     if recipe.augment not in AUGMENTATIONS:
         problems.append(f"augment must be cifar, imagenet, flip or none (got {recipe.augment!r})")
+    for name in ("train_samples", "test_samples"):
+        if getattr(recipe, name) is not None and getattr(recipe, name) < 1:
+            problems.append(f"{name} must be >= 1 when given (got {getattr(recipe, name)})")
     if recipe.nesterov and recipe.momentum <= 0:
         problems.append("Nesterov momentum needs momentum > 0 (or --no-nesterov)")
     if not 0 <= recipe.cutmix_prob <= 1:
