@@ -396,9 +396,10 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     path = Path(path)
     parsed = parse_checkpoint(read_checkpoint_file(path, trust=trust), use_ema=use_ema)
     state, meta = parsed.state_dict, parsed.meta
+    digest = weights_sha256(state)
     if parsed.format == FORMAT_NAME:
         stored = meta.get("weights_sha256")
-        if stored and stored != weights_sha256(state):
+        if stored and stored != digest:
             raise CheckpointError(f"checkpoint {path}: weights do not match their recorded sha256 "
                                   "(the file was modified or damaged); save it again")
 
@@ -446,7 +447,7 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
         arch=format_arch(model.arch, model.arch_kwargs), num_classes=model.num_classes,
         num_parameters=model.num_parameters, mean=model.mean.flatten().tolist(),
         std=model.std.flatten().tolist(), normalization_source=norm_source,
-        input_size=list(model.input_size), weights_sha256=weights_sha256(model.net.state_dict()),
+        input_size=list(model.input_size), weights_sha256=digest,
         method=meta.get("method"), dataset=meta.get("dataset") or _official_dataset(parsed.format, model),
         training=_plain_or_repr(training), versions=dict(meta.get("versions", {})))
     return model, info
