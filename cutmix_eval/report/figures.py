@@ -18,7 +18,8 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-BOX_COLOUR = "#39ff14"
+BOX_COLOUR = "#39ff14"  # ground truth
+PRED_COLOUR = "#ff2d2d"  # predictions
 MASK_COLOUR = "white"
 
 
@@ -32,7 +33,8 @@ def _numpy(array: Any) -> np.ndarray:
 def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = None,
                 titles: Sequence[str] | None = None, ncols: int = 8, *,
                 row_labels: Sequence[str] | None = None, inclusive_boxes: bool = False,
-                cell_inches: float = 1.0) -> Figure:
+                cell_inches: float = 1.0, heatmaps: Any = None, pred_boxes: Sequence[Any] | None = None,
+                pred_inclusive: bool = False) -> Figure:
     """A grid of images with their boxes and mask outlines.
 
     ``images``: ``N x 3 x H x W`` floats in [0, 1] (array or tensor). ``boxes``:
@@ -45,6 +47,10 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
     other than 0/1, such as 255 = ignore, count as object). ``titles``: one short
     title per image. Images fill the grid row by row, ``ncols`` per row;
     ``row_labels`` (one per row) are written at the left of each row.
+    ``heatmaps``: per image an ``H x W`` map in [0, 1] drawn over the image (jet,
+    half transparent), e.g. a class activation map at the image's resolution.
+    ``pred_boxes``: per image predicted boxes, drawn dashed in red
+    (``pred_inclusive`` as ``inclusive_boxes``), next to the ground truth in green.
     """
     images = _numpy(images)
     if images.ndim != 4 or images.shape[1] != 3:
@@ -64,12 +70,14 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
             ax.axis("off")
             continue
         ax.imshow(np.clip(images[i].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+        if heatmaps is not None and heatmaps[i] is not None:
+            ax.imshow(_numpy(heatmaps[i]), cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0, interpolation="bilinear")
         if masks is not None and masks[i] is not None:
             ax.contour((_numpy(masks[i]) > 0).astype(float), levels=[0.5], colors=MASK_COLOUR,
                        linewidths=0.7, linestyles="dashed")
-        for x0, y0, x1, y1 in _numpy(boxes[i]).reshape(-1, 4) if boxes is not None and boxes[i] is not None else ():
-            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + pad, y1 - y0 + pad,
-                                   fill=False, edgecolor=BOX_COLOUR, linewidth=1.1))
+        _draw_boxes(ax, boxes[i] if boxes is not None else None, pad, BOX_COLOUR, "solid")
+        _draw_boxes(ax, pred_boxes[i] if pred_boxes is not None else None, 1.0 if pred_inclusive else 0.0,
+                    PRED_COLOUR, "dashed")
         if titles is not None:
             ax.set_title(titles[i], fontsize=7, pad=2)
         for spine in ax.spines.values():
@@ -80,3 +88,13 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
     fig.subplots_adjust(left=(1.25 / fig.get_figwidth()) if row_labels else 0.01, right=0.99, bottom=0.01,
                         top=1 - 0.1 / fig.get_figheight(), wspace=0.05, hspace=0.18 if titles else 0.05)
     return fig
+
+
+def _draw_boxes(ax, boxes: Any, pad: float, colour: str, linestyle: str) -> None:
+    """XYXY boxes as rectangles round the outer edges of the boxed pixels (imshow
+    centres pixel i at i); ``pad`` is 1 for inclusive pixel indices, 0 for edges."""
+    if boxes is None:
+        return
+    for x0, y0, x1, y1 in _numpy(boxes).reshape(-1, 4):
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + pad, y1 - y0 + pad, fill=False,
+                               edgecolor=colour, linewidth=1.1, linestyle=linestyle))
