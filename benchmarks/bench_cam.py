@@ -15,27 +15,19 @@ inference and at least 2.5 times pytorch-grad-cam's GradCAM.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cutmix_eval.cam import create_cam
+from _common import alternating_medians, markdown_table, verdict
 from cutmix_eval.models import create_model
 
 TARGET_VS_INFERENCE = 0.8
 TARGET_VS_GRADCAM = 2.5
 #: the module whose output is the last feature map, as a pytorch-grad-cam user would pick it
 LAST_BLOCK = {"gapnet": lambda model: model.net.body[-1], "cifar_resnet56": lambda model: model.net.layer3[-1]}
-
-
-def throughput(fn, x, y, calls: int) -> float:
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn(x, y)
-    return calls * x.shape[0] / (time.perf_counter() - start)
 
 
 def plain_inference(model):
@@ -60,13 +52,7 @@ def bench(arch: str, size: int, batch: int, rounds: int, calls: int) -> list[dic
                 "native CAM (ours)": create_cam("cam", model),
                 "GradCAM (pytorch-grad-cam)": library_gradcam(model, arch),
                 "gradcam (ours, via the library)": create_cam("gradcam", model)}
-    for fn in variants.values():  # warm-up
-        throughput(fn, x, y, 1)
-    samples = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            samples[name].append(throughput(fn, x, y, calls))
-    speed = {name: statistics.median(v) for name, v in samples.items()}
+    speed = alternating_medians(variants, x, y, rounds, calls)
     return [{"model": f"{arch} {size}px batch {batch}", "variant": name, "images/s": s,
              "vs inference": s / speed["plain inference"],
              "vs GradCAM": s / speed["GradCAM (pytorch-grad-cam)"]} for name, s in speed.items()]
@@ -80,18 +66,15 @@ def main() -> None:
     rows = bench("gapnet", 64, 128, rounds, calls) + bench("cifar_resnet56", 32, 64, rounds, calls)
     print(f"# CAM: native vs Grad-CAM (medians of {rounds} alternating rounds of {calls} calls, "
           f"{torch.get_num_threads()} CPU threads)\n")
-    print("| model | variant | images/s | ratio to inference | ratio to GradCAM |")
-    print("|---|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['variant']} | {r['images/s']:.0f} | {r['vs inference']:.3f} | "
-              f"{r['vs GradCAM']:.2f} |")
+    print(markdown_table(rows, {"model": "", "variant": "", "images/s": ".0f", "vs inference": ".3f",
+                                "vs GradCAM": ".2f"}))
     native = [r for r in rows if r["variant"] == "native CAM (ours)"]
     vs_inference = min(r["vs inference"] for r in native)
     vs_gradcam = min(r["vs GradCAM"] for r in native)
     print(f"\nTarget: native CAM >= {TARGET_VS_INFERENCE} x plain inference: "
-          f"{'met' if vs_inference >= TARGET_VS_INFERENCE else 'NOT met'} (worst ratio {vs_inference:.3f}); "
+          f"{verdict(vs_inference, TARGET_VS_INFERENCE)} (worst ratio {vs_inference:.3f}); "
           f">= {TARGET_VS_GRADCAM} x pytorch-grad-cam GradCAM: "
-          f"{'met' if vs_gradcam >= TARGET_VS_GRADCAM else 'NOT met'} (worst ratio {vs_gradcam:.2f}).")
+          f"{verdict(vs_gradcam, TARGET_VS_GRADCAM)} (worst ratio {vs_gradcam:.2f}).")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ reported. Target: CutMix at least 0.97 of the baseline's throughput.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 from timm.data import Mixup
 
+from _common import alternating_medians, markdown_table, verdict
 from cutmix_eval.models import create_model
 from cutmix_eval.train.mixing import Baseline, CutMix, soft_cross_entropy
 
@@ -41,13 +40,6 @@ def timm_mixer(num_classes):
     return lambda x, y: timm_mix(x.clone(), y)  # timm mixes in place; clone like ours for a fair comparison
 
 
-def throughput(fn, x, y, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn(x, y)
-    return steps * x.shape[0] / (time.perf_counter() - start)
-
-
 def bench(arch: str, size: int, batch: int, rounds: int, steps: int) -> list[dict]:
     torch.manual_seed(0)
     model = create_model(arch, 10).train()
@@ -56,19 +48,12 @@ def bench(arch: str, size: int, batch: int, rounds: int, steps: int) -> list[dic
     mixers = {"baseline": Baseline(10, np.random.default_rng(0)),
               "cutmix (ours)": CutMix(10, np.random.default_rng(0), prob=1.0),
               "cutmix (timm Mixup)": timm_mixer(10)}
-    steps_fn = {name: make_step(model, optimizer, m) for name, m in mixers.items()}
-    for fn in steps_fn.values():  # warm-up
-        throughput(fn, x, y, 2)
-    samples = {name: [] for name in steps_fn}
-    mix_only = {name: [] for name in steps_fn}
-    for _ in range(rounds):
-        for name, fn in steps_fn.items():
-            samples[name].append(throughput(fn, x, y, steps))
-            mix_only[name].append(1e6 / throughput(mixers[name], x, y, 50) * batch)  # microseconds per call
-    base = statistics.median(samples["baseline"])
-    return [{"model": f"{arch} {size}px batch {batch}", "variant": name,
-             "images/s": statistics.median(v), "ratio to baseline": statistics.median(v) / base,
-             "mix call (us)": statistics.median(mix_only[name])} for name, v in samples.items()]
+    speed = alternating_medians({name: make_step(model, optimizer, m) for name, m in mixers.items()},
+                                x, y, rounds, steps)
+    mix_speed = alternating_medians(mixers, x, y, rounds, 50)
+    return [{"model": f"{arch} {size}px batch {batch}", "variant": name, "images/s": s,
+             "ratio to baseline": s / speed["baseline"], "mix call (us)": 1e6 * batch / mix_speed[name]}
+            for name, s in speed.items()]
 
 
 def main() -> None:
@@ -80,14 +65,10 @@ def main() -> None:
     rows = bench("gapnet", 64, 128, rounds, steps) + bench("cifar_resnet56", 32, 64, rounds, steps)
     print(f"# Training step: CutMix vs baseline (medians of {rounds} alternating rounds of {steps} steps, "
           f"{torch.get_num_threads()} CPU threads)\n")
-    print("| model | variant | images/s | ratio to baseline | mixing call (us) |")
-    print("|---|---|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['variant']} | {r['images/s']:.0f} | {r['ratio to baseline']:.3f} | "
-              f"{r['mix call (us)']:.0f} |")
-    ours = [r["ratio to baseline"] for r in rows if r["variant"] == "cutmix (ours)"]
-    verdict = "met" if min(ours) >= TARGET else "NOT met"
-    print(f"\nTarget: CutMix >= {TARGET} x baseline throughput: {verdict} (worst ratio {min(ours):.3f}).")
+    print(markdown_table(rows, {"model": "", "variant": "", "images/s": ".0f", "ratio to baseline": ".3f",
+                                "mix call (us)": ".0f"}))
+    ours = min(r["ratio to baseline"] for r in rows if r["variant"] == "cutmix (ours)")
+    print(f"\nTarget: CutMix >= {TARGET} x baseline throughput: {verdict(ours, TARGET)} (worst ratio {ours:.3f}).")
 
 
 if __name__ == "__main__":
