@@ -131,6 +131,10 @@ class ImageDataset(Dataset):
     #: whether samples carry boxes / masks
     has_boxes: bool = False
     has_masks: bool = False
+    #: "annotation": box numbers as annotators wrote them (read as inclusive pixel indices by
+    #: the localization metrics, like wsolevaluation); "edges": pixel-edge coordinates derived
+    #: from masks (x1 one past the last pixel)
+    box_convention: str = "annotation"
 
     def __init__(self, split: str, transform: Transform | None = None):
         self.split = split

@@ -557,7 +557,10 @@ class GeneratedDataset(ImageDataset):
     """A generated set held in memory. Samples carry ``image`` (uint8 before the
     base class converts it), ``label`` and, for sets with objects, ``boxes``,
     ``mask`` and ``part_mask`` (a ``tv_tensors.Mask`` of the discriminative part,
-    so it follows geometric transforms like ``mask``)."""
+    so it follows geometric transforms like ``mask``). Boxes are pixel-edge
+    coordinates (``box_convention = "edges"``)."""
+
+    box_convention = "edges"
 
     def __init__(self, name: str, split: str, data: Generated, classes: list[str],
                  transform: Transform | None):
