@@ -15,12 +15,14 @@ from cutmix_eval import __version__
 from cutmix_eval.cli._common import Command
 from cutmix_eval.cli.evaluate import EvaluateCommand
 from cutmix_eval.cli.info import DatasetsCommand, InspectCommand, ModelsCommand
+from cutmix_eval.cli.localize import LocalizeCommand
+from cutmix_eval.cli.metrics import MetricsCommand
 from cutmix_eval.cli.quickstart import QuickstartCommand
 from cutmix_eval.cli.train import TrainAllCommand, TrainCommand
 from cutmix_eval.errors import UserError
 
 COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
-                           TrainCommand(), TrainAllCommand(), EvaluateCommand()]
+                           TrainCommand(), TrainAllCommand(), EvaluateCommand(), LocalizeCommand(), MetricsCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

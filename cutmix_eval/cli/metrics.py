@@ -1,0 +1,103 @@
+"""``metrics``: score outputs produced elsewhere with our metric functions.
+
+``metrics wsol`` takes saved maps and boxes, the way wsolevaluation accepts saved
+score maps, so CAMs from any tool can be scored with the same conventions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cutmix_eval.cli._common import Command, add_json, emit_json, print_table
+from cutmix_eval.errors import UserError
+
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {what} {path} as a .npy array ({err})") from err
+
+
+def load_boxes(path: str) -> list[np.ndarray]:
+    """Per-image ``K x 4`` boxes from JSON (a list, one list of ``[x0, y0, x1, y1]`` per
+    image) or a wsolevaluation ``localization.txt`` (``image,x0,y0,x1,y1`` rows; an
+    image's rows are its boxes; images in order of first appearance)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"boxes file {path} does not exist")
+    try:
+        if file.suffix == ".json":
+            boxes = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in json.loads(file.read_text())]
+        else:
+            grouped: dict[str, list[list[float]]] = {}
+            with open(file, newline="") as fh:
+                for row in csv.reader(fh):
+                    if row:
+                        grouped.setdefault(row[0], []).append([float(v) for v in row[1:5]])
+            boxes = [np.asarray(b).reshape(-1, 4) for b in grouped.values()]
+    except (ValueError, TypeError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read boxes from {path} ({err}); expected JSON [[[x0,y0,x1,y1],...],...] "
+                        "or wsolevaluation localization.txt rows image,x0,y0,x1,y1") from err
+    if not boxes or any(len(b) == 0 for b in boxes):
+        raise UserError(f"{path}: every image needs at least one box")
+    return boxes
+
+
+class MetricsCommand(Command):
+    name = "metrics"
+    help = "score maps produced elsewhere (wsol: MaxBoxAccV2, MaxBoxAcc, top-1 loc, PxAP)"
+    examples = ("cutmix-eval metrics wsol --maps cams.npy --boxes localization.txt --json",
+                "cutmix-eval metrics wsol --maps cams.npy --boxes boxes.json --masks masks.npy --correct correct.npy")
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
+        wsol = sub.add_parser("wsol", help="weakly supervised localization metrics from saved maps",
+                              description="Maps N x H x W (.npy, any scale: min-max normalized per map here, "
+                                          "NaN/constant maps -> 0) at the resolution of the boxes; boxes inclusive "
+                                          "pixel coordinates. Conventions: wsolevaluation's (uint8 quantization, "
+                                          "foreground strictly above the threshold, one threshold for the split).")
+        wsol.add_argument("--maps", required=True, help="N x H x W .npy array of maps, one per image")
+        wsol.add_argument("--boxes", required=True, help="JSON per-image box lists or wsolevaluation localization.txt")
+        wsol.add_argument("--masks", help="N x H x W uint8 .npy (0 background, 1 object, 255 ignore) for PxAP")
+        wsol.add_argument("--correct", help="N booleans .npy: top-1 prediction correct, for top-1 localization")
+        wsol.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+        add_json(wsol)
+
+    def run(self, args):
+        from cutmix_eval.metrics import localization as loc
+
+        maps = _load_array(args.maps, "maps")
+        boxes = load_boxes(args.boxes)
+        if maps.ndim != 3 or len(maps) != len(boxes):
+            raise UserError(f"maps must be N x H x W with one map per image of the boxes file: got shape "
+                            f"{maps.shape} for {len(boxes)} images")
+        maps = loc.normalize_minmax(maps.astype(np.float64))
+        thresholds = loc.cam_thresholds(args.step)
+        v2 = loc.max_box_acc_v2(maps, boxes, thresholds)
+        v1 = loc.max_box_acc(maps, boxes, thresholds)
+        metrics = {"maxboxacc_v2": v2.value, "maxboxacc": v1.value,
+                   **{f"box_acc_iou{int(round(d * 100))}": float(a) for d, a in zip(loc.V2_IOU_THRESHOLDS, v2.per_iou)},
+                   "gt_known_loc": loc.gt_known_localization(maps, boxes).accuracy}
+        if args.correct:
+            correct = _load_array(args.correct, "top-1 outcomes").astype(bool).reshape(-1)
+            if len(correct) != len(maps):
+                raise UserError(f"{args.correct} has {len(correct)} entries for {len(maps)} maps")
+            metrics["top1_loc"] = loc.top1_localization(maps, boxes, correct).accuracy
+        if args.masks:
+            masks = _load_array(args.masks, "masks")
+            if masks.shape != maps.shape:
+                raise UserError(f"masks have shape {masks.shape}, maps {maps.shape}; they must match")
+            metrics["pxap"] = loc.pxap(maps, masks, thresholds).ap
+        print(f"{len(maps)} maps of {maps.shape[1]} x {maps.shape[2]}; wsolevaluation conventions, "
+              f"{len(thresholds)} thresholds")
+        print_table([{"metric": k, "value (%)": 100 * v} for k, v in metrics.items()])
+        if args.json:
+            emit_json({"metrics": metrics, "num_images": len(maps), "thresholds": len(thresholds),
+                       "best_thresholds_v2": v2.best_thresholds.tolist(),
+                       "best_threshold_v1": float(v1.best_thresholds[0])})
+        return 0

@@ -1,0 +1,212 @@
+"""Weakly supervised object localization from class activation maps.
+
+Two protocols, each reproducing its source's conventions:
+
+``wsolevaluation`` (Choe et al., CVPR 2020)
+    map of the ground-truth class; resized to the input size with bicubic
+    interpolation (``cv2.INTER_CUBIC``) *before* per-image min-max normalization
+    (NaN or constant maps become zeros); quantized to uint8; foreground = pixels
+    strictly above the threshold; thresholds ``0, 0.01, ..., 0.99``; ONE threshold
+    for the whole split. Reports MaxBoxAccV2 (mean over IoU 0.3/0.5/0.7, boxes of
+    every region), MaxBoxAcc (IoU 0.5, largest region) and, for datasets with
+    masks, PxAP.
+``paper`` (Yun et al., ICCV 2019, Table 9)
+    the same maps resized with bilinear interpolation; binarized at 0.15 x the
+    map's maximum; the tight box of the largest connected component. Top-1
+    localization: IoU >= 0.5 with a ground-truth box AND top-1 class correct;
+    GT-known localization: IoU >= 0.5 alone.
+
+IoU uses inclusive pixel boxes (width = x1 - x0 + 1) in both. Maps are computed
+batch by batch and reduced to per-image outcomes at once, so memory does not grow
+with the dataset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from torch.utils.data import Subset
+from tqdm.auto import tqdm
+
+from cutmix_eval.cam import create_cam
+from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.evaluate.passes import make_loader
+from cutmix_eval.fileio import atomic_write, atomic_write_text
+from cutmix_eval.metrics import localization as loc
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.results import Result
+from cutmix_eval.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    interpolation: int  # cv2 flag used to resize maps to the input size
+    description: str
+
+
+PROTOCOLS = {
+    "wsolevaluation": Protocol("wsolevaluation", cv2.INTER_CUBIC,
+                               "ground-truth-class map, bicubic resize to the input size, then min-max "
+                               "normalization (NaN/constant -> 0), uint8 quantization, foreground strictly above "
+                               "the threshold, thresholds 0:0.01:0.99, one threshold for the split, inclusive IoU"),
+    "paper": Protocol("paper", cv2.INTER_LINEAR,
+                      "ground-truth-class map, bilinear resize to the input size, binarized at 0.15 x its maximum, "
+                      "tight box of the largest connected component, inclusive IoU >= 0.5 (and correct top-1 "
+                      "class for top-1 localization)"),
+}
+WSOL_THRESHOLDS = loc.cam_thresholds(0.01)  # wsolevaluation's grid: 0, 0.01, ..., 0.99
+PAPER_THRESHOLD = 0.15
+
+
+def resize_and_normalize(maps: np.ndarray, height: int, width: int, interpolation: int) -> np.ndarray:
+    """``B x h x w`` raw maps -> ``B x height x width`` in [0, 1]: resize first, then
+    per-map min-max (wsolevaluation's order)."""
+    resized = np.stack([cv2.resize(m.astype(np.float32), (width, height), interpolation=interpolation)
+                        for m in maps])
+    return loc.normalize_minmax(resized)
+
+
+def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str = "cam",
+                          protocol: str = "wsolevaluation", batch_size: int = 64, device: str = "auto",
+                          num_workers: int = 0, limit: int | None = None, model_info: dict[str, Any] | None = None,
+                          progress: bool = True, keep_examples: int = 16) -> tuple[Result, dict[str, Any]]:
+    """Localization metrics of ``model``'s class activation maps on ``dataset``.
+
+    Returns the Result and a few examples (images, normalized maps, boxes) for a figure.
+    """
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    if not dataset.has_boxes:
+        raise UserError(f"{dataset.name} has no bounding boxes; localization needs a dataset with boxes "
+                        "(synthetic, cub, cub-wsol, imagenet with XML boxes, ...)")
+    check_compatible(model, dataset)
+    spec = PROTOCOLS[protocol]
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    method = create_cam(cam, model)
+    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+
+    outcomes: dict[str, list[np.ndarray]] = {"index": [], "correct": [], "v1": [], "v2": [], "fixed": []}
+    pixels = loc.PixelHistogram(WSOL_THRESHOLDS) if dataset.has_masks and spec.name == "wsolevaluation" else None
+    examples: dict[str, list] = {"image": [], "map": [], "boxes": [], "title": []}
+    example_threshold = PAPER_THRESHOLD if spec.name == "paper" else None  # None: the split's best, at the end
+    for batch in tqdm(make_loader(data, batch_size, num_workers), desc=f"localize {dataset.name}", unit="batch",
+                      disable=None if progress else True, leave=False):
+        images, labels = batch["image"].to(device), batch["label"].to(device)
+        out = method(images, labels)
+        maps = resize_and_normalize(out.maps.float().cpu().numpy(), *images.shape[-2:], spec.interpolation)
+        boxes = [inclusive_boxes(b.numpy(), dataset) for b in batch["boxes"]]
+        outcomes["index"].append(batch["index"].numpy())
+        outcomes["correct"].append((out.logits.argmax(1) == labels).cpu().numpy())
+        outcomes["v1"].append(loc.box_accuracy_curve(maps, boxes, WSOL_THRESHOLDS, (0.5,), "largest").best_iou)
+        if spec.name == "wsolevaluation":
+            outcomes["v2"].append(loc.box_accuracy_curve(maps, boxes, WSOL_THRESHOLDS).best_iou)
+            if pixels is not None:
+                pixels.update(maps, batch["mask"].numpy())
+        else:
+            outcomes["fixed"].append(loc.gt_known_localization(maps, boxes, PAPER_THRESHOLD).iou)
+        _keep_examples(examples, keep_examples, batch, maps, dataset)
+    arrays = {k: np.concatenate(v) for k, v in outcomes.items() if v}
+    config = {"cam": cam, "protocol": protocol, "protocol_conventions": spec.description,
+              "thresholds": WSOL_THRESHOLDS.tolist(), "batch_size": batch_size, "limit": limit}
+    dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": len(data),
+                    "num_classes": dataset.num_classes}
+    result = _result(arrays, pixels, spec, model_info or {"arch": model.arch}, dataset_info, config)
+    threshold = example_threshold if example_threshold is not None else result.metrics["threshold_maxboxacc"]
+    examples["pred_boxes"] = [loc.boxes_from_map(m, threshold, "largest") for m in examples["map"]]
+    examples["threshold"] = threshold
+    return result, examples
+
+
+def inclusive_boxes(boxes: np.ndarray, dataset: ImageDataset) -> np.ndarray:
+    """Dataset boxes -> the metric's inclusive pixel boxes. Boxes derived from masks are
+    pixel-edge coordinates (``x1`` one past the last pixel), so 1 comes off the far
+    edges; annotation boxes are taken as the annotators' inclusive coordinates, as
+    wsolevaluation does."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if getattr(dataset, "box_convention", "annotation") == "edges":
+        boxes = boxes - np.array([0, 0, 1, 1])
+    return boxes
+
+
+def _keep_examples(examples: dict[str, list], count: int, batch: dict, maps: np.ndarray,
+                   dataset: ImageDataset) -> None:
+    for i in range(min(count - len(examples["image"]), len(maps))):
+        examples["image"].append(batch["image"][i].numpy())
+        examples["map"].append(maps[i])
+        examples["boxes"].append(batch["boxes"][i].numpy())
+        label = int(batch["label"][i])
+        examples["title"].append(dataset.classes[label] if dataset.classes else str(label))
+
+
+def _curve_metrics(best_iou: np.ndarray, deltas: tuple[float, ...]) -> tuple[np.ndarray, dict[str, float]]:
+    """Accuracy curves (D x T) and, per delta, the max over thresholds and its threshold."""
+    accuracy = (best_iou[None] >= np.asarray(deltas)[:, None, None]).mean(axis=1)
+    best = accuracy.argmax(axis=1)
+    metrics = {}
+    for d, delta in enumerate(deltas):
+        metrics[f"box_acc_iou{int(round(delta * 100))}"] = float(accuracy[d, best[d]])
+        metrics[f"threshold_iou{int(round(delta * 100))}"] = float(WSOL_THRESHOLDS[best[d]])
+    return accuracy, metrics
+
+
+def _result(arrays: dict[str, np.ndarray], pixels, spec: Protocol, model_info, dataset_info, config) -> Result:
+    v1_accuracy, _ = _curve_metrics(arrays["v1"], (0.5,))
+    v1_best = int(v1_accuracy[0].argmax())
+    metrics: dict[str, float] = {"num_images": int(len(arrays["index"])),
+                                 "top1_error": float(1 - arrays["correct"].mean())}
+    conventions = {"top1_error": "fraction of images whose top-1 prediction is not the label",
+                   "maxboxacc": "MaxBoxAcc (V1): best over thresholds of the fraction with IoU >= 0.5, largest "
+                                "region's box, one threshold for the split",
+                   "threshold_maxboxacc": "the threshold at which MaxBoxAcc is reached"}
+    metrics["maxboxacc"] = float(v1_accuracy[0, v1_best])
+    metrics["threshold_maxboxacc"] = float(WSOL_THRESHOLDS[v1_best])
+    curves = {"thresholds": WSOL_THRESHOLDS, "box_acc_largest_iou50": v1_accuracy[0]}
+    per_sample = {"index": arrays["index"], "top1_correct": arrays["correct"],
+                  "best_iou_largest": arrays["v1"][:, v1_best]}
+    if spec.name == "wsolevaluation":
+        v2_accuracy, per_delta = _curve_metrics(arrays["v2"], loc.V2_IOU_THRESHOLDS)
+        metrics["maxboxacc_v2"] = float(np.mean([per_delta[f"box_acc_iou{d}"] for d in (30, 50, 70)]))
+        metrics.update(per_delta)
+        conventions["maxboxacc_v2"] = ("MaxBoxAccV2: mean over IoU 0.3/0.5/0.7 of the best-threshold fraction of "
+                                       "images localized, boxes of every region, one threshold per IoU for the split")
+        curves.update({f"box_acc_all_iou{int(d * 100)}": v2_accuracy[i]
+                       for i, d in enumerate(loc.V2_IOU_THRESHOLDS)})
+        best50 = int(v2_accuracy[1].argmax())
+        per_sample["best_iou_all"] = arrays["v2"][:, best50]
+        if pixels is not None:
+            ap = pixels.result()
+            metrics["pxap"] = ap.ap
+            conventions["pxap"] = "pixel average precision against the masks, ignore regions excluded"
+            curves["pxap"] = {"precision": ap.precision, "recall": ap.recall}
+    else:
+        hit = arrays["fixed"] >= 0.5
+        metrics["gt_known_loc"] = float(hit.mean())
+        metrics["top1_loc"] = float((hit & arrays["correct"]).mean())
+        conventions["gt_known_loc"] = "IoU >= 0.5 at 0.15 x the map maximum, largest region's box"
+        conventions["top1_loc"] = "GT-known hit AND correct top-1 class (the CutMix paper's Table 9 metric)"
+        per_sample.update({"iou_at_0.15": arrays["fixed"], "top1_loc": hit & arrays["correct"]})
+    conventions["protocol"] = spec.description
+    return Result(evaluator="localization", metrics=metrics, conventions=conventions, model=model_info,
+                  dataset=dataset_info, config=config, per_sample=per_sample, curves=curves)
+
+
+def write_outputs(result: Result, examples: dict[str, list], out_dir: Path) -> tuple[Path, Path]:
+    """Write the record (``result.json``) and the example figure (``examples.png``) atomically."""
+    from cutmix_eval.report.figures import sample_grid
+
+    record = atomic_write_text(out_dir / "result.json", result.to_json(indent=1))
+    figure = sample_grid(np.stack(examples["image"]), boxes=examples["boxes"], heatmaps=examples["map"],
+                         titles=examples["title"], ncols=8, pred_boxes=examples["pred_boxes"], pred_inclusive=True)
+    figure.suptitle(f"ground truth (green) and largest-region box at threshold {examples['threshold']:.2f} "
+                    "(red, dashed)", fontsize=8, y=1.06)
+    path = atomic_write(out_dir / "examples.png", lambda fh: figure.savefig(fh, format="png", dpi=120,
+                                                                           bbox_inches="tight"))
+    return record, path
