@@ -47,9 +47,9 @@ V2_IOU_THRESHOLDS = (0.3, 0.5, 0.7)
 def cam_thresholds(step: float = 0.01) -> np.ndarray:
     """The reference's threshold grid ``np.arange(0, 1, step)``.
 
-    wsolevaluation's command line uses ``step=0.01`` (100 thresholds) in its
-    ``main.py`` defaults and 0.001 in ``evaluate_wsol``; results are usually
-    reported with the former.
+    In wsolevaluation, ``config.py`` (training and inference) and ``evaluate_wsol``
+    default to ``step=0.001`` (1000 thresholds); the standalone ``evaluation.py``
+    command line defaults to 0.01 (100 thresholds), our default.
     """
     return np.arange(0.0, 1.0, step)
 
