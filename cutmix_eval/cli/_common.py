@@ -87,6 +87,37 @@ def load_model_from_args(args: argparse.Namespace, num_classes: int | None = Non
                            mean=args.mean, std=args.std, trust=args.trust_checkpoint, use_ema=args.ema)
 
 
+def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: str) -> None:
+    """The options every evaluator command shares: checkpoint, data, split, method label,
+    batching, data root, device and ``--json``."""
+    add_checkpoint(parser)
+    parser.add_argument("--data", required=True, metavar="NAME", help=data_help)
+    parser.add_argument("--split", help="split (default: test, or the dataset's last split)")
+    parser.add_argument("--method", help="method label to record (default: from the checkpoint)")
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    add_data_root(parser)
+    add_device(parser)
+    add_json(parser)
+
+
+def prepare_evaluation(args: argparse.Namespace):
+    """Device (checked first), dataset, model and its identity record from the shared options."""
+    from cutmix_eval.data import create_dataset, dataset_spec
+    from cutmix_eval.runtime import resolve_device
+
+    device = resolve_device(args.device)  # fail before any loading
+    spec = dataset_spec(args.data)
+    split = args.split or ("test" if "test" in spec.splits else spec.splits[-1])
+    dataset = create_dataset(args.data, split, root=args.data_root)
+    model, info = load_model_from_args(args, num_classes=dataset.num_classes or None)
+    model_info = {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
+                  "method": args.method or info.method, "training_data": info.dataset,
+                  "weights_sha256": info.weights_sha256}
+    return device, dataset, model, info, model_info
+
+
 def print_table(rows: list[dict[str, Any]], headers: str | Sequence[str] = "keys", floatfmt: str = ".2f") -> None:
     print(tabulate(rows, headers=headers, tablefmt="github", floatfmt=floatfmt))
 
