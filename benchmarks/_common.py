@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+
+def parse_rounds(doc: str, quick: tuple[int, int], full: tuple[int, int]) -> tuple[int, int]:
+    """The benchmark's command line: ``--quick`` picks the smaller (rounds, calls)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    return quick if parser.parse_args().quick else full
 
 
 def throughput(fn: Callable[[Any, Any], Any], x, y, calls: int) -> float:

@@ -14,14 +14,13 @@ inference and at least 2.5 times pytorch-grad-cam's GradCAM.
 
 from __future__ import annotations
 
-import argparse
 
 import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cutmix_eval.cam import create_cam
-from _common import alternating_medians, markdown_table, verdict
+from _common import alternating_medians, markdown_table, parse_rounds, verdict
 from cutmix_eval.models import create_model
 
 TARGET_VS_INFERENCE = 0.8
@@ -59,10 +58,7 @@ def bench(arch: str, size: int, batch: int, rounds: int, calls: int) -> list[dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    args = parser.parse_args()
-    rounds, calls = (3, 2) if args.quick else (7, 4)
+    rounds, calls = parse_rounds(__doc__, quick=(3, 2), full=(7, 4))
     rows = bench("gapnet", 64, 128, rounds, calls) + bench("cifar_resnet56", 32, 64, rounds, calls)
     print(f"# CAM: native vs Grad-CAM (medians of {rounds} alternating rounds of {calls} calls, "
           f"{torch.get_num_threads()} CPU threads)\n")

@@ -16,13 +16,12 @@ Target: at least 20 times the reference's speed on MaxBoxAccV2.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from _common import alternating_medians, markdown_table, verdict
+from _common import alternating_medians, markdown_table, parse_rounds, verdict
 from cutmix_eval.metrics.localization import cam_thresholds, max_box_acc, max_box_acc_v2, normalize_minmax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -60,10 +59,7 @@ def bench(metric: str, noise: float, count: int, rounds: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 maps instead of 1,000, two rounds")
-    args = parser.parse_args()
-    count, rounds = (100, 2) if args.quick else (1000, 3)
+    count, rounds = parse_rounds(__doc__, quick=(100, 2), full=(1000, 3))  # --quick: 100 maps, two rounds
     rows = [bench("MaxBoxAccV2", noise, count, rounds) for noise in (0.0, 0.05, 0.15)]
     rows.append(bench("MaxBoxAcc (V1)", 0.05, count, rounds))
     print(f"# MaxBoxAcc over a split: ours vs the reference's per-threshold findContours loop "

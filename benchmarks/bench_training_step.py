@@ -12,13 +12,12 @@ reported. Target: CutMix at least 0.97 of the baseline's throughput.
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
 from timm.data import Mixup
 
-from _common import alternating_medians, markdown_table, verdict
+from _common import alternating_medians, markdown_table, parse_rounds, verdict
 from cutmix_eval.models import create_model
 from cutmix_eval.train.mixing import Baseline, CutMix, soft_cross_entropy
 
@@ -57,11 +56,7 @@ def bench(arch: str, size: int, batch: int, rounds: int, steps: int) -> list[dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
-    args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
-    rounds, steps = (3, 3) if args.quick else (7, 5)
+    rounds, steps = parse_rounds(__doc__, quick=(3, 3), full=(7, 5))
     rows = bench("gapnet", 64, 128, rounds, steps) + bench("cifar_resnet56", 32, 64, rounds, steps)
     print(f"# Training step: CutMix vs baseline (medians of {rounds} alternating rounds of {steps} steps, "
           f"{torch.get_num_threads()} CPU threads)\n")

@@ -74,17 +74,14 @@ def run_quickstart(out_dir: str | Path = "reports/quickstart", ckpt_dir: str | P
 
 
 def _write_sample_grid(dataset, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    import numpy as np
     import torch
 
     from cutmix_eval.report.figures import sample_grid
 
     per_class = 2
-    chosen: list[int] = []
-    for label in range(dataset.num_classes):
-        chosen += [i for i in range(len(dataset)) if dataset.load(i)["label"] == label][:per_class]
+    labels = np.asarray(dataset.labels)  # in memory: no sample is decoded to choose
+    chosen = [int(i) for label in range(dataset.num_classes) for i in np.flatnonzero(labels == label)[:per_class]]
     samples = [dataset[i] for i in chosen]
     figure = sample_grid(torch.stack([s["image"] for s in samples]).numpy(),
                          boxes=[s["boxes"].numpy() for s in samples],
