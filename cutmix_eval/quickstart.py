@@ -2,10 +2,11 @@
 
 It trains the four methods (baseline, Mixup, Cutout, CutMix) with the ``quick``
 recipe on the embedded ``synthetic`` dataset, reloads each final checkpoint,
-measures top-1/top-5 error on the test split and writes
+measures top-1/top-5 error, calibration and MSP out-of-distribution detection
+against the embedded companion sets on the test split and writes
 ``reports/quickstart/report.md``. Finished training runs are reused and
 interrupted ones resumed, so running it again costs only the evaluation. As the
-other analyses land (localization, robustness, OOD), each becomes a stage here.
+other analyses land (localization, robustness), each becomes a stage here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 import pandas as pd
 
 from cutmix_eval.data import create_dataset
-from cutmix_eval.evaluate import evaluate_classification
+from cutmix_eval.evaluate.calibration import calibration_result
+from cutmix_eval.evaluate.classification import classification_result, labelled_pass
+from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
 from cutmix_eval.fileio import atomic_write, atomic_write_text
 from cutmix_eval.models.checkpoint import load_checkpoint
 from cutmix_eval.train import METHODS, Recipe, get_recipe, train
@@ -48,26 +51,40 @@ def run_quickstart(out_dir: str | Path = "reports/quickstart", ckpt_dir: str | P
         timings[f"train_{method}"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    rows, metrics = [], {}
+    ood_sets = create_ood_sets(test_set, ["all"], num_noise=len(test_set))
+    rows, ood_rows, metrics = [], [], {}
     for method, outcome in outcomes.items():
         model, info = load_checkpoint(outcome.last)
-        result = evaluate_classification(
-            model, test_set, device=device, progress=progress,
-            model_info={"checkpoint": str(outcome.last), "checkpoint_sha256": info.file_sha256,
-                        "arch": info.arch, "method": method, "training_data": recipe.dataset})
-        atomic_write_text(out_dir / "results" / f"{method}-classification.json", result.to_json(indent=1))
-        metrics[method] = result.metrics
-        rows.append({"method": method, "top-1 error (%) ↓": 100 * result.metrics["top1_error"],
-                     "top-5 error (%) ↓": 100 * result.metrics["top5_error"],
+        model_info = {"checkpoint": str(outcome.last), "checkpoint_sha256": info.file_sha256, "arch": info.arch,
+                      "method": method, "training_data": recipe.dataset}
+        predictions, dataset_info = labelled_pass(model, test_set, device=device, progress=progress)
+        results = {"classification": classification_result(predictions, model_info=model_info,
+                                                           dataset_info=dataset_info),
+                   "calibration": calibration_result(predictions, model_info=model_info, dataset_info=dataset_info),
+                   "ood-msp": evaluate_ood(model, test_set, ood_sets, device=device, model_info=model_info,
+                                           limit=len(test_set), progress=progress,
+                                           id_predictions=predictions)["msp"]}
+        for name, result in results.items():
+            atomic_write_text(out_dir / "results" / f"{method}-{name}.json", result.to_json(indent=1))
+        metrics[method] = {name: result.metrics for name, result in results.items()}
+        classification, calibration, ood = (results[k].metrics for k in ("classification", "calibration", "ood-msp"))
+        rows.append({"method": method, "top-1 error (%) ↓": 100 * classification["top1_error"],
+                     "top-5 error (%) ↓": 100 * classification["top5_error"],
                      "best top-1 during training (%) ↓": 100 * outcome.best_top1_error,
+                     "NLL ↓": calibration["nll"], "ECE (%) ↓": 100 * calibration["ece"],
                      "training (s)": sum(h["seconds"] for h in outcome.history)})
+        ood_rows.append({"method": method, **{f"AUROC {n} (%) ↑": 100 * ood[f"{n}/auroc"] for n in ood_sets},
+                         "mean TNR at TPR95 (%) ↑": 100 * ood["mean/tnr_at_tpr95"],
+                         "mean AUROC (%) ↑": 100 * ood["mean/auroc"],
+                         "mean det. acc. (%) ↑": 100 * ood["mean/detection_accuracy"]})
     timings["evaluate"] = time.perf_counter() - start
-    table = pd.DataFrame(rows)
-    log("[3/3] evaluate:\n" + table.to_markdown(index=False, floatfmt=".2f"))
+    table, ood_table = pd.DataFrame(rows), pd.DataFrame(ood_rows)
+    log("[3/3] evaluate:\n" + table.to_markdown(index=False, floatfmt=".2f") + "\n\nOOD detection (MSP):\n"
+        + ood_table.to_markdown(index=False, floatfmt=".1f"))
 
     grid = _write_sample_grid(test_set, out_dir / "samples.png")
     report = out_dir / "report.md"
-    atomic_write_text(report, _report_markdown(table, recipe, grid, timings, test_set, ckpt_dir))
+    atomic_write_text(report, _report_markdown(table, ood_table, recipe, grid, timings, test_set, ckpt_dir))
     log(f"report: {report}")
     return {"report": str(report), "checkpoints": {m: str(o.last) for m, o in outcomes.items()},
             "metrics": metrics, "timings": timings}
@@ -91,8 +108,8 @@ def _write_sample_grid(dataset, path: Path) -> Path:
     return path
 
 
-def _report_markdown(table: pd.DataFrame, recipe: Recipe, grid: Path, timings: dict[str, float], test_set,
-                     ckpt_dir: Path) -> str:
+def _report_markdown(table: pd.DataFrame, ood_table: pd.DataFrame, recipe: Recipe, grid: Path,
+                     timings: dict[str, float], test_set, ckpt_dir: Path) -> str:
     chance = 100 * (1 - 1 / test_set.num_classes)
     training = sum(v for k, v in timings.items() if k.startswith("train_"))
     return f"""# cutmix-eval quick start
@@ -110,7 +127,19 @@ body, on cluttered backgrounds; boxes in green, object masks dashed.
 Errors on the {len(test_set)} test images with the final weights (chance: {chance:.1f}% top-1); the paper
 reports the best test error seen during training, shown in its own column. Top-1 error: fraction of images
 whose label is not the highest logit (ties go to the lower class index); top-5: not among the 5 highest.
-One seed each: differences of a point or two are within noise at this test-set size.
+NLL: mean negative log-likelihood (nats); ECE: 15 equal-width confidence bins, right-closed, weighted by
+count. One seed each: differences of a point or two are within noise at this test-set size.
+
+## Out-of-distribution detection
+
+{ood_table.to_markdown(index=False, floatfmt=".1f")}
+
+Maximum softmax probability (the paper's score), the {len(test_set)} test images as the positive class
+against each companion set of the same size: `synthetic-unseen` (objects whose part designs no class
+has: near OOD), `synthetic-background` (backgrounds alone), `photos` (crops of real photographs) and
+uniform / Gaussian noise. TNR at TPR95: exact sweep, the largest threshold accepting at least 95% of the
+test images; detection accuracy: best 0.5 TPR + 0.5 TNR; means over the five sets. Per-image scores,
+AUPR-In/Out and the OOD-positive FPR@95 are in `results/<method>-ood-msp.json`.
 
 All four models share the recipe `{recipe.name}`, seed {recipe.seed}, initial weights and data order:
 `{recipe.arch}`, {recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr} ({recipe.schedule}),
@@ -121,5 +150,5 @@ to the pasted area. Checkpoints: `{ckpt_dir}/<method>/`.
 
 Time: data {timings['data']:.0f} s, training {training:.0f} s in all, evaluation {timings['evaluate']:.0f} s.
 
-Localization, occlusion, corruption, adversarial and OOD analyses join this report as they are added.
+Localization, occlusion, corruption and adversarial analyses join this report as they are added.
 """

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,10 +36,9 @@ def test_help_lists_every_command_with_examples(capsys):
 
 
 def test_console_script_and_module_entry_points():
-    for argv in (["cutmix-eval", "--version"], [sys.executable, "-m", "cutmix_eval", "--version"]):
-        done = subprocess.run(argv if argv[0] != "cutmix-eval" else [sys.executable.replace("python", "cutmix-eval"),
-                                                                      "--version"],
-                              capture_output=True, text=True, check=True)
+    script = str(Path(sys.executable).parent / "cutmix-eval")  # installed next to the interpreter
+    for argv in ([script, "--version"], [sys.executable, "-m", "cutmix_eval", "--version"]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
         assert done.stdout.startswith("cutmix-eval ")
 
 
@@ -124,6 +124,9 @@ def test_quickstart_small_run(tmp_path):
     assert (tmp_path / "report" / "samples.png").stat().st_size > 1000
     record = json.loads((tmp_path / "report" / "results" / "cutmix-classification.json").read_text())
     assert record["evaluator"] == "classification" and record["model"]["method"] == "cutmix"
+    ood = json.loads((tmp_path / "report" / "results" / "cutmix-ood-msp.json").read_text())
+    assert ood["dataset"]["ood_sets"]["photos"]["num_images"] == ood["dataset"]["num_images"] and "## Out-of-distribution" in report
+    assert "ECE (%)" in report and 0 <= summary["metrics"]["cutmix"]["calibration"]["ece"] <= 1
     assert set(summary["metrics"]) == {"baseline", "cutmix"}
     again = run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe, methods=["cutmix"],
                            progress=False, log=lambda _: None)  # reuses the finished run

@@ -13,16 +13,19 @@ import warnings
 
 from cutmix_eval import __version__
 from cutmix_eval.cli._common import Command
+from cutmix_eval.cli.calibration import CalibrationCommand
 from cutmix_eval.cli.evaluate import EvaluateCommand
 from cutmix_eval.cli.info import DatasetsCommand, InspectCommand, ModelsCommand
 from cutmix_eval.cli.localize import LocalizeCommand
 from cutmix_eval.cli.metrics import MetricsCommand
+from cutmix_eval.cli.ood import OODCommand
 from cutmix_eval.cli.quickstart import QuickstartCommand
 from cutmix_eval.cli.train import TrainAllCommand, TrainCommand
 from cutmix_eval.errors import UserError
 
 COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
-                           TrainCommand(), TrainAllCommand(), EvaluateCommand(), LocalizeCommand(), MetricsCommand()]
+                           TrainCommand(), TrainAllCommand(), EvaluateCommand(), LocalizeCommand(), OODCommand(),
+                           CalibrationCommand(), MetricsCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

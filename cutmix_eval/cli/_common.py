@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
+
+
+GENERIC_CHECKPOINT_NAMES = ("last", "best", "model_best", "checkpoint", "model")
 
 
 class Command:
@@ -87,11 +91,11 @@ def load_model_from_args(args: argparse.Namespace, num_classes: int | None = Non
                            mean=args.mean, std=args.std, trust=args.trust_checkpoint, use_ema=args.ema)
 
 
-def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: str) -> None:
-    """The options every evaluator command shares: checkpoint, data, split, method label,
-    batching, data root, device and ``--json``."""
+def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: str, data_option: str = "--data") -> None:
+    """The options every evaluator command shares: checkpoint, data (``data_option``, stored
+    as ``args.data``), split, method label, batching, data root, device and ``--json``."""
     add_checkpoint(parser)
-    parser.add_argument("--data", required=True, metavar="NAME", help=data_help)
+    parser.add_argument(data_option, dest="data", required=True, metavar="NAME", help=data_help)
     parser.add_argument("--split", help="split (default: test, or the dataset's last split)")
     parser.add_argument("--method", help="method label to record (default: from the checkpoint)")
     parser.add_argument("--batch-size", type=int, default=batch_size)
@@ -116,6 +120,29 @@ def prepare_evaluation(args: argparse.Namespace):
                   "method": args.method or info.method, "training_data": info.dataset,
                   "weights_sha256": info.weights_sha256}
     return device, dataset, model, info, model_info
+
+
+def save_outputs(result: Any, out_dir: Path, stem: str, figures: dict[str, Any]) -> list[Path]:
+    """Write ``<stem>.json`` (the full record) and one ``<stem>-<name>.png`` per figure into
+    ``out_dir``, each atomically; returns the paths, record first."""
+    from cutmix_eval.fileio import atomic_write, atomic_write_text
+
+    paths = [atomic_write_text(out_dir / f"{stem}.json", result.to_json(indent=1))]
+    for name, figure in figures.items():
+        paths.append(atomic_write(out_dir / f"{stem}-{name}.png",
+                                  lambda fh, f=figure: f.savefig(fh, format="png", dpi=150, bbox_inches="tight")))
+    return paths
+
+
+def default_output_dir(args: argparse.Namespace, command: str, *parts: str) -> Path:
+    """``--output-dir``, else ``reports/<command>/<checkpoint stem>-<parts...>``."""
+    if args.output_dir:
+        return Path(args.output_dir)
+    ckpt = Path(args.ckpt)
+    stem = ckpt.name.split(".")[0]
+    if stem in GENERIC_CHECKPOINT_NAMES:  # checkpoints/quickstart/cutmix/last.pth -> cutmix-last
+        stem = f"{ckpt.resolve().parent.name}-{stem}"
+    return Path("reports") / command / "-".join([stem, *parts])
 
 
 def print_table(rows: list[dict[str, Any]], headers: str | Sequence[str] = "keys", floatfmt: str = ".2f") -> None:

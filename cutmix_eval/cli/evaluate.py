@@ -16,17 +16,28 @@ class EvaluateCommand(Command):
         add_evaluation(parser, 256, "dataset name (see `cutmix-eval datasets`)")
 
     def run(self, args):
-        from cutmix_eval.evaluate import evaluate_classification
+        from cutmix_eval.evaluate.calibration import calibration_result
+        from cutmix_eval.evaluate.classification import classification_result, labelled_pass
 
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        result = evaluate_classification(model, dataset, batch_size=args.batch_size, device=device,
-                                         num_workers=args.workers, limit=args.limit, model_info=model_info)
+        predictions, dataset_info = labelled_pass(model, dataset, batch_size=args.batch_size, device=device,
+                                                  num_workers=args.workers, limit=args.limit)
+        config = {"batch_size": args.batch_size, "limit": args.limit}
+        result = classification_result(predictions, model_info=model_info, dataset_info=dataset_info, config=config)
         metrics = result.metrics
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {metrics['num_images']} images")
-        print_table([{"top-1 error (%)": 100 * metrics["top1_error"],
-                      "top-5 error (%)": 100 * metrics["top5_error"]}])
+        row = {"top-1 error (%)": 100 * metrics["top1_error"], "top-5 error (%)": 100 * metrics["top5_error"]}
+        summary = result.summary()
         if metrics["num_nonfinite_logits"]:
-            print(f"warning: {metrics['num_nonfinite_logits']} images got NaN/inf logits (counted as wrong)")
+            print(f"warning: {metrics['num_nonfinite_logits']} images got NaN/inf logits (counted as wrong; "
+                  "calibration skipped)")
+        else:  # the same pass gives the calibration numbers
+            calibration = calibration_result(predictions, model_info=model_info, dataset_info=dataset_info,
+                                             config=config)
+            row |= {"NLL": calibration.metrics["nll"], "Brier": calibration.metrics["brier"],
+                    "ECE (%)": 100 * calibration.metrics["ece"]}
+            summary["calibration"] = calibration.summary()
+        print_table([row], floatfmt=".4g")
         if args.json:
-            emit_json(result.summary())
+            emit_json(summary)
         return 0

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_evaluation, print_table
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
+    print_table
 
 
 class LocalizeCommand(Command):
@@ -22,8 +21,9 @@ class LocalizeCommand(Command):
         parser.add_argument("--cam", default="cam", choices=list_cams(), help="map method (default: native CAM)")
         parser.add_argument("--protocol", default="wsolevaluation", choices=sorted(PROTOCOLS),
                             help="; ".join(f"{k}: {v.description}" for k, v in PROTOCOLS.items()))
-        parser.add_argument("--out", help="folder for the result record and figure "
-                                          "(default: reports/localize/<checkpoint>-<data>-<cam>-<protocol>)")
+        parser.add_argument("--output-dir", "--out", dest="output_dir", metavar="DIR",
+                            help="folder for the result record and figure "
+                                 "(default: reports/localize/<checkpoint>-<data>-<cam>-<protocol>)")
 
     def run(self, args):
         from cutmix_eval.evaluate.localization import evaluate_localization, write_outputs
@@ -32,9 +32,8 @@ class LocalizeCommand(Command):
         result, examples = evaluate_localization(model, dataset, cam=args.cam, protocol=args.protocol,
                                                  batch_size=args.batch_size, device=device,
                                                  num_workers=args.workers, limit=args.limit, model_info=model_info)
-        stem = Path(info.path).stem.replace(".pth", "")
-        out = Path(args.out or f"reports/localize/{stem}-{dataset.name}-{args.cam}-{args.protocol}")
-        record, figure = write_outputs(result, examples, out)
+        record, figure = write_outputs(result, examples,
+                                       default_output_dir(args, "localize", dataset.name, args.cam, args.protocol))
         metrics = result.metrics
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {metrics['num_images']} images, {args.cam} maps, "
               f"protocol {args.protocol}")

@@ -50,8 +50,9 @@ def load_boxes(path: str) -> list[np.ndarray]:
 
 class MetricsCommand(Command):
     name = "metrics"
-    help = "score maps produced elsewhere (wsol: MaxBoxAccV2, MaxBoxAcc, top-1 loc, PxAP)"
+    help = "score outputs produced elsewhere (wsol: MaxBoxAccV2, MaxBoxAcc, top-1 loc, PxAP; ood: TNR at TPR95, AUROC...)"
     examples = ("cutmix-eval metrics wsol --maps cams.npy --boxes localization.txt --json",
+                "cutmix-eval metrics ood --id-scores id.npy --ood-scores ood.npy --json",
                 "cutmix-eval metrics wsol --maps cams.npy --boxes boxes.json --masks masks.npy --correct correct.npy")
 
     def add_arguments(self, parser):
@@ -67,8 +68,40 @@ class MetricsCommand(Command):
         wsol.add_argument("--correct", help="N booleans .npy: top-1 prediction correct, for top-1 localization")
         wsol.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
         add_json(wsol)
+        ood = sub.add_parser("ood", help="OOD detection metrics from saved scores",
+                             description="Scores: 1-D .npy arrays, higher = more in-distribution (negate a "
+                                         "detector that scores OOD-ness). ID is the positive class; TNR at TPR95 "
+                                         "uses the exact sweep (largest threshold accepting >= 95%% of ID images).")
+        ood.add_argument("--id-scores", required=True, help="scores of the in-distribution images (.npy, N_in)")
+        ood.add_argument("--ood-scores", required=True, help="scores of the OOD images (.npy, N_out)")
+        add_json(ood)
 
     def run(self, args):
+        return self.run_ood(args) if args.metric == "ood" else self.run_wsol(args)
+
+    def run_ood(self, args):
+        from cutmix_eval.metrics.ood import CONVENTIONS, ood_metrics
+
+        scores = {}
+        for what, path in (("ID scores", args.id_scores), ("OOD scores", args.ood_scores)):
+            scores[what] = _load_array(path, what)
+            if scores[what].ndim != 1 or not np.issubdtype(scores[what].dtype, np.number):
+                raise UserError(f"{what} {path}: expected a 1-D numeric array, got shape {scores[what].shape} "
+                                f"of {scores[what].dtype}")
+        try:
+            metrics = ood_metrics(scores["ID scores"], scores["OOD scores"]).as_dict()
+        except ValueError as err:
+            raise UserError(f"{err}") from err
+        print(f"{len(scores['ID scores'])} ID scores (positive class) vs {len(scores['OOD scores'])} OOD scores; "
+              "higher = more in-distribution")
+        print_table([{"metric": k, "value (%)": 100 * v} for k, v in metrics.items() if k != "threshold_tpr95"])
+        print(f"threshold at TPR 95%: {metrics['threshold_tpr95']:.6g}")
+        if args.json:
+            emit_json({"metrics": metrics, "conventions": CONVENTIONS, "num_id": len(scores["ID scores"]),
+                       "num_ood": len(scores["OOD scores"])})
+        return 0
+
+    def run_wsol(self, args):
         from cutmix_eval.metrics import localization as loc
 
         maps = _load_array(args.maps, "maps")

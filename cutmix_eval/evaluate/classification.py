@@ -32,7 +32,7 @@ def check_compatible(model: Classifier, dataset: ImageDataset) -> None:
 
 
 def classification_result(predictions: Predictions, *, model_info: dict[str, Any],
-                          dataset_info: dict[str, Any], config: dict[str, Any]) -> Result:
+                          dataset_info: dict[str, Any], config: dict[str, Any] | None = None) -> Result:
     """Top-1/top-5 error from a (possibly shared) prediction pass."""
     top1 = topk_correct(predictions.logits, predictions.labels, 1)
     top5 = topk_correct(predictions.logits, predictions.labels, 5)
@@ -41,21 +41,30 @@ def classification_result(predictions: Predictions, *, model_info: dict[str, Any
         evaluator="classification",
         metrics={"top1_error": float(1 - top1.mean()), "top5_error": float(1 - top5.mean()),
                  "num_images": int(len(top1)), "num_nonfinite_logits": nonfinite},
-        conventions=CONVENTIONS, model=model_info, dataset=dataset_info, config=config,
+        conventions=CONVENTIONS, model=model_info, dataset=dataset_info, config=config or {},
         per_sample={"index": predictions.indices, "top1_correct": top1, "top5_correct": top5},
     )
+
+
+def labelled_pass(model: Classifier, dataset: ImageDataset, *, batch_size: int = 256, device: str = "auto",
+                  num_workers: int = 0, limit: int | None = None,
+                  progress: bool = True) -> tuple[Predictions, dict[str, Any]]:
+    """The prediction pass over a labelled dataset (its first ``limit`` images if given) that
+    classification and calibration share, and the dataset's description for their records."""
+    check_compatible(model, dataset)
+    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    predictions = predict(model, data, batch_size=batch_size, device=device, num_workers=num_workers,
+                          progress=progress, desc=f"evaluate {dataset.name}")
+    return predictions, {"name": dataset.name, "split": dataset.split, "num_images": len(data),
+                         "num_classes": dataset.num_classes}
 
 
 def evaluate_classification(model: Classifier, dataset: ImageDataset, *, batch_size: int = 256,
                             device: str = "auto", num_workers: int = 0, limit: int | None = None,
                             model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
     """Top-1 / top-5 error of ``model`` on ``dataset`` (the first ``limit`` images if given)."""
-    check_compatible(model, dataset)
-    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
-    predictions = predict(model, data, batch_size=batch_size, device=device, num_workers=num_workers,
-                          progress=progress, desc=f"evaluate {dataset.name}")
-    dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": len(data),
-                    "num_classes": dataset.num_classes}
-    config = {"batch_size": batch_size, "limit": limit}
+    predictions, dataset_info = labelled_pass(model, dataset, batch_size=batch_size, device=device,
+                                              num_workers=num_workers, limit=limit, progress=progress)
     info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
-    return classification_result(predictions, model_info=info, dataset_info=dataset_info, config=config)
+    return classification_result(predictions, model_info=info, dataset_info=dataset_info,
+                                 config={"batch_size": batch_size, "limit": limit})

@@ -98,3 +98,89 @@ def _draw_boxes(ax, boxes: Any, pad: float, colour: str, linestyle: str) -> None
     for x0, y0, x1, y1 in _numpy(boxes).reshape(-1, 4):
         ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + pad, y1 - y0 + pad, fill=False,
                                edgecolor=colour, linewidth=1.1, linestyle=linestyle))
+
+
+def ood_scores_figure(pairs: dict[str, tuple[Any, Any]], score: str, roc: dict[str, tuple[Any, Any, float]],
+                      title: str = "") -> Figure:
+    """Score histograms (ID against each OOD set) and ROC curves, side by side.
+
+    ``pairs``: ``{set: (ID scores, OOD scores)}`` (higher = more in-distribution);
+    ``roc``: ``{set: (fpr, tpr, auroc)}`` with ID positive. Histograms share bins
+    over all scores and are normalized to densities, so sets of different sizes
+    compare; the ID histogram is filled grey, each OOD set a coloured outline.
+    """
+    fig = Figure(figsize=(9.0, 3.4))
+    hist, curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1]})
+    everything = np.concatenate([np.concatenate([_numpy(a), _numpy(b)]) for a, b in pairs.values()])
+    bins = np.histogram_bin_edges(everything, bins=50)
+    first_id = _numpy(next(iter(pairs.values()))[0])
+    shared_id = all(np.array_equal(_numpy(a), first_id) for a, _ in pairs.values())
+    if shared_id:
+        hist.hist(first_id, bins=bins, density=True, color="0.75", label="in-distribution")
+    colours = matplotlib.colormaps["tab10"]
+    for i, (name, (id_scores, ood_scores)) in enumerate(pairs.items()):
+        if not shared_id:  # ODIN: each set has its own ID scores (its own temperature and noise)
+            hist.hist(_numpy(id_scores), bins=bins, density=True, histtype="step", color=colours(i),
+                      linestyle="dotted", linewidth=1.0)
+        hist.hist(_numpy(ood_scores), bins=bins, density=True, histtype="step", color=colours(i), linewidth=1.3,
+                  label=name)
+        fpr, tpr, auroc = roc[name]
+        curve.plot(_numpy(fpr), _numpy(tpr), color=colours(i), linewidth=1.3, label=f"{name} ({100 * auroc:.1f})")
+    hist.set_xlabel(f"{score} score (higher = more in-distribution)")
+    hist.set_ylabel("density")
+    hist.legend(fontsize=7, frameon=False)
+    curve.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle="dashed")
+    curve.axhline(0.95, color="0.6", linewidth=0.6, linestyle="dotted")
+    curve.set_xlabel("false positive rate (OOD accepted)")
+    curve.set_ylabel("true positive rate (ID accepted)")
+    curve.set_xlim(0, 1)
+    curve.set_ylim(0, 1.01)
+    curve.legend(fontsize=7, frameon=False, title="AUROC (%)", title_fontsize=7, loc="lower right")
+    for ax in (hist, curve):
+        ax.tick_params(labelsize=7)
+        ax.xaxis.label.set_size(8)
+        ax.yaxis.label.set_size(8)
+        ax.spines[["top", "right"]].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str], title: str = "") -> Figure:
+    """Reliability diagrams side by side: accuracy per confidence bin against the diagonal.
+
+    Each curve is a dict with ``edges`` (B + 1), ``count``, ``accuracy`` and
+    ``confidence`` (B each; NaN where a bin is empty). Bars show each bin's accuracy,
+    the red outline its gap to the bin's mean confidence; the lower panel the share
+    of images per bin.
+    """
+    fig = Figure(figsize=(3.3 * len(curves), 3.8))
+    axes = fig.subplots(2, len(curves), squeeze=False, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for (top, bottom), curve, label in zip(axes.T, curves, labels):
+        edges, count = _numpy(curve["edges"]).astype(float), _numpy(curve["count"]).astype(float)
+        accuracy = np.nan_to_num(_numpy(curve["accuracy"]).astype(float))
+        confidence = _numpy(curve["confidence"]).astype(float)
+        left, width = edges[:-1], np.diff(edges)
+        top.bar(left, accuracy, width=width, align="edge", color="#4c72b0", edgecolor="white", linewidth=0.5,
+                label="accuracy")
+        filled = count > 0
+        top.bar(left[filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=width[filled],
+                align="edge", fill=False, edgecolor=PRED_COLOUR, linewidth=0.8, hatch="///", label="gap to confidence")
+        top.plot([0, 1], [0, 1], color="0.4", linewidth=0.8, linestyle="dashed")
+        top.set_xlim(0, 1)
+        top.set_ylim(0, 1)
+        top.set_title(label, fontsize=8)
+        top.set_ylabel("accuracy", fontsize=8)
+        top.legend(fontsize=6, frameon=False, loc="upper left")
+        bottom.bar(left, count / max(count.sum(), 1), width=width, align="edge", color="0.6", edgecolor="white",
+                   linewidth=0.5)
+        bottom.set_xlabel("confidence (max softmax)", fontsize=8)
+        bottom.set_ylabel("share", fontsize=8)
+        for ax in (top, bottom):
+            ax.tick_params(labelsize=7)
+            ax.spines[["top", "right"]].set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,68 @@
+"""``calibration``: top-1/top-5 error, NLL, Brier score, ECE and a reliability diagram."""
+
+from __future__ import annotations
+
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
+    print_table, save_outputs
+
+SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE (%)"}
+
+
+def calibration_rows(result) -> list[dict]:
+    """One row before temperature scaling and, if fitted, one after; errors and ECE in percent."""
+    m = result.metrics
+    rows = [{"": "as trained", **{label: m[key] * (100 if key in ("top1_error", "top5_error", "ece") else 1)
+                                  for key, label in SHOWN.items()}}]
+    if "temperature" in m:
+        rows.append({"": f"T = {m['temperature']:.3f}", "top-1 err": 100 * m["top1_error"],
+                     "top-5 err": 100 * m["top5_error"], "NLL": m["nll_calibrated"], "Brier": m["brier_calibrated"],
+                     "ECE (%)": 100 * m["ece_calibrated"]})
+    return rows
+
+
+def reliability_figure(result):
+    from cutmix_eval.report.figures import reliability_diagram
+
+    m, curves = result.metrics, [result.curves["reliability"]]
+    labels = [f"as trained (ECE {100 * m['ece']:.2f}%)"]
+    if "reliability_calibrated" in result.curves:
+        curves.append(result.curves["reliability_calibrated"])
+        labels.append(f"temperature {m['temperature']:.2f} (ECE {100 * m['ece_calibrated']:.2f}%)")
+    return reliability_diagram(curves, labels, title=f"{result.model.get('arch', '')} on {result.dataset['name']}")
+
+
+class CalibrationCommand(Command):
+    name = "calibration"
+    help = "calibration: NLL, Brier score, ECE (15 bins), reliability diagram, optional temperature scaling"
+    examples = ("cutmix-eval calibration --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+                "cutmix-eval calibration --ckpt PyramidNet200_cutmix.pth.tar --data cifar100 --holdout 1000 --json")
+
+    def add_arguments(self, parser):
+        add_evaluation(parser, 256, "labelled dataset (see `cutmix-eval datasets`)")
+        parser.add_argument("--holdout", type=int, default=0,
+                            help="hold out the first N images to fit a temperature minimizing their NLL; every "
+                                 "number is then computed on the other images (default 0: no scaling)")
+        parser.add_argument("--bins", type=int, default=15, help="equal-width confidence bins for ECE (default 15)")
+        parser.add_argument("--output-dir", metavar="DIR",
+                            help="folder for the record and figure (default: reports/calibration/<checkpoint>-<data>)")
+
+    def run(self, args):
+        from cutmix_eval.errors import UserError
+        from cutmix_eval.evaluate.calibration import evaluate_calibration
+
+        if args.bins < 1:
+            raise UserError(f"--bins must be at least 1, not {args.bins}")
+        device, dataset, model, info, model_info = prepare_evaluation(args)
+        result = evaluate_calibration(model, dataset, holdout=args.holdout, n_bins=args.bins,
+                                      batch_size=args.batch_size, device=device, num_workers=args.workers,
+                                      limit=args.limit, model_info=model_info)
+        paths = save_outputs(result, default_output_dir(args, "calibration", dataset.name), "calibration",
+                             {"reliability": reliability_figure(result)})
+        held = f"; first {args.holdout} held out for the temperature" if args.holdout else ""
+        print(f"{info.arch} on {dataset.name}/{dataset.split}: {result.metrics['num_images']} images{held}")
+        print_table(calibration_rows(result), floatfmt=".4g")
+        print(f"ECE: {args.bins} equal-width confidence bins (i/{args.bins}, (i+1)/{args.bins}], weighted by count")
+        print(f"record: {paths[0]}\nfigure: {paths[1]}")
+        if args.json:
+            emit_json(result.summary() | {"record": str(paths[0]), "figure": str(paths[1])})
+        return 0

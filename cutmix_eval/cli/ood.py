@@ -1,0 +1,93 @@
+"""``ood``: out-of-distribution detection of a checkpoint, the ID test set against OOD sets."""
+
+from __future__ import annotations
+
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
+    print_table, save_outputs
+
+COLUMNS = {"tnr_at_tpr95": "TNR at TPR95", "auroc": "AUROC", "detection_accuracy": "Det. acc",
+           "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}
+
+
+def ood_table(result) -> list[dict]:
+    """The paper's appendix table: one row per OOD set, then the mean; values in percent."""
+    names = [*result.dataset["ood_sets"], "mean"]
+    return [{"OOD set": name, **{label: 100 * result.metrics[f"{name}/{key}"] for key, label in COLUMNS.items()}}
+            for name in names]
+
+
+def ood_figure(result):
+    from cutmix_eval.evaluate.ood import score_pairs
+    from cutmix_eval.metrics.ood import roc_points
+    from cutmix_eval.report.figures import ood_scores_figure
+
+    pairs = score_pairs(result)
+    roc = {n: (*roc_points(a, b), result.metrics[f"{n}/auroc"]) for n, (a, b) in pairs.items()}
+    title = f"{result.model.get('arch', '')} on {result.dataset['name']}: {result.config['score']}"
+    return ood_scores_figure(pairs, result.config["score"], roc, title=title)
+
+
+class OODCommand(Command):
+    name = "ood"
+    help = "out-of-distribution detection: TNR at TPR95, AUROC, detection accuracy, AUPR-In/Out"
+    examples = ("cutmix-eval ood --ckpt checkpoints/quickstart/cutmix/last.pth --in synthetic --out all",
+                "cutmix-eval ood --ckpt PyramidNet200_cutmix.pth.tar --in cifar100 --out all --data-root ~/data",
+                "cutmix-eval ood --ckpt model.pth --in cifar100 --out lsun --out ~/my_ood_images --score msp,energy",
+                "cutmix-eval ood --ckpt model.pth --in cifar100 --out isun --score odin --odin-holdout 1000 --json")
+
+    def add_arguments(self, parser):
+        from cutmix_eval.evaluate.ood_scores import list_scores
+
+        add_evaluation(parser, 256, "in-distribution dataset (its test split unless --split)", data_option="--in")
+        parser.add_argument("--out", dest="ood", action="append", required=True, metavar="NAME|DIR",
+                            help="OOD set, repeatable: a name from `cutmix-eval datasets` (kind ood), lsun / "
+                                 "tinyimagenet (crop + resize), noise (uniform + gaussian), all (the paper's seven, "
+                                 "or the embedded companions for --in synthetic), or a folder of images")
+        parser.add_argument("--score", default="msp", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
+                            help=f"comma-separated scores from {', '.join(list_scores())} (default: msp, the "
+                                 "paper's); post-hoc scores share one pass per set")
+        parser.add_argument("--energy-temperature", type=float, default=1.0, help="energy score temperature")
+        parser.add_argument("--fit-data", metavar="NAME", help="labelled set the Mahalanobis score is fitted on "
+                                                               "(default: the ID dataset's train split)")
+        parser.add_argument("--fit-limit", type=int, help="fit on the first N images only")
+        parser.add_argument("--odin-holdout", type=int, default=1000,
+                            help="ODIN: images held out at the start of every set to tune T and noise (default 1000)")
+        parser.add_argument("--num-noise", type=int, default=10_000, help="images per noise set (default 10,000)")
+        parser.add_argument("--output-dir", metavar="DIR",
+                            help="folder for the records and figures (default: reports/ood/<checkpoint>-<in>)")
+
+    def run(self, args):
+        from cutmix_eval.data import create_dataset
+        from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
+        from cutmix_eval.evaluate.ood_scores import list_scores
+        from cutmix_eval.errors import UserError
+
+        unknown = [s for s in args.score if s not in list_scores()]
+        if unknown or not args.score:
+            raise UserError(f"unknown OOD score {', '.join(unknown) or '(none)'}; choose from {', '.join(list_scores())}")
+        device, dataset, model, info, model_info = prepare_evaluation(args)
+        ood_sets = create_ood_sets(dataset, args.ood, args.data_root, num_noise=args.num_noise)
+        fit = None
+        if "mahalanobis" in args.score:
+            fit = create_dataset(args.fit_data or args.data, "train", root=args.data_root)
+        options = {"energy": {"temperature": args.energy_temperature}, "odin": {"holdout": args.odin_holdout}}
+        results = evaluate_ood(model, dataset, ood_sets, scores=args.score, score_options=options, fit_dataset=fit,
+                               fit_limit=args.fit_limit, batch_size=args.batch_size, device=device,
+                               num_workers=args.workers, limit=args.limit, model_info=model_info)
+        out_dir = default_output_dir(args, "ood", dataset.name)
+        summary = {}
+        for score, result in results.items():
+            paths = save_outputs(result, out_dir, score, {"scores": ood_figure(result)})
+            used = result.dataset["num_images"]
+            chosen = result.config.get("chosen")
+            print(f"\n{info.arch}: {dataset.name}/{dataset.split} ({used} images) = positive class; score "
+                  f"{score} (higher = in-distribution)" + (f"; ODIN settings per set {chosen}, evaluated on images "
+                                                           f"from index {args.odin_holdout}" if chosen else ""))
+            print_table(ood_table(result), floatfmt=".1f")
+            print(f"record: {paths[0]}\nfigure: {paths[1]}")
+            summary[score] = result.summary() | {"record": str(paths[0]), "figure": str(paths[1])}
+        print("TNR at TPR95: exact sweep, largest threshold accepting >= 95% of ID images; the OOD-positive "
+              "FPR@95 is in the record as fpr95_ood_pos")
+        if args.json:
+            emit_json(summary)
+        return 0

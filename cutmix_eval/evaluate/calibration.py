@@ -1,0 +1,82 @@
+"""Calibration: how far a classifier's confidence is from its accuracy.
+
+Reads the shared prediction pass. Reports top-1/top-5 error, NLL, Brier score and
+ECE (15 equal-width bins, right-closed; exact conventions in
+:mod:`cutmix_eval.metrics.calibration`) with the reliability diagram's bins as a
+curve. With ``holdout=N`` the first N images are held out to fit the temperature
+that minimizes their NLL (Guo et al. 2017), and every number, before and after
+scaling, is computed on the remaining images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.classification import labelled_pass
+from cutmix_eval.evaluate.passes import Predictions
+from cutmix_eval.metrics.calibration import CONVENTIONS as CALIBRATION_CONVENTIONS
+from cutmix_eval.metrics.calibration import calibration_metrics, fit_temperature, reliability_bins, softmax
+from cutmix_eval.metrics.classification import topk_correct
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.results import Result
+
+N_BINS = 15
+
+
+def _bins_curve(logits: np.ndarray, labels: np.ndarray, n_bins: int, temperature: float = 1.0) -> dict[str, list]:
+    probs = softmax(logits, temperature)
+    bins = reliability_bins(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins)
+    return {"edges": bins.edges, "count": bins.count, "accuracy": bins.accuracy, "confidence": bins.confidence,
+            "temperature": temperature}
+
+
+def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: int = N_BINS,
+                       model_info: dict[str, Any], dataset_info: dict[str, Any],
+                       config: dict[str, Any] | None = None) -> Result:
+    """Calibration metrics from a (possibly shared) prediction pass; see the module docstring."""
+    logits, labels, indices = predictions.logits.astype(np.float64), predictions.labels, predictions.indices
+    bad = int((~np.isfinite(logits).all(axis=1)).sum())
+    if bad:
+        raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(logits)} images; "
+                        "calibration is undefined for them (check the checkpoint and its input scaling)")
+    if holdout and not 0 < holdout < len(labels) - 1:
+        raise UserError(f"cannot hold out {holdout} of {len(labels)} images to fit the temperature; "
+                        "use fewer (e.g. 10-20% of the set)")
+    tune, test = slice(0, holdout), slice(holdout, None)
+    metrics: dict[str, float] = {
+        "top1_error": float(1 - topk_correct(logits[test], labels[test], 1).mean()),
+        "top5_error": float(1 - topk_correct(logits[test], labels[test], 5).mean()),
+        **calibration_metrics(logits[test], labels[test], n_bins), "num_images": int(len(labels[test]))}
+    curves = {"reliability": _bins_curve(logits[test], labels[test], n_bins)}
+    conventions = dict(CALIBRATION_CONVENTIONS) | {
+        "top1_error": "fraction of images whose label is not the highest logit",
+        "top5_error": "fraction of images whose label is not among the 5 highest logits"}
+    if holdout:
+        temperature = fit_temperature(logits[tune], labels[tune])
+        scaled = calibration_metrics(logits[test] / temperature, labels[test], n_bins)
+        metrics |= {"temperature": temperature, "ece_calibrated": scaled["ece"], "nll_calibrated": scaled["nll"],
+                    "brier_calibrated": scaled["brier"], "num_holdout": holdout}
+        curves["reliability_calibrated"] = _bins_curve(logits[test], labels[test], n_bins, temperature)
+        conventions["temperature"] += (f"; fitted on the first {holdout} images, every metric computed on the "
+                                       "remaining ones")
+    probs = softmax(logits[test])
+    per_sample = {"index": indices[test], "confidence": probs.max(axis=1), "correct": probs.argmax(axis=1) == labels[test]}
+    return Result(evaluator="calibration", metrics=metrics, conventions=conventions, model=model_info,
+                  dataset=dataset_info, config={"holdout": holdout, "n_bins": n_bins} | (config or {}),
+                  curves=curves, per_sample=per_sample)
+
+
+def evaluate_calibration(model: Classifier, dataset: ImageDataset, *, holdout: int = 0, n_bins: int = N_BINS,
+                         batch_size: int = 256, device: str = "auto", num_workers: int = 0, limit: int | None = None,
+                         model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+    """Calibration of ``model`` on ``dataset`` (the first ``limit`` images if given); with
+    ``holdout`` the temperature is fitted on the first ``holdout`` of them."""
+    predictions, dataset_info = labelled_pass(model, dataset, batch_size=batch_size, device=device,
+                                              num_workers=num_workers, limit=limit, progress=progress)
+    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
+    return calibration_result(predictions, holdout=holdout, n_bins=n_bins, model_info=info,
+                              dataset_info=dataset_info, config={"batch_size": batch_size, "limit": limit})

@@ -1,0 +1,240 @@
+"""Out-of-distribution detection: an ID test set against OOD sets, with any registered score.
+
+The protocol of the CutMix paper (Table 12, after Hendrycks & Gimpel and ODIN): the
+ID test images are the positive class; each OOD set is scored against them with
+TNR at TPR 95%, AUROC, detection accuracy, AUPR-In and AUPR-Out (exact
+definitions in :mod:`cutmix_eval.metrics.ood`), and the mean over OOD sets is
+reported too. OOD images are brought to the ID image size the way the paper's
+sets were made: ODIN's crop sets are centre-cropped, its resize sets, iSUN, any
+folder of images and the embedded companions are resized, and noise is generated
+at that size.
+
+Passes are shared: the ID set and each OOD set are run through the model once,
+and every post-hoc score (MSP, max logit, energy, Mahalanobis) reads those
+logits and features. ODIN makes its own passes (it perturbs the input) and holds
+out the first images of every set to tune its settings on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset, Subset
+
+from cutmix_eval.data import create_dataset, dataset_spec
+from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.evaluate.ood_scores import ODIN, OODScore, create_score
+from cutmix_eval.evaluate.passes import Predictions, predict
+from cutmix_eval.metrics.ood import CONVENTIONS as METRIC_CONVENTIONS
+from cutmix_eval.metrics.ood import ood_metrics
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.results import Result
+from cutmix_eval.runtime import resolve_device
+
+#: the OOD sets of the CutMix paper's Table 12 / appendix Table A2, in its order
+PAPER_SETS = ("tinyimagenet-crop", "tinyimagenet-resize", "lsun-crop", "lsun-resize", "isun", "uniform", "gaussian")
+#: the embedded dataset's companions, from near to far, plus noise
+SYNTHETIC_SETS = ("synthetic-unseen", "synthetic-background", "photos", "uniform", "gaussian")
+ALIASES = {"lsun": ("lsun-crop", "lsun-resize"), "tinyimagenet": ("tinyimagenet-crop", "tinyimagenet-resize"),
+           "noise": ("uniform", "gaussian")}
+METRICS = ("tnr_at_tpr95", "auroc", "detection_accuracy", "aupr_in", "aupr_out", "fpr95_ood_pos")
+
+
+def ood_set_names(id_name: str, requested: Sequence[str]) -> list[str]:
+    """Expand ``all`` (the paper's seven sets, or the embedded companions for the embedded
+    dataset) and the aliases ``lsun``, ``tinyimagenet``, ``noise``; duplicates dropped."""
+    names: list[str] = []
+    for name in requested:
+        if name == "all":
+            names += SYNTHETIC_SETS if id_name.startswith("synthetic") else PAPER_SETS
+        else:
+            names += ALIASES.get(name, (name,))
+    return list(dict.fromkeys(names))
+
+
+def _is_folder(name: str) -> bool:
+    return os.sep in name or Path(name).is_dir()
+
+
+def create_ood_sets(id_dataset: ImageDataset, requested: Sequence[str], root: str | None = None,
+                    num_noise: int = 10_000) -> dict[str, ImageDataset]:
+    """The OOD sets named in ``requested`` (registry names, aliases, ``all`` or folders of
+    images), at the ID images' size (their height): see the module docstring."""
+    size = int(id_dataset[0]["image"].shape[-2])
+    sets = {}
+    for name in ood_set_names(id_dataset.name, requested):
+        if _is_folder(name):
+            folder = Path(name).expanduser()
+            if not folder.is_dir():
+                raise UserError(f"OOD folder {folder} does not exist; pass a folder of images or a set name "
+                                "(see `cutmix-eval datasets`)")
+            sets[folder.name] = create_dataset("images", root=folder, image_size=size)
+            continue
+        spec = dataset_spec(name)
+        if spec.kind != "ood":
+            raise UserError(f"{name} is not an OOD set; choose from the sets of kind 'ood' in "
+                            "`cutmix-eval datasets`, a folder of images, or 'all'")
+        extra = {"num_samples": num_noise} if name in ("uniform", "gaussian") else {}
+        sets[name] = create_dataset(name, "test", root=root, image_size=size, **extra)
+    if not sets:
+        raise UserError("no OOD set given; pass --out NAME (or 'all')")
+    return sets
+
+
+def _head(dataset: Dataset, count: int | None) -> Dataset:
+    return Subset(dataset, range(min(count, len(dataset)))) if count else dataset
+
+
+def _checked(predictions: Predictions, name: str) -> Predictions:
+    bad = int((~np.isfinite(predictions.logits).all(axis=1)).sum())
+    if bad:
+        raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(predictions.logits)} images "
+                        f"of {name}; OOD scores from them mean nothing (check the checkpoint and its input scaling)")
+    return predictions
+
+
+def _set_metrics(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """``{set}/{metric}`` for each (ID scores, OOD scores) pair, and ``mean/{metric}`` over sets."""
+    metrics: dict[str, float] = {}
+    for name, (id_scores, ood_scores) in pairs.items():
+        values = ood_metrics(id_scores, ood_scores).as_dict()
+        metrics |= {f"{name}/{m}": values[m] for m in METRICS}
+    for m in METRICS:
+        metrics[f"mean/{m}"] = float(np.mean([metrics[f"{name}/{m}"] for name in pairs]))
+    return metrics
+
+
+def _describe(name: str, dataset: Dataset, used: int) -> dict[str, Any]:
+    try:
+        description = dataset_spec(name).description
+    except UserError:  # a folder of images
+        description = f"folder of images {name!r}, resized to the ID size"
+    return {"num_images": used, "description": description}
+
+
+def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[str, ImageDataset], *,
+                 scores: Sequence[str] = ("msp",), score_options: Mapping[str, dict] | None = None,
+                 fit_dataset: ImageDataset | None = None, fit_limit: int | None = None, batch_size: int = 256,
+                 device: str = "auto", num_workers: int = 0, limit: int | None = None,
+                 model_info: dict[str, Any] | None = None, progress: bool = True,
+                 id_predictions: Predictions | None = None) -> dict[str, Result]:
+    """OOD detection of ``model`` with each score in ``scores``: one Result per score.
+
+    ``limit`` keeps the first N images of the ID set and of each OOD set.
+    ``fit_dataset`` (labelled, e.g. the ID training split; ``fit_limit`` images) is
+    needed by scores that fit on training data (Mahalanobis). ``score_options`` maps a
+    score name to its keyword arguments (e.g. ``{"odin": {"holdout": 500}}``).
+
+    Each Result has ``{set}/{metric}`` and ``mean/{metric}`` metrics (fractions),
+    per-image scores (``id/score``, ``{set}/score`` and dataset positions
+    ``id/index``, ``{set}/index``; ODIN, whose ID scores depend on the setting chosen
+    for each set, stores ``id/score@{set}``) so intervals can be bootstrapped.
+    ``id_predictions``: the ID set's pass if the caller already ran it (e.g. for
+    classification; with pooled features if a score needs them), so it is not repeated.
+    """
+    if model.num_classes < 2:
+        raise UserError("OOD detection from a classifier needs at least two classes; this model has one")
+    check_compatible(model, id_dataset)
+    if not ood_sets:
+        raise UserError("no OOD set given")
+    for name, data in {id_dataset.name: id_dataset, **ood_sets}.items():
+        if len(data) == 0:
+            raise UserError(f"{name} has no images")
+    options = score_options or {}
+    detectors = [create_score(name, **options.get(name, {})) for name in dict.fromkeys(scores)]
+    device = resolve_device(device)
+    run = partial(predict, model, batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
+    id_data = _head(id_dataset, limit)
+    ood_data = {name: _head(data, limit) for name, data in ood_sets.items()}
+    base_config = {"batch_size": batch_size, "limit": limit}
+    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
+
+    def result(detector: OODScore, pairs, per_sample, used, config) -> Result:
+        conventions = dict(METRIC_CONVENTIONS) | {"score": f"{detector.name}: {detector.description}; "
+                                                            "higher = more in-distribution"}
+        dataset_info = {"name": id_dataset.name, "split": id_dataset.split, "num_images": used[id_dataset.name],
+                        "num_classes": id_dataset.num_classes,
+                        "ood_sets": {n: _describe(n, ood_sets[n], used[n]) for n in ood_sets}}
+        return Result(evaluator="ood", metrics=_set_metrics(pairs), conventions=conventions, model=info,
+                      dataset=dataset_info, config=base_config | {"score": detector.name,
+                                                                  "params": detector.params()} | config,
+                      per_sample=per_sample)
+
+    results: dict[str, Result] = {}
+    posthoc = [d for d in detectors if d.kind == "posthoc"]
+    if posthoc:
+        keep = any(d.needs_features for d in posthoc)
+        if id_predictions is None or (keep and id_predictions.pooled is None):
+            id_predictions = run(id_data, keep_features=keep, desc=f"ID {id_dataset.name}")
+        id_pred = _checked(id_predictions, id_dataset.name)
+        ood_pred = {n: _checked(run(d, keep_features=keep, desc=f"OOD {n}"), n) for n, d in ood_data.items()}
+        used = {id_dataset.name: len(id_pred.labels)} | {n: len(p.labels) for n, p in ood_pred.items()}
+        fit_config: dict[str, Any] = {}
+        if any(d.needs_fit for d in posthoc):
+            if fit_dataset is None:
+                raise UserError("the Mahalanobis score is fitted on labelled training images: pass --fit-data "
+                                "(default: the ID dataset's train split)")
+            fitted = _checked(run(_head(fit_dataset, fit_limit), keep_features=True,
+                                  desc=f"fit {fit_dataset.name}"), fit_dataset.name)
+            fit_config = {"fit_data": {"name": fit_dataset.name, "split": fit_dataset.split,
+                                       "num_images": len(fitted.labels)}}
+        for detector in posthoc:
+            if detector.needs_fit:
+                detector.fit(fitted)
+            id_scores = detector(id_pred)
+            set_scores = {n: detector(p) for n, p in ood_pred.items()}
+            per_sample = {"id/index": id_pred.indices, "id/score": id_scores}
+            for n, p in ood_pred.items():
+                per_sample |= {f"{n}/index": p.indices, f"{n}/score": set_scores[n]}
+            pairs = {n: (id_scores, s) for n, s in set_scores.items()}
+            results[detector.name] = result(detector, pairs, per_sample, used,
+                                            fit_config if detector.needs_fit else {})
+    for detector in (d for d in detectors if isinstance(d, ODIN)):
+        results[detector.name] = _evaluate_odin(detector, model, id_dataset.name, id_data, ood_data, result,
+                                                batch_size=batch_size, device=device, num_workers=num_workers,
+                                                progress=progress)
+    return results
+
+
+def _evaluate_odin(detector: ODIN, model: Classifier, id_name: str, id_data: Dataset,
+                   ood_data: Mapping[str, Dataset], result, **run) -> Result:
+    """ODIN's protocol: tune per OOD set on the first ``holdout`` images of the ID set and of
+    that set, report on the rest of both."""
+    held = detector.holdout
+    for name, data in {id_name: id_data, **ood_data}.items():
+        if len(data) <= held:
+            raise UserError(f"ODIN holds out the first {held} images of every set to tune on, but {name} has "
+                            f"only {len(data)}; lower --odin-holdout or use more images")
+    tune = partial(detector.scores, model, **run)
+    grid = detector.grid()
+    id_tune = tune(Subset(id_data, range(held)), grid, desc=f"ODIN tune {id_name}")
+    chosen, ood_scores = {}, {}
+    for name, data in ood_data.items():
+        ood_tune = tune(Subset(data, range(held)), grid, desc=f"ODIN tune {name}")
+        quality = {s: ood_metrics(id_tune[s], ood_tune[s]) for s in grid}
+        chosen[name] = max(grid, key=lambda s: (quality[s].tnr_at_tpr95, quality[s].auroc))
+        ood_scores[name] = tune(Subset(data, range(held, len(data))), [chosen[name]], desc=f"ODIN {name}")[chosen[name]]
+    id_scores = tune(Subset(id_data, range(held, len(id_data))), list(dict.fromkeys(chosen.values())),
+                     desc=f"ODIN {id_name}")
+    per_sample: dict[str, np.ndarray] = {"id/index": np.arange(held, len(id_data))}
+    for name, data in ood_data.items():
+        per_sample |= {f"id/score@{name}": id_scores[chosen[name]], f"{name}/index": np.arange(held, len(data)),
+                       f"{name}/score": ood_scores[name]}
+    pairs = {n: (id_scores[chosen[n]], ood_scores[n]) for n in ood_data}
+    used = {id_name: len(id_data) - held} | {n: len(d) - held for n, d in ood_data.items()}
+    settings = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
+    return result(detector, pairs, per_sample, used, {"chosen": settings, "evaluated_from_index": held})
+
+
+def score_pairs(result: Result) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{set: (ID scores, OOD scores)}`` from an OOD Result (a record's per-image scores)."""
+    samples = result.per_sample
+    return {name: (np.asarray(samples.get(f"id/score@{name}", samples.get("id/score"))),
+                   np.asarray(samples[f"{name}/score"])) for name in result.dataset["ood_sets"]}

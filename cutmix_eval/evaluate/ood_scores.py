@@ -1,0 +1,221 @@
+"""Out-of-distribution scores: a registry of detectors, higher score = more in-distribution.
+
+Two kinds:
+
+* **post-hoc** scores read the shared prediction pass (logits, and pooled
+  penultimate features for Mahalanobis), so the ID pass is computed once and
+  serves every OOD set and every such score: ``msp``, ``maxlogit``, ``energy``,
+  ``mahalanobis`` (fitted on training features first).
+* **input-perturbation** scores make their own passes with gradients: ``odin``.
+  Its temperature and perturbation size are tuned on held-out images (see
+  :class:`ODIN`), never on the images it is evaluated on.
+
+Softmax-based scores are computed in float64 from the float32 logits, so that
+confident predictions tie at 1.0 as late as possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.special import logsumexp, softmax
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.passes import Predictions, make_loader
+from cutmix_eval.models.classifier import Classifier
+
+
+class OODScore:
+    """A detector. ``kind`` is "posthoc" (``__call__(predictions) -> N scores``) or "perturbation"
+    (its own passes, see :class:`ODIN`). ``needs_features``: the pass must keep pooled features;
+    ``needs_fit``: :meth:`fit` on training predictions (with labels) before scoring."""
+
+    name = ""
+    description = ""
+    kind = "posthoc"
+    needs_features = False
+    needs_fit = False
+
+    def params(self) -> dict:
+        """The score's settings, recorded with its results."""
+        return {}
+
+    def fit(self, train: Predictions) -> None:  # pragma: no cover - only scores with needs_fit define it
+        raise NotImplementedError
+
+    def __call__(self, predictions: Predictions) -> np.ndarray:  # pragma: no cover - every post-hoc score defines it
+        raise NotImplementedError
+
+
+_SCORES: dict[str, Callable[..., OODScore]] = {}
+
+
+def register_score(cls: type[OODScore]) -> type[OODScore]:
+    """Class decorator adding a score to the registry under ``cls.name``."""
+    _SCORES[cls.name] = cls
+    return cls
+
+
+def list_scores() -> list[str]:
+    return list(_SCORES)
+
+
+def create_score(name: str, **kwargs) -> OODScore:
+    """A score by name, e.g. ``create_score("energy", temperature=1.0)``."""
+    if name not in _SCORES:
+        raise UserError(f"unknown OOD score {name!r}; choose from {', '.join(_SCORES)}")
+    return _SCORES[name](**kwargs)
+
+
+def _logits64(predictions: Predictions) -> np.ndarray:
+    return predictions.logits.astype(np.float64)
+
+
+@register_score
+class MSP(OODScore):
+    name = "msp"
+    description = "maximum softmax probability (Hendrycks & Gimpel 2017; the CutMix paper's score)"
+
+    def __call__(self, predictions):
+        return softmax(_logits64(predictions), axis=1).max(axis=1)
+
+
+@register_score
+class MaxLogit(OODScore):
+    name = "maxlogit"
+    description = "maximum logit (Hendrycks et al. 2022)"
+
+    def __call__(self, predictions):
+        return _logits64(predictions).max(axis=1)
+
+
+@register_score
+class Energy(OODScore):
+    name = "energy"
+    description = "negative free energy T * logsumexp(logits / T) (Liu et al. 2020)"
+
+    def __init__(self, temperature: float = 1.0):
+        if not temperature > 0:
+            raise UserError(f"energy temperature must be > 0, not {temperature}")
+        self.temperature = float(temperature)
+
+    def params(self):
+        return {"temperature": self.temperature}
+
+    def __call__(self, predictions):
+        return self.temperature * logsumexp(_logits64(predictions) / self.temperature, axis=1)
+
+
+@register_score
+class Mahalanobis(OODScore):
+    """Class means and one shared (tied) covariance of the pooled penultimate features of
+    the training set; score = minus the smallest squared Mahalanobis distance to a class
+    mean. The penultimate-layer variant without input perturbation or layer ensembles
+    (Lee et al. 2018 add both; OpenOOD's "MDS" is this one). The precision matrix is the
+    pseudo-inverse of the maximum-likelihood covariance (scikit-learn's
+    ``EmpiricalCovariance``), as in the authors' code."""
+
+    name = "mahalanobis"
+    description = ("minus the smallest squared Mahalanobis distance of the pooled features to a class mean, "
+                   "class-conditional Gaussians with tied covariance fitted on training features (Lee et al. 2018, "
+                   "penultimate layer, no input perturbation)")
+    needs_features = True
+    needs_fit = True
+
+    def __init__(self):
+        self.means: np.ndarray | None = None
+        self.precision: np.ndarray | None = None
+
+    def fit(self, train):
+        from sklearn.covariance import EmpiricalCovariance
+
+        features, labels = train.pooled.astype(np.float64), train.labels
+        num_classes = train.logits.shape[1]
+        missing = sorted(set(range(num_classes)) - set(np.unique(labels).tolist()))
+        if num_classes < 2 or missing:
+            raise UserError(f"the Mahalanobis fitting images have no example of class(es) {missing[:10]}; fit on "
+                            "labelled images covering every class of the model (e.g. the training split)")
+        self.means = np.stack([features[labels == c].mean(axis=0) for c in range(num_classes)])
+        centred = features - self.means[labels]
+        self.precision = EmpiricalCovariance(assume_centered=True).fit(centred).precision_
+
+    def __call__(self, predictions):
+        if self.precision is None:
+            raise RuntimeError("Mahalanobis.fit must be called before scoring")
+        features = predictions.pooled.astype(np.float64)
+        projected = features @ self.precision
+        distances = ((projected * features).sum(axis=1)[:, None] - 2 * projected @ self.means.T
+                     + ((self.means @ self.precision) * self.means).sum(axis=1)[None, :])
+        return -distances.min(axis=1)
+
+
+@dataclass(frozen=True)
+class ODINSetting:
+    temperature: float
+    noise: float
+
+
+@register_score
+class ODIN(OODScore):
+    """ODIN (Liang et al. 2018): the maximum softmax probability at temperature ``T`` of the
+    input moved by ``noise`` against the gradient of the cross-entropy of ``logits / T`` with
+    the predicted class: ``x' = x - noise * sign(grad_x CE)``. Our models take pixels in
+    [0, 1] and normalize inside, so the step is in pixel space: the same step as ODIN's code,
+    which divides its normalized-space gradient by the channel std. ``x'`` is not clipped,
+    as in ODIN's code.
+
+    Tuning (ODIN's protocol): the first ``holdout`` images of the ID set and of each OOD set
+    are held out; the setting with the best TNR at TPR 95% on them (then AUROC) is chosen
+    per OOD set from ``temperatures x noises``, and results are reported on the other images.
+    """
+
+    name = "odin"
+    description = ("maximum softmax at temperature T of the input perturbed by noise * sign of the gradient "
+                   "(Liang et al. 2018), T and noise tuned per OOD set on held-out images")
+    kind = "perturbation"
+
+    def __init__(self, temperatures: Sequence[float] = (1, 10, 100, 1000),
+                 noises: Sequence[float] = tuple(np.round(np.linspace(0, 0.004, 9), 4)), holdout: int = 1000):
+        if not temperatures or min(temperatures) <= 0 or not noises or min(noises) < 0 or holdout < 1:
+            raise UserError("ODIN needs temperatures > 0, noises >= 0 and holdout >= 1")
+        self.temperatures = tuple(float(t) for t in temperatures)
+        self.noises = tuple(float(n) for n in noises)
+        self.holdout = int(holdout)
+
+    def params(self):
+        return {"temperatures": list(self.temperatures), "noises": list(self.noises), "holdout": self.holdout}
+
+    def grid(self) -> list[ODINSetting]:
+        return [ODINSetting(t, n) for t in self.temperatures for n in self.noises]
+
+    def scores(self, model: Classifier, dataset: Dataset, settings: Sequence[ODINSetting], *, batch_size: int,
+               device: torch.device, num_workers: int = 0, progress: bool = True,
+               desc: str = "odin") -> dict[ODINSetting, np.ndarray]:
+        """ODIN scores of every image of ``dataset`` for each setting: one backward pass per
+        temperature and one forward pass per setting, batch by batch."""
+        model = model.to(device).eval()
+        by_temperature: dict[float, list[float]] = {}
+        for s in settings:
+            by_temperature.setdefault(s.temperature, []).append(s.noise)
+        out: dict[ODINSetting, list[np.ndarray]] = {s: [] for s in settings}
+        loader = make_loader(dataset, batch_size, num_workers)
+        for batch in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
+            images = batch["image"].to(device)
+            for temperature, noises in by_temperature.items():
+                x = images.clone().requires_grad_(True)
+                logits = model(x) / temperature
+                loss = F.cross_entropy(logits, logits.argmax(dim=1), reduction="sum")
+                (grad,) = torch.autograd.grad(loss, x)
+                step = grad.sign()
+                with torch.no_grad():
+                    for noise in noises:
+                        moved = model(images - noise * step) if noise else logits.detach() * temperature
+                        probs = torch.softmax(moved.double() / temperature, dim=1)
+                        out[ODINSetting(temperature, noise)].append(probs.max(dim=1).values.cpu().numpy())
+        return {s: np.concatenate(v) for s, v in out.items()}
