@@ -83,6 +83,8 @@ class OODCommand(Command):
             print(f"\n{info.arch}: {dataset.name}/{dataset.split} ({used} images) = positive class; score "
                   f"{score} (higher = in-distribution)" + (f"; ODIN settings per set {chosen}, evaluated on images "
                                                            f"from index {args.odin_holdout}" if chosen else ""))
+            for name, about in result.dataset["ood_sets"].items():
+                print(f"  {name}: {about['num_images']} images; {about['description']}")
             print_table(ood_table(result), floatfmt=".1f")
             print(f"record: {paths[0]}\nfigure: {paths[1]}")
             summary[score] = result.summary() | {"record": str(paths[0]), "figure": str(paths[1])}

@@ -116,7 +116,8 @@ def _describe(name: str, dataset: Dataset, used: int) -> dict[str, Any]:
         description = dataset_spec(name).description
     except UserError:  # a folder of images
         description = f"folder of images {name!r}, resized to the ID size"
-    return {"num_images": used, "description": description}
+    height, width = dataset[0]["image"].shape[-2:]
+    return {"num_images": used, "description": f"{description}; read at {height} x {width} px"}
 
 
 def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[str, ImageDataset], *,
