@@ -30,3 +30,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def atomic_save_figure(path: str | os.PathLike, figure, dpi: int = 150) -> Path:
+    """Save a matplotlib figure as PNG (tight bounding box) with :func:`atomic_write`."""
+    return atomic_write(path, lambda fh: figure.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))

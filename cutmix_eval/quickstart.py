@@ -22,7 +22,7 @@ from cutmix_eval.data import create_dataset
 from cutmix_eval.evaluate.calibration import calibration_result
 from cutmix_eval.evaluate.classification import classification_result, labelled_pass
 from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
-from cutmix_eval.fileio import atomic_write, atomic_write_text
+from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.models.checkpoint import load_checkpoint
 from cutmix_eval.train import METHODS, Recipe, get_recipe, train
 from cutmix_eval.train.loop import LAST
@@ -104,8 +104,7 @@ def _write_sample_grid(dataset, path: Path) -> Path:
                          boxes=[s["boxes"].numpy() for s in samples],
                          masks=[s["mask"].numpy() for s in samples],
                          titles=[dataset.classes[s["label"]] for s in samples], ncols=min(10, len(samples)))
-    atomic_write(path, lambda fh: figure.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
-    return path
+    return atomic_save_figure(path, figure, dpi=110)
 
 
 def _report_markdown(table: pd.DataFrame, ood_table: pd.DataFrame, recipe: Recipe, grid: Path,

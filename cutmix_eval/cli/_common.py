@@ -125,13 +125,10 @@ def prepare_evaluation(args: argparse.Namespace):
 def save_outputs(result: Any, out_dir: Path, stem: str, figures: dict[str, Any]) -> list[Path]:
     """Write ``<stem>.json`` (the full record) and one ``<stem>-<name>.png`` per figure into
     ``out_dir``, each atomically; returns the paths, record first."""
-    from cutmix_eval.fileio import atomic_write, atomic_write_text
+    from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 
     paths = [atomic_write_text(out_dir / f"{stem}.json", result.to_json(indent=1))]
-    for name, figure in figures.items():
-        paths.append(atomic_write(out_dir / f"{stem}-{name}.png",
-                                  lambda fh, f=figure: f.savefig(fh, format="png", dpi=150, bbox_inches="tight")))
-    return paths
+    return paths + [atomic_save_figure(out_dir / f"{stem}-{name}.png", figure) for name, figure in figures.items()]
 
 
 def default_output_dir(args: argparse.Namespace, command: str, *parts: str) -> Path:

@@ -27,9 +27,14 @@ from cutmix_eval.results import Result
 N_BINS = 15
 
 
-def _bins_curve(logits: np.ndarray, labels: np.ndarray, n_bins: int, temperature: float = 1.0) -> dict[str, list]:
+def _outcomes(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: confidence (max softmax at ``temperature``) and whether the top-1 class is right."""
     probs = softmax(logits, temperature)
-    bins = reliability_bins(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins)
+    return probs.max(axis=1), probs.argmax(axis=1) == labels
+
+
+def _bins_curve(confidence: np.ndarray, correct: np.ndarray, n_bins: int, temperature: float) -> dict[str, Any]:
+    bins = reliability_bins(confidence, correct, n_bins)
     return {"edges": bins.edges, "count": bins.count, "accuracy": bins.accuracy, "confidence": bins.confidence,
             "temperature": temperature}
 
@@ -38,33 +43,29 @@ def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: in
                        model_info: dict[str, Any], dataset_info: dict[str, Any],
                        config: dict[str, Any] | None = None) -> Result:
     """Calibration metrics from a (possibly shared) prediction pass; see the module docstring."""
-    logits, labels, indices = predictions.logits.astype(np.float64), predictions.labels, predictions.indices
-    bad = int((~np.isfinite(logits).all(axis=1)).sum())
-    if bad:
-        raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(logits)} images; "
-                        "calibration is undefined for them (check the checkpoint and its input scaling)")
+    predictions.require_finite("calibration is undefined for them")
+    logits, labels = predictions.logits.astype(np.float64), predictions.labels
     if holdout and not 0 < holdout < len(labels) - 1:
         raise UserError(f"cannot hold out {holdout} of {len(labels)} images to fit the temperature; "
                         "use fewer (e.g. 10-20% of the set)")
-    tune, test = slice(0, holdout), slice(holdout, None)
-    metrics: dict[str, float] = {
-        "top1_error": float(1 - topk_correct(logits[test], labels[test], 1).mean()),
-        "top5_error": float(1 - topk_correct(logits[test], labels[test], 5).mean()),
-        **calibration_metrics(logits[test], labels[test], n_bins), "num_images": int(len(labels[test]))}
-    curves = {"reliability": _bins_curve(logits[test], labels[test], n_bins)}
+    z, y = logits[holdout:], labels[holdout:]  # every number is computed on these
+    confidence, correct = _outcomes(z, y)
+    metrics: dict[str, float] = {"top1_error": float(1 - topk_correct(z, y, 1).mean()),
+                                 "top5_error": float(1 - topk_correct(z, y, 5).mean()),
+                                 **calibration_metrics(z, y, n_bins), "num_images": int(len(y))}
+    curves = {"reliability": _bins_curve(confidence, correct, n_bins, 1.0)}
     conventions = dict(CALIBRATION_CONVENTIONS) | {
         "top1_error": "fraction of images whose label is not the highest logit",
         "top5_error": "fraction of images whose label is not among the 5 highest logits"}
     if holdout:
-        temperature = fit_temperature(logits[tune], labels[tune])
-        scaled = calibration_metrics(logits[test] / temperature, labels[test], n_bins)
+        temperature = fit_temperature(logits[:holdout], labels[:holdout])
+        scaled = calibration_metrics(z / temperature, y, n_bins)
         metrics |= {"temperature": temperature, "ece_calibrated": scaled["ece"], "nll_calibrated": scaled["nll"],
                     "brier_calibrated": scaled["brier"], "num_holdout": holdout}
-        curves["reliability_calibrated"] = _bins_curve(logits[test], labels[test], n_bins, temperature)
+        curves["reliability_calibrated"] = _bins_curve(*_outcomes(z, y, temperature), n_bins, temperature)
         conventions["temperature"] += (f"; fitted on the first {holdout} images, every metric computed on the "
                                        "remaining ones")
-    probs = softmax(logits[test])
-    per_sample = {"index": indices[test], "confidence": probs.max(axis=1), "correct": probs.argmax(axis=1) == labels[test]}
+    per_sample = {"index": predictions.indices[holdout:], "confidence": confidence, "correct": correct}
     return Result(evaluator="calibration", metrics=metrics, conventions=conventions, model=model_info,
                   dataset=dataset_info, config={"holdout": holdout, "n_bins": n_bins} | (config or {}),
                   curves=curves, per_sample=per_sample)

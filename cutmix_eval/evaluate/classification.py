@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from torch.utils.data import Subset
 
 from cutmix_eval.data.base import ImageDataset
@@ -36,7 +35,7 @@ def classification_result(predictions: Predictions, *, model_info: dict[str, Any
     """Top-1/top-5 error from a (possibly shared) prediction pass."""
     top1 = topk_correct(predictions.logits, predictions.labels, 1)
     top5 = topk_correct(predictions.logits, predictions.labels, 5)
-    nonfinite = int((~np.isfinite(predictions.logits).all(axis=1)).sum())
+    nonfinite = predictions.nonfinite_rows()
     return Result(
         evaluator="classification",
         metrics={"top1_error": float(1 - top1.mean()), "top5_error": float(1 - top5.mean()),

@@ -37,7 +37,7 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.passes import make_loader
-from cutmix_eval.fileio import atomic_write, atomic_write_text
+from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
@@ -207,6 +207,4 @@ def write_outputs(result: Result, examples: dict[str, list], out_dir: Path) -> t
                          titles=examples["title"], ncols=8, pred_boxes=examples["pred_boxes"], pred_inclusive=True)
     figure.suptitle(f"ground truth (green) and largest-region box at threshold {examples['threshold']:.2f} "
                     "(red, dashed)", fontsize=8, y=1.06)
-    path = atomic_write(out_dir / "examples.png", lambda fh: figure.savefig(fh, format="png", dpi=120,
-                                                                           bbox_inches="tight"))
-    return record, path
+    return record, atomic_save_figure(out_dir / "examples.png", figure, dpi=120)

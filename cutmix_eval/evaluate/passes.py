@@ -29,6 +29,20 @@ class Predictions:
     indices: np.ndarray
     pooled: np.ndarray | None = None
 
+    def nonfinite_rows(self) -> int:
+        """How many images got at least one NaN or infinite logit."""
+        return int((~np.isfinite(self.logits).all(axis=1)).sum())
+
+    def require_finite(self, consequence: str, dataset: str = "") -> Predictions:
+        """``self``, or a :class:`UserError` counting the images with NaN/infinite logits and
+        saying what that breaks (``consequence``)."""
+        bad = self.nonfinite_rows()
+        if bad:
+            where = f" of {dataset}" if dataset else ""
+            raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(self.logits)} images"
+                            f"{where}; {consequence} (check the checkpoint and its input scaling)")
+        return self
+
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = False,
                 generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from cutmix_eval.metrics._checks import check_finite_real, check_real
+
 __all__ = [
     "CONVENTIONS",
     "TEMPERATURE_BOUNDS",
@@ -68,12 +70,7 @@ def _check_logits(logits) -> np.ndarray:
         raise ValueError(f"logits must be an N x K array, got shape {arr.shape}")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"logits are empty (shape {arr.shape}); need at least one image and one class")
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"logits must hold real numbers, got dtype {arr.dtype}")
-    bad = int(np.count_nonzero(~np.isfinite(arr)))
-    if bad:
-        raise ValueError(f"logits contain {bad} NaN/infinite values; logits must be finite")
-    return arr.astype(np.float64, copy=False)
+    return check_finite_real(arr, "logits", "logits", verb="contain").astype(np.float64, copy=False)
 
 
 def _check_temperature(temperature: float) -> float:
@@ -109,9 +106,7 @@ def _check_binned(confidences, correct, n_bins: int) -> tuple[np.ndarray, np.nda
         raise ValueError("confidences are empty; calibration of an empty set is undefined")
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
-    if conf.dtype == bool or not (np.issubdtype(conf.dtype, np.integer) or np.issubdtype(conf.dtype, np.floating)):
-        raise ValueError(f"confidences must hold real numbers, got dtype {conf.dtype}")
-    conf = conf.astype(np.float64, copy=False)
+    conf = check_real(conf, "confidences").astype(np.float64, copy=False)
     bad = int(np.count_nonzero(~((conf >= 0) & (conf <= 1))))  # also catches NaN
     if bad:
         raise ValueError(f"{bad} confidences are NaN or outside [0, 1]")

@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cutmix_eval.metrics._checks import check_finite_real
+
 __all__ = ["CONVENTIONS", "OODMetrics", "ood_metrics", "roc_points"]
 
 CONVENTIONS: dict[str, str] = {
@@ -101,12 +103,7 @@ def _check_scores(scores, name: str) -> np.ndarray:
         raise ValueError(f"{name} must be a 1-D array of scores, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError(f"{name} is empty; OOD metrics need at least one score in each set")
-    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"{name} must hold real numbers (integer or float), got dtype {arr.dtype}")
-    bad = int(np.count_nonzero(~np.isfinite(arr)))
-    if bad:
-        raise ValueError(f"{name} contains {bad} NaN/infinite values; scores must be finite")
-    return arr
+    return check_finite_real(arr, name, "scores")
 
 
 def _sweep(id_scores, ood_scores) -> _Sweep:
