@@ -129,6 +129,13 @@ whose label is not the highest logit (ties go to the lower class index); top-5: 
 NLL: mean negative log-likelihood (nats); ECE: 15 equal-width confidence bins, right-closed, weighted by
 count. One seed each: differences of a point or two are within noise at this test-set size.
 
+All four models share the recipe `{recipe.name}`, seed {recipe.seed}, initial weights and data order:
+`{recipe.arch}`, {recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr} ({recipe.schedule}),
+momentum {recipe.momentum} (Nesterov), weight decay {recipe.weight_decay}, random crop (4 px padding) and
+flip. Mixup alpha {recipe.mixup_alpha}; Cutout {recipe.cutout_size} x {recipe.cutout_size} px filled with
+the normalization mean; CutMix beta {recipe.cutmix_beta}, probability {recipe.cutmix_prob}, lambda corrected
+to the pasted area. Checkpoints: `{ckpt_dir}/<method>/`.
+
 ## Out-of-distribution detection
 
 {ood_table.to_markdown(index=False, floatfmt=".1f")}
@@ -139,13 +146,6 @@ has: near OOD), `synthetic-background` (backgrounds alone), `photos` (crops of r
 uniform / Gaussian noise. TNR at TPR95: exact sweep, the largest threshold accepting at least 95% of the
 test images; detection accuracy: best 0.5 TPR + 0.5 TNR; means over the five sets. Per-image scores,
 AUPR-In/Out and the OOD-positive FPR@95 are in `results/<method>-ood-msp.json`.
-
-All four models share the recipe `{recipe.name}`, seed {recipe.seed}, initial weights and data order:
-`{recipe.arch}`, {recipe.epochs} epochs, batch {recipe.batch_size}, SGD lr {recipe.lr} ({recipe.schedule}),
-momentum {recipe.momentum} (Nesterov), weight decay {recipe.weight_decay}, random crop (4 px padding) and
-flip. Mixup alpha {recipe.mixup_alpha}; Cutout {recipe.cutout_size} x {recipe.cutout_size} px filled with
-the normalization mean; CutMix beta {recipe.cutmix_beta}, probability {recipe.cutmix_prob}, lambda corrected
-to the pasted area. Checkpoints: `{ckpt_dir}/<method>/`.
 
 Time: data {timings['data']:.0f} s, training {training:.0f} s in all, evaluation {timings['evaluate']:.0f} s.
 
