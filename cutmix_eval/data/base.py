@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -121,7 +121,9 @@ class ImageDataset(Dataset):
     ``load(index)`` returns a sample dict whose ``image`` is a uint8 or float
     ``3 x H x W`` tensor at the stored resolution (with ``boxes``/``mask`` on that
     canvas). ``__getitem__`` converts the image to float [0, 1], applies the
-    transform to the whole sample and adds ``index``.
+    transform to the whole sample and adds ``index``. Labelled datasets also expose
+    ``labels`` (one int per sample, in order) without decoding any image; see
+    :func:`dataset_labels`.
     """
 
     #: registry name, e.g. ``"cifar100"``
@@ -165,6 +167,18 @@ class ImageDataset(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, split={self.split!r}, "
                 f"samples={len(self)}, classes={self.num_classes})")
+
+
+def dataset_labels(dataset: Dataset) -> np.ndarray:
+    """Every sample's label as an int64 array, in dataset order: from the dataset's
+    in-memory ``labels`` when it has them (every labelled dataset here does; a ``Subset``
+    is followed to its base), otherwise by loading each sample."""
+    if isinstance(dataset, Subset):
+        return dataset_labels(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        labels = [int(dataset[i]["label"]) for i in range(len(dataset))]
+    return np.asarray(labels, dtype=np.int64).reshape(-1)
 
 
 def eval_transform(size: int | tuple[int, int] | None = None, resize: int | None = None,

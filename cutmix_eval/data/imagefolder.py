@@ -45,6 +45,10 @@ class ImageFolderDataset(ImageDataset):
         self.samples = [(path, label) for label, cls in enumerate(self.classes)
                         for path in class_images(folder / cls, name)]
 
+    @property
+    def labels(self) -> list[int]:
+        return [label for _, label in self.samples]
+
     def __len__(self) -> int:
         return len(self.samples)
 

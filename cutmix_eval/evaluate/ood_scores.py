@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.special import logsumexp, softmax
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.attacks import loss_gradient
 from cutmix_eval.evaluate.passes import Predictions, make_loader
 from cutmix_eval.models.classifier import Classifier
 
@@ -208,14 +208,11 @@ class ODIN(OODScore):
         for batch in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
             images = batch["image"].to(device)
             for temperature, noises in by_temperature.items():
-                x = images.clone().requires_grad_(True)
-                logits = model(x) / temperature
-                loss = F.cross_entropy(logits, logits.argmax(dim=1), reduction="sum")
-                (grad,) = torch.autograd.grad(loss, x)
+                logits, grad = loss_gradient(model, images, None, temperature)
                 step = grad.sign()
                 with torch.no_grad():
                     for noise in noises:
-                        moved = model(images - noise * step) if noise else logits.detach() * temperature
+                        moved = model(images - noise * step) if noise else logits * temperature
                         probs = torch.softmax(moved.double() / temperature, dim=1)
                         out[ODINSetting(temperature, noise)].append(probs.max(dim=1).values.cpu().numpy())
         return {s: np.concatenate(v) for s, v in out.items()}

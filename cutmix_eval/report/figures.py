@@ -184,3 +184,53 @@ def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str],
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+#: one colour per training method, the same in every figure (colour-blind-safe Okabe-Ito hues)
+METHOD_COLOURS = {"baseline": "#555555", "mixup": "#0072b2", "cutout": "#009e73", "cutmix": "#d55e00"}
+_OTHER_COLOURS = ("#cc79a7", "#e69f00", "#56b4e9", "#f0e442", "#000000")
+
+
+def method_colour(label: str, position: int = 0) -> str:
+    """The colour of a model's curves: fixed for the four methods (matched on the label's
+    first word, so ``cutmix``, ``CutMix`` and ``cutmix seed 1`` agree), otherwise the
+    ``position``-th of a few other colours."""
+    first = label.split()[0].lower() if label.split() else ""
+    return METHOD_COLOURS.get(first, _OTHER_COLOURS[position % len(_OTHER_COLOURS)])
+
+
+def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tuple[Any, Any]]], *,
+                linestyles: dict[str, str] | None = None, title: str = "", percent: bool = True,
+                panel_inches: float = 3.2) -> Figure:
+    """Curves of several models side by side, one panel per analysis.
+
+    ``panels``: per panel a dict with ``title``, ``xlabel`` and ``ylabel``. ``series``:
+    ``{label: [(x, y) for each panel]}`` (``None`` instead of ``(x, y)`` leaves that
+    panel without the series); colours follow :func:`method_colour`, ``linestyles``
+    optionally maps labels to matplotlib line styles. With ``percent`` the y values
+    (fractions) are drawn as percentages on a 0-100 axis.
+    """
+    fig = Figure(figsize=(panel_inches * len(panels) + 0.2, 2.9))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    scale = 100.0 if percent else 1.0
+    for position, (label, curves) in enumerate(series.items()):
+        for ax, curve in zip(axes, curves):
+            if curve is None:
+                continue
+            x, y = (_numpy(v).astype(float) for v in curve)
+            ax.plot(x, scale * y, color=method_colour(label, position), linestyle=(linestyles or {}).get(label, "solid"),
+                    linewidth=1.4, marker="o", markersize=2.5, label=label)
+    for ax, panel in zip(axes, panels):
+        ax.set_title(panel.get("title", ""), fontsize=8)
+        ax.set_xlabel(panel.get("xlabel", ""), fontsize=8)
+        ax.set_ylabel(panel.get("ylabel", ""), fontsize=8)
+        if percent:
+            ax.set_ylim(-2, 102)
+        ax.grid(True, linewidth=0.3, color="0.85")
+        ax.tick_params(labelsize=7)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[-1].legend(fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

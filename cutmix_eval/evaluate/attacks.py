@@ -1,0 +1,99 @@
+"""White-box L-infinity attacks in pixel space: FGSM and PGD, untargeted or targeted.
+
+Conventions shared by every function here:
+
+* images are ``B x 3 x H x W`` pixels in [0, 1] (our models normalize inside), and
+  adversarial images are clipped back to [0, 1];
+* the loss is the summed cross-entropy of the logits; an untargeted attack climbs
+  the loss of the true label, a targeted one descends the loss of the target;
+* the model is put in eval mode (batch-norm statistics are read, never updated) and
+  gradients are taken with :func:`torch.autograd.grad` with respect to the input only,
+  so nothing is ever accumulated into the parameters' ``.grad``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def loss_gradient(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None,
+                  temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits / temperature, d CE(logits / temperature, targets) / d images)`` in one
+    forward and one backward pass; ``targets=None`` uses the model's own top-1 class (ODIN's
+    convention). The logits are detached; the gradient has the images' shape."""
+    x = images.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model.eval()(x) / temperature
+        chosen = logits.argmax(dim=1) if targets is None else targets
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, chosen, reduction="sum"), x)
+    return logits.detach(), grad
+
+
+def fgsm_direction(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                   targeted: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(clean logits, step direction)`` of FGSM: ``sign(grad)`` (untargeted, away from
+    the label) or ``-sign(grad)`` (targeted, toward the target). The direction does not
+    depend on eps, so one backward pass serves every eps of a grid."""
+    logits, grad = loss_gradient(model, images, targets)
+    direction = grad.sign()
+    return logits, -direction if targeted else direction
+
+
+def fgsm(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: float,
+         targeted: bool = False) -> torch.Tensor:
+    """FGSM (Goodfellow et al. 2015): ``clip(x + eps * sign(grad_x CE(f(x), y)), 0, 1)``
+    (targeted: ``clip(x - eps * sign(grad_x CE(f(x), target)), 0, 1)``)."""
+    _, direction = fgsm_direction(model, images, targets, targeted)
+    return (images + eps * direction).clamp_(0.0, 1.0)
+
+
+def _fooled(logits: torch.Tensor, targets: torch.Tensor, targeted: bool) -> torch.Tensor:
+    predicted = logits.argmax(dim=1)
+    return predicted == targets if targeted else predicted != targets
+
+
+def pgd(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: float, *, steps: int = 10,
+        step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
+        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Projected gradient descent (Madry et al. 2018) in the L-infinity ball of radius ``eps``.
+
+    Each restart starts at ``x`` (or, with ``random_start``, at ``x`` plus uniform noise
+    in ``[-eps, eps]``, clipped to [0, 1]) and takes ``steps`` sign steps of ``step_size``
+    (default ``eps / 4``), projecting onto the eps-ball and [0, 1] after each. Success is
+    kept per image: the returned image is the first point (the clean image, then every
+    iterate of every restart in order) at which the attack succeeded (untargeted: top-1
+    differs from the label; targeted: top-1 equals the target), or the last iterate of the
+    last restart if none did. An image therefore counts as robust only if no point the
+    attack visited fooled the model. The logits needed to check each iterate come from the
+    forward pass that computes the next gradient, so this costs one extra forward pass per
+    restart over the plain loop.
+    """
+    step = eps / 4 if step_size is None else step_size
+    sign = -1.0 if targeted else 1.0
+    best = images.detach().clone()
+    with torch.no_grad():
+        done = _fooled(model.eval()(images), targets, targeted)
+    for _ in range(restarts):
+        x = images.detach().clone()
+        if random_start and eps > 0:
+            noise = torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+            x = (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
+        for _ in range(steps):
+            logits, grad = loss_gradient(model, x, targets)
+            _keep_first_success(best, done, x, _fooled(logits, targets, targeted))
+            x = x + sign * step * grad.sign()
+            x = torch.min(torch.max(x, images - eps), images + eps).clamp_(0.0, 1.0)
+        with torch.no_grad():
+            _keep_first_success(best, done, x, _fooled(model(x), targets, targeted))
+        if bool(done.all()):
+            break
+    return torch.where(done.view(-1, 1, 1, 1), best, x)
+
+
+def _keep_first_success(best: torch.Tensor, done: torch.Tensor, x: torch.Tensor, fooled: torch.Tensor) -> None:
+    """In place: images that were not yet fooled but are fooled at ``x`` keep ``x``."""
+    new = fooled & ~done
+    best[new] = x[new].detach()
+    done |= new
