@@ -23,3 +23,55 @@ def clovaai_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep generated-dataset caches out of the user's home during tests (one per session)."""
     monkeypatch.setenv("CUTMIX_EVAL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+class PooledPixels(torch.nn.Module):
+    """A tiny net in timm's protocol: 8 x 8 average-pooled pixels as the "feature map",
+    flattened, and a linear head. Fitted in a second, it classifies the images it was fitted
+    on, so robustness tests see a model whose accuracy attacks and occlusion can lower."""
+
+    def __init__(self, num_classes: int, pool: int = 8):
+        super().__init__()
+        self.pool = pool
+        self.fc = torch.nn.LazyLinear(num_classes)
+
+    def forward_features(self, x):
+        return torch.nn.functional.avg_pool2d(x, self.pool)
+
+    def forward_head(self, fmap, pre_logits=False):
+        flat = fmap.flatten(1)
+        return flat if pre_logits else self.fc(flat)
+
+    def get_classifier(self):
+        return self.fc
+
+
+def fitted_pixel_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int = 300):
+    """A :class:`cutmix_eval.models.Classifier` around :class:`PooledPixels`, fitted to
+    ``images`` (``N x 3 x H x W`` in [0, 1]) by full-batch Adam on the cross-entropy."""
+    from cutmix_eval.models.classifier import Classifier
+
+    torch.manual_seed(0)
+    net = PooledPixels(num_classes)
+    model = Classifier(net, arch="pooled-pixels", num_classes=num_classes, mean=(0.5, 0.5, 0.5),
+                       std=(0.25, 0.25, 0.25), input_size=images.shape[1:])
+    model(images[:1])  # materialize the lazy head
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    model.zero_grad(set_to_none=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_labelled():
+    """48 embedded test images (64 x 64, 10 classes) and a pixel classifier fitted to them:
+    ``(dataset, model)``."""
+    from cutmix_eval.data import create_dataset
+
+    dataset = create_dataset("synthetic", "test", num_samples=48)
+    images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(len(dataset))])
+    labels = torch.as_tensor([int(dataset[i]["label"]) for i in range(len(dataset))])
+    return dataset, fitted_pixel_classifier(images, labels, dataset.num_classes)

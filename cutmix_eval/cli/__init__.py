@@ -13,11 +13,14 @@ import warnings
 
 from cutmix_eval import __version__
 from cutmix_eval.cli._common import Command
+from cutmix_eval.cli.adversarial import AdversarialCommand
 from cutmix_eval.cli.calibration import CalibrationCommand
 from cutmix_eval.cli.evaluate import EvaluateCommand
+from cutmix_eval.cli.inbetween import InbetweenCommand
 from cutmix_eval.cli.info import DatasetsCommand, InspectCommand, ModelsCommand
 from cutmix_eval.cli.localize import LocalizeCommand
 from cutmix_eval.cli.metrics import MetricsCommand
+from cutmix_eval.cli.occlusion import OcclusionCommand
 from cutmix_eval.cli.ood import OODCommand
 from cutmix_eval.cli.quickstart import QuickstartCommand
 from cutmix_eval.cli.train import TrainAllCommand, TrainCommand
@@ -25,7 +28,8 @@ from cutmix_eval.errors import UserError
 
 COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
                            TrainCommand(), TrainAllCommand(), EvaluateCommand(), LocalizeCommand(), OODCommand(),
-                           CalibrationCommand(), MetricsCommand()]
+                           CalibrationCommand(), OcclusionCommand(), InbetweenCommand(), AdversarialCommand(),
+                           MetricsCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

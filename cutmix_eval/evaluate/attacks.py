@@ -56,7 +56,7 @@ def _fooled(logits: torch.Tensor, targets: torch.Tensor, targeted: bool) -> torc
 
 def pgd(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: float, *, steps: int = 10,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) in the L-infinity ball of radius ``eps``.
 
     Each restart starts at ``x`` (or, with ``random_start``, at ``x`` plus uniform noise
@@ -68,13 +68,15 @@ def pgd(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: floa
     last restart if none did. An image therefore counts as robust only if no point the
     attack visited fooled the model. The logits needed to check each iterate come from the
     forward pass that computes the next gradient, so this costs one extra forward pass per
-    restart over the plain loop.
+    restart over the plain loop (``clean_logits``, when the caller has them, save another).
     """
     step = eps / 4 if step_size is None else step_size
     sign = -1.0 if targeted else 1.0
     best = images.detach().clone()
-    with torch.no_grad():
-        done = _fooled(model.eval()(images), targets, targeted)
+    if clean_logits is None:
+        with torch.no_grad():
+            clean_logits = model.eval()(images)
+    done = _fooled(clean_logits, targets, targeted)
     for _ in range(restarts):
         x = images.detach().clone()
         if random_start and eps > 0:

@@ -199,6 +199,55 @@ def method_colour(label: str, position: int = 0) -> str:
     return METHOD_COLOURS.get(first, _OTHER_COLOURS[position % len(_OTHER_COLOURS)])
 
 
+def adversarial_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = "") -> Figure:
+    """Accuracy against eps, one panel per attack, one line per model.
+
+    ``curves``: ``{model label: {attack: {"eps": [...], "accuracy": [...]}}}`` with eps in
+    [0, 1] pixel units (drawn in units of 1/255) and the clean accuracy at eps 0.
+    """
+    attacks = list(dict.fromkeys(a for per_model in curves.values() for a in per_model))
+    panels = [{"title": attack.upper(), "xlabel": "eps (x 1/255, pixel space)", "ylabel": "top-1 accuracy (%)"}
+              for attack in attacks]
+    series = {label: [(255 * np.asarray(c[a]["eps"], dtype=float), c[a]["accuracy"]) if a in c else None
+                      for a in attacks] for label, c in curves.items()}
+    return line_panels(panels, series, title=title)
+
+
+def occlusion_figure(curves: dict[str, dict[str, dict[str, Any]]], fill: str = "", title: str = "") -> Figure:
+    """Top-1 accuracy against hole size, one panel per occlusion mode, one line per model
+    (the paper's Fig. 5a).
+
+    ``curves``: ``{model label: {mode: {"fraction": [...], "accuracy": [...]}}}``, the
+    ``curves`` of occlusion Results; ``fill`` is named in the x label.
+    """
+    modes = list(dict.fromkeys(m for per_model in curves.values() for m in per_model))
+    hidden = {"centre": "side of the centred hole", "boundary": "side of the centred window kept"}
+    panels = [{"title": f"{mode} occlusion" + (f" ({fill} fill)" if fill else ""),
+               "xlabel": f"{hidden.get(mode, 'side')} (fraction of the image side)", "ylabel": "top-1 accuracy (%)"}
+              for mode in modes]
+    series = {label: [(c[m]["fraction"], c[m]["accuracy"]) if m in c else None for m in modes]
+              for label, c in curves.items()}
+    return line_panels(panels, series, title=title)
+
+
+def inbetween_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = "") -> Figure:
+    """How often models predict neither class of in-between samples (the paper's Fig. 5b):
+    one panel per kind (Mixup-style against ``t``, CutMix-style against ``s``), one line per
+    model; lower is better.
+
+    ``curves``: ``{model label: {kind: {"grid": [...], "rate_neither": [...]}}}``, the
+    ``curves`` of in-between Results.
+    """
+    kinds = list(dict.fromkeys(k for per_model in curves.values() for k in per_model))
+    axis = {"mixup": "partner's share t in (1 - t) A + t B",
+            "cutmix": "side s of the partner's centred patch (fraction)"}
+    panels = [{"title": f"{kind}-style in-between samples", "xlabel": axis.get(kind, kind),
+               "ylabel": "predicted neither class (%)"} for kind in kinds]
+    series = {label: [(c[k]["grid"], c[k]["rate_neither"]) if k in c else None for k in kinds]
+              for label, c in curves.items()}
+    return line_panels(panels, series, title=title)
+
+
 def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tuple[Any, Any]]], *,
                 linestyles: dict[str, str] | None = None, title: str = "", percent: bool = True,
                 panel_inches: float = 3.2) -> Figure:

@@ -1,0 +1,87 @@
+"""``occlusion``: top-1 accuracy as a centred hole grows (centre) or the image shrinks to it (boundary)."""
+
+from __future__ import annotations
+
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
+    print_table, save_outputs
+
+
+def occlusion_rows(result) -> list[dict]:
+    """One row per hole size: accuracy of each mode in percent, then the area row."""
+    curves, m = result.curves, result.metrics
+    modes = list(curves)
+    grid = curves[modes[0]]["fraction"]
+    rows = [{"s": f"{f:g}", **{f"{mode} acc. (%)": 100 * curves[mode]["accuracy"][i] for mode in modes}}
+            for i, f in enumerate(grid)]
+    rows.append({"s": "area", **{f"{mode} acc. (%)": 100 * m[f"{mode}/auc"] for mode in modes}})
+    return rows
+
+
+def occlusion_example_figure(model, dataset, result, count: int):
+    """The first ``count`` images of ``dataset`` under every (mode, hole size) of ``result``."""
+    import torch
+
+    from cutmix_eval.evaluate.occlusion import fill_pixels, occlusion_examples
+    from cutmix_eval.report.figures import sample_grid
+
+    config = result.config
+    samples = [dataset[i] for i in range(min(count, len(dataset)))]
+    images = torch.stack([s["image"].as_subclass(torch.Tensor) for s in samples])
+    fill = fill_pixels(config["fill"], images, [s["index"] for s in samples], mean=getattr(model, "mean", None),
+                       seed=config["seed"])
+    variants = occlusion_examples(images, fill, config["fractions"], config["modes"])
+    titles = [f"s={f:g}" for _ in range(len(samples) * len(config["modes"])) for f in config["fractions"]]
+    labels = [mode for _ in samples for mode in config["modes"]]
+    return sample_grid(variants, titles=titles, ncols=len(config["fractions"]), row_labels=labels)
+
+
+class OcclusionCommand(Command):
+    name = "occlusion"
+    help = "occlusion robustness: accuracy vs hole size for centre and boundary occlusion (paper Fig. 5a)"
+    examples = ("cutmix-eval occlusion --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+                "cutmix-eval occlusion --ckpt ResNet50_cutmix.pth.tar --data imagenet --data-root ~/data --json",
+                "cutmix-eval occlusion --ckpt model.pth --data cifar100 --fill mean --fractions 0:0.05:1")
+
+    def add_arguments(self, parser):
+        add_evaluation(parser, 256, "labelled dataset (see `cutmix-eval datasets`)")
+        parser.add_argument("--fractions", default="0:0.1:1",
+                            help="hole sides as fractions of the image side: start:step:stop or a comma list "
+                                 "(default 0:0.1:1, 11 sizes)")
+        parser.add_argument("--modes", default="centre,boundary",
+                            help="comma-separated: centre (hide the centred s x s window), boundary (hide "
+                                 "everything outside it); default both")
+        parser.add_argument("--fill", default="black",
+                            help="what hidden pixels become: black (pixel value 0, the default), mean (the model's "
+                                 "normalization mean), noise (uniform, seeded per image) or a grey level in [0, 1]")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the noise fill (default 0)")
+        parser.add_argument("--examples", type=int, default=2, help="images shown in the example figure (default 2)")
+        parser.add_argument("--output-dir", metavar="DIR",
+                            help="folder for the record and figures (default: reports/occlusion/<checkpoint>-<data>)")
+
+    def run(self, args):
+        from cutmix_eval.evaluate.occlusion import check_modes, evaluate_occlusion, parse_fill, parse_grid
+        from cutmix_eval.report.figures import occlusion_figure
+
+        fractions, fill = parse_grid(args.fractions), parse_fill(args.fill)
+        modes = check_modes([m.strip() for m in args.modes.split(",") if m.strip()])
+        device, dataset, model, info, model_info = prepare_evaluation(args)
+        result = evaluate_occlusion(model, dataset, fractions=fractions, modes=modes, fill=fill, seed=args.seed,
+                                    batch_size=args.batch_size, device=device, num_workers=args.workers,
+                                    limit=args.limit, model_info=model_info)
+        label = model_info["method"] or info.arch
+        figures = {"curves": occlusion_figure({label: result.curves}, fill=str(fill),
+                                              title=f"{label} on {dataset.name}/{dataset.split}")}
+        if args.examples > 0:
+            figures["examples"] = occlusion_example_figure(model.cpu(), dataset, result, args.examples)
+        parts = [dataset.name] + ([] if fill == "black" else [f"fill-{fill}"])
+        paths = save_outputs(result, default_output_dir(args, "occlusion", *parts), "occlusion", figures)
+        print(f"{info.arch} on {dataset.name}/{dataset.split}: {result.metrics['num_images']} images, "
+              f"clean top-1 accuracy {100 * result.metrics['clean_accuracy']:.2f}%")
+        print(f"fill: {result.conventions['fill']}")
+        print_table(occlusion_rows(result))
+        print("s: side of the centred window as a fraction of the image side; area: trapezoid rule over s, "
+              "divided by the span of the grid")
+        print(f"record: {paths[0]}\n" + "\n".join(f"figure: {p}" for p in paths[1:]))
+        if args.json:
+            emit_json(result.summary() | {"record": str(paths[0]), "figures": [str(p) for p in paths[1:]]})
+        return 0

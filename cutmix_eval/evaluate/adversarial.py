@@ -1,0 +1,203 @@
+"""Adversarial robustness: accuracy under white-box FGSM and PGD over a grid of eps.
+
+The CutMix paper's number (Table 11) is top-1 accuracy under untargeted FGSM at
+eps = 8/255 in [0, 1] pixel space. Attacks (:mod:`cutmix_eval.evaluate.attacks`) run
+on the model in eval mode and never touch its parameters or batch-norm statistics.
+
+Cost: FGSM's direction ``sign(grad)`` does not depend on eps, so one forward and
+backward pass per batch (whose forward also gives the clean predictions) plus one
+forward pass per eps serve the whole grid. PGD costs ``steps`` forward/backward passes
+per eps and restart.
+
+Targeted attacks aim every image at a target class: ``random`` (a class other than
+the label, drawn from a generator seeded by (seed, dataset index), so every model of a
+study gets the same targets) or ``least-likely`` (the class with the lowest clean logit,
+which depends on the model).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+from tqdm.auto import tqdm
+
+from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
+from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.evaluate.passes import make_loader
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.results import Result
+from cutmix_eval.runtime import resolve_device
+
+ATTACKS = ("fgsm", "pgd")
+TARGETS = ("random", "least-likely")
+PAPER_EPS = 8 / 255
+DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+
+
+def eps_label(eps: float) -> str:
+    """``8/255`` for multiples of 1/255 (up to float rounding), else the value (``0.03``)."""
+    steps = eps * 255
+    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
+
+
+def parse_eps(text: str) -> list[float]:
+    """``"1/255,2/255,0.03"`` -> floats in (0, 1], sorted, unique; a UserError otherwise."""
+    values = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        try:
+            values.append(float(Fraction(item)))
+        except (ValueError, ZeroDivisionError):
+            raise UserError(f"cannot read eps {item!r}; write fractions of 1 such as 8/255 or 0.03") from None
+    return check_eps(values)
+
+
+def check_eps(values) -> list[float]:
+    eps = sorted({float(v) for v in values})
+    if not eps or eps[0] <= 0 or eps[-1] > 1:
+        raise UserError(f"eps must be one or more values in (0, 1] (pixel space, e.g. 8/255), not {list(values)}")
+    return eps
+
+
+def random_targets(labels: torch.Tensor, indices: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """A class other than each image's label, uniform over the other classes, drawn from a
+    generator seeded by ``(seed, dataset index)``: the same targets for every model and batch size."""
+    offsets = [int(torch.randint(1, num_classes, (1,), generator=torch.Generator().manual_seed(
+        seed * 1_000_003 + int(i)))) for i in indices]
+    return (labels + torch.as_tensor(offsets, device=labels.device)) % num_classes
+
+
+def _conventions(attacks: list[str], targeted: bool, target: str, steps: int, step_size: float | None,
+                 restarts: int, random_start: bool) -> dict[str, str]:
+    goal = (f"targeted at a {target} class (random: another class drawn per image from (seed, index); "
+            "least-likely: lowest clean logit), descending the target's cross-entropy"
+            if targeted else "untargeted, ascending the cross-entropy of the true label")
+    conventions = {
+        "space": "attacks in [0, 1] pixel space (normalization is inside the model), adversarial images clipped "
+                 "to [0, 1], model in eval mode, white box",
+        "goal": goal,
+        "clean_accuracy": "fraction of images whose top-1 class is the label, without attack",
+        "accuracy": "robust accuracy: fraction of images whose top-1 class on the attacked image is the label "
+                    "(keys {attack}/accuracy@{eps})",
+        "success_rate": ("fraction of images whose attacked top-1 class is the target" if targeted else
+                         "fraction of the images classified correctly without attack that the attack makes "
+                         "wrong") + " (keys {attack}/success_rate@{eps})",
+    }
+    if "fgsm" in attacks:
+        conventions["fgsm"] = "x + eps * sign(grad_x CE(f(x), y)) (targeted: x - eps * sign(grad_x CE(f(x), t))), " \
+                              "clipped to [0, 1] (Goodfellow et al. 2015)"
+    if "pgd" in attacks:
+        size = "eps / 4" if step_size is None else f"{step_size:g}"
+        conventions["pgd"] = (f"{steps} sign steps of {size}, projection to the eps-ball and [0, 1] after each, "
+                              f"{'uniform random start in the eps-ball, ' if random_start else ''}{restarts} "
+                              "restart(s); an image counts as fooled if any visited point fooled the model "
+                              "(Madry et al. 2018)")
+    return conventions
+
+
+def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: tuple[str, ...] | list[str] = ("fgsm",),
+                         eps: tuple[float, ...] | list[float] = DEFAULT_EPS, targeted: bool = False,
+                         target: str = "random", pgd_steps: int = 10, pgd_step_size: float | None = None,
+                         pgd_restarts: int = 1, random_start: bool = True, seed: int = 0, batch_size: int = 128,
+                         device: str = "auto", num_workers: int = 0, limit: int | None = None,
+                         model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+    """Clean and robust accuracy of ``model`` on ``dataset`` (its first ``limit`` images)
+    under each attack at each eps; see the module docstring for the conventions."""
+    attacks = list(dict.fromkeys(attacks))
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown or not attacks:
+        raise UserError(f"unknown attack {', '.join(unknown) or '(none)'}; choose from {', '.join(ATTACKS)}")
+    if target not in TARGETS:
+        raise UserError(f"unknown target rule {target!r}; choose from {', '.join(TARGETS)}")
+    if pgd_steps < 1 or pgd_restarts < 1 or (pgd_step_size is not None and pgd_step_size <= 0):
+        raise UserError("PGD needs steps >= 1, restarts >= 1 and a positive step size")
+    if targeted and model.num_classes < 2:
+        raise UserError("a targeted attack needs a model with at least 2 classes")
+    eps = check_eps(eps)
+    check_compatible(model, dataset)
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    generator = torch.Generator(device=device).manual_seed(seed)
+    indices, clean, chosen = [], [], []
+    robust: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
+    hit: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
+    loader = make_loader(data, batch_size, num_workers)
+    for batch in tqdm(loader, desc=f"attack {dataset.name}", unit="batch", disable=None if progress else True,
+                      leave=False):
+        images, labels = batch["image"].to(device), batch["label"].to(device)
+        clean_logits, direction = None, None
+        goal = labels
+        if targeted and target == "least-likely":
+            with torch.no_grad():
+                clean_logits = model(images)
+            goal = clean_logits.argmin(dim=1)
+        elif targeted:
+            goal = random_targets(labels, batch["index"], model.num_classes, seed)
+        if "fgsm" in attacks:  # its forward pass gives the clean logits too
+            logits, direction = fgsm_direction(model, images, goal, targeted)
+            clean_logits = logits if clean_logits is None else clean_logits
+        if clean_logits is None:
+            with torch.no_grad():
+                clean_logits = model(images)
+        if not torch.isfinite(clean_logits).all():
+            raise UserError(f"the model produced NaN or infinite logits on {dataset.name}; the attacks' gradients "
+                            "are undefined (check the checkpoint and its input scaling)")
+        for attack in attacks:
+            if attack == "fgsm":
+                predicted = _predict_each(model, [(images + e * direction).clamp_(0.0, 1.0) for e in eps])
+            else:
+                predicted = _predict_each(model, (pgd(model, images, goal, e, steps=pgd_steps, step_size=pgd_step_size,
+                                                      random_start=random_start, restarts=pgd_restarts,
+                                                      targeted=targeted, generator=generator, clean_logits=clean_logits)
+                                                  for e in eps))
+            robust[attack].append((predicted == labels[:, None]).cpu().numpy())
+            hit[attack].append((predicted == goal[:, None]).cpu().numpy())
+        indices.append(batch["index"].numpy())
+        clean.append((clean_logits.argmax(dim=1) == labels).cpu().numpy())
+        chosen.append(goal.cpu().numpy())
+    clean_correct = np.concatenate(clean)
+    metrics: dict[str, float] = {"clean_accuracy": float(clean_correct.mean())}
+    curves: dict[str, Any] = {}
+    per_sample: dict[str, np.ndarray] = {"index": np.concatenate(indices), "clean_correct": clean_correct}
+    for attack in attacks:
+        correct, on_goal = np.concatenate(robust[attack]), np.concatenate(hit[attack])
+        success = on_goal.mean(axis=0) if targeted else \
+            (clean_correct[:, None] & ~correct).sum(axis=0) / max(int(clean_correct.sum()), 1)
+        for j, e in enumerate(eps):
+            metrics[f"{attack}/accuracy@{eps_label(e)}"] = float(correct[:, j].mean())
+            metrics[f"{attack}/success_rate@{eps_label(e)}"] = float(success[j])
+        curves[attack] = {"eps": [0.0, *eps], "accuracy": [metrics["clean_accuracy"], *correct.mean(axis=0)],
+                          "success_rate": [0.0, *success]}
+        per_sample[f"{attack}/correct"] = correct
+    if targeted:
+        per_sample["target"] = np.concatenate(chosen)
+    if "fgsm" in attacks and any(abs(e - PAPER_EPS) < 1e-9 for e in eps) and not targeted:
+        metrics["accuracy"] = metrics[f"fgsm/accuracy@{eps_label(PAPER_EPS)}"]  # the paper's Table 11 cell
+    metrics["num_images"] = int(len(clean_correct))
+    config = {"attacks": attacks, "eps": eps, "targeted": targeted, "target": target if targeted else None,
+              "pgd_steps": pgd_steps, "pgd_step_size": pgd_step_size, "pgd_restarts": pgd_restarts,
+              "random_start": random_start, "seed": seed, "batch_size": batch_size, "limit": limit}
+    conventions = _conventions(attacks, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start)
+    if "accuracy" in metrics:
+        conventions["accuracy"] += "; 'accuracy' alone is untargeted FGSM at 8/255, the paper's Table 11 setting"
+    return Result(evaluator="adversarial", metrics=metrics, conventions=conventions,
+                  model=model_info or {"arch": model.arch, "num_classes": model.num_classes},
+                  dataset={"name": dataset.name, "split": dataset.split, "num_images": len(data),
+                           "num_classes": dataset.num_classes},
+                  config=config, curves=curves, per_sample=per_sample)
+
+
+def _predict_each(model: Classifier, batches) -> torch.Tensor:
+    """``B x E`` top-1 classes, one column per batch of attacked images (one per eps; an
+    iterable, so only one attacked batch is held at a time)."""
+    columns = []
+    for x in batches:
+        with torch.no_grad():
+            columns.append(model(x).argmax(dim=1))
+    return torch.stack(columns, dim=1)

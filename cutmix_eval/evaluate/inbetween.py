@@ -1,0 +1,276 @@
+"""In-between class samples: how often a model predicts neither source class (paper Fig. 5b).
+
+Images are paired with a partner of a different class (:func:`make_pairs`: fixed and
+seeded, so every model of a study sees the same pairs). From each pair (A, B):
+
+``mixup``
+    ``(1 - t) * A + t * B`` for each ``t`` of a grid in [0, 1] (``t`` = B's share);
+``cutmix``
+    A with its centred window of side fraction ``s`` (the occlusion window,
+    :func:`~cutmix_eval.evaluate.occlusion.centre_window`) replaced by B's pixels at the
+    same place, for each ``s`` of a grid in [0, 1]; B's area share is ``s^2`` for square
+    images (up to the window's rounding to whole pixels).
+
+The top-1 prediction on each sample is classed as A's label, B's label, or neither
+(lower is better). At ``t = 0`` / ``s = 0`` the sample is A itself and at ``t = 1`` /
+``s = 1`` it is B, for both kinds, so those go through the model once per pair.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from cutmix_eval.data.base import ImageDataset, dataset_labels
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.results import Result
+from cutmix_eval.runtime import resolve_device
+
+KINDS = ("mixup", "cutmix")
+DEFAULT_GRID = tuple(i / 10 for i in range(11))
+#: outcome codes of ``{kind}/outcome``
+PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER = 0, 1, 2
+
+
+def make_pairs(labels: Sequence[int] | np.ndarray, num_pairs: int | None = None,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded pairs ``(a_indices, b_indices)`` of positions in ``labels`` whose labels differ.
+
+    A pure function of ``(labels, num_pairs, seed)``, so every model of a study sees the same
+    pairs. The A side: with ``num_pairs=None`` every image once, in order (the paper's 50,000
+    pairs on the 50,000 ImageNet validation images); otherwise ``num_pairs`` images drawn
+    without replacement (every image once per full round when ``num_pairs`` exceeds the
+    count), sorted, from ``numpy.random.default_rng((seed, 0))``. Each B is uniform among
+    the images of another class than its A, from ``default_rng((seed, 1))``; the two streams
+    are separate, so ``num_pairs=len(labels)`` gives the same pairs as ``None``.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    n = len(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if len(classes) < 2:
+        raise UserError(f"in-between samples pair images of different classes, but the {n} images here have "
+                        f"{len(classes)} class; use more images (a larger --limit) or a labelled dataset")
+    if num_pairs is None:
+        a = np.arange(n, dtype=np.int64)
+    else:
+        if num_pairs < 1:
+            raise UserError(f"the number of pairs must be at least 1, not {num_pairs}")
+        rng_a = np.random.default_rng((seed, 0))
+        rounds = -(-num_pairs // n)
+        a = np.sort(np.concatenate([rng_a.permutation(n) for _ in range(rounds)])[:num_pairs]).astype(np.int64)
+    # images sorted by class: class c's block is order[start[c] : start[c] + count[c]]; the r-th
+    # image of another class is order[r] before the block and order[r + count[c]] after it
+    order = np.argsort(labels, kind="stable")
+    slot = np.searchsorted(classes, labels[a])
+    start, count = np.concatenate([[0], np.cumsum(counts)[:-1]])[slot], counts[slot]
+    r = np.random.default_rng((seed, 1)).integers(0, n - count)
+    b = order[np.where(r < start, r, r + count)].astype(np.int64)
+    return a, b
+
+
+class PairDataset(Dataset):
+    """Pairs ``(a[k], b[k])`` of ``dataset`` as one sample: ``image_a``, ``image_b``,
+    ``label_a``, ``label_b``, ``index_a``, ``index_b``, so one DataLoader decodes both."""
+
+    def __init__(self, dataset: Dataset, a_indices: Sequence[int], b_indices: Sequence[int]):
+        self.dataset, self.a, self.b = dataset, np.asarray(a_indices), np.asarray(b_indices)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        first, second = self.dataset[int(self.a[k])], self.dataset[int(self.b[k])]
+        return {"image_a": first["image"], "image_b": second["image"], "label_a": int(first["label"]),
+                "label_b": int(second["label"]), "index_a": int(self.a[k]), "index_b": int(self.b[k])}
+
+
+def collate_pairs(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    batch = {key: torch.stack([s[key].as_subclass(torch.Tensor) for s in samples])
+             for key in ("image_a", "image_b")}
+    return batch | {key: torch.as_tensor([s[key] for s in samples], dtype=torch.long)
+                    for key in ("label_a", "label_b", "index_a", "index_b")}
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Mixup-style sample ``(1 - t) * a + t * b`` (exactly ``a`` at 0 and ``b`` at 1)."""
+    return (1.0 - t) * a + t * b
+
+
+def cut(a: torch.Tensor, b: torch.Tensor, s: float) -> torch.Tensor:
+    """CutMix-style sample: ``a`` with its centred window of side fraction ``s`` taken from ``b``."""
+    top, left, h, w = centre_window(a.shape[-2], a.shape[-1], s)
+    out = a.clone(memory_format=torch.contiguous_format)
+    out[..., top:top + h, left:left + w] = b[..., top:top + h, left:left + w]
+    return out
+
+
+def _sample_key(kind: str, value: float, height: int, width: int) -> tuple:
+    """``("A",)`` / ``("B",)`` when the sample is one of the pair, else what defines it."""
+    if kind == "mixup":
+        return ("A",) if value == 0 else ("B",) if value == 1 else ("mixup", value)
+    top, left, h, w = centre_window(height, width, value)
+    return ("A",) if h * w == 0 else ("B",) if (h, w) == (height, width) else ("cutmix", top, left, h, w)
+
+
+def make_sample(kind: str, a: torch.Tensor, b: torch.Tensor, value: float) -> torch.Tensor:
+    return mix(a, b, value) if kind == "mixup" else cut(a, b, value)
+
+
+@torch.inference_mode()
+def inbetween_sweep(model: Classifier, a: torch.Tensor, b: torch.Tensor, label_a: torch.Tensor,
+                    label_b: torch.Tensor, grids: dict[str, Sequence[float]]) -> tuple[dict[str, torch.Tensor],
+                                                                                      torch.Tensor]:
+    """Outcomes of every in-between sample of a batch of pairs: ``({kind: B x G int8},
+    nonfinite B bool)`` with codes ``PREDICTS_A`` / ``PREDICTS_B`` / ``PREDICTS_NEITHER``
+    (a NaN or infinite logit counts as neither). A and B themselves (t or s at 0 and 1)
+    and samples whose windows round to the same pixels go through the model once."""
+    height, width = a.shape[-2:]
+    outcomes: dict[tuple, torch.Tensor] = {}
+    nonfinite = torch.zeros(len(a), dtype=torch.bool, device=a.device)
+
+    def outcome(key: tuple, kind: str, value: float) -> torch.Tensor:
+        nonlocal nonfinite
+        if key not in outcomes:
+            x = a if key == ("A",) else b if key == ("B",) else make_sample(kind, a, b, value)
+            logits = model(x)
+            finite = torch.isfinite(logits).all(dim=1)
+            nonfinite = nonfinite | ~finite
+            predicted = torch.where(finite, logits.argmax(dim=1), -1)
+            code = torch.full_like(predicted, PREDICTS_NEITHER, dtype=torch.int8)
+            code[predicted == label_b] = PREDICTS_B
+            code[predicted == label_a] = PREDICTS_A
+            outcomes[key] = code
+        return outcomes[key]
+
+    result = {kind: torch.stack([outcome(_sample_key(kind, v, height, width), kind, v) for v in grid], dim=1)
+              for kind, grid in grids.items()}
+    return result, nonfinite
+
+
+def partner_share(kind: str, grid: Sequence[float], height: int, width: int) -> list[float]:
+    """B's share of each sample: ``t`` for mixup, the window's share of the pixels for cutmix."""
+    if kind == "mixup":
+        return [float(t) for t in grid]
+    return [window_side(height, s) * window_side(width, s) / (height * width) for s in grid]
+
+
+def equal_share_point(shares: Sequence[float]) -> int:
+    """Index of the grid point whose partner share is nearest 1/2 (ties: the smaller one):
+    ``t`` nearest 0.5 for mixup, ``s`` nearest 1/sqrt(2) (by actual pixel area) for cutmix."""
+    distance = [abs(v - 0.5) for v in shares]
+    return min(range(len(shares)), key=lambda i: (round(distance[i], 9), i))
+
+
+def inbetween_examples(a: torch.Tensor, b: torch.Tensor, grids: dict[str, Sequence[float]]) -> dict[str, torch.Tensor]:
+    """The in-between samples of one pair (``a``, ``b``: ``3 x H x W``) for a figure:
+    ``{kind: G x 3 x H x W}``, one sample per grid point."""
+    return {kind: torch.stack([make_sample(kind, a[None], b[None], v)[0] for v in grid])
+            for kind, grid in grids.items()}
+
+
+CONVENTIONS = {
+    "num_pairs": "pairs (A, B) of images of different classes, fixed by (dataset labels, number of pairs, seed) "
+                 "so every model sees the same pairs; B uniform among the images of another class than A",
+    "num_nonfinite_logits": "pairs with a NaN or infinite logit in at least one sample; such a prediction counts "
+                            "as neither class",
+    "pairs": "A is the image whose index is in index_a: the mixup sample's (1 - t) part and the cutmix sample's "
+             "outside; B (index_b) is the partner: its share is t for mixup and its pixels fill A's centred "
+             "window of round(s * H) x round(s * W) pixels for cutmix (the occlusion window: halves rounded up, "
+             "top = (H - h) // 2, left = (W - w) // 2)",
+}
+
+
+def _conventions(grids: dict[str, Sequence[float]], cells: dict[str, int]) -> dict[str, str]:
+    conventions = dict(CONVENTIONS)
+    for kind, grid in grids.items():
+        variable = "t (B's share)" if kind == "mixup" else "s (the window's side fraction; B's area ~ s^2)"
+        conventions[f"{kind}/neither_auc"] = (
+            f"{kind}-style samples: share of predictions that are neither A's nor B's class, averaged over "
+            f"{variable} by the trapezoid rule over the grid divided by its span (lower is better)")
+        point = (f"t = {grid[cells[kind]]:g}, the grid point nearest 0.5" if kind == "mixup" else
+                 f"s = {grid[cells[kind]]:g}, the grid point whose window covers nearest half the pixels "
+                 "(s near 1/sqrt(2))")
+        conventions[f"{kind}/neither@{grid[cells[kind]]:g}"] = (
+            f"{kind}-style samples: share predicted as neither class at {point}: the equal-share point")
+    return conventions
+
+
+def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: int | None = None, seed: int = 0,
+                       mix_grid: Sequence[float] = DEFAULT_GRID, cut_grid: Sequence[float] = DEFAULT_GRID,
+                       batch_size: int = 128, device: str = "auto", num_workers: int = 0, limit: int | None = None,
+                       model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+    """How often ``model`` predicts neither class of Mixup-style and CutMix-style in-between
+    samples of pairs drawn by :func:`make_pairs` from ``dataset`` (its first ``limit``
+    images if given); see the module docstring.
+
+    Metrics: ``{kind}/neither_auc``, ``{kind}/neither@{v}`` at the equal-share grid point,
+    ``num_pairs``, ``num_nonfinite_logits``. Curves per kind: ``grid``, ``partner_share``,
+    ``rate_a``, ``rate_b``, ``rate_neither``. Per sample (one row per pair): ``index_a``,
+    ``index_b``, ``label_a``, ``label_b``, ``{kind}/outcome`` (``N x G`` int8: 0 = A,
+    1 = B, 2 = neither).
+    """
+    grids = {"mixup": check_fractions(mix_grid, "the mixup grid"), "cutmix": check_fractions(cut_grid, "the cutmix grid")}
+    check_compatible(model, dataset)
+    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    if len(data) == 0:
+        raise UserError(f"dataset {dataset.name} is empty; nothing to pair")
+    a_indices, b_indices = make_pairs(dataset_labels(data), num_pairs, seed)
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    loader = DataLoader(PairDataset(data, a_indices, b_indices), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=collate_pairs, pin_memory=torch.cuda.is_available())
+    outcomes: dict[str, list[torch.Tensor]] = {kind: [] for kind in grids}
+    labels, nonfinite, size = {"label_a": [], "label_b": []}, [], None
+    for batch in tqdm(loader, desc=f"in-between {dataset.name}", unit="batch", disable=None if progress else True,
+                      leave=False):
+        a, b = batch["image_a"].to(device, non_blocking=True), batch["image_b"].to(device, non_blocking=True)
+        if a.shape != b.shape or (size is not None and tuple(a.shape[-2:]) != size):
+            raise UserError(f"in-between samples need images of one size, got {tuple(a.shape[-2:])} and "
+                            f"{tuple(b.shape[-2:]) if a.shape != b.shape else size}; give the dataset a resize / "
+                            "crop transform")
+        size = tuple(a.shape[-2:])
+        codes, bad = inbetween_sweep(model, a, b, batch["label_a"].to(device), batch["label_b"].to(device), grids)
+        for kind in grids:
+            outcomes[kind].append(codes[kind].cpu())
+        nonfinite.append(bad.cpu())
+        for key in labels:
+            labels[key].append(batch[key])
+    height, width = size
+    bad = int(torch.cat(nonfinite).sum())
+    if bad:
+        warnings.warn(f"the model produced NaN or infinite logits for {bad} in-between pairs; those predictions "
+                      "count as neither class")
+    per_kind = {kind: torch.cat(parts).numpy() for kind, parts in outcomes.items()}
+    metrics: dict[str, float] = {}
+    curves: dict[str, Any] = {}
+    cells: dict[str, int] = {}
+    for kind, codes in per_kind.items():
+        grid = grids[kind]
+        shares = partner_share(kind, grid, height, width)
+        rates = {name: (codes == code).mean(axis=0) for name, code in
+                 (("rate_a", PREDICTS_A), ("rate_b", PREDICTS_B), ("rate_neither", PREDICTS_NEITHER))}
+        curves[kind] = {"grid": grid, "partner_share": shares, **{k: v.tolist() for k, v in rates.items()}}
+        cells[kind] = equal_share_point(shares)
+        metrics[f"{kind}/neither_auc"] = trapezoid_mean(grid, rates["rate_neither"])
+        metrics[f"{kind}/neither@{grid[cells[kind]]:g}"] = float(rates["rate_neither"][cells[kind]])
+    metrics |= {"num_pairs": int(len(a_indices)), "num_nonfinite_logits": bad}
+    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
+    per_sample = {"index_a": a_indices, "index_b": b_indices,
+                  **{key: torch.cat(parts).numpy() for key, parts in labels.items()},
+                  **{f"{kind}/outcome": codes for kind, codes in per_kind.items()}}
+    return Result(
+        evaluator="inbetween", metrics=metrics, conventions=_conventions(grids, cells), model=info,
+        dataset={"name": dataset.name, "split": dataset.split, "num_images": len(data),
+                 "num_classes": dataset.num_classes, "image_size": [height, width]},
+        config={"num_pairs": num_pairs, "seed": seed, "mix_grid": grids["mixup"], "cut_grid": grids["cutmix"],
+                "batch_size": batch_size, "limit": limit},
+        curves=curves, per_sample=per_sample)
