@@ -9,6 +9,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# torchattacks (tests compare our FGSM/PGD with it) pins an old requests it never imports:
+	# installed without its dependencies
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
 	touch $@
 
 quickstart: $(VENV)/.installed

@@ -150,7 +150,7 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
                             "are undefined (check the checkpoint and its input scaling)")
         for attack in attacks:
             if attack == "fgsm":
-                predicted = _predict_each(model, [(images + e * direction).clamp_(0.0, 1.0) for e in eps])
+                predicted = fgsm_predictions(model, images, direction, eps)
             else:
                 predicted = _predict_each(model, (pgd(model, images, goal, e, steps=pgd_steps, step_size=pgd_step_size,
                                                       random_start=random_start, restarts=pgd_restarts,
@@ -193,11 +193,19 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
                   config=config, curves=curves, per_sample=per_sample)
 
 
+def fgsm_predictions(model: Classifier, images: torch.Tensor, direction: torch.Tensor,
+                     eps: list[float] | tuple[float, ...]) -> torch.Tensor:
+    """``B x E`` top-1 classes on ``clip(images + eps * direction, 0, 1)`` for each eps, with
+    the FGSM ``direction`` of :func:`~cutmix_eval.evaluate.attacks.fgsm_direction`: one
+    forward pass per eps, in inference mode."""
+    return _predict_each(model, ((images + e * direction).clamp_(0.0, 1.0) for e in eps))
+
+
 def _predict_each(model: Classifier, batches) -> torch.Tensor:
     """``B x E`` top-1 classes, one column per batch of attacked images (one per eps; an
     iterable, so only one attacked batch is held at a time)."""
     columns = []
     for x in batches:
-        with torch.no_grad():
+        with torch.inference_mode():
             columns.append(model(x).argmax(dim=1))
     return torch.stack(columns, dim=1)

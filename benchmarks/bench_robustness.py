@@ -1,0 +1,85 @@
+"""FGSM and the occlusion sweep cost what their forward/backward passes cost, nothing more.
+
+Images per second on the same batch of (a) plain inference (``model(x)`` in
+inference mode), (b) FGSM at one eps as the adversarial evaluator runs it (one
+forward + backward for the sign of the input gradient, whose forward also gives the
+clean predictions, then one forward on the attacked batch), (c) 22 plain inference
+passes in a row, and (d) our occlusion sweep over 11 hole sizes in both modes (22
+variants of the batch, which needs 20 distinct passes: centre at 0 and boundary at 1
+are the clean image, centre at 1 and boundary at 0 the all-black one). Blocks of
+calls alternate between the variants for several rounds so the machine's drift
+cancels; medians are reported. Targets: FGSM at most 3.5 times the cost of one
+inference pass; the sweep at most 1.2 times the cost of 22 inference passes.
+
+    .venv/bin/python benchmarks/bench_robustness.py [--quick]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from _common import alternating_medians, markdown_table, parse_rounds
+from cutmix_eval.evaluate.adversarial import fgsm_predictions
+from cutmix_eval.evaluate.attacks import fgsm_direction
+from cutmix_eval.evaluate.occlusion import DEFAULT_FRACTIONS, MODES, fill_pixels, occlusion_sweep
+from cutmix_eval.models import create_model
+
+TARGET_FGSM = 3.5
+TARGET_SWEEP = 1.2
+VARIANTS = len(DEFAULT_FRACTIONS) * len(MODES)
+
+
+def plain_inference(model, passes: int = 1):
+    def run(x, y):
+        with torch.inference_mode():
+            for _ in range(passes):
+                model(x)
+    return run
+
+
+def fgsm_one_eps(model, eps: float = 8 / 255):
+    def run(x, y):  # what the adversarial evaluator does per batch
+        _, direction = fgsm_direction(model, x, y)
+        fgsm_predictions(model, x, direction, [eps])
+    return run
+
+
+def occlusion(model):
+    def run(x, y):
+        occlusion_sweep(model, x, y, fill_pixels("black", x), DEFAULT_FRACTIONS, MODES)
+    return run
+
+
+def bench(arch: str, size: int, batch: int, rounds: int, calls: int) -> list[dict]:
+    torch.manual_seed(0)
+    model = create_model(arch, 10).eval()
+    x, y = torch.rand(batch, 3, size, size), torch.randint(0, 10, (batch,))
+    speed = alternating_medians({"inference": plain_inference(model), "fgsm": fgsm_one_eps(model),
+                                 "inference x22": plain_inference(model, VARIANTS), "sweep": occlusion(model)},
+                                x, y, rounds, calls)
+    name = f"{arch} {size}px batch {batch}"
+    return [{"model": name, "what": "FGSM, one eps", "ours (images/s)": speed["fgsm"],
+             "floor": "1 inference pass", "floor (images/s)": speed["inference"],
+             "cost ratio": speed["inference"] / speed["fgsm"], "target": f"<= {TARGET_FGSM}", "limit": TARGET_FGSM},
+            {"model": name, "what": f"occlusion sweep, {len(DEFAULT_FRACTIONS)} sizes x 2 modes",
+             "ours (images/s)": speed["sweep"], "floor": f"{VARIANTS} inference passes",
+             "floor (images/s)": speed["inference x22"], "cost ratio": speed["inference x22"] / speed["sweep"],
+             "target": f"<= {TARGET_SWEEP}", "limit": TARGET_SWEEP}]
+
+
+def main() -> None:
+    rounds, calls = parse_rounds(__doc__, quick=(3, 1), full=(7, 2))
+    rows = bench("gapnet", 64, 128, rounds, calls) + bench("cifar_resnet56", 32, 64, rounds, calls)
+    print(f"# Robustness evaluators: FGSM and occlusion vs plain inference (medians of {rounds} alternating "
+          f"rounds of {calls} calls, {torch.get_num_threads()} CPU threads)\n")
+    print(markdown_table(rows, {"model": "", "what": "", "ours (images/s)": ".1f", "floor": "",
+                                "floor (images/s)": ".1f", "cost ratio": ".2f", "target": ""}))
+    print("\ncost ratio: our time / the floor's time for the same images (images/s of the floor / ours).")
+    for what in dict.fromkeys(r["what"] for r in rows):
+        mine = [r for r in rows if r["what"] == what]
+        worst, limit = max(r["cost ratio"] for r in mine), mine[0]["limit"]
+        print(f"Target: {what} <= {limit} x {mine[0]['floor']}: {'met' if worst <= limit else 'NOT met'} "
+              f"(worst ratio {worst:.2f}).")
+
+if __name__ == "__main__":
+    main()
