@@ -29,3 +29,12 @@ def seed_everything(seed: int) -> torch.Generator:
     generator = torch.Generator()
     generator.manual_seed(seed)
     return generator
+
+
+def per_image_uniform(keys, shape, *, like: torch.Tensor) -> torch.Tensor:
+    """Uniform [0, 1) noise, one ``shape`` array per key: row ``i`` is drawn from
+    ``numpy.random.default_rng(keys[i])`` (a key is an int or a tuple of ints, such as
+    ``(seed, dataset index)``), so an image's noise depends on its key alone, not on the
+    batch it is in or the model. Returned on ``like``'s device and dtype."""
+    rows = [np.random.default_rng(key).random(tuple(shape), dtype=np.float32) for key in keys]
+    return torch.from_numpy(np.stack(rows)).to(device=like.device, dtype=like.dtype)

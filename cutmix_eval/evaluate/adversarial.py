@@ -65,10 +65,10 @@ def check_eps(values) -> list[float]:
 
 
 def random_targets(labels: torch.Tensor, indices: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
-    """A class other than each image's label, uniform over the other classes, drawn from a
-    generator seeded by ``(seed, dataset index)``: the same targets for every model and batch size."""
-    offsets = [int(torch.randint(1, num_classes, (1,), generator=torch.Generator().manual_seed(
-        seed * 1_000_003 + int(i)))) for i in indices]
+    """A class other than each image's label, uniform over the other classes, drawn from
+    ``numpy.random.default_rng((seed, dataset index))``: the same targets for every model and
+    batch size."""
+    offsets = [int(np.random.default_rng((seed, int(i))).integers(1, num_classes)) for i in indices.tolist()]
     return (labels + torch.as_tensor(offsets, device=labels.device)) % num_classes
 
 
@@ -94,7 +94,7 @@ def _conventions(attacks: list[str], targeted: bool, target: str, steps: int, st
     if "pgd" in attacks:
         size = "eps / 4" if step_size is None else f"{step_size:g}"
         conventions["pgd"] = (f"{steps} sign steps of {size}, projection to the eps-ball and [0, 1] after each, "
-                              f"{'uniform random start in the eps-ball, ' if random_start else ''}{restarts} "
+                              f"{'uniform random start in the eps-ball drawn per image from (seed, index, restart), ' if random_start else ''}{restarts} "
                               "restart(s); an image counts as fooled if any visited point fooled the model "
                               "(Madry et al. 2018)")
     return conventions
@@ -123,7 +123,6 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
     device = resolve_device(device)
     model = model.to(device).eval()
     data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
-    generator = torch.Generator(device=device).manual_seed(seed)
     indices, clean, chosen = [], [], []
     robust: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
     hit: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
@@ -154,7 +153,8 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
             else:
                 predicted = _predict_each(model, (pgd(model, images, goal, e, steps=pgd_steps, step_size=pgd_step_size,
                                                       random_start=random_start, restarts=pgd_restarts,
-                                                      targeted=targeted, generator=generator, clean_logits=clean_logits)
+                                                      targeted=targeted, seed=seed, keys=batch["index"],
+                                                      clean_logits=clean_logits)
                                                   for e in eps))
             robust[attack].append((predicted == labels[:, None]).cpu().numpy())
             hit[attack].append((predicted == goal[:, None]).cpu().numpy())

@@ -13,9 +13,13 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cutmix_eval.runtime import per_image_uniform
 
 
 def loss_gradient(model: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None,
@@ -56,11 +60,15 @@ def _fooled(logits: torch.Tensor, targets: torch.Tensor, targeted: bool) -> torc
 
 def pgd(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: float, *, steps: int = 10,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
-        generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None) -> torch.Tensor:
+        seed: int = 0, keys: Sequence[int] | torch.Tensor | None = None,
+        clean_logits: torch.Tensor | None = None) -> torch.Tensor:
     """Projected gradient descent (Madry et al. 2018) in the L-infinity ball of radius ``eps``.
 
     Each restart starts at ``x`` (or, with ``random_start``, at ``x`` plus uniform noise
-    in ``[-eps, eps]``, clipped to [0, 1]) and takes ``steps`` sign steps of ``step_size``
+    in ``[-eps, eps]``, clipped to [0, 1]; image ``i``'s noise for restart ``r`` is drawn from
+    ``numpy.random.default_rng((seed, keys[i], r))``, with ``keys`` the images' dataset
+    indices, by default their positions in the batch, so a start depends on the image alone,
+    not on the batch or the model) and takes ``steps`` sign steps of ``step_size``
     (default ``eps / 4``), projecting onto the eps-ball and [0, 1] after each. Success is
     kept per image: the returned image is the first point (the clean image, then every
     iterate of every restart in order) at which the attack succeeded (untargeted: top-1
@@ -77,10 +85,11 @@ def pgd(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: floa
         with torch.no_grad():
             clean_logits = model.eval()(images)
     done = _fooled(clean_logits, targets, targeted)
-    for _ in range(restarts):
+    keys = range(len(images)) if keys is None else keys.tolist() if torch.is_tensor(keys) else keys
+    for restart in range(restarts):
         x = images.detach().clone()
         if random_start and eps > 0:
-            noise = torch.rand(images.shape, generator=generator, device=images.device, dtype=images.dtype)
+            noise = per_image_uniform([(seed, int(k), restart) for k in keys], images.shape[1:], like=images)
             x = (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
         for _ in range(steps):
             logits, grad = loss_gradient(model, x, targets)

@@ -33,7 +33,7 @@ from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
-from cutmix_eval.runtime import resolve_device
+from cutmix_eval.runtime import per_image_uniform, resolve_device
 
 MODES = ("centre", "boundary")
 FILLS = ("black", "mean", "noise")
@@ -145,9 +145,8 @@ def fill_pixels(fill: str | float, images: torch.Tensor, indices: torch.Tensor |
     if fill == "noise":
         if indices is None:
             raise ValueError("the noise fill needs the images' dataset indices")
-        noise = np.stack([np.random.default_rng((int(seed), int(i))).random((c, h, w), dtype=np.float32)
-                          for i in (indices.tolist() if torch.is_tensor(indices) else indices)])
-        return torch.from_numpy(noise).to(device=images.device, dtype=images.dtype)
+        keys = [(int(seed), int(i)) for i in (indices.tolist() if torch.is_tensor(indices) else indices)]
+        return per_image_uniform(keys, (c, h, w), like=images)
     if fill == "mean":
         if mean is None:
             raise ValueError("the mean fill needs the model's normalization mean")
