@@ -131,6 +131,14 @@ def save_outputs(result: Any, out_dir: Path, stem: str, figures: dict[str, Any])
     return paths + [atomic_save_figure(out_dir / f"{stem}-{name}.png", figure) for name, figure in figures.items()]
 
 
+def report_outputs(args: argparse.Namespace, result: Any, paths: Sequence[Path]) -> None:
+    """Print where the record and the figures went (``paths`` from :func:`save_outputs`);
+    with ``--json`` then the record's summary and those paths as the last line."""
+    print(f"record: {paths[0]}\n" + "\n".join(f"figure: {p}" for p in paths[1:]))
+    if args.json:
+        emit_json(result.summary() | {"record": str(paths[0]), "figures": [str(p) for p in paths[1:]]})
+
+
 def default_output_dir(args: argparse.Namespace, command: str, *parts: str) -> Path:
     """``--output-dir``, else ``reports/<command>/<checkpoint stem>-<parts...>``."""
     if args.output_dir:

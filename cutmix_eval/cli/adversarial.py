@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table, save_outputs
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
+    report_outputs, save_outputs
 
 
 def adversarial_rows(result) -> list[dict]:
@@ -76,8 +76,6 @@ class AdversarialCommand(Command):
               f"white box in [0, 1] pixel space")
         print_table(adversarial_rows(result))
         print("success: " + result.conventions["success_rate"].split(" (keys")[0])
-        print(f"record: {paths[0]}\nfigure: {paths[1]}")
-        if args.json:
-            emit_json(result.summary() | {"record": str(paths[0]), "figure": str(paths[1])})
+        report_outputs(args, result, paths)
         return 0
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table, save_outputs
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
+    report_outputs, save_outputs
 
 SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE (%)"}
 
@@ -62,7 +62,5 @@ class CalibrationCommand(Command):
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {result.metrics['num_images']} images{held}")
         print_table(calibration_rows(result), floatfmt=".4g")
         print(f"ECE: {args.bins} equal-width confidence bins (i/{args.bins}, (i+1)/{args.bins}], weighted by count")
-        print(f"record: {paths[0]}\nfigure: {paths[1]}")
-        if args.json:
-            emit_json(result.summary() | {"record": str(paths[0]), "figure": str(paths[1])})
+        report_outputs(args, result, paths)
         return 0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table, save_outputs
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
+    report_outputs, save_outputs
 
 
 def inbetween_rows(result) -> list[dict]:
@@ -87,7 +87,5 @@ class InbetweenCommand(Command):
         print_table(inbetween_rows(result), floatfmt=".1f")
         print("mixup: (1 - t) A + t B; cutmix: A with its centred s x s window from B; neither: the top-1 class is "
               "neither A's nor B's (lower is better); area: trapezoid rule over the grid divided by its span")
-        print(f"record: {paths[0]}\n" + "\n".join(f"figure: {p}" for p in paths[1:]))
-        if args.json:
-            emit_json(result.summary() | {"record": str(paths[0]), "figures": [str(p) for p in paths[1:]]})
+        report_outputs(args, result, paths)
         return 0

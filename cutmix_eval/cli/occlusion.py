@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table, save_outputs
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
+    report_outputs, save_outputs
 
 
 def occlusion_rows(result) -> list[dict]:
@@ -81,7 +81,5 @@ class OcclusionCommand(Command):
         print_table(occlusion_rows(result))
         print("s: side of the centred window as a fraction of the image side; area: trapezoid rule over s, "
               "divided by the span of the grid")
-        print(f"record: {paths[0]}\n" + "\n".join(f"figure: {p}" for p in paths[1:]))
-        if args.json:
-            emit_json(result.summary() | {"record": str(paths[0]), "figures": [str(p) for p in paths[1:]]})
+        report_outputs(args, result, paths)
         return 0

@@ -31,6 +31,7 @@ from cutmix_eval.data.base import ImageDataset, dataset_labels
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
+from cutmix_eval.evaluate.passes import DistinctPasses
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
@@ -125,35 +126,28 @@ def make_sample(kind: str, a: torch.Tensor, b: torch.Tensor, value: float) -> to
     return mix(a, b, value) if kind == "mixup" else cut(a, b, value)
 
 
-@torch.inference_mode()
 def inbetween_sweep(model: Classifier, a: torch.Tensor, b: torch.Tensor, label_a: torch.Tensor,
                     label_b: torch.Tensor, grids: dict[str, Sequence[float]]) -> tuple[dict[str, torch.Tensor],
                                                                                       torch.Tensor]:
     """Outcomes of every in-between sample of a batch of pairs: ``({kind: B x G int8},
     nonfinite B bool)`` with codes ``PREDICTS_A`` / ``PREDICTS_B`` / ``PREDICTS_NEITHER``
     (a NaN or infinite logit counts as neither). A and B themselves (t or s at 0 and 1)
-    and samples whose windows round to the same pixels go through the model once."""
+    and samples whose windows round to the same pixels go through the model once
+    (:class:`~cutmix_eval.evaluate.passes.DistinctPasses`)."""
     height, width = a.shape[-2:]
-    outcomes: dict[tuple, torch.Tensor] = {}
-    nonfinite = torch.zeros(len(a), dtype=torch.bool, device=a.device)
+    passes = DistinctPasses(model, len(a), a.device)
 
-    def outcome(key: tuple, kind: str, value: float) -> torch.Tensor:
-        nonlocal nonfinite
-        if key not in outcomes:
-            x = a if key == ("A",) else b if key == ("B",) else make_sample(kind, a, b, value)
-            logits = model(x)
-            finite = torch.isfinite(logits).all(dim=1)
-            nonfinite = nonfinite | ~finite
-            predicted = torch.where(finite, logits.argmax(dim=1), -1)
-            code = torch.full_like(predicted, PREDICTS_NEITHER, dtype=torch.int8)
-            code[predicted == label_b] = PREDICTS_B
-            code[predicted == label_a] = PREDICTS_A
-            outcomes[key] = code
-        return outcomes[key]
+    def outcome(kind: str, value: float) -> torch.Tensor:
+        key = _sample_key(kind, value, height, width)
+        predicted = passes.predicted(key, lambda: a if key == ("A",) else b if key == ("B",) else
+                                     make_sample(kind, a, b, value))
+        code = torch.full_like(predicted, PREDICTS_NEITHER, dtype=torch.int8)
+        code[predicted == label_b] = PREDICTS_B
+        code[predicted == label_a] = PREDICTS_A
+        return code
 
-    result = {kind: torch.stack([outcome(_sample_key(kind, v, height, width), kind, v) for v in grid], dim=1)
-              for kind, grid in grids.items()}
-    return result, nonfinite
+    codes = {kind: torch.stack([outcome(kind, v) for v in grid], dim=1) for kind, grid in grids.items()}
+    return codes, passes.nonfinite
 
 
 def partner_share(kind: str, grid: Sequence[float], height: int, width: int) -> list[float]:

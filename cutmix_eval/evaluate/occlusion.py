@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.evaluate.passes import make_loader
+from cutmix_eval.evaluate.passes import DistinctPasses, make_loader
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import per_image_uniform, resolve_device
@@ -201,35 +201,27 @@ class Sweep(NamedTuple):
     nonfinite: torch.Tensor
 
 
-@torch.inference_mode()
 def occlusion_sweep(model: Classifier, images: torch.Tensor, labels: torch.Tensor, fill: torch.Tensor,
                     fractions: Sequence[float], modes: Sequence[str] = MODES) -> Sweep:
     """Every (mode, fraction) variant of one batch, and the clean batch, through ``model``.
 
-    The model sees each distinct image once: centre at 0 and boundary at 1 *are* the clean
-    image, and centre at 1 and boundary at 0 the all-fill image (the same for noise too, as
-    it is seeded per image), and fractions whose windows round to the same pixels give the
-    same image; such variants reuse one pass's outcome, which is exact. A row with a NaN or
-    infinite logit counts as wrong.
+    The model sees each distinct image once (:class:`~cutmix_eval.evaluate.passes.DistinctPasses`):
+    centre at 0 and boundary at 1 *are* the clean image, and centre at 1 and boundary at 0
+    the all-fill image (the same for noise too, as it is seeded per image), and fractions
+    whose windows round to the same pixels give the same image; such variants reuse one
+    pass's outcome, which is exact. A row with a NaN or infinite logit counts as wrong.
     """
     height, width = images.shape[-2:]
-    outcomes: dict[tuple, torch.Tensor] = {}
-    nonfinite = torch.zeros(len(images), dtype=torch.bool, device=images.device)
+    passes = DistinctPasses(model, len(images), images.device)
 
-    def outcome(key: tuple, mode: str = "centre", fraction: float = 0.0) -> torch.Tensor:
-        nonlocal nonfinite
-        if key not in outcomes:
-            x = images if key == ("clean",) else fill if key == ("fill",) else occlude(images, fraction, mode, fill)
-            logits = model(x)
-            finite = torch.isfinite(logits).all(dim=1)
-            nonfinite = nonfinite | ~finite
-            outcomes[key] = (logits.argmax(dim=1) == labels) & finite
-        return outcomes[key]
+    def correct(key: tuple, mode: str, fraction: float) -> torch.Tensor:
+        return passes.predicted(key, lambda: images if key == ("clean",) else fill if key == ("fill",) else
+                                occlude(images, fraction, mode, fill)) == labels
 
-    clean = outcome(("clean",))
-    correct = {mode: torch.stack([outcome(_variant_key(mode, f, height, width), mode, f) for f in fractions], dim=1)
-               for mode in modes}
-    return Sweep(correct, clean, nonfinite)
+    clean = correct(("clean",), "centre", 0.0)
+    per_mode = {mode: torch.stack([correct(_variant_key(mode, f, height, width), mode, f) for f in fractions], dim=1)
+                for mode in modes}
+    return Sweep(per_mode, clean, passes.nonfinite)
 
 
 def trapezoid_mean(x: Sequence[float], y: Sequence[float]) -> float:

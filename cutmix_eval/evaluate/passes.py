@@ -75,3 +75,28 @@ def predict(model: Classifier, dataset: Dataset, *, batch_size: int = 256, devic
         indices.append(batch["index"])
     return Predictions(torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(),
                        torch.cat(pooled).numpy() if keep_features else None)
+
+
+class DistinctPasses:
+    """Top-1 predictions on variants of one batch, each distinct image through the model once.
+
+    Sweeps (occlusion, in-between samples) build many variants of a batch, several of which
+    are the same pixels (a hole of size 0 is the clean image). ``predicted(key, make)``
+    returns ``B`` top-1 classes of ``model(make())``, calling ``make`` and the model only
+    the first time ``key`` is seen. Rows with a NaN or infinite logit get class ``-1``,
+    which matches no label, and are counted in ``nonfinite`` (``B`` bool, any variant).
+    """
+
+    def __init__(self, model: Classifier, batch_size: int, device: torch.device):
+        self.model = model
+        self.nonfinite = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        self._seen: dict[tuple, torch.Tensor] = {}
+
+    @torch.inference_mode()
+    def predicted(self, key: tuple, make) -> torch.Tensor:
+        if key not in self._seen:
+            logits = self.model(make())
+            finite = torch.isfinite(logits).all(dim=1)
+            self.nonfinite |= ~finite
+            self._seen[key] = torch.where(finite, logits.argmax(dim=1), -1)
+        return self._seen[key]
