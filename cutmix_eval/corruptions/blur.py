@@ -1,0 +1,1 @@
+"""Blur corruptions, batched in torch (see :mod:`cutmix_eval.corruptions.registry`)."""

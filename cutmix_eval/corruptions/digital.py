@@ -1,0 +1,1 @@
+"""Digital corruptions, batched in torch (see :mod:`cutmix_eval.corruptions.registry`)."""
