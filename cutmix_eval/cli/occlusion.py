@@ -31,7 +31,8 @@ def occlusion_example_figure(model, dataset, result, count: int):
                        seed=config["seed"])
     variants = occlusion_examples(images, fill, config["fractions"], config["modes"])
     titles = [f"s={f:g}" for _ in range(len(samples) * len(config["modes"])) for f in config["fractions"]]
-    labels = [mode for _ in samples for mode in config["modes"]]
+    names = [dataset.classes[int(s["label"])] if dataset.classes else f"class {int(s['label'])}" for s in samples]
+    labels = [f"{mode}\n{name}" for name in names for mode in config["modes"]]
     return sample_grid(variants, titles=titles, ncols=len(config["fractions"]), row_labels=labels)
 
 
