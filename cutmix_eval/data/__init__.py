@@ -5,9 +5,11 @@ sample convention."""
 from cutmix_eval.data.base import (DATA_ROOT_ENV, ImageDataset, collate_samples, eval_transform,
                                    resolve_data_root)
 from cutmix_eval.data.registry import create_dataset, dataset_spec, list_datasets, register_dataset
+from cutmix_eval.data.corrupted import CorruptedDataset, corrupt_indexed, corrupted_slices, image_seed
 
 # importing the families fills the registry
-from cutmix_eval.data import cifar, cub, imagefolder, ood, synthetic  # noqa: E402,F401
+from cutmix_eval.data import cifar, corrupted, cub, imagefolder, ood, synthetic  # noqa: E402,F401
 
-__all__ = ["DATA_ROOT_ENV", "ImageDataset", "collate_samples", "create_dataset", "dataset_spec",
-           "eval_transform", "list_datasets", "register_dataset", "resolve_data_root"]
+__all__ = ["DATA_ROOT_ENV", "CorruptedDataset", "ImageDataset", "collate_samples", "corrupt_indexed",
+           "corrupted_slices", "create_dataset", "dataset_spec", "eval_transform", "image_seed", "list_datasets",
+           "register_dataset", "resolve_data_root"]
