@@ -88,7 +88,7 @@ def _check_severity(dataset: str, severity: Any) -> int:
     return int(severity)
 
 
-def check_slice(dataset: str, corruption: str | None, severity: int | None) -> tuple[str, int]:
+def _check_slice(dataset: str, corruption: str | None, severity: int | None) -> tuple[str, int]:
     """``(corruption, severity)`` if ``corruption`` is one of the 19 names and ``severity``
     an int in 1-5; a one-line :class:`UserError` otherwise (also when either is missing)."""
     if corruption is None or severity is None:
@@ -198,7 +198,7 @@ def _cifar_c_slices(folder: Path) -> list[tuple[str, int]]:
 def cifar_c_dataset(name: str, split: str, root: Path, *, corruption: str | None = None, severity: int | None = None,
                     transform: Any = "default") -> CifarCDataset:
     """Severity ``severity`` of ``<corruption>.npy`` (``split`` is always ``test``)."""
-    corruption, severity = check_slice(name, corruption, severity)
+    corruption, severity = _check_slice(name, corruption, severity)
     folder = locate_cifar_c(name, root)
     path = folder / f"{corruption}.npy"
     if not path.is_file():
@@ -251,7 +251,7 @@ class ImageNetCDataset(CorruptionSlice, ImageFolderDataset):
 def imagenet_c_dataset(split: str, root: Path, *, corruption: str | None = None, severity: int | None = None,
                        transform: Any = "default", image_size: int = 224) -> ImageNetCDataset:
     """The ``<corruption>/<severity>`` ImageFolder; default geometry Resize(S) + CenterCrop(S)."""
-    corruption, severity = check_slice("imagenet-c", corruption, severity)
+    corruption, severity = _check_slice("imagenet-c", corruption, severity)
     folder = locate_imagenet_c(root)
     if not (folder / corruption / str(severity)).is_dir():
         raise DatasetNotFoundError(f"imagenet-c: no {corruption}/{severity}/ folder in {folder}; expected "
