@@ -15,6 +15,7 @@ from cutmix_eval import __version__
 from cutmix_eval.cli._common import Command
 from cutmix_eval.cli.adversarial import AdversarialCommand
 from cutmix_eval.cli.calibration import CalibrationCommand
+from cutmix_eval.cli.corruption import CorruptionCommand
 from cutmix_eval.cli.evaluate import EvaluateCommand
 from cutmix_eval.cli.inbetween import InbetweenCommand
 from cutmix_eval.cli.info import DatasetsCommand, InspectCommand, ModelsCommand
@@ -29,7 +30,7 @@ from cutmix_eval.errors import UserError
 COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
                            TrainCommand(), TrainAllCommand(), EvaluateCommand(), LocalizeCommand(), OODCommand(),
                            CalibrationCommand(), OcclusionCommand(), InbetweenCommand(), AdversarialCommand(),
-                           MetricsCommand()]
+                           CorruptionCommand(), MetricsCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

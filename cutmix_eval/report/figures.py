@@ -283,3 +283,52 @@ def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tup
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def corruption_heatmap(errors: dict[str, dict[str, Sequence[float]]], severities: Sequence[int],
+                       groups: dict[str, str] | None = None, title: str = "") -> Figure:
+    """Top-1 error per (corruption, severity) as annotated heat maps, one panel per model.
+
+    ``errors``: ``{model label: {corruption: errors (fractions), one per severity}}``, rows in
+    the order given; ``groups`` maps corruptions to their group (noise, blur, ...), drawn as
+    separators with the group named at the right. All panels share one colour scale
+    (0-100%), and a last column holds each row's mean over severities.
+    """
+    labels = list(errors)
+    rows = list(dict.fromkeys(c for per_model in errors.values() for c in per_model))
+    fig = Figure(figsize=(1.2 + 3.0 * len(labels), 0.9 + 0.24 * len(rows)))
+    axes = fig.subplots(1, len(labels), squeeze=False)[0]
+    cmap = matplotlib.colormaps["magma_r"]
+    image = None
+    for ax, label in zip(axes, labels):
+        table = np.full((len(rows), len(severities) + 1), np.nan)
+        for i, name in enumerate(rows):
+            if name in errors[label]:
+                values = 100 * np.asarray(errors[label][name], dtype=float)
+                table[i, :-1], table[i, -1] = values, values.mean()
+        image = ax.imshow(table, cmap=cmap, vmin=0, vmax=100, aspect="auto")
+        for (i, j), value in np.ndenumerate(table):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if value > 55 else "black")
+        ax.axvline(len(severities) - 0.5, color="white", linewidth=2)
+        ax.set_xticks(range(len(severities) + 1), [str(s) for s in severities] + ["mean"], fontsize=7)
+        ax.set_xlabel("severity", fontsize=8)
+        ax.set_title(label, fontsize=8, color=method_colour(label, labels.index(label)))
+        ax.set_yticks(range(len(rows)), rows if ax is axes[0] else [], fontsize=7)
+        ax.tick_params(length=0)
+        if groups:
+            names = [groups.get(r, "") for r in rows]
+            for i in range(1, len(rows)):
+                if names[i] != names[i - 1]:
+                    ax.axhline(i - 0.5, color="white", linewidth=1.5)
+            if ax is axes[-1]:
+                for name in dict.fromkeys(names):
+                    where = [i for i, n in enumerate(names) if n == name]
+                    ax.text(len(severities) + 0.7, np.mean(where), name, fontsize=7, va="center", rotation=90)
+    colourbar = fig.colorbar(image, ax=list(axes), fraction=0.025, pad=0.06 if groups else 0.02)
+    colourbar.set_label("top-1 error (%)", fontsize=8)
+    colourbar.ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig

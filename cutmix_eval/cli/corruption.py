@@ -1,0 +1,147 @@
+"""``corruption``: top-1 error under the 19 common corruptions at 5 severities, on the fly or from released files."""
+
+from __future__ import annotations
+
+from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
+    report_outputs, save_outputs
+
+#: released corrupted sets and the clean test set each one's clean error comes from
+CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
+
+
+def corruption_rows(result) -> list[dict]:
+    """One row per corruption (error per severity, mean, CE and relative CE when normalized),
+    then one per group; values in percent."""
+    m, levels = result.metrics, result.config["severities"]
+    normalized = "mce" in m
+    rows = []
+    for name in result.config["corruptions"]:
+        row = {"corruption": name, **{f"s{s}": 100 * m[f"{name}/error@{s}"] for s in levels},
+               "mean": 100 * m[f"{name}/error"]}
+        if normalized and f"{name}/ce" in m:
+            row |= {"CE": 100 * m[f"{name}/ce"], "rel. CE": 100 * m.get(f"{name}/relative_ce", float("nan"))}
+        rows.append(row)
+    for group in result.curves["groups"]:
+        rows.append({"corruption": f"{group} (mean)", "mean": 100 * m[f"{group}/error"]})
+    return rows
+
+
+def corruption_examples_figure(result, dataset, model_table: str, count: int = 1):
+    """The first ``count`` images under every evaluated corruption (rows) at every severity
+    (columns, after the clean image)."""
+    import torch
+
+    from cutmix_eval.data.corrupted import corrupt_indexed
+    from cutmix_eval.report.figures import sample_grid
+
+    names, levels, seed = result.config["corruptions"], result.config["severities"], result.config["seed"]
+    images, titles, labels = [], [], []
+    for index in range(min(count, len(dataset))):
+        clean = dataset[index]["image"].as_subclass(torch.Tensor)[None]
+        for name in names:
+            images += [clean] + [corrupt_indexed(clean, [index], name, s, seed=seed or 0, table=model_table)
+                                 for s in levels]
+            titles += ["clean"] + [f"severity {s}" for s in levels]
+            labels.append(name.replace("_", " "))
+    return sample_grid(torch.cat(images), titles=titles, ncols=len(levels) + 1, row_labels=labels)
+
+
+def released_examples_figure(result, name: str, root, split: str):
+    """The first image of every evaluated slice of a released set, one row per corruption."""
+    import torch
+
+    from cutmix_eval.data import create_dataset
+    from cutmix_eval.report.figures import sample_grid
+
+    names, levels = result.config["corruptions"], result.config["severities"]
+    images = [create_dataset(name, split, root=root, corruption=c, severity=s)[0]["image"].as_subclass(torch.Tensor)
+              for c in names for s in levels]
+    return sample_grid(torch.stack(images), titles=[f"severity {s}" for _ in names for s in levels],
+                       ncols=len(levels), row_labels=[c.replace("_", " ") for c in names])
+
+
+class CorruptionCommand(Command):
+    name = "corruption"
+    help = "common-corruption robustness: error per corruption and severity, mean CE, mCE, relative mCE"
+    examples = ("cutmix-eval corruption --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+                "cutmix-eval corruption --ckpt PyramidNet200_cutmix.pth.tar --data cifar100-c --data-root ~/data",
+                "cutmix-eval corruption --ckpt model.pth --data cifar100 --corruptions noise,blur --severities 3-5 "
+                "--reference-ckpt baseline.pth --json")
+
+    def add_arguments(self, parser):
+        add_evaluation(parser, 128, "a labelled dataset corrupted on the fly (cifar100, synthetic, ...) or a released "
+                                    "corrupted set (cifar10-c, cifar100-c, imagenet-c)")
+        parser.add_argument("--corruptions", default="all",
+                            help="all (19), benchmark (the 15), a group (noise, blur, weather, digital, extra) or a "
+                                 "comma-separated list of groups and names (default all)")
+        parser.add_argument("--severities", default="1-5", help="1-5 (default), one level, or a list such as 1,3,5")
+        parser.add_argument("--table", default="auto", choices=("auto", "cifar", "imagenet"),
+                            help="severity parameters for on-the-fly corruption: the CIFAR-C table (32 px) or the "
+                                 "ImageNet-C one (224 px); auto picks by image size (<= 84 px: cifar)")
+        parser.add_argument("--reference-ckpt", metavar="PATH",
+                            help="a reference model (e.g. the study's baseline) evaluated on the same corrupted "
+                                 "images; CE, mCE and relative mCE are normalized by its errors (default: AlexNet's "
+                                 "published errors on ImageNet data, none elsewhere)")
+        parser.add_argument("--clean-data", metavar="NAME",
+                            help="with a released set: the clean test set for the clean error (default: cifar10, "
+                                 "cifar100 or imagenet when found under the data root)")
+        parser.add_argument("--seed", type=int, default=0, help="seed of the on-the-fly corruptions (default 0)")
+        parser.add_argument("--examples", type=int, default=1,
+                            help="images shown under every corruption and severity in the example sheet (default 1)")
+        parser.add_argument("--output-dir", metavar="DIR",
+                            help="folder for the record and figures (default: reports/corruption/<checkpoint>-<data>)")
+
+    def run(self, args):
+        from cutmix_eval.data import create_dataset, dataset_spec
+        from cutmix_eval.errors import DatasetNotFoundError, UserError
+        from cutmix_eval.evaluate.corruption import evaluate_corruption, evaluate_released_corruption, \
+            parse_severities
+        from cutmix_eval.models.checkpoint import load_checkpoint
+        from cutmix_eval.report.figures import corruption_heatmap
+
+        severities = parse_severities(args.severities)
+        released = dataset_spec(args.data).name in CLEAN_OF
+        device, dataset, model, info, model_info = prepare_evaluation(args)
+        reference, reference_label = None, "reference model"
+        if args.reference_ckpt:
+            reference, reference_info = load_checkpoint(args.reference_ckpt, num_classes=model.num_classes,
+                                                        trust=args.trust_checkpoint)
+            reference_label = reference_info.method or reference_info.arch
+        options = dict(corruptions=args.corruptions, severities=severities, reference=reference,
+                       reference_label=reference_label,
+                       batch_size=args.batch_size, device=device, num_workers=args.workers, limit=args.limit,
+                       model_info=model_info)
+        if released:
+            clean_name, clean_split = (args.clean_data, "test") if args.clean_data else CLEAN_OF[args.data]
+            try:
+                clean = create_dataset(clean_name, clean_split, root=args.data_root)
+            except DatasetNotFoundError:
+                if args.clean_data:
+                    raise
+                clean = None
+                print(f"note: {clean_name} not found under the data root: no clean error, no relative mCE")
+            result = evaluate_released_corruption(model, args.data, root=args.data_root, split=dataset.split,
+                                                  clean=clean, **options)
+        else:
+            if args.clean_data:
+                raise UserError("--clean-data goes with a released corrupted set (cifar10-c, cifar100-c, imagenet-c)")
+            result = evaluate_corruption(model, dataset, table=args.table, seed=args.seed, **options)
+        label = model_info["method"] or info.arch
+        errors = {label: result.curves["errors"]}
+        if "reference" in result.curves and args.reference_ckpt:
+            errors[result.config["reference"]] = result.curves["reference"]["errors"]
+        figures = {"heatmap": corruption_heatmap(errors, severities, groups=result.curves["group_of"],
+                                                 title=f"{label} on {result.dataset['name']}: top-1 error (%)")}
+        if args.examples > 0:
+            figures["examples"] = (released_examples_figure(result, args.data, args.data_root, dataset.split)
+                                   if released else
+                                   corruption_examples_figure(result, dataset, result.config["table"], args.examples))
+        paths = save_outputs(result, default_output_dir(args, "corruption", args.data), "corruption", figures)
+        print(f"{info.arch} on {result.dataset['name']}: {result.metrics['num_images']} images, "
+              f"{result.config['source']}" + (f", {result.config['table']} severity table" if not released else ""))
+        print_table(corruption_rows(result), floatfmt=".1f")
+        for key in ("clean_error", "mean_corruption_error", "mce", "relative_mce"):
+            if key in result.metrics:
+                print(f"{key}: {100 * result.metrics[key]:.2f}%  ({result.conventions[key]})")
+        report_outputs(args, result, paths)
+        return 0

@@ -1,0 +1,292 @@
+"""Common-corruption robustness: top-1 error per (corruption, severity) and its summaries.
+
+Two sources of corrupted images, one result:
+
+on the fly (:func:`evaluate_corruption`)
+    any labelled dataset; each batch is decoded once and every (corruption, severity) is
+    applied to it in a batch (:func:`cutmix_eval.data.corrupted.corrupt_indexed`), image
+    ``i`` seeded by ``(seed, i)``, so every model (and the reference model, which runs in
+    the same sweep on the same corrupted batches) sees the same corrupted images. The
+    severity table is the CIFAR-C one for images of at most 84 pixels a side and the
+    ImageNet-C one above, unless ``table`` says otherwise.
+released files (:func:`evaluate_released_corruption`)
+    the CIFAR-10-C / CIFAR-100-C arrays and ImageNet-C folders, one pass per slice on disk;
+    the clean error comes from the matching clean test set when it is given.
+
+Summaries (:mod:`cutmix_eval.metrics.corruption`): mean error per corruption and per group,
+the CIFAR-C mean corruption error (unnormalized mean over the 15 benchmark corruptions and
+the severities evaluated), and, against a reference (AlexNet's published ImageNet-C errors
+by default on ImageNet data, or a reference model of the study), CE / mCE and relative mCE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Subset
+from tqdm.auto import tqdm
+
+from cutmix_eval.corruptions import BENCHMARK, GROUPS, SEVERITIES, list_corruptions, resolve_table
+from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.data.corrupted import corrupt_indexed
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.evaluate.passes import make_loader
+from cutmix_eval.metrics import corruption as summaries
+from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.results import Result
+from cutmix_eval.runtime import resolve_device
+
+MODEL, REFERENCE = "model", "reference"
+
+
+def check_selection(corruptions: str | Sequence[str], severities: Iterable[int]) -> tuple[list[str], list[int]]:
+    """Corruption names (a selection string such as ``all``, ``noise,blur`` or a list of
+    names) and severities (1-5, sorted, unique), checked."""
+    names = list_corruptions(corruptions) if isinstance(corruptions, str) else list_corruptions(",".join(corruptions))
+    levels = sorted({int(s) for s in severities})
+    if not levels or any(s not in SEVERITIES for s in levels):
+        raise UserError(f"severities must be among 1-5, not {list(severities)}")
+    return names, levels
+
+
+def parse_severities(text: str) -> list[int]:
+    """``"1-5"``, ``"3"`` or ``"1,3,5"`` -> sorted severities (checked)."""
+    try:
+        if "-" in text:
+            low, high = (int(v) for v in text.split("-"))
+            values = list(range(low, high + 1))
+        else:
+            values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"cannot read severities {text!r}; write 1-5, 3 or 1,3,5") from None
+    return check_selection("all", values)[1]
+
+
+@torch.inference_mode()
+def _correct(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``B`` bool: top-1 right (a NaN or infinite logit counts as wrong)."""
+    logits = model(images)
+    return (logits.argmax(dim=1) == labels) & torch.isfinite(logits).all(dim=1)
+
+
+def _models(model: Classifier, reference: Classifier | None, device: torch.device) -> dict[str, Classifier]:
+    models = {MODEL: model} | ({REFERENCE: reference} if isinstance(reference, Classifier) else {})
+    return {key: m.to(device).eval() for key, m in models.items()}
+
+
+def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions: str | Sequence[str] = "all",
+                        severities: Iterable[int] = SEVERITIES, table: str = "auto", seed: int = 0,
+                        reference: Classifier | str | None = None, reference_label: str = "reference model",
+                        batch_size: int = 128, device: str = "auto",
+                        num_workers: int = 0, limit: int | None = None, model_info: dict[str, Any] | None = None,
+                        progress: bool = True) -> Result:
+    """Top-1 error of ``model`` on ``dataset`` (its first ``limit`` images) corrupted on the
+    fly by every selected corruption at every selected severity; see the module docstring.
+
+    ``reference``: a model evaluated in the same sweep and used to normalize CE / mCE,
+    ``"alexnet"`` for AlexNet's published ImageNet-C errors, or None (the default: AlexNet
+    for ImageNet data at the ImageNet table, no normalization otherwise).
+    """
+    names, levels = check_selection(corruptions, severities)
+    check_compatible(model, dataset)
+    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    device = resolve_device(device)
+    models = _models(model, reference, device)
+    loader = make_loader(data, batch_size, num_workers)
+    clean = {key: [] for key in models}
+    correct = {key: [] for key in models}
+    indices, size = [], None
+    bar = tqdm(total=len(loader) * (1 + len(names) * len(levels)), desc=f"corruptions {dataset.name}",
+               unit="pass", disable=None if progress else True, leave=False)
+    for batch in loader:
+        images, labels = batch["image"].to(device, non_blocking=True), batch["label"].to(device)
+        size = size or tuple(images.shape[-2:])
+        used_table = resolve_table(table, *size)
+        for key, m in models.items():
+            clean[key].append(_correct(m, images, labels).cpu())
+        bar.update()
+        grid = {key: torch.zeros(len(images), len(names), len(levels), dtype=torch.bool) for key in models}
+        for i, name in enumerate(names):
+            for j, severity in enumerate(levels):
+                corrupted = corrupt_indexed(images, batch["index"], name, severity, seed=seed, table=used_table)
+                for key, m in models.items():
+                    grid[key][:, i, j] = _correct(m, corrupted, labels).cpu()
+                bar.update()
+        for key in models:
+            correct[key].append(grid[key])
+        indices.append(batch["index"])
+    bar.close()
+    source = {"source": "on the fly", "table": resolve_table(table, *size), "seed": seed,
+              "image_size": list(size)}
+    return _result(model, dataset, len(data), names, levels, torch.cat(indices).numpy(),
+                   {k: torch.cat(v).numpy() for k, v in clean.items()},
+                   {k: torch.cat(v).numpy() for k, v in correct.items()}, reference, reference_label, source,
+                   {"batch_size": batch_size, "limit": limit}, model_info)
+
+
+def evaluate_released_corruption(model: Classifier, name: str, *, root: str | None = None, split: str = "test",
+                                 clean: ImageDataset | None = None, corruptions: str | Sequence[str] = "all",
+                                 severities: Iterable[int] = SEVERITIES, reference: Classifier | str | None = None,
+                                 reference_label: str = "reference model", batch_size: int = 128, device: str = "auto",
+                                 num_workers: int = 0, limit: int | None = None,
+                                 model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+    """Top-1 error of ``model`` on the released corrupted set ``name`` (``cifar10-c``,
+    ``cifar100-c``, ``imagenet-c``) under the data root: every selected slice found on disk,
+    one pass each. ``clean``, the matching clean test set, gives the clean error (needed for
+    the relative mCE). ``reference`` as in :func:`evaluate_corruption`."""
+    from cutmix_eval.data import corrupted_slices, create_dataset
+
+    names, levels = check_selection(corruptions, severities)
+    present = set(corrupted_slices(name, root))
+    names = [c for c in names if any((c, s) in present for s in levels)]
+    if not names:
+        raise UserError(f"no slice of {name} for the selected corruptions and severities {levels} under the data "
+                        "root; check --data-root and the folder layout (`cutmix-eval datasets`)")
+    missing = [(c, s) for c in names for s in levels if (c, s) not in present]
+    if missing:
+        raise UserError(f"{name} lacks {len(missing)} selected slices (e.g. {missing[0][0]} severity "
+                        f"{missing[0][1]}); select what is on disk with --corruptions / --severities")
+    device = resolve_device(device)
+    models = _models(model, reference, device)
+    first = create_dataset(name, split, root=root, corruption=names[0], severity=levels[0])
+    check_compatible(model, first)
+    count = min(limit, len(first)) if limit else len(first)
+    correct = {key: np.zeros((count, len(names), len(levels)), dtype=bool) for key in models}
+    bar = tqdm(total=len(names) * len(levels) + (clean is not None), desc=f"{name} slices", unit="slice",
+               disable=None if progress else True, leave=False)
+    for i, corruption in enumerate(names):
+        for j, severity in enumerate(levels):
+            part = create_dataset(name, split, root=root, corruption=corruption, severity=severity)
+            if len(part) < count:
+                raise UserError(f"{name}/{corruption}/{severity} has {len(part)} images, fewer than the {count} of "
+                                f"{names[0]}/{levels[0]}; the release has the same images in every slice")
+            outcome = _pass(models, Subset(part, range(count)), batch_size, num_workers, device)
+            for key in models:
+                correct[key][:, i, j] = outcome[key]
+            bar.update()
+    clean_correct = None
+    if clean is not None:
+        if len(clean) < count:
+            raise UserError(f"the clean set {clean.name} has {len(clean)} images, fewer than the {count} of {name}")
+        clean_correct = _pass(models, Subset(clean, range(count)), batch_size, num_workers, device)
+        bar.update()
+    bar.close()
+    source = {"source": f"released files ({name})", "table": "released", "seed": None,
+              "clean_data": getattr(clean, "name", None)}
+    return _result(model, first, count, names, levels, np.arange(count), clean_correct, correct, reference,
+                   reference_label, source,
+                   {"batch_size": batch_size, "limit": limit}, model_info, dataset_name=name)
+
+
+def _pass(models: dict[str, Classifier], data, batch_size: int, num_workers: int,
+          device: torch.device) -> dict[str, np.ndarray]:
+    """Per-model ``N`` bool correctness over ``data`` in one loader pass."""
+    out: dict[str, list[torch.Tensor]] = {key: [] for key in models}
+    for batch in make_loader(data, batch_size, num_workers):
+        images, labels = batch["image"].to(device, non_blocking=True), batch["label"].to(device)
+        for key, m in models.items():
+            out[key].append(_correct(m, images, labels).cpu())
+    return {key: torch.cat(parts).numpy() for key, parts in out.items()}
+
+
+def _reference(reference: Classifier | str | None, label: str, dataset_name: str, table: str,
+               errors: dict[str, dict[str, np.ndarray]], clean: dict[str, float]):
+    """The :class:`~cutmix_eval.metrics.corruption.CorruptionReference` to normalize by, or None."""
+    if isinstance(reference, Classifier):
+        return summaries.CorruptionReference.from_table(errors[REFERENCE], clean.get(REFERENCE), name=label)
+    if reference == "alexnet" or (reference is None and dataset_name.startswith("imagenet")
+                                  and table in ("imagenet", "released")):
+        return summaries.ALEXNET_ERRORS
+    if reference is not None:
+        raise UserError(f"unknown reference {reference!r}; give a model or 'alexnet'")
+    return None
+
+
+def _metric_name(key: str) -> str:
+    """:func:`~cutmix_eval.metrics.corruption.corruption_summary`'s keys as this Result's."""
+    head, _, tail = key.partition("/")
+    return {"mean_error": "mean_corruption_error", "group": f"{tail}/error", "ce": f"{tail}/ce",
+            "relative_ce": f"{tail}/relative_ce"}.get(head, key)
+
+
+def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref) -> tuple[dict[str, float], dict[str, str]]:
+    """Mean corruption error, group means and, with a reference, CE / mCE / relative mCE of a
+    full (5-severity) error table, with their conventions."""
+    chosen = None if any(c in BENCHMARK for c in errors) else list(errors)  # None: the benchmark ones present
+    if ref is not None and not all(c in ref.mean_errors for c in chosen or BENCHMARK if c in errors):
+        ref = None  # AlexNet's table has no extra corruptions
+    summary = summaries.corruption_summary(errors, clean_error, ref, corruptions=chosen)
+    metrics = {_metric_name(k): v for k, v in summary.metrics.items()}
+    conventions = {
+        "mean_corruption_error": "CIFAR-C convention: unnormalized mean of the error over corruptions and the 5 "
+                                 f"severities; {summary.note}",
+        "group_error": "{group}/error: mean error over the group's corruptions evaluated and the 5 severities",
+    }
+    if ref is not None:
+        origin = (" (its published ImageNet-C per-corruption means x 5)" if ref is summaries.ALEXNET_ERRORS
+                  else ", evaluated on the same corrupted images")
+        conventions["mce"] = (f"mean over corruptions of CE_c = sum_s E(c, s) / sum_s E_ref(c, s), reference "
+                              f"{ref.name}{origin}")
+        conventions["relative_mce"] = ("mean over corruptions of sum_s (E(c, s) - E_clean) / sum_s (E_ref(c, s) - "
+                                       f"E_ref_clean), reference {ref.name}")
+    return metrics, conventions
+
+
+def _result(model: Classifier, dataset, count: int, names: list[str], levels: list[int], indices: np.ndarray,
+            clean: dict[str, np.ndarray] | None, correct: dict[str, np.ndarray], reference, reference_label: str,
+            source: dict[str, Any], config: dict[str, Any], model_info: dict[str, Any] | None,
+            dataset_name: str | None = None) -> Result:
+    """The Result from per-image outcomes: ``correct[key]`` is ``N x C x S`` bool per model
+    key (``model``, maybe ``reference``), ``clean[key]`` ``N`` bool, or None without a clean set."""
+    dataset_name = dataset_name or dataset.name
+    errors = {key: {name: 1.0 - grid[:, i, :].mean(axis=0) for i, name in enumerate(names)}
+              for key, grid in correct.items()}
+    clean_error = {key: float(1.0 - c.mean()) for key, c in clean.items()} if clean is not None else {}
+    seeded = (f", {source['table']} severity table, image i seeded by (seed {source['seed']}, i), unquantized "
+              "float images" if source["seed"] is not None else "")
+    conventions = {
+        "error": "top-1 error on the corrupted images (keys {corruption}/error@{severity}; NaN or infinite logits "
+                 "count as wrong); {corruption}/error is the mean over the severities evaluated",
+        "source": source["source"] + seeded,
+    }
+    metrics: dict[str, float] = {}
+    for name in names:
+        metrics |= {f"{name}/error@{s}": float(e) for s, e in zip(levels, errors[MODEL][name])}
+        metrics[f"{name}/error"] = float(errors[MODEL][name].mean())
+    if MODEL in clean_error:
+        metrics["clean_error"] = clean_error[MODEL]
+        conventions["clean_error"] = "top-1 error on the uncorrupted images"
+    ref = None
+    if levels == list(SEVERITIES):
+        ref = _reference(reference, reference_label, dataset_name, source["table"], errors, clean_error)
+        more, notes = _summary(errors[MODEL], clean_error.get(MODEL), ref)
+        metrics, conventions = metrics | more, conventions | notes
+        ref = ref if "mce" in more else None
+    else:
+        conventions["summaries"] = ("mean corruption error, mCE and relative mCE are defined over all 5 severities; "
+                                    f"only {levels} were evaluated, so they are not reported")
+    metrics["num_images"] = int(count)
+    curves: dict[str, Any] = {
+        "severities": levels, "errors": {c: e.tolist() for c, e in errors[MODEL].items()},
+        "groups": [g for g, members in GROUPS.items() if any(c in members for c in names)],
+        "group_of": {c: g for g, members in GROUPS.items() for c in members if c in names},
+    }
+    if ref is not None:
+        curves["reference"] = {"name": ref.name, "clean_error": ref.clean_error, "mean_errors": dict(ref.mean_errors),
+                               "errors": ({c: e.tolist() for c, e in errors[REFERENCE].items()}
+                                          if REFERENCE in errors else None)}
+    per_sample: dict[str, np.ndarray] = {"index": indices}
+    if clean is not None:
+        per_sample["clean_correct"] = clean[MODEL]
+    per_sample |= {f"{name}/correct": correct[MODEL][:, i, :] for i, name in enumerate(names)}
+    return Result(evaluator="corruption", metrics=metrics, conventions=conventions,
+                  model=model_info or {"arch": model.arch, "num_classes": model.num_classes},
+                  dataset={"name": dataset_name, "split": dataset.split, "num_images": int(count),
+                           "num_classes": dataset.num_classes},
+                  config={"corruptions": names, "severities": levels, "reference": ref.name if ref else None,
+                          **source, **config},
+                  curves=curves, per_sample=per_sample)
