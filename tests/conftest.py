@@ -46,13 +46,15 @@ class PooledPixels(torch.nn.Module):
         return self.fc
 
 
-def fitted_pixel_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int = 300):
+def fitted_pixel_classifier(images: torch.Tensor, labels: torch.Tensor, num_classes: int, steps: int = 300,
+                            pool: int = 8):
     """A :class:`cutmix_eval.models.Classifier` around :class:`PooledPixels`, fitted to
-    ``images`` (``N x 3 x H x W`` in [0, 1]) by full-batch Adam on the cross-entropy."""
+    ``images`` (``N x 3 x H x W`` in [0, 1]) by full-batch Adam on the cross-entropy; a smaller
+    ``pool`` keeps finer pixels, which makes the model more sensitive to pixel noise."""
     from cutmix_eval.models.classifier import Classifier
 
     torch.manual_seed(0)
-    net = PooledPixels(num_classes)
+    net = PooledPixels(num_classes, pool)
     model = Classifier(net, arch="pooled-pixels", num_classes=num_classes, mean=(0.5, 0.5, 0.5),
                        std=(0.25, 0.25, 0.25), input_size=images.shape[1:])
     model(images[:1])  # materialize the lazy head

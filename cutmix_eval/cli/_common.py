@@ -106,15 +106,16 @@ def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: 
     add_json(parser)
 
 
-def prepare_evaluation(args: argparse.Namespace):
-    """Device (checked first), dataset, model and its identity record from the shared options."""
+def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
+    """Device (checked first), dataset (``dataset_options`` go to its factory), model and its
+    identity record from the shared options."""
     from cutmix_eval.data import create_dataset, dataset_spec
     from cutmix_eval.runtime import resolve_device
 
     device = resolve_device(args.device)  # fail before any loading
     spec = dataset_spec(args.data)
     split = args.split or ("test" if "test" in spec.splits else spec.splits[-1])
-    dataset = create_dataset(args.data, split, root=args.data_root)
+    dataset = create_dataset(args.data, split, root=args.data_root, **dataset_options)
     model, info = load_model_from_args(args, num_classes=dataset.num_classes or None)
     model_info = {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
                   "method": args.method or info.method, "training_data": info.dataset,

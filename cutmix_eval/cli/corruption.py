@@ -92,7 +92,7 @@ class CorruptionCommand(Command):
                             help="folder for the record and figures (default: reports/corruption/<checkpoint>-<data>)")
 
     def run(self, args):
-        from cutmix_eval.data import create_dataset, dataset_spec
+        from cutmix_eval.data import corrupted_slices, create_dataset, dataset_spec
         from cutmix_eval.errors import DatasetNotFoundError, UserError
         from cutmix_eval.evaluate.corruption import evaluate_corruption, evaluate_released_corruption, \
             parse_severities
@@ -101,7 +101,13 @@ class CorruptionCommand(Command):
 
         severities = parse_severities(args.severities)
         released = dataset_spec(args.data).name in CLEAN_OF
-        device, dataset, model, info, model_info = prepare_evaluation(args)
+        first = {}  # a released set is read slice by slice; the first one on disk stands for it here
+        if released:
+            slices = corrupted_slices(args.data, args.data_root)
+            if not slices:
+                raise UserError(f"no {args.data} slices under the data root; see `cutmix-eval datasets` for the layout")
+            first = {"corruption": slices[0][0], "severity": slices[0][1]}
+        device, dataset, model, info, model_info = prepare_evaluation(args, **first)
         reference, reference_label = None, "reference model"
         if args.reference_ckpt:
             reference, reference_info = load_checkpoint(args.reference_ckpt, num_classes=model.num_classes,

@@ -58,7 +58,8 @@ class InbetweenCommand(Command):
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of the pairing (default 0); the same seed gives every model the same pairs")
         parser.add_argument("--mix-grid", default="0:0.1:1",
-                            help="Mixup-style shares t of the partner: start:step:stop or a comma list (default 0:0.1:1)")
+                            help="Mixup-style shares t of the partner: start:step:stop or a comma list "
+                                 "(default 0:0.1:1)")
         parser.add_argument("--cut-grid", default="0:0.1:1",
                             help="CutMix-style patch sides s (fraction of the image side): start:step:stop or a "
                                  "comma list (default 0:0.1:1)")

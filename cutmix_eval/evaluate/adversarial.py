@@ -93,10 +93,11 @@ def _conventions(attacks: list[str], targeted: bool, target: str, steps: int, st
                               "clipped to [0, 1] (Goodfellow et al. 2015)"
     if "pgd" in attacks:
         size = "eps / 4" if step_size is None else f"{step_size:g}"
+        start = "uniform random start in the eps-ball drawn per image from (seed, index, restart), " \
+            if random_start else ""
         conventions["pgd"] = (f"{steps} sign steps of {size}, projection to the eps-ball and [0, 1] after each, "
-                              f"{'uniform random start in the eps-ball drawn per image from (seed, index, restart), ' if random_start else ''}{restarts} "
-                              "restart(s); an image counts as fooled if any visited point fooled the model "
-                              "(Madry et al. 2018)")
+                              f"{start}{restarts} restart(s); an image counts as fooled if any visited point fooled "
+                              "the model (Madry et al. 2018)")
     return conventions
 
 

@@ -136,13 +136,16 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
                                  model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
     """Top-1 error of ``model`` on the released corrupted set ``name`` (``cifar10-c``,
     ``cifar100-c``, ``imagenet-c``) under the data root: every selected slice found on disk,
-    one pass each. ``clean``, the matching clean test set, gives the clean error (needed for
-    the relative mCE). ``reference`` as in :func:`evaluate_corruption`."""
+    one pass each (selected corruptions with no file are left out and listed in the record;
+    a corruption with only some of the selected severities is an error). ``clean``, the
+    matching clean test set, gives the clean error (needed for the relative mCE).
+    ``reference`` as in :func:`evaluate_corruption`."""
     from cutmix_eval.data import corrupted_slices, create_dataset
 
     names, levels = check_selection(corruptions, severities)
     present = set(corrupted_slices(name, root))
-    names = [c for c in names if any((c, s) in present for s in levels)]
+    absent = [c for c in names if not any((c, s) in present for s in levels)]  # left out, and said so
+    names = [c for c in names if c not in absent]
     if not names:
         raise UserError(f"no slice of {name} for the selected corruptions and severities {levels} under the data "
                         "root; check --data-root and the folder layout (`cutmix-eval datasets`)")
@@ -175,8 +178,9 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
         clean_correct = _pass(models, Subset(clean, range(count)), batch_size, num_workers, device)
         bar.update()
     bar.close()
-    source = {"source": f"released files ({name})", "table": "released", "seed": None,
-              "clean_data": getattr(clean, "name", None)}
+    left_out = f"; not on disk, left out: {', '.join(absent)}" if absent else ""
+    source = {"source": f"released files ({name}){left_out}",
+              "table": "released", "seed": None, "clean_data": getattr(clean, "name", None), "absent": absent}
     return _result(model, first, count, names, levels, np.arange(count), clean_correct, correct, reference,
                    reference_label, source,
                    {"batch_size": batch_size, "limit": limit}, model_info, dataset_name=name)
@@ -219,9 +223,19 @@ def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref) -> t
     chosen = None if any(c in BENCHMARK for c in errors) else list(errors)  # None: the benchmark ones present
     if ref is not None and not all(c in ref.mean_errors for c in chosen or BENCHMARK if c in errors):
         ref = None  # AlexNet's table has no extra corruptions
-    summary = summaries.corruption_summary(errors, clean_error, ref, corruptions=chosen)
+    conventions = {}
+    # a reference error of 0 leaves CE undefined, one not above the reference's clean error relative CE:
+    # report what is defined and say why the rest is missing
+    attempts = [ref, summaries.CorruptionReference(ref.name, ref.mean_errors), None] if ref is not None else [None]
+    for attempt in attempts:
+        try:
+            summary = summaries.corruption_summary(errors, clean_error, attempt, corruptions=chosen)
+            break
+        except ValueError as err:
+            conventions.setdefault("relative_mce" if "relative" in str(err) else "mce", f"not reported: {err}")
+    ref = attempt
     metrics = {_metric_name(k): v for k, v in summary.metrics.items()}
-    conventions = {
+    conventions |= {
         "mean_corruption_error": "CIFAR-C convention: unnormalized mean of the error over corruptions and the 5 "
                                  f"severities; {summary.note}",
         "group_error": "{group}/error: mean error over the group's corruptions evaluated and the 5 severities",
@@ -231,8 +245,8 @@ def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref) -> t
                   else ", evaluated on the same corrupted images")
         conventions["mce"] = (f"mean over corruptions of CE_c = sum_s E(c, s) / sum_s E_ref(c, s), reference "
                               f"{ref.name}{origin}")
-        conventions["relative_mce"] = ("mean over corruptions of sum_s (E(c, s) - E_clean) / sum_s (E_ref(c, s) - "
-                                       f"E_ref_clean), reference {ref.name}")
+        conventions.setdefault("relative_mce", "mean over corruptions of sum_s (E(c, s) - E_clean) / "
+                                               f"sum_s (E_ref(c, s) - E_ref_clean), reference {ref.name}")
     return metrics, conventions
 
 

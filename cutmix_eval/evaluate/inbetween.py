@@ -212,7 +212,8 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     ``index_b``, ``label_a``, ``label_b``, ``{kind}/outcome`` (``N x G`` int8: 0 = A,
     1 = B, 2 = neither).
     """
-    grids = {"mixup": check_fractions(mix_grid, "the mixup grid"), "cutmix": check_fractions(cut_grid, "the cutmix grid")}
+    grids = {"mixup": check_fractions(mix_grid, "the mixup grid"),
+             "cutmix": check_fractions(cut_grid, "the cutmix grid")}
     check_compatible(model, dataset)
     data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
     if len(data) == 0:

@@ -1,0 +1,155 @@
+"""The corruption evaluator (on the fly and on released files), its summaries and the `corruption` command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cutmix_eval.cli import main
+from cutmix_eval.data import corrupt_indexed, create_dataset
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.corruption import evaluate_corruption, evaluate_released_corruption, parse_severities
+from cutmix_eval.metrics import corruption as summaries
+from cutmix_eval.models import create_model
+from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.report.figures import corruption_heatmap
+from conftest import fitted_pixel_classifier
+from test_data_corrupted import make_cifar_c
+
+CHEAP = ["gaussian_noise", "impulse_noise", "defocus_blur"]
+
+
+@pytest.fixture(scope="module")
+def sensitive(small_labelled):
+    """The embedded images and two pixel classifiers that pixel noise can fool: ``(dataset, model, weaker)``."""
+    dataset, _ = small_labelled
+    images, labels = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(len(dataset))]), \
+        torch.as_tensor(dataset.labels)
+    return (dataset, fitted_pixel_classifier(images, labels, 10, pool=1),
+            fitted_pixel_classifier(images, labels, 10, steps=2, pool=1))
+
+
+def brute_force_correct(model, dataset, name, severity, seed, table, count):
+    images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(count)])
+    labels = torch.as_tensor([int(dataset[i]["label"]) for i in range(count)])
+    with torch.no_grad():
+        corrupted = corrupt_indexed(images, range(count), name, severity, seed=seed, table=table)
+        return (model(corrupted).argmax(1) == labels).numpy()
+
+
+def test_on_the_fly_equals_a_brute_force_loop_and_ignores_batch_size(small_labelled):
+    dataset, model = small_labelled
+    result = evaluate_corruption(model, dataset, corruptions=CHEAP, severities=[1, 5], seed=3, batch_size=20,
+                                 limit=40, progress=False)
+    assert result.config["table"] == "cifar" and result.config["source"] == "on the fly"  # 64 px <= 84
+    for name in CHEAP:
+        for j, severity in enumerate((1, 5)):
+            expected = brute_force_correct(model, dataset, name, severity, 3, result.config["table"], 40)
+            np.testing.assert_array_equal(result.per_sample[f"{name}/correct"][:, j], expected)
+            assert result.metrics[f"{name}/error@{severity}"] == pytest.approx(1 - expected.mean())
+    again = evaluate_corruption(model, dataset, corruptions=CHEAP, severities=[1, 5], seed=3, batch_size=7,
+                                limit=40, progress=False)
+    for name in CHEAP:
+        np.testing.assert_array_equal(again.per_sample[f"{name}/correct"], result.per_sample[f"{name}/correct"])
+    assert "summaries" in result.conventions and "mean_corruption_error" not in result.metrics  # not all severities
+    json.loads(result.to_json())
+
+
+def test_errors_grow_with_severity(sensitive):
+    dataset, model, _ = sensitive
+    result = evaluate_corruption(model, dataset, corruptions="shot_noise", table="imagenet", progress=False)
+    errors = result.curves["errors"]["shot_noise"]
+    assert errors[-1] > errors[0] and result.config["table"] == "imagenet"
+
+
+def test_summaries_and_a_reference_model_in_the_same_sweep(sensitive):
+    dataset, model, weaker = sensitive
+    result = evaluate_corruption(model, dataset, corruptions="noise,speckle_noise", reference=weaker,
+                                 reference_label="baseline", table="imagenet", progress=False)
+    alone = evaluate_corruption(weaker, dataset, corruptions="noise,speckle_noise", table="imagenet", progress=False)
+    assert 0 < result.metrics["mce"] < 10
+    m = result.metrics
+    errors = {c: np.asarray(result.curves["errors"][c]) for c in ("gaussian_noise", "shot_noise", "impulse_noise")}
+    reference_errors = {c: np.asarray(alone.curves["errors"][c]) for c in errors}
+    for name, reference_row in result.curves["reference"]["errors"].items():  # the same corrupted images
+        np.testing.assert_allclose(reference_row, alone.curves["errors"][name])
+    reference = summaries.CorruptionReference.from_table(reference_errors, alone.metrics["clean_error"],
+                                                         name="baseline")
+    assert m["mce"] == pytest.approx(summaries.mce(errors, reference))
+    assert m["relative_mce"] == pytest.approx(summaries.relative_mce(errors, m["clean_error"], reference))
+    assert m["mean_corruption_error"] == pytest.approx(np.mean(list(errors.values())))
+    assert m["noise/error"] == pytest.approx(m["mean_corruption_error"])
+    assert m["extra/error"] == pytest.approx(np.mean(result.curves["errors"]["speckle_noise"]))
+    assert "gaussian_noise/ce" in m and "speckle_noise/ce" not in m  # extras stay out of mCE
+    assert result.config["reference"] == "baseline" and "baseline" in result.conventions["mce"]
+    assert "3 of the 15" in result.conventions["mean_corruption_error"]
+    assert "mce" not in alone.metrics  # no reference off ImageNet
+    alexnet = evaluate_corruption(model, dataset, corruptions="noise", reference="alexnet", limit=12, progress=False)
+    assert alexnet.config["reference"] == "AlexNet" and "published" in alexnet.conventions["mce"]
+
+
+def test_released_files(tmp_path, small_labelled):
+    _, model = small_labelled
+    make_cifar_c(tmp_path, corruptions=("gaussian_noise", "fog"))
+    tiny = create_model("gapnet:width=4", 10).eval()
+    result = evaluate_released_corruption(tiny, "cifar10-c", root=tmp_path, corruptions="gaussian_noise,fog",
+                                          progress=False)
+    assert result.config["source"] == "released files (cifar10-c)" and result.metrics["num_images"] == 3
+    for name in ("gaussian_noise", "fog"):
+        for severity in range(1, 6):
+            part = create_dataset("cifar10-c", "test", root=tmp_path, corruption=name, severity=severity)
+            images = torch.stack([part[i]["image"].as_subclass(torch.Tensor) for i in range(3)])
+            with torch.no_grad():
+                expected = (tiny(images).argmax(1).numpy() == part.labels)
+            np.testing.assert_array_equal(result.per_sample[f"{name}/correct"][:, severity - 1], expected)
+    assert "clean_error" not in result.metrics and "relative_mce" not in result.metrics
+    partial = evaluate_released_corruption(tiny, "cifar10-c", root=tmp_path, corruptions="gaussian_noise,snow",
+                                           progress=False)
+    assert partial.config["corruptions"] == ["gaussian_noise"] and partial.config["absent"] == ["snow"]
+    assert "left out: snow" in partial.config["source"]
+    with pytest.raises(UserError, match="no slice"):
+        evaluate_released_corruption(tiny, "cifar10-c", root=tmp_path, corruptions="blur", progress=False)
+
+
+def test_severity_parsing():
+    assert parse_severities("1-5") == [1, 2, 3, 4, 5] and parse_severities("5,1,3") == [1, 3, 5]
+    assert parse_severities("3") == [3]
+    for bad in ("0-2", "x", "6"):
+        with pytest.raises(UserError):
+            parse_severities(bad)
+
+
+def test_heatmap_panels():
+    errors = {"gaussian_noise": [0.1, 0.2, 0.3, 0.4, 0.5], "fog": [0.2] * 5}
+    figure = corruption_heatmap({"baseline": errors, "cutmix": errors}, [1, 2, 3, 4, 5],
+                                groups={"gaussian_noise": "noise", "fog": "weather"})
+    heat = [ax for ax in figure.get_axes() if ax.get_images()]
+    assert len(heat) == 2 and heat[0].get_images()[0].get_array().shape == (2, 6)
+    assert heat[0].get_images()[0].get_array()[0, -1] == pytest.approx(30.0)  # mean column, in percent
+
+
+def test_corruption_command(tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10), method="cutmix")
+    ref = save_checkpoint(tmp_path / "b.pth", create_model("gapnet:width=4", 10), method="baseline")
+    out_dir = tmp_path / "out"
+    code = main(["corruption", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--corruptions",
+                 "gaussian_noise,defocus_blur", "--reference-ckpt", str(ref), "--output-dir", str(out_dir), "--json"])
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and summary["config"]["reference"] == "baseline" and "mce" in summary["metrics"]
+    assert "| gaussian_noise" in out and "mean_corruption_error" in out
+    record = json.loads((out_dir / "corruption.json").read_text())
+    assert np.asarray(record["per_sample"]["defocus_blur/correct"]).shape == (8, 5)
+    for name in ("heatmap", "examples"):
+        assert (out_dir / f"corruption-{name}.png").stat().st_size > 5_000
+    make_cifar_c(tmp_path / "data", corruptions=("gaussian_noise",))
+    code = main(["corruption", "--ckpt", str(ckpt), "--data", "cifar10-c", "--data-root", str(tmp_path / "data"),
+                 "--corruptions", "gaussian_noise", "--output-dir", str(tmp_path / "released")])
+    out = capsys.readouterr().out
+    assert code == 0 and "cifar10 not found" in out and "released files" in out
+    for argv, message in ((["--corruptions", "rain"], "unknown corruption"), (["--severities", "0-9"], "1-5"),
+                          (["--clean-data", "cifar10"], "released corrupted set")):
+        assert main(["corruption", "--ckpt", str(ckpt), "--data", "synthetic", *argv]) == 2
+        assert message in capsys.readouterr().err
