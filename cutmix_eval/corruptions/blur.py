@@ -81,32 +81,35 @@ def zoom_blur(images: torch.Tensor, factors: tuple[float, ...], seeds: torch.Ten
         rows, cols = _zoom_coordinates(height, factor), _zoom_coordinates(width, factor)
         grid = torch.stack(torch.broadcast_tensors(cols[None, :], rows[:, None]), -1)  # x, y in [-1, 1]
         grid = grid.to(images).expand(len(images), -1, -1, -1)
-        total += F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
+        total += F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return total / (len(factors) + 1)
 
 
 def _zoom_coordinates(n: int, factor: float) -> torch.Tensor:
     """Where (in ``grid_sample``'s normalized ``[-1, 1]`` units, float64) each output pixel
-    of an axis of length ``n`` reads the input under ``zoom_blur``'s zoom by ``factor``."""
+    of an axis of length ``n`` reads the input under ``zoom_blur``'s zoom by ``factor``; 3
+    (outside the image: zero) where scipy's rounding puts a sample past the crop's last
+    pixel, which ``scipy.ndimage.zoom`` (mode ``constant``) fills with 0 (e.g. the last
+    row for ``n = 160``, ``factor = 1.27``)."""
     crop = math.ceil(n / factor)
     zoomed = round(crop * factor)
-    first = (n - crop) // 2
     spacing = (crop - 1) / (zoomed - 1) if zoomed > 1 else 0.0
-    pixels = first + (torch.arange(n, dtype=torch.float64) + (zoomed - n) // 2) * spacing
-    return pixels * (2 / max(n - 1, 1)) - 1
+    pixels = (torch.arange(n, dtype=torch.float64) + (zoomed - n) // 2) * spacing
+    normalized = (pixels + (n - crop) // 2) * (2 / max(n - 1, 1)) - 1
+    return torch.where(pixels > crop - 1, 3.0, normalized)
 
 
 @register_corruption("glass_blur", cifar=((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),
                      imagenet=((0.7, 1, 2), (0.9, 2, 1), (1, 2, 3), (1.1, 3, 2), (1.5, 4, 2)), stochastic=True,
                      description="Gaussian blur, local random pixel copies, Gaussian blur again")
 def glass_blur(images: torch.Tensor, param: tuple[float, int, int], seeds: torch.Tensor) -> torch.Tensor:
-    """:func:`glass_blur_offsets` with offsets drawn uniformly in ``[-max_delta,
-    max_delta - 1]`` per pixel, pass and axis, per image; ``param`` is ``(sigma, max_delta,
-    iterations)``."""
+    """:func:`glass_blur_offsets` with offsets ``(dy, dx)`` drawn uniformly in ``[-max_delta,
+    max_delta - 1]^2`` per pixel and pass (one uniform number each), per image; ``param`` is
+    ``(sigma, max_delta, iterations)``."""
     sigma, delta, iterations = param
     region = (max(images.shape[-2] - 2 * delta, 0), max(images.shape[-1] - 2 * delta, 0))
-    draws = per_image_rand(seeds, (iterations, 2, *region), images.device)
-    return glass_blur_offsets(images, sigma, (draws * (2 * delta)).floor().long() - delta)
+    codes = (per_image_rand(seeds, (iterations, 1, *region), images.device) * (2 * delta) ** 2).long()
+    return glass_blur_offsets(images, sigma, torch.cat([codes // (2 * delta), codes % (2 * delta)], 2) - delta)
 
 
 def glass_blur_offsets(images: torch.Tensor, sigma: float, offsets: torch.Tensor) -> torch.Tensor:

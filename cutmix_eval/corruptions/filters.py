@@ -44,9 +44,15 @@ def extend_indices(n: int, before: int, after: int, mode: str, device: torch.dev
     raise ValueError(f"unknown boundary mode {mode!r}; choose from {', '.join(MODES)}")
 
 
+#: scipy's boundary modes that ``F.pad`` implements (for pads smaller than the image)
+_TORCH_PAD = {"mirror": "reflect", "nearest": "replicate", "wrap": "circular", "constant": "constant"}
+
+
 def pad(images: torch.Tensor, height: tuple[int, int], width: tuple[int, int], mode: str) -> torch.Tensor:
     """``images`` (``... x H x W``) extended by ``height = (top, bottom)`` rows and
     ``width = (left, right)`` columns under ``mode``; any amount, also beyond the image size."""
+    if mode in _TORCH_PAD and max(height) < images.shape[-2] and max(width) < images.shape[-1]:
+        return F.pad(images, (*width, *height), mode=_TORCH_PAD[mode])
     for dim, (before, after) in ((-2, height), (-1, width)):
         index = extend_indices(images.shape[dim], before, after, mode, images.device)
         if mode == "constant":
@@ -122,17 +128,23 @@ def _fast_length(n: int) -> int:
 def correlate2d(images: torch.Tensor, kernels: torch.Tensor, mode: str) -> torch.Tensor:
     """``images`` (``B x C x H x W``) correlated with the centred 2-D ``kernels`` (``kh x kw``
     shared, or ``B x kh x kw`` per image; odd sizes) under the boundary ``mode``, as
-    ``scipy.ndimage.correlate`` / ``cv2.filter2D`` compute it, through an FFT of the
-    padded images."""
+    ``scipy.ndimage.correlate`` / ``cv2.filter2D`` compute it."""
     kh, kw = kernels.shape[-2:]
     if kh % 2 != 1 or kw % 2 != 1:
         raise ValueError(f"kernel sizes must be odd, not {kh} x {kw}")
+    return correlate_valid(pad(images, (kh // 2, kh // 2), (kw // 2, kw // 2), mode), kernels)
+
+
+def correlate_valid(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """The valid part of the correlation of ``images`` (``B x C x H x W``) with ``kernels``
+    (``kh x kw``, or ``B x kh x kw`` per image): ``out[i, j] = sum_ab kernels[a, b] *
+    images[i + a, j + b]``, ``(H - kh + 1) x (W - kw + 1)``, through an FFT."""
+    kh, kw = kernels.shape[-2:]
     height, width = images.shape[-2:]
-    padded = pad(images, (kh // 2, kh // 2), (kw // 2, kw // 2), mode)
-    size = (_fast_length(padded.shape[-2]), _fast_length(padded.shape[-1]))
+    size = (_fast_length(height), _fast_length(width))
     kernels = kernels.to(images.dtype).reshape(-1, 1, kh, kw)  # 1 or B kernels, broadcast over channels
-    spectrum = torch.fft.rfft2(padded, s=size) * torch.fft.rfft2(kernels, s=size).conj()
-    return torch.fft.irfft2(spectrum, s=size)[..., :height, :width]
+    spectrum = torch.fft.rfft2(images, s=size) * torch.fft.rfft2(kernels, s=size).conj()
+    return torch.fft.irfft2(spectrum, s=size)[..., :height - kh + 1, :width - kw + 1]
 
 
 def motion_blur(images: torch.Tensor, radius: int | float, sigma: float, angles: torch.Tensor) -> torch.Tensor:
@@ -156,7 +168,9 @@ def motion_blur(images: torch.Tensor, radius: int | float, sigma: float, angles:
     dy = torch.ceil(steps * (rise / length)[:, None] - 0.5).long()  # B x taps
     dx = torch.ceil(steps * (run / length)[:, None] - 0.5).long()
     inside = ((dy.abs() < images.shape[-2]) & (dx.abs() < images.shape[-1])).long().cummin(-1).values
-    reach = int(torch.cat([dy.abs(), dx.abs()]).max())
-    kernels = weights.new_zeros(len(angles), (2 * reach + 1) ** 2)
-    kernels.scatter_add_(1, (dy + reach) * (2 * reach + 1) + dx + reach, weights * inside)
-    return correlate2d(images, kernels.reshape(-1, 2 * reach + 1, 2 * reach + 1), "nearest")
+    dy, dx = dy * inside, dx * inside  # the dropped taps (weight 0) moved to the origin
+    (top, left), (bottom, right) = (-dy.min().item(), -dx.min().item()), (dy.max().item(), dx.max().item())
+    kernels = weights.new_zeros(len(angles), (top + bottom + 1) * (left + right + 1))
+    kernels.scatter_add_(1, (dy + top) * (left + right + 1) + dx + left, weights * inside)
+    padded = pad(images, (top, bottom), (left, right), "nearest")
+    return correlate_valid(padded, kernels.view(-1, top + bottom + 1, left + right + 1))

@@ -23,14 +23,14 @@ def _noise(images: torch.Tensor, seeds: torch.Tensor, normal: bool) -> torch.Ten
                      stochastic=True, description="additive Gaussian noise of standard deviation sigma")
 def gaussian_noise(images: torch.Tensor, sigma: float, seeds: torch.Tensor) -> torch.Tensor:
     """``x + N(0, sigma^2)`` per pixel and channel; ``param`` is ``sigma`` on the [0, 1] scale."""
-    return images + sigma * _noise(images, seeds, normal=True)
+    return torch.add(images, _noise(images, seeds, normal=True), alpha=sigma)
 
 
 @register_corruption("speckle_noise", cifar=(0.06, 0.10, 0.12, 0.16, 0.20), imagenet=(0.15, 0.20, 0.35, 0.45, 0.60),
                      stochastic=True, description="multiplicative Gaussian noise of standard deviation sigma")
 def speckle_noise(images: torch.Tensor, sigma: float, seeds: torch.Tensor) -> torch.Tensor:
     """``x + x * N(0, sigma^2)`` per pixel and channel; ``param`` is ``sigma``."""
-    return images + images * (sigma * _noise(images, seeds, normal=True))
+    return torch.addcmul(images, images, _noise(images, seeds, normal=True), value=sigma)
 
 
 @register_corruption("impulse_noise", cifar=(0.01, 0.02, 0.03, 0.05, 0.07), imagenet=(0.03, 0.06, 0.09, 0.17, 0.27),
