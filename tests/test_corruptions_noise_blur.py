@@ -27,7 +27,7 @@ from skimage import data as photos  # noqa: E402
 
 from cutmix_eval.corruptions import corrupt, filters, get_corruption  # noqa: E402
 from cutmix_eval.corruptions.blur import glass_blur_offsets, glass_sources  # noqa: E402
-from cutmix_eval.corruptions.noise import poisson_quantile  # noqa: E402
+from cutmix_eval.corruptions.noise import poisson_cdf_bound, poisson_quantile  # noqa: E402
 from cutmix_eval.corruptions.registry import per_image_rand  # noqa: E402
 
 NOISE = ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")
@@ -264,6 +264,16 @@ def test_poisson_quantile_is_exact():
     u = np.concatenate([rng.random(20000), [1e-9, 0.999]])
     ours = poisson_quantile(torch.from_numpy(rates), torch.from_numpy(u)).numpy()
     np.testing.assert_array_equal(ours, scipy.stats.poisson.ppf(u, rates))
+
+
+def test_poisson_cdf_bound_holds():
+    """The Wilson-Hilferty error bound that certifies most Poisson samples without the exact CDF."""
+    for k in np.unique(np.geomspace(1, 1200, 60).astype(int)) - 1:
+        rates = np.linspace(0, 3 * k + 60, 20001)
+        approximation, bound = poisson_cdf_bound(torch.full((len(rates),), float(k), dtype=torch.float64),
+                                                 torch.from_numpy(rates))
+        error = np.abs(approximation.numpy() - scipy.stats.poisson.cdf(k, rates))
+        assert (error <= bound.numpy() - 1e-5).all(), k
 
 
 def test_impulse_noise_fractions():

@@ -2,8 +2,8 @@
 
 Defocus and motion blur are FFT correlations (a disk kernel; one rasterized motion kernel
 per image), Gaussian blur two matrix products, zoom blur one ``grid_sample`` per zoom
-factor, and glass blur replays the reference's sequential pixel swaps exactly, in a
-vectorized way (see :func:`glass_sources`).
+factor, and glass blur replays the reference's sequential per-pixel loop exactly, in a
+vectorized way (see :func:`glass_sources`). All match the reference to its uint8 rounding.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ _TORCH_PAD = {"mirror": "reflect", "nearest": "replicate", "wrap": "circular", "
 
 
 def pad(images: torch.Tensor, height: tuple[int, int], width: tuple[int, int], mode: str) -> torch.Tensor:
-    """``images`` (``... x H x W``) extended by ``height = (top, bottom)`` rows and
+    """``images`` (``B x C x H x W``) extended by ``height = (top, bottom)`` rows and
     ``width = (left, right)`` columns under ``mode``; any amount, also beyond the image size."""
     if mode in _TORCH_PAD and max(height) < images.shape[-2] and max(width) < images.shape[-1]:
         return F.pad(images, (*width, *height), mode=_TORCH_PAD[mode])
@@ -143,7 +143,7 @@ def correlate_valid(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor
     height, width = images.shape[-2:]
     size = (_fast_length(height), _fast_length(width))
     kernels = kernels.to(images.dtype).reshape(-1, 1, kh, kw)  # 1 or B kernels, broadcast over channels
-    spectrum = torch.fft.rfft2(images, s=size) * torch.fft.rfft2(kernels, s=size).conj()
+    spectrum = torch.fft.rfft2(images, s=size) * torch.fft.rfft2(kernels, s=size).conj_physical()
     return torch.fft.irfft2(spectrum, s=size)[..., :height - kh + 1, :width - kw + 1]
 
 

@@ -7,6 +7,8 @@ not its random streams (which were numpy's global generator, image by image).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from cutmix_eval.corruptions.registry import per_image_rand, register_corruption
@@ -57,17 +59,20 @@ def poisson_quantile(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     sampling; any shapes that broadcast, returned as ``rate``'s float dtype).
 
     A Cornish-Fisher guess ``rate + sqrt(rate) z + (z^2 - 1) / 6`` (``z`` the normal
-    ``u``-quantile) is checked against the exact CDF (the regularized upper incomplete gamma
-    function) and moved one step at a time, on the few values that need it, until
+    ``u``-quantile) is certified where ``u`` lies, by more than the approximation's error
+    bound, between the Wilson-Hilferty approximations of ``P(K <= k - 1)`` and ``P(K <= k)``
+    (:func:`poisson_cdf_bound`); the rest (a few percent) are checked against the exact CDF
+    (the regularized upper incomplete gamma function) and moved one step at a time until
     ``P(K <= k - 1) < u <= P(K <= k)``."""
     rate, u = torch.broadcast_tensors(rate, u)
-    z = torch.special.ndtri(u)
+    z = math.sqrt(2) * torch.erfinv(2 * u - 1)
     k = (rate + rate.sqrt() * z + (z * z - 1) / 6).round().clamp_min(0)
-    cdf = torch.special.gammaincc(k + 1, rate)
-    wrong = (u > cdf) | ((u <= cdf - _poisson_pmf(k, rate)) & (k > 0))
-    index = wrong.flatten().nonzero().squeeze(1)
+    upper, upper_error = poisson_cdf_bound(k, rate)
+    lower, lower_error = poisson_cdf_bound(k - 1, rate)
+    index = ((u > upper - upper_error) | (u <= lower + lower_error)).flatten().nonzero().squeeze(1)
     k_flat = k.flatten()
-    rate_w, u_w, k_w, cdf_w = (t.flatten()[index].double() for t in (rate, u, k, cdf))
+    rate_w, u_w, k_w = (t.flatten()[index].double() for t in (rate, u, k))
+    cdf_w = torch.special.gammaincc(k_w + 1, rate_w)
     while len(index):
         pmf = _poisson_pmf(k_w, rate_w)
         up, down = u_w > cdf_w, (u_w <= cdf_w - pmf) & (k_w > 0)
@@ -77,6 +82,18 @@ def poisson_quantile(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         moving = up | down
         index, rate_w, u_w, k_w, cdf_w = (t[moving] for t in (index, rate_w, u_w, k_w, cdf_w))
     return k_flat.view_as(rate)
+
+
+def poisson_cdf_bound(k: torch.Tensor, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Wilson-Hilferty approximation of ``P(K <= k)`` for ``K ~ Poisson(rate)`` (``P(K <= k)
+    = P(Gamma(k + 1) > rate)``, the cube root of a gamma variable taken as normal) and a
+    bound on its error, ``0.0125 / (k + 1)`` (the largest error over all rates is ``0.0122 /
+    (k + 1)``, at ``k = 0``; checked against the exact CDF in the tests) plus ``1e-5`` for
+    float32 rounding. Exactly 0 (no error) for ``k < 0``."""
+    a = (k + 1).clamp_min(1)
+    t = 3 * a.sqrt() * (torch.exp(torch.log(rate / a) / 3) - 1 + 1 / (9 * a))
+    inside = k >= 0
+    return torch.where(inside, torch.erfc(t / math.sqrt(2)) / 2, 0), torch.where(inside, 0.0125 / a + 1e-5, 0)
 
 
 def _poisson_pmf(k: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
