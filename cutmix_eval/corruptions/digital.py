@@ -123,9 +123,10 @@ def sample_bilinear(images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
 
 
 def random_affine_sources(height: int, width: int, jitter: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source ``(rows, cols)`` (each ``B x H x W``) of the affine map that moves three fixed
-    points around the image centre (two corners and the centre-facing corner of a square of
-    side ``2 * min(H, W) // 3``) by ``jitter`` (``B x 3 x 2`` pixel offsets in (x, y))."""
+    """Source ``(rows, cols)`` (each ``B x H x W``) of each output pixel under the affine map
+    that moves three corners of the square of half-side ``min(H, W) // 3`` centred at pixel
+    ``(W // 2, H // 2)`` by ``jitter`` (``B x 3 x 2`` pixel offsets in (x, y)), as OpenCV's
+    ``getAffineTransform`` and ``warpAffine`` use it."""
     cx, cy, half = float(width // 2), float(height // 2), float(min(height, width) // 3)
     points = torch.tensor([[cx + half, cy + half], [cx + half, cy - half], [cx - half, cy - half]],
                           dtype=torch.float64)
@@ -153,7 +154,7 @@ def elastic_transform(images: torch.Tensor, param: tuple[float, float, float], s
     sampled bilinearly with the image mirrored at its border. The ImageNet-C row is the
     ``imagecorruptions`` warp: its ``alpha * 0.005 * H`` amplitude is ``1.25 * a * H``."""
     displacement, smoothness, affine = param
-    batch, _, height, width = images.shape
+    height, width = images.shape[-2:]
     jitter, noise = per_image_draws(seeds, [(3, 2), (2, height, width)], images.device)
     if affine > 0:
         rows, cols = random_affine_sources(height, width, (2 * jitter - 1) * affine * height)

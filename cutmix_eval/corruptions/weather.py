@@ -81,7 +81,7 @@ def fog(images: torch.Tensor, param: tuple[float, float], seeds: torch.Tensor) -
     size = 1 << (max(height, width) - 1).bit_length()
     plasma = plasma_fractal(seeds, size, decay, images.device)[:, None, :height, :width]
     peak = images.amax(dim=(1, 2, 3), keepdim=True)
-    return (images + strength * plasma) * peak / (peak + strength)
+    return torch.add(images, plasma, alpha=strength).mul_(peak / (peak + strength))
 
 
 @register_corruption("frost", cifar=((1, .2, .2), (1, .3, .2), (.9, .4, .2), (.85, .4, .2), (.75, .45, .2)),
@@ -89,22 +89,20 @@ def fog(images: torch.Tensor, param: tuple[float, float], seeds: torch.Tensor) -
                      stochastic=True, description="blended with a random crop of a frost texture")
 def frost(images: torch.Tensor, param: tuple[float, float, float], seeds: torch.Tensor) -> torch.Tensor:
     """``param = (image weight, frost weight, zoom)``: ``image weight * x + frost weight * f``
-    with ``f`` a random crop (texture and offset drawn per image) of one of the procedural
-    frost textures scaled by ``zoom`` (0.2 for CIFAR-10-C, 1.1 for ImageNet-C, the factors
-    by which the reference resizes its frost photographs)."""
+    with ``f`` a crop of one of the procedural frost textures scaled by ``zoom`` (0.2 for
+    CIFAR-10-C, 1.1 for ImageNet-C, the factors by which the reference resizes its frost
+    photographs), the texture and the crop's offset (wrapping around the periodic texture)
+    drawn per image."""
     image_weight, frost_weight, zoom = param
-    batch, _, height, width = images.shape
-    textures = frost_textures(height, width, zoom, str(images.device))
-    count, _, tex_height, tex_width = textures.shape
-    draw = per_image_rand(seeds, (3,), images.device)
-    index = (draw[:, 0] * count).long()
-    top = (draw[:, 1] * (tex_height - height)).long()
-    left = (draw[:, 2] * (tex_width - width)).long()
-    rows = (top[:, None] + torch.arange(height, device=images.device))[:, None, :, None]
-    cols = (left[:, None] + torch.arange(width, device=images.device))[:, None, None, :]
-    channels = torch.arange(3, device=images.device)[None, :, None, None]
-    crops = textures[index[:, None, None, None], channels, rows, cols]
-    return image_weight * images + frost_weight * crops.to(images.dtype)
+    height, width = images.shape[-2:]
+    textures = frost_textures(zoom, str(images.device))
+    count, period = textures.shape[0], textures.shape[-1]
+    draw = per_image_rand(seeds, (3,), "cpu")
+    index = (draw[:, 0] * count).long().tolist()
+    rows = ((draw[:, 1:2] * period).long() + torch.arange(height)).remainder(period).to(images.device)
+    cols = ((draw[:, 2:3] * period).long() + torch.arange(width)).remainder(period).to(images.device)
+    crops = torch.stack([textures[k].index_select(1, r).index_select(2, c) for k, r, c in zip(index, rows, cols)])
+    return torch.add(images * image_weight, crops.to(images.dtype), alpha=frost_weight)
 
 
 @register_corruption("snow", cifar=((.1, .2, 1, .6, 8, 3, .95), (.1, .2, 1, .5, 10, 4, .9),
@@ -179,10 +177,8 @@ def water_drops(images: torch.Tensor, liquid: torch.Tensor, strength: float) -> 
     return images + opacity * _rgb(WATER, images)
 
 
-#: 3 x 3 kernels: the drops' emboss, Sobel derivatives along x and y
+#: the drops' 3 x 3 emboss kernel
 EMBOSS = ((-2, -1, 0), (-1, 1, 1), (0, 1, 2))
-SOBEL_X = ((-1, 0, 1), (-2, 0, 2), (-1, 0, 1))
-SOBEL_Y = ((-1, -2, -1), (0, 0, 0), (1, 2, 1))
 
 
 def correlate3x3(images: torch.Tensor, kernel: tuple[tuple[float, ...], ...], mode: str) -> torch.Tensor:
@@ -210,8 +206,10 @@ def canny_edges(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
     suppression (four directions split at 22.5 and 67.5 degrees in its fixed point, magnitude
     zero outside the image), then hysteresis: pixels above ``low`` connected (8-neighbours)
     to pixels above ``high``."""
-    gx = correlate3x3(images, SOBEL_X, "replicate").int()
-    gy = correlate3x3(images, SOBEL_Y, "replicate").int()
+    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
+    across, down = padded[..., 2:] - padded[..., :-2], padded[..., 2:, :] - padded[..., :-2, :]
+    gx = (across[..., :-2, :] + 2 * across[..., 1:-1, :] + across[..., 2:, :]).int()  # Sobel x: [1 2 1]^T [-1 0 1]
+    gy = (down[..., :-2] + 2 * down[..., 1:-1] + down[..., 2:]).int()
     ax, ay = gx.abs(), gy.abs()
     magnitude = ax + ay
     around = F.pad(magnitude, (1, 1, 1, 1))
@@ -229,38 +227,48 @@ def canny_edges(images: torch.Tensor, low: float, high: float) -> torch.Tensor:
     maximum = torch.where(horizontal, (magnitude > neighbour(0, -1)) & (magnitude >= neighbour(0, 1)),
                           torch.where(vertical, (magnitude > neighbour(-1, 0)) & (magnitude >= neighbour(1, 0)),
                                       diagonal))
-    candidate = (maximum & (magnitude > int(low))).float()
-    edges = candidate * (magnitude > int(high)).float()
+    candidate = maximum & (magnitude > int(low))
+    edges = candidate & (magnitude > int(high))
     while True:
-        grown = F.max_pool2d(edges, 3, stride=1, padding=1) * candidate
+        grown = dilate3x3(edges) & candidate
         if torch.equal(grown, edges):
-            return edges.bool()
+            return edges
         edges = grown
+
+
+def dilate3x3(mask: torch.Tensor) -> torch.Tensor:
+    """``B x C x H x W`` bool ``mask`` dilated by a 3 x 3 square (8-neighbours)."""
+    padded = F.pad(mask, (1, 1, 1, 1))
+    rows = padded[..., :-2, :] | padded[..., 1:-1, :] | padded[..., 2:, :]
+    return rows[..., :-2] | rows[..., 1:-1] | rows[..., 2:]
 
 
 def chamfer_distance(edges: torch.Tensor) -> torch.Tensor:
     """``cv2.distanceTransform(~edges, cv2.DIST_L2, 5)``: for ``B x 1 x H x W`` bool ``edges``,
     each pixel's 5 x 5 chamfer distance (steps 1, 1.4 and 2.1969) to the nearest edge pixel,
-    by OpenCV's two raster passes, a row at a time (the row's own left or right neighbour
-    through a running minimum); about 1e4 where there is no edge."""
-    a, b, c = 1.0, 1.4, 2.1969
-    batch, _, height, width = edges.shape
-    dist = torch.full((batch, height + 4, width + 4), 1e4, device=edges.device)
-    dist[:, 2:-2, 2:-2] = torch.where(edges[:, 0], 0.0, 1e4)
-    near_steps = torch.tensor([c, b, a, b, c], device=edges.device)
-    far_steps = torch.tensor([c, 1e4, c], device=edges.device)
-    ramp = torch.arange(width, device=edges.device, dtype=dist.dtype) * a
-    for step, rows in ((1, range(2, height + 2)), (-1, range(height + 1, 1, -1))):
-        for y in rows:
-            near = (dist[:, y - step].unfold(1, 5, 1) + near_steps).amin(-1)
-            far = (dist[:, y - 2 * step, 1:-1].unfold(1, 3, 1) + far_steps).amin(-1)
-            row = torch.minimum(torch.minimum(dist[:, y, 2:-2], near), far)
-            if step == 1:
-                row = torch.cummin(row - ramp, dim=1).values + ramp
-            else:
-                row = torch.cummin((row + ramp).flip(1), dim=1).values.flip(1) - ramp
-            dist[:, y, 2:-2] = row
+    by OpenCV's two raster passes (the second is the first on the image turned by 180
+    degrees); about 1e4 where there is no edge."""
+    dist = F.pad(torch.where(edges[:, 0], 0.0, 1e4), (2, 2, 2, 2), value=1e4)
+    dist = _chamfer_pass(_chamfer_pass(dist).flip(1, 2)).flip(1, 2)
     return dist[:, None, 2:-2, 2:-2]
+
+
+def _chamfer_pass(dist: torch.Tensor) -> torch.Tensor:
+    """OpenCV's forward chamfer pass on ``B x (H + 4) x (W + 4)`` distances (a 2-pixel border
+    of large values): top to bottom, each pixel takes the least of its own value and the
+    values of its neighbours above (two rows) plus the step to them, and of its left
+    neighbour plus 1. Rows are held as ``distance - column``, in which the left neighbours'
+    rule is a running minimum and every step to a neighbour above a constant."""
+    a, b, c = 1.0, 1.4, 2.1969
+    near_steps = torch.tensor([c - 2 * a, b - a, a, b + a, c + 2 * a], device=dist.device)
+    far_steps = torch.tensor([c - a, 1e4, c + a], device=dist.device)
+    ramp = torch.arange(dist.shape[2], device=dist.device, dtype=dist.dtype) * a
+    dist = dist - ramp
+    for y in range(2, dist.shape[1] - 2):
+        near = (dist[:, y - 1].unfold(1, 5, 1) + near_steps).amin(-1)
+        far = (dist[:, y - 2, 1:-1].unfold(1, 3, 1) + far_steps).amin(-1)
+        dist[:, y, 2:-2] = torch.cummin(torch.minimum(torch.minimum(dist[:, y, 2:-2], near), far), dim=1).values
+    return dist + ramp
 
 
 def equalize_histogram(images: torch.Tensor) -> torch.Tensor:
@@ -269,7 +277,8 @@ def equalize_histogram(images: torch.Tensor) -> torch.Tensor:
     ``round(255 * count(level' <= level excluding the lowest) / count(above the lowest))``;
     an image of one level keeps it."""
     flat = images.flatten(1).long()
-    hist = torch.zeros(len(flat), 256, device=images.device).scatter_add_(1, flat, torch.ones_like(flat, dtype=torch.float))
+    hist = torch.zeros(len(flat), 256, device=images.device)
+    hist.scatter_add_(1, flat, torch.ones(flat.shape, device=images.device))
     lowest = (hist > 0).float().argmax(dim=1, keepdim=True)
     lowest_count = hist.gather(1, lowest)
     total = flat.shape[1]
