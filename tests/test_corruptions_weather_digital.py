@@ -135,7 +135,7 @@ def test_deterministic_match_reference(name, size):
         assert np.abs(ours - ref).max() <= 1.001, severity  # float32 vs the float64 reference
 
 
-@pytest.mark.parametrize("size", [(32, 32), (37, 45), (100, 64)])
+@pytest.mark.parametrize("size", [(32, 32), (13, 30), (37, 45), (100, 64)])
 def test_pixelate_both_enlargements_match_pillow(size):
     """The CIFAR-10-C pixelate enlarges with Image.BOX, ImageNet-C's with Image.NEAREST; Pillow
     on float images (no 8-bit rounding) gives the exact values."""

@@ -49,13 +49,14 @@ def saturate(images: torch.Tensor, param: tuple[float, float], seeds: torch.Tens
 
 def box_reduction(size_in: int, size_out: int) -> torch.Tensor:
     """``size_out x size_in`` matrix of Pillow's ``Image.BOX`` reduction of an axis: output
-    pixel ``j`` is the mean of the input pixels whose centres lie within half an output pixel
-    of its centre ``(j + 0.5) * size_in / size_out`` (Pillow's coefficient rule, with its box
-    filter 1 on (-1/2, 1/2])."""
+    pixel ``j`` averages the input pixels ``x`` with ``((x - c) + 1/2) / s`` in (-1/2, 1/2] and
+    within ``floor(c -+ s / 2 + 1/2)``, ``c = (j + 1/2) s`` its centre and ``s = size_in /
+    size_out``, in Pillow's double-precision arithmetic (so a pixel on a window boundary may
+    count in two windows or in none, as in Pillow)."""
     scale = size_in / size_out
     centres = (torch.arange(size_out, dtype=torch.float64) + 0.5)[:, None] * scale
     pixels = torch.arange(size_in, dtype=torch.float64)[None, :]
-    offsets = (pixels + 0.5 - centres) / scale
+    offsets = ((pixels - centres) + 0.5) * (1.0 / scale)
     inside = ((offsets > -0.5) & (offsets <= 0.5) & (pixels >= (centres - scale / 2 + 0.5).floor())
               & (pixels < (centres + scale / 2 + 0.5).floor())).double()
     return inside / inside.sum(dim=1, keepdim=True)
@@ -87,12 +88,12 @@ def pixelate(images: torch.Tensor, param: tuple[float, str], seeds: torch.Tensor
     see :func:`enlargement_sources`)."""
     scale, enlarge = param
     height, width = images.shape[-2:]
-    small_height, small_width = int(height * scale), int(width * scale)
-    rows = box_reduction(height, small_height).to(images.device, images.dtype)
-    cols = box_reduction(width, small_width).to(images.device, images.dtype)
+    rows = box_reduction(height, int(height * scale)).to(images.device, images.dtype)
+    cols = box_reduction(width, int(width * scale)).to(images.device, images.dtype)
     small = rows @ images @ cols.T
-    return (small.index_select(-2, enlargement_sources(small_height, height, enlarge).to(images.device))
-            .index_select(-1, enlargement_sources(small_width, width, enlarge).to(images.device)))
+    across = enlargement_sources(len(cols), width, enlarge).to(images.device)
+    down = enlargement_sources(len(rows), height, enlarge).to(images.device)
+    return small.index_select(3, across).index_select(2, down)  # columns first: the cheaper order
 
 
 @register_corruption("jpeg_compression", cifar=(80, 65, 58, 50, 40), imagenet=(25, 18, 15, 10, 7), stochastic=False,
