@@ -55,12 +55,12 @@ TOLERANCE = {"brightness": (0.6, 0.05), "contrast": (0.6, 0.02), "saturate": (0.
 #: same-noise stochastic corruptions: (raw, truncated) mean absolute difference tolerated
 SAME_NOISE_TOLERANCE = {"fog": (0.55, 0.02), "snow": (0.55, 0.02), "spatter": (0.55, 0.15),
                         "elastic_transform": (0.55, 0.02)}
-#: in distribution, ours vs the reference: |mean change| and relative std of the change, histogram
-#: total variation, |spectral slope| (frost: other textures, and the reference's six photographs
-#: make its own mean change vary by about 15 between runs of 16 draws)
-DISTRIBUTION_TOLERANCE = {"snow": (2.0, 0.05, 0.03, 0.15), "frost": (12.0, 0.15, 0.2, 0.25),
-                          "fog": (6.0, 0.08, 0.12, 0.1), "spatter": (1.0, 0.1, 0.03, 0.15),
-                          "elastic_transform": (0.5, 0.05, 0.03, 0.1)}
+#: in distribution, ours vs the reference: grey-level histogram total variation and spectral
+#: slope of the change (frost: other textures); the per-image mean and std of the change are
+#: compared paired by image, within four standard errors (fog's haze and the reference frost's
+#: choice of photograph make the mean change vary a lot from draw to draw)
+DISTRIBUTION_TOLERANCE = {"snow": (0.03, 0.15), "frost": (0.2, 0.25), "fog": (0.12, 0.1), "spatter": (0.03, 0.15),
+                          "elastic_transform": (0.03, 0.1)}
 
 
 @functools.cache
@@ -282,25 +282,33 @@ def spectral_slope(grey: np.ndarray, top: float = 0.25) -> float:
 
 
 def change_statistics(clean: list[np.ndarray], corrupted: list[np.ndarray]) -> dict:
-    """Mean and std of the change (0..255), grey-level histogram (16 bins) of the corrupted
-    images and the spectral slope of the grey change, averaged over the images."""
+    """Per image: the mean and std of the change (0..255); pooled: the grey-level histogram (16
+    bins) of the corrupted images and the mean spectral slope of the grey change."""
     changes = [c.astype(np.float64) - x for x, c in zip(clean, corrupted)]
     hist = sum(np.histogram(c.mean(-1), bins=16, range=(0, 256))[0] for c in corrupted)
-    return {"mean": np.mean([d.mean() for d in changes]), "std": np.mean([d.std() for d in changes]),
+    return {"mean": np.array([d.mean() for d in changes]), "std": np.array([d.std() for d in changes]),
             "hist": hist / hist.sum(), "slope": np.mean([spectral_slope(d.mean(-1)) for d in changes])}
+
+
+def assert_same_mean(ours: np.ndarray, ref: np.ndarray, floor: float = 0.5) -> None:
+    """Paired by image (the same photograph, independent draws): the mean difference is within
+    four standard errors (+ ``floor``) of zero."""
+    difference = ours - ref
+    error = difference.std(ddof=1) / np.sqrt(len(difference))
+    assert abs(difference.mean()) <= 4 * error + floor, (ours.mean(), ref.mean(), error)
 
 
 @pytest.mark.parametrize("name", STOCHASTIC)
 def test_stochastic_distribution_matches_reference(name):
-    images = [photo(p, 224, 224) for p in PHOTOS] * 4
-    mean_tol, std_tol, hist_tol, slope_tol = DISTRIBUTION_TOLERANCE[name]
+    images = [photo(p, 224, 224) for p in PHOTOS] * 3
+    hist_tol, slope_tol = DISTRIBUTION_TOLERANCE[name]
     for severity in (1, 3, 5):
         ref = [reference_seeded(image, name, severity, seed=k) for k, image in enumerate(images)]
         ours = corrupt(batch(images), name, severity, seeds=torch.arange(len(images)), table="imagenet")
         ours = list(np.floor(pixels(ours) + 1e-4))  # truncated like the reference
         r, o = change_statistics(images, ref), change_statistics(images, ours)
-        assert abs(o["mean"] - r["mean"]) <= mean_tol, (severity, o["mean"], r["mean"])
-        assert abs(o["std"] / r["std"] - 1) <= std_tol, (severity, o["std"], r["std"])
+        assert_same_mean(o["mean"], r["mean"])
+        assert_same_mean(o["std"], r["std"])
         assert 0.5 * np.abs(o["hist"] - r["hist"]).sum() <= hist_tol, severity
         assert abs(o["slope"] - r["slope"]) <= slope_tol, (severity, o["slope"], r["slope"])
 
@@ -398,12 +406,14 @@ def test_image_result_independent_of_batch(name):
 @pytest.mark.parametrize("size", [(32, 32), (45, 70), (100, 100)])
 def test_shape_dtype_range(size):
     images = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    original = images.clone()
     for name in WEATHER + DIGITAL:
         for severity in (1, 5):
             for table in ("cifar", "imagenet"):
                 out = corrupt(images, name, severity, table=table)
                 assert out.shape == images.shape and out.dtype == torch.float32, name
                 assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, name
+                assert torch.equal(images, original), name  # the input is left alone
 
 
 def test_tables_differ():
