@@ -180,8 +180,8 @@ def glass_sources(offsets: torch.Tensor, height: int, width: int) -> torch.Tenso
         step = link.index_select(0, end.index_select(0, todo))
         end.index_copy_(0, todo, step)
         todo = todo[link.index_select(0, step) >= 0]
-    source = (to_row.flatten() + delta + 1) * width + to_col.flatten() + delta + 1
-    visited = ((torch.arange(rows, device=device)[:, None] + delta + 1) * width
-               + torch.arange(cols, device=device) + delta + 1).flatten()
+    source = ((to_row + delta + 1) * width + to_col + delta + 1).flatten()[end]
     sources = torch.arange(height * width, device=device).repeat(batch, 1)
-    return sources.index_copy_(1, visited, source[end].view(batch, -1))
+    region = sources.view(batch, height, width)[:, delta + 1:delta + 1 + rows, delta + 1:delta + 1 + cols]
+    region.copy_(source.view(batch, rows, cols))
+    return sources

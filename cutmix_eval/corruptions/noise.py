@@ -63,25 +63,31 @@ def poisson_quantile(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     bound, between the Wilson-Hilferty approximations of ``P(K <= k - 1)`` and ``P(K <= k)``
     (:func:`poisson_cdf_bound`); the rest (a few percent) are checked against the exact CDF
     (the regularized upper incomplete gamma function) and moved one step at a time until
-    ``P(K <= k - 1) < u <= P(K <= k)``."""
+    ``P(K <= k - 1) < u <= P(K <= k)``. Runs on slices of 2^17 values, whose temporaries
+    stay small (about twice as fast on a CPU as whole 224 x 224 batches)."""
     rate, u = torch.broadcast_tensors(rate, u)
+    slices = zip(rate.reshape(-1).split(1 << 17), u.reshape(-1).split(1 << 17))
+    return torch.cat([_poisson_quantile_slice(*pair) for pair in slices]).view(rate.shape)
+
+
+def _poisson_quantile_slice(rate: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """:func:`poisson_quantile` on 1-D ``rate`` and ``u``."""
     z = math.sqrt(2) * torch.erfinv(2 * u - 1)
     k = (rate + rate.sqrt() * z + (z * z - 1) / 6).round().clamp_min(0)
     upper, upper_error = poisson_cdf_bound(k, rate)
     lower, lower_error = poisson_cdf_bound(k - 1, rate)
-    index = ((u > upper - upper_error) | (u <= lower + lower_error)).flatten().nonzero().squeeze(1)
-    k_flat = k.flatten()
-    rate_w, u_w, k_w = (t.flatten()[index].double() for t in (rate, u, k))
+    index = ((u > upper - upper_error) | (u <= lower + lower_error)).nonzero().squeeze(1)
+    rate_w, u_w, k_w = (t[index].double() for t in (rate, u, k))
     cdf_w = torch.special.gammaincc(k_w + 1, rate_w)
     while len(index):
         pmf = _poisson_pmf(k_w, rate_w)
         up, down = u_w > cdf_w, (u_w <= cdf_w - pmf) & (k_w > 0)
         k_w = k_w + up.double() - down.double()
         cdf_w = torch.where(up, cdf_w + _poisson_pmf(k_w, rate_w), torch.where(down, cdf_w - pmf, cdf_w))
-        k_flat[index] = k_w.to(k_flat.dtype)
+        k[index] = k_w.to(k.dtype)
         moving = up | down
         index, rate_w, u_w, k_w, cdf_w = (t[moving] for t in (index, rate_w, u_w, k_w, cdf_w))
-    return k_flat.view_as(rate)
+    return k
 
 
 def poisson_cdf_bound(k: torch.Tensor, rate: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
