@@ -44,10 +44,11 @@ def plasma_fractal(seeds: torch.Tensor, size: int, decay: float, device: torch.d
     """``B x size x size`` diamond-square height maps in [0, 1] (``size`` a power of two, the
     map periodic), one per seed: corner value 0, then at each halving of the step every square
     centre and diamond centre gets the mean of its four neighbours plus uniform noise of
-    amplitude ``wibble^2``, with ``wibble`` starting at 100 and divided by ``decay`` per level."""
+    amplitude ``wibble^2``, with ``wibble`` starting at 100 and divided by ``decay`` per level.
+    Each level's grid interleaves the previous corners with the new centres and diamonds."""
     noise = per_image_rand(seeds, (size * size - 1,), device) * 2 - 1
-    maps = torch.zeros(len(seeds), size, size, device=device)
-    used, step, wibble = 0, size, 100.0
+    corners = torch.zeros(len(seeds), 1, 1, device=device)
+    used, wibble = 0, 100.0
 
     def wibbled_mean(total: torch.Tensor) -> torch.Tensor:
         nonlocal used
@@ -56,17 +57,16 @@ def plasma_fractal(seeds: torch.Tensor, size: int, decay: float, device: torch.d
         used += count
         return total / 4 + wibble * wibble * jitter
 
-    while step >= 2:
-        half = step // 2
-        corners = maps[:, ::step, ::step]
+    while corners.shape[-1] < size:
         around = corners + corners.roll(-1, 1)
-        maps[:, half::step, half::step] = wibbled_mean(around + around.roll(-1, 2))
-        centres = maps[:, half::step, half::step]
-        maps[:, ::step, half::step] = wibbled_mean(centres + centres.roll(1, 1) + corners + corners.roll(-1, 2))
-        maps[:, half::step, ::step] = wibbled_mean(centres + centres.roll(1, 2) + corners + corners.roll(-1, 1))
-        step, wibble = half, wibble / decay
-    low = maps.amin(dim=(1, 2), keepdim=True)
-    return (maps - low) / (maps.amax(dim=(1, 2), keepdim=True) - low)
+        centres = wibbled_mean(around + around.roll(-1, 2))
+        right = wibbled_mean(centres + centres.roll(1, 1) + corners + corners.roll(-1, 2))  # between corners in a row
+        below = wibbled_mean(centres + centres.roll(1, 2) + corners + corners.roll(-1, 1))  # between rows of corners
+        even, odd = torch.stack((corners, right), dim=-1), torch.stack((below, centres), dim=-1)
+        corners = torch.stack((even, odd), dim=2).reshape(len(seeds), 2 * corners.shape[1], -1)
+        wibble /= decay
+    low = corners.amin(dim=(1, 2), keepdim=True)
+    return (corners - low) / (corners.amax(dim=(1, 2), keepdim=True) - low)
 
 
 @register_corruption("fog", cifar=((.2, 3), (.5, 3), (.75, 2.5), (1, 2), (1.5, 1.75)),
