@@ -9,25 +9,13 @@ are ``(row, column)`` with pixel centres at integers.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 
 from cutmix_eval.corruptions.colour import rescale_saturation
 from cutmix_eval.corruptions.filters import gaussian_blur
-from cutmix_eval.corruptions.registry import per_image_rand, register_corruption
-
-
-def per_image_draws(seeds: torch.Tensor, shapes: Sequence[Sequence[int]], device: torch.device | str,
-                    normal: bool = False) -> list[torch.Tensor]:
-    """Independent per-image random tensors ``B x *shape``, one per entry of ``shapes``, all
-    taken from the single stream of each image's seed (uniform in [0, 1) or standard normal)."""
-    sizes = [math.prod(shape) for shape in shapes]
-    flat = per_image_rand(seeds, (sum(sizes),), device, normal=normal)
-    return [part.reshape(len(seeds), *shape) for part, shape in zip(flat.split(sizes, dim=1), shapes)]
+from cutmix_eval.corruptions.registry import per_image_draws, register_corruption
 
 
 @register_corruption("contrast", cifar=(.75, .5, .4, .3, .15), imagenet=(.4, .3, .2, .1, .05), stochastic=False,

@@ -14,6 +14,7 @@ CIFAR-100-C definitions for 32 x 32 images) and ``imagenet`` (ImageNet-C, 224 x 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,15 @@ def per_image_rand(seeds: torch.Tensor, shape: Sequence[int], device: torch.devi
     CPU and CUDA runs corrupt identically)."""
     draw = torch.randn if normal else torch.rand
     return torch.stack([draw(tuple(shape), generator=g) for g in image_generators(seeds)]).to(device)
+
+
+def per_image_draws(seeds: torch.Tensor, shapes: Sequence[Sequence[int]], device: torch.device | str,
+                    normal: bool = False) -> list[torch.Tensor]:
+    """Independent per-image random tensors ``B x *shape``, one per entry of ``shapes``, all
+    taken from the single stream of each image's seed (uniform in [0, 1) or standard normal)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = per_image_rand(seeds, (sum(sizes),), device, normal=normal)
+    return [part.reshape(len(seeds), *shape) for part, shape in zip(flat.split(sizes, dim=1), shapes)]
 
 
 def _load_all() -> None:

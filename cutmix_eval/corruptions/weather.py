@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 
 from cutmix_eval.corruptions.colour import shift_value
-from cutmix_eval.corruptions.digital import per_image_draws
 from cutmix_eval.corruptions.filters import gaussian_blur, motion_blur
 from cutmix_eval.corruptions.frost_texture import frost_textures
-from cutmix_eval.corruptions.registry import per_image_rand, register_corruption
+from cutmix_eval.corruptions.registry import per_image_draws, per_image_rand, register_corruption
 
 #: ITU-R BT.601 luma weights (OpenCV's RGB2GRAY)
 LUMA = (0.299, 0.587, 0.114)
