@@ -1,6 +1,7 @@
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,3 +78,15 @@ def small_labelled():
     images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(len(dataset))])
     labels = torch.as_tensor([int(dataset[i]["label"]) for i in range(len(dataset))])
     return dataset, fitted_pixel_classifier(images, labels, dataset.num_classes)
+
+
+def pixels(sample) -> np.ndarray:
+    """The sample's image as ``3 x H x W`` integers 0..255."""
+    return (sample["image"] * 255).round().to(torch.int64).numpy()
+
+
+def assert_one_line(err: pytest.ExceptionInfo, *parts: str) -> None:
+    message = str(err.value)
+    assert "\n" not in message
+    for part in parts:
+        assert part in message, (part, message)

@@ -25,21 +25,10 @@ from cutmix_eval.corruptions.registry import per_image_rand
 from cutmix_eval.data import (CorruptedDataset, collate_samples, corrupt_indexed, corrupted_slices, create_dataset,
                               dataset_spec, image_seed)
 from cutmix_eval.errors import DatasetNotFoundError, UserError
+from conftest import assert_one_line, pixels
 
 N_IMAGES = 3  # test images per severity in the tiny CIFAR-C copies
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def pixels(sample) -> np.ndarray:
-    """The sample's image as ``3 x H x W`` integers 0..255."""
-    return (sample["image"] * 255).round().to(torch.int64).numpy()
-
-
-def assert_one_line(err: pytest.ExceptionInfo, *parts: str) -> None:
-    message = str(err.value)
-    assert "\n" not in message
-    for part in parts:
-        assert part in message, (part, message)
 
 
 def cifar_c_array(corruption: str, n: int = N_IMAGES) -> np.ndarray:

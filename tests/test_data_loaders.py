@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from cutmix_eval.data import collate_samples, create_dataset, dataset_spec, list_datasets
 from cutmix_eval.errors import DatasetNotFoundError, UserError
+from conftest import assert_one_line, pixels
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -44,18 +45,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
-
-
-def pixels(sample) -> np.ndarray:
-    """The sample's image as ``3 x H x W`` integers 0..255."""
-    return (sample["image"] * 255).round().to(torch.int64).numpy()
-
-
-def assert_one_line(err: pytest.ExceptionInfo, *parts: str) -> None:
-    message = str(err.value)
-    assert "\n" not in message
-    for part in parts:
-        assert part in message, (part, message)
 
 
 # ----------------------------------------------------------------------------------- CIFAR / SVHN
