@@ -19,11 +19,11 @@ import numpy as np
 SCHEMA_VERSION = 1
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):
@@ -59,7 +59,7 @@ class Result:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        return jsonable(asdict(self))
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -69,3 +69,14 @@ class Result:
         data = self.to_dict()
         data.pop("per_sample")
         return data
+
+
+def result_from_dict(data: dict[str, Any], per_sample: dict[str, np.ndarray] | None = None) -> Result:
+    """The inverse of :meth:`Result.to_dict` (per-sample arrays given separately, since
+    records keep them in a side file); unknown keys are refused."""
+    names = set(Result.__dataclass_fields__)
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown Result fields {sorted(unknown)}")
+    fields = {k: v for k, v in data.items() if k != "per_sample"}
+    return Result(**fields, per_sample=dict(per_sample or {}))

@@ -1,0 +1,205 @@
+"""The analyses a study, the quick start and the evaluation commands run, by name.
+
+Each analysis is a function ``run(subject, **options) -> Outcome`` over one model
+on one labelled dataset (a :class:`Subject`), with every option's default in its
+signature. :func:`make_job` turns (analysis, subject, options) into the job dict
+the result store keys records by, and :func:`run_job` runs a job unless its
+record already exists. The command line and a study name the same analysis with
+the same options, so they find each other's records.
+
+=============== ==========================================================
+classification  top-1/top-5 error and calibration from one labelled pass
+localization    CAM weakly supervised localization (needs boxes)
+ood             out-of-distribution detection against the companion sets
+occlusion       accuracy as a centred hole grows / the image shrinks to it
+inbetween       predicting neither class of Mixup/CutMix in-between samples
+adversarial     accuracy under FGSM (and PGD) in pixel space
+corruption      error under the common corruptions, on the fly
+=============== ==========================================================
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.adversarial import DEFAULT_EPS
+from cutmix_eval.evaluate.inbetween import DEFAULT_GRID
+from cutmix_eval.evaluate.occlusion import DEFAULT_FRACTIONS, MODES
+from cutmix_eval.report.store import Record, ResultStore, job_key
+from cutmix_eval.results import Result
+
+Outcome = tuple[list[Result], dict[str, np.ndarray]]
+
+
+@dataclass
+class Subject:
+    """One model (with its identity record) on one dataset, and how to run it.
+
+    The labelled pass (logits of every image) is computed once per ``limit`` and
+    shared by classification, calibration and the ID side of OOD detection.
+    """
+
+    model: Any
+    model_info: dict[str, Any]
+    dataset: Any
+    device: str = "cpu"
+    batch_size: int = 128
+    num_workers: int = 0
+    progress: bool = True
+    data_root: str | None = None
+    limit: int | None = None
+    _passes: dict[int | None, Any] = field(default_factory=dict, repr=False)
+
+    def common(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "device": self.device, "num_workers": self.num_workers,
+                "limit": self.limit, "progress": self.progress}
+
+    def labelled_pass(self):
+        from cutmix_eval.evaluate.classification import labelled_pass
+
+        if self.limit not in self._passes:
+            self._passes[self.limit] = labelled_pass(self.model, self.dataset, batch_size=self.batch_size,
+                                                     device=self.device, num_workers=self.num_workers,
+                                                     limit=self.limit, progress=self.progress)
+        return self._passes[self.limit]
+
+
+def classification(subject: Subject, holdout: int = 0, n_bins: int = 15) -> Outcome:
+    from cutmix_eval.evaluate.calibration import calibration_result
+    from cutmix_eval.evaluate.classification import classification_result
+
+    predictions, dataset_info = subject.labelled_pass()
+    info = {"model_info": subject.model_info, "dataset_info": dataset_info}
+    results = [classification_result(predictions, **info, config={"limit": subject.limit})]
+    if results[0].metrics["num_nonfinite_logits"] == 0:
+        results.append(calibration_result(predictions, holdout=holdout, n_bins=n_bins, **info,
+                                          config={"limit": subject.limit}))
+    return results, {}
+
+
+def localization(subject: Subject, cam: str = "cam", protocol: str = "wsolevaluation", examples: int = 16) -> Outcome:
+    from cutmix_eval.evaluate.localization import evaluate_localization
+
+    result, kept = evaluate_localization(subject.model, subject.dataset, cam=cam, protocol=protocol,
+                                         model_info=subject.model_info, keep_examples=examples, **subject.common())
+    return [result], example_arrays(kept)
+
+
+def example_arrays(examples: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """CAM examples as arrays for the store: images (N, 3, H, W) and maps (N, H, W) as
+    float16, boxes and predicted boxes padded with NaN to (N, K, 4), titles, threshold."""
+    def padded(boxes: list) -> np.ndarray:
+        width = max([len(b) for b in boxes] + [1])
+        out = np.full((len(boxes), width, 4), np.nan, dtype=np.float32)
+        for i, b in enumerate(boxes):
+            out[i, :len(b)] = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+        return out
+
+    if not examples.get("image"):
+        return {}
+    return {"examples/image": np.stack(examples["image"]).astype(np.float16),
+            "examples/map": np.stack(examples["map"]).astype(np.float16),
+            "examples/boxes": padded(examples["boxes"]), "examples/pred_boxes": padded(examples["pred_boxes"]),
+            "examples/title": np.asarray(examples["title"], dtype=str),
+            "examples/threshold": np.asarray(examples["threshold"], dtype=np.float64)}
+
+
+def ood(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, ...] = ("all",),
+        num_noise: int | None = None) -> Outcome:
+    """``num_noise``: images per noise set (default: as many as ID test images, at most 10,000)."""
+    from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
+
+    used = len(subject.dataset) if subject.limit is None else min(subject.limit, len(subject.dataset))
+    ood_sets = create_ood_sets(subject.dataset, list(sets), subject.data_root,
+                               num_noise=num_noise or min(used, 10_000))
+    shared = subject.labelled_pass()[0] if list(scores) == ["msp"] else None
+    results = evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
+                           model_info=subject.model_info, id_predictions=shared, **subject.common())
+    return list(results.values()), {}
+
+
+def occlusion(subject: Subject, fractions: tuple[float, ...] = DEFAULT_FRACTIONS, modes: tuple[str, ...] = MODES,
+              fill: str | float = "black", seed: int = 0) -> Outcome:
+    from cutmix_eval.evaluate.occlusion import evaluate_occlusion
+
+    return [evaluate_occlusion(subject.model, subject.dataset, fractions=fractions, modes=modes, fill=fill, seed=seed, model_info=subject.model_info,
+                               **subject.common())], {}
+
+
+def inbetween(subject: Subject, num_pairs: int | None = None, seed: int = 0,
+              mix_grid: tuple[float, ...] = DEFAULT_GRID, cut_grid: tuple[float, ...] = DEFAULT_GRID) -> Outcome:
+    from cutmix_eval.evaluate.inbetween import evaluate_inbetween
+
+    return [evaluate_inbetween(subject.model, subject.dataset, num_pairs=num_pairs, seed=seed,
+                               mix_grid=mix_grid, cut_grid=cut_grid,
+                               model_info=subject.model_info, **subject.common())], {}
+
+
+def adversarial(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tuple[float, ...] = DEFAULT_EPS,
+                targeted: bool = False, target: str = "random", pgd_steps: int = 10,
+                pgd_step_size: float | None = None, pgd_restarts: int = 1, random_start: bool = True,
+                seed: int = 0) -> Outcome:
+    from cutmix_eval.evaluate.adversarial import evaluate_adversarial
+
+    return [evaluate_adversarial(subject.model, subject.dataset, attacks=list(attacks), eps=eps,
+                                 targeted=targeted, target=target, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size,
+                                 pgd_restarts=pgd_restarts, random_start=random_start, seed=seed,
+                                 model_info=subject.model_info, **subject.common())], {}
+
+
+def corruption(subject: Subject, corruptions: str | tuple[str, ...] = "all", severities: tuple[int, ...] = (1, 2, 3, 4, 5),
+               table: str = "auto", seed: int = 0) -> Outcome:
+    from cutmix_eval.evaluate.corruption import evaluate_corruption
+
+    return [evaluate_corruption(subject.model, subject.dataset, corruptions=corruptions, severities=severities,
+                                table=table, seed=seed, model_info=subject.model_info, **subject.common())], {}
+
+
+ANALYSES: dict[str, Callable[..., Outcome]] = {
+    f.__name__: f for f in (classification, localization, ood, occlusion, inbetween, adversarial, corruption)}
+
+
+def check_analysis(name: str) -> Callable[..., Outcome]:
+    if name not in ANALYSES:
+        raise UserError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}")
+    return ANALYSES[name]
+
+
+def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every option of analysis ``name``: its defaults overridden by ``given`` (unknown names
+    refused). Lists become tuples, so TOML/CLI lists and Python defaults key alike."""
+    parameters = list(inspect.signature(check_analysis(name)).parameters.values())[1:]
+    defaults = {p.name: p.default for p in parameters}
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        raise UserError(f"analysis {name} has no option {', '.join(unknown)}; its options: {', '.join(defaults)}")
+    merged = defaults | dict(given or {})
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
+
+
+def make_job(name: str, subject: Subject, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The store's job for analysis ``name`` of ``subject`` (see :mod:`cutmix_eval.report.store`)."""
+    dataset = subject.dataset
+    return {"analysis": name,
+            "model": {"checkpoint_sha256": subject.model_info.get("checkpoint_sha256"),
+                      "method": subject.model_info.get("method")},
+            "dataset": {"name": dataset.name, "split": dataset.split, "limit": subject.limit},
+            "options": analysis_options(name, options)}
+
+
+def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[str, Any] | None = None, *,
+            force: bool = False) -> tuple[Record, bool]:
+    """The record of analysis ``name`` on ``subject``: read from ``store`` when it exists (and
+    not ``force``), else computed and saved. Returns ``(record, reused)``."""
+    job = make_job(name, subject, options)
+    if not force and (record := store.load(job)) is not None:
+        return record, True
+    results, artifacts = ANALYSES[name](subject, **job["options"])
+    path = store.save(job, results, artifacts)
+    return Record(path, job, job_key(job), results, artifacts), False

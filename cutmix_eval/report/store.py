@@ -1,0 +1,165 @@
+"""The result store: one record per evaluation job in a results folder.
+
+A *job* is what decides an evaluation's outcome, as a JSON-able dict::
+
+    {"analysis": "occlusion",
+     "model": {"checkpoint_sha256": "...", "method": "cutmix"},
+     "dataset": {"name": "synthetic", "split": "test", "limit": None},
+     "options": {...every option of the analysis, defaults filled in...}}
+
+Its *key* is the SHA-256 of the job's canonical JSON (sorted keys, no spaces).
+Batch size, device and worker count are not part of a job: they do not change
+the numbers beyond float rounding.
+
+A record is two files named ``<analysis>-<method>-<dataset>-<key[:12]>``:
+
+* ``.npz``: the per-sample arrays of every Result of the job (``<i>/<name>``)
+  and the job's artifacts (``artifact/<name>``, e.g. CAM examples), written first;
+* ``.json``: the job, its key, the Results without their per-sample arrays, the
+  side file's name and SHA-256, and ``record_schema``. Written second, it is the
+  commit point: a record exists once its JSON does.
+
+Both are written atomically (temp file in the folder, fsync, rename), so a
+reader never sees half a file and an interrupted run leaves no record. Jobs of
+different keys never share a file, so any number of processes can write into
+one folder at once. Two processes finishing the *same* job at once each write a
+complete pair; if their side files differ, the JSON's checksum no longer matches
+and the record reads as missing (it is recomputed), never as wrong numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cutmix_eval.fileio import atomic_write, atomic_write_text
+from cutmix_eval.results import Result, jsonable, result_from_dict
+
+RECORD_SCHEMA = 1
+ARTIFACT = "artifact/"
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def job_key(job: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the job's canonical JSON."""
+    return hashlib.sha256(canonical_json(job).encode()).hexdigest()
+
+
+def _slug(text: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", str(text)).strip("_") or "none"
+
+
+@dataclass
+class Record:
+    """One stored job: its Results (per-sample arrays loaded) and artifacts."""
+
+    path: Path
+    job: dict[str, Any]
+    key: str
+    results: list[Result]
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def analysis(self) -> str:
+        return self.job["analysis"]
+
+
+class StoreError(Exception):
+    """A record that cannot be read back (missing side file, checksum mismatch, bad JSON)."""
+
+
+class NotARecord(Exception):
+    """A JSON file in the folder that is not a record (ignored)."""
+
+
+class ResultStore:
+    """Records in one folder (created on first write). See the module docstring."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def path_for(self, job: Mapping[str, Any]) -> Path:
+        key = job_key(job)
+        parts = [job["analysis"], job["model"].get("method") or "model", job["dataset"]["name"], key[:12]]
+        return self.root / ("-".join(_slug(p) for p in parts) + ".json")
+
+    def save(self, job: Mapping[str, Any], results: Sequence[Result],
+             artifacts: Mapping[str, np.ndarray] | None = None) -> Path:
+        """Write the job's record (side file, then JSON); returns the JSON's path."""
+        path = self.path_for(job)
+        arrays = {f"{i}/{name}": np.asarray(value) for i, result in enumerate(results)
+                  for name, value in result.per_sample.items()}
+        arrays |= {ARTIFACT + name: np.asarray(value) for name, value in (artifacts or {}).items()}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        payload = buffer.getvalue()
+        side = path.with_suffix(".npz")
+        atomic_write(side, lambda fh: fh.write(payload))
+        record = {"record_schema": RECORD_SCHEMA, "key": job_key(job), "job": jsonable(dict(job)),
+                  "side_file": side.name, "side_sha256": hashlib.sha256(payload).hexdigest(),
+                  "results": [result.summary() for result in results]}
+        return atomic_write_text(path, json.dumps(record, indent=1))
+
+    def load(self, job: Mapping[str, Any]) -> Record | None:
+        """The job's record, or ``None`` when there is none or it cannot be read (warned)."""
+        path = self.path_for(job)
+        if not path.exists():
+            return None
+        try:
+            return read_record(path)
+        except StoreError as error:
+            warnings.warn(f"{error}; it will be recomputed", stacklevel=2)
+            return None
+
+    def records(self) -> list[Record]:
+        """Every readable record in the folder, in file-name order; unreadable ones are warned
+        about and skipped, JSON files that are not records are ignored."""
+        found = []
+        for path in sorted(self.root.glob("*.json")) if self.root.is_dir() else []:
+            try:
+                found.append(read_record(path))
+            except StoreError as error:
+                warnings.warn(f"{error}; skipped", stacklevel=2)
+            except NotARecord:
+                continue
+        return found
+
+
+def read_record(path: Path) -> Record:
+    """Read one record and its side file, checking the schema and the side file's checksum."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StoreError(f"record {path} is unreadable ({error})") from None
+    if not isinstance(data, dict) or "record_schema" not in data:
+        raise NotARecord(path)
+    if data["record_schema"] != RECORD_SCHEMA:
+        raise StoreError(f"record {path} has schema {data['record_schema']}, this version reads {RECORD_SCHEMA}")
+    side = path.with_name(data["side_file"])
+    try:
+        payload = side.read_bytes()
+    except OSError:
+        raise StoreError(f"record {path} lacks its side file {side.name}") from None
+    if hashlib.sha256(payload).hexdigest() != data["side_sha256"]:
+        raise StoreError(f"record {path} does not match its side file {side.name} (checksum)")
+    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    results = []
+    for i, summary in enumerate(data["results"]):
+        prefix = f"{i}/"
+        per_sample = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        results.append(result_from_dict(summary, per_sample))
+    artifacts = {k[len(ARTIFACT):]: v for k, v in arrays.items() if k.startswith(ARTIFACT)}
+    return Record(path=path, job=data["job"], key=data["key"], results=results, artifacts=artifacts)
