@@ -19,7 +19,8 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import labelled_pass
 from cutmix_eval.evaluate.passes import Predictions
 from cutmix_eval.metrics.calibration import CONVENTIONS as CALIBRATION_CONVENTIONS
-from cutmix_eval.metrics.calibration import calibration_metrics, fit_temperature, reliability_bins, softmax
+from cutmix_eval.metrics.calibration import brier_per_image, calibration_metrics, fit_temperature, nll_per_image, \
+    reliability_bins, softmax
 from cutmix_eval.metrics.classification import topk_correct
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
@@ -65,7 +66,8 @@ def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: in
         curves["reliability_calibrated"] = _bins_curve(*_outcomes(z, y, temperature), n_bins, temperature)
         conventions["temperature"] += (f"; fitted on the first {holdout} images, every metric computed on the "
                                        "remaining ones")
-    per_sample = {"index": predictions.indices[holdout:], "confidence": confidence, "correct": correct}
+    per_sample = {"index": predictions.indices[holdout:], "confidence": confidence, "correct": correct,
+                  "nll": nll_per_image(z, y), "brier": brier_per_image(z, y)}
     return Result(evaluator="calibration", metrics=metrics, conventions=conventions, model=model_info,
                   dataset=dataset_info, config={"holdout": holdout, "n_bins": n_bins} | (config or {}),
                   curves=curves, per_sample=per_sample)

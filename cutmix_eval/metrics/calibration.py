@@ -30,12 +30,14 @@ __all__ = [
     "CONVENTIONS",
     "TEMPERATURE_BOUNDS",
     "ReliabilityBins",
+    "brier_per_image",
     "brier_score",
     "calibration_metrics",
     "expected_calibration_error",
     "fit_temperature",
     "log_softmax",
     "negative_log_likelihood",
+    "nll_per_image",
     "reliability_bins",
     "softmax",
 ]
@@ -230,8 +232,14 @@ def negative_log_likelihood(logits, labels, temperature: float = 1.0) -> float:
     ``ValueError`` on shape mismatch, empty input, labels outside ``0..K-1``,
     non-finite logits or a bad temperature.
     """
+    return float(np.mean(nll_per_image(logits, labels, temperature)))
+
+
+def nll_per_image(logits, labels, temperature: float = 1.0) -> np.ndarray:
+    """``-log softmax(logits / temperature)[label]`` of each image (``N``, nats); its mean is
+    :func:`negative_log_likelihood`."""
     z, y = _check_logits_labels(logits, labels)
-    return float(np.mean(_nll_per_image(z / _check_temperature(temperature), y)))
+    return _nll_per_image(z / _check_temperature(temperature), y)
 
 
 def brier_score(logits, labels, temperature: float = 1.0) -> float:
@@ -242,10 +250,15 @@ def brier_score(logits, labels, temperature: float = 1.0) -> float:
     2: all mass on one wrong class). Same input checks as
     :func:`negative_log_likelihood`.
     """
+    return float(np.mean(brier_per_image(logits, labels, temperature)))
+
+
+def brier_per_image(logits, labels, temperature: float = 1.0) -> np.ndarray:
+    """``sum_k (p_k - onehot_k)^2`` of each image (``N``); its mean is :func:`brier_score`."""
     z, y = _check_logits_labels(logits, labels)
     diff = softmax(z, temperature)  # a fresh array: subtract the one-hot in place
     diff[np.arange(y.size), y] -= 1.0
-    return float(np.mean(np.sum(diff * diff, axis=1)))
+    return np.sum(diff * diff, axis=1)
 
 
 def fit_temperature(logits, labels) -> float:
