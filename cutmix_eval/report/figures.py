@@ -250,14 +250,15 @@ def inbetween_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = 
 
 def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tuple[Any, Any]]], *,
                 linestyles: dict[str, str] | None = None, title: str = "", percent: bool = True,
-                panel_inches: float = 3.2) -> Figure:
+                panel_inches: float = 3.2, markers: bool = True) -> Figure:
     """Curves of several models side by side, one panel per analysis.
 
     ``panels``: per panel a dict with ``title``, ``xlabel`` and ``ylabel``. ``series``:
     ``{label: [(x, y) for each panel]}`` (``None`` instead of ``(x, y)`` leaves that
     panel without the series); colours follow :func:`method_colour`, ``linestyles``
     optionally maps labels to matplotlib line styles. With ``percent`` the y values
-    (fractions) are drawn as percentages on a 0-100 axis.
+    (fractions) are drawn as percentages on a 0-100 axis; ``markers`` marks each point
+    (off for dense curves such as ROC).
     """
     fig = Figure(figsize=(panel_inches * len(panels) + 0.2, 2.9))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
@@ -268,7 +269,7 @@ def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tup
                 continue
             x, y = (_numpy(v).astype(float) for v in curve)
             ax.plot(x, scale * y, color=method_colour(label, position), linestyle=(linestyles or {}).get(label, "solid"),
-                    linewidth=1.4, marker="o", markersize=2.5, label=label)
+                    linewidth=1.4, marker="o" if markers else None, markersize=2.5, label=label)
     for ax, panel in zip(axes, panels):
         ax.set_title(panel.get("title", ""), fontsize=8)
         ax.set_xlabel(panel.get("xlabel", ""), fontsize=8)
