@@ -2,9 +2,9 @@
 
 Each analysis is a function ``run(subject, **options) -> Outcome`` over one model
 on one labelled dataset (a :class:`Subject`), with every option's default in its
-signature. :func:`make_job` turns (analysis, subject, options) into the job dict
-the result store keys records by, and :func:`run_job` runs a job unless its
-record already exists. The command line and a study name the same analysis with
+signature. :func:`make_job` turns (analysis, model, dataset, options) into the
+job dict the result store keys records by, and :func:`run_job` runs a job unless
+its record already exists. The command line and a study name the same analysis with
 the same options, so they find each other's records.
 
 =============== ==========================================================
@@ -183,21 +183,25 @@ def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[
     return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
 
 
-def make_job(name: str, subject: Subject, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The store's job for analysis ``name`` of ``subject`` (see :mod:`cutmix_eval.report.store`)."""
-    dataset = subject.dataset
+def make_job(name: str, model_info: Mapping[str, Any], dataset: str, split: str, limit: int | None,
+             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The store's job for analysis ``name`` (see :mod:`cutmix_eval.report.store`): built from
+    the checkpoint's SHA-256 and method label, so it can be looked up before loading a model."""
     return {"analysis": name,
-            "model": {"checkpoint_sha256": subject.model_info.get("checkpoint_sha256"),
-                      "method": subject.model_info.get("method")},
-            "dataset": {"name": dataset.name, "split": dataset.split, "limit": subject.limit},
+            "model": {"checkpoint_sha256": model_info.get("checkpoint_sha256"), "method": model_info.get("method")},
+            "dataset": {"name": dataset, "split": split, "limit": limit},
             "options": analysis_options(name, options)}
+
+
+def subject_job(name: str, subject: Subject, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return make_job(name, subject.model_info, subject.dataset.name, subject.dataset.split, subject.limit, options)
 
 
 def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[str, Any] | None = None, *,
             force: bool = False) -> tuple[Record, bool]:
     """The record of analysis ``name`` on ``subject``: read from ``store`` when it exists (and
     not ``force``), else computed and saved. Returns ``(record, reused)``."""
-    job = make_job(name, subject, options)
+    job = subject_job(name, subject, options)
     if not force and (record := store.load(job)) is not None:
         return record, True
     results, artifacts = ANALYSES[name](subject, **job["options"])

@@ -24,13 +24,14 @@ from cutmix_eval.cli.metrics import MetricsCommand
 from cutmix_eval.cli.occlusion import OcclusionCommand
 from cutmix_eval.cli.ood import OODCommand
 from cutmix_eval.cli.quickstart import QuickstartCommand
+from cutmix_eval.cli.report import ReportCommand, StudyCommand
 from cutmix_eval.cli.train import TrainAllCommand, TrainCommand
 from cutmix_eval.errors import UserError
 
 COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
                            TrainCommand(), TrainAllCommand(), EvaluateCommand(), LocalizeCommand(), OODCommand(),
                            CalibrationCommand(), OcclusionCommand(), InbetweenCommand(), AdversarialCommand(),
-                           CorruptionCommand(), MetricsCommand()]
+                           CorruptionCommand(), MetricsCommand(), StudyCommand(), ReportCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,24 +52,26 @@ def check_formats(formats: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def _inputs_digest(results_dir: Path, options: dict[str, Any]) -> str:
+def _inputs_digest(results_dir: Path, options: dict[str, Any], extra: Sequence[Path]) -> str:
     from cutmix_eval import __version__
 
     digest = hashlib.sha256(json.dumps({"options": options, "version": __version__}, sort_keys=True).encode())
-    for path in sorted(results_dir.glob("*.json")):
+    for path in [*sorted(results_dir.glob("*.json")), *extra]:
         digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence[str] = FORMATS, *,
                  intervals: bool = True, title: str = "cutmix-eval report", intro: str = "",
-                 force: bool = False) -> ReportOutcome:
-    """Render the report of ``results_dir`` into ``out_dir`` (see the module docstring)."""
+                 force: bool = False, extra_figures: Sequence[tuple[str, Path]] = ()) -> ReportOutcome:
+    """Render the report of ``results_dir`` into ``out_dir`` (see the module docstring);
+    ``extra_figures`` (caption, PNG path) are shown before the comparison figures."""
     results_dir, out_dir, formats = Path(results_dir), Path(out_dir), check_formats(formats)
     if not results_dir.is_dir():
         raise UserError(f"results folder {results_dir} does not exist; run an evaluation or a study first")
-    options = {"formats": formats, "intervals": intervals, "title": title, "intro": intro}
-    digest = _inputs_digest(results_dir, options)
+    options = {"formats": formats, "intervals": intervals, "title": title, "intro": intro,
+               "extra": [[caption, str(path)] for caption, path in extra_figures]}
+    digest = _inputs_digest(results_dir, options, [Path(p) for _, p in extra_figures])
     paths = {f: out_dir / f"report.{f}" for f in formats}
     manifest = out_dir / MANIFEST
     if not force and manifest.exists() and all(p.exists() for p in paths.values()):
@@ -80,8 +82,9 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
     if not records:
         raise UserError(f"no records in {results_dir}; run an evaluation or a study into it first")
     tables = build_tables(records, intervals=intervals)
-    figures = [(caption, atomic_save_figure(out_dir / "figures" / f"{name}.png", figure, dpi=150))
-               for name, caption, figure in comparison_figures(records)]
+    figures = [(caption, Path(path)) for caption, path in extra_figures]
+    figures += [(caption, atomic_save_figure(out_dir / "figures" / f"{name}.png", figure, dpi=150))
+                for name, caption, figure in comparison_figures(records)]
     writers = {
         "md": lambda: markdown_document(tables, figures, out_dir, title, intro, intervals),
         "tex": lambda: render.latex(tables, intervals=intervals, title=title),

@@ -1,0 +1,262 @@
+"""Studies: checkpoints x datasets x analyses, run where missing, then reported.
+
+A study file (TOML) names what to compare; relative paths are resolved against
+the file's folder::
+
+    [study]
+    name = "embedded"                  # outputs go to reports/<name>/ unless `output` is given
+    output = "../reports/embedded"     # report folder; records in <output>/results
+    formats = ["md", "tex", "csv", "html"]
+    intervals = true                   # 95% bootstrap intervals in the tables
+    device = "auto"
+    batch_size = 128
+    data_root = "~/data"               # default: $CUTMIX_EVAL_DATA, else ./data
+
+    [[checkpoints]]
+    path = "../checkpoints/quickstart/baseline/last.pth"
+    method = "baseline"                # the column label; checkpoints sharing one are seeds
+    # arch, num_classes, trust = true (only for files from a source you trust)
+
+    [[datasets]]
+    name = "synthetic"                 # split = "test" by default, limit = N images
+
+    [analyses.classification]
+    [analyses.occlusion]
+    limit = 500                        # this analysis on the first 500 images only
+    fill = "black"                     # any option of the analysis (see `cutmix-eval study --help`)
+
+:func:`run_study` evaluates every (checkpoint, dataset, analysis) job whose record
+is missing from the results folder, one model in memory at a time, and skips the
+rest without loading anything: an interrupted study resumes where it stopped, and
+a finished one re-renders its report in seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, make_job, run_job
+from cutmix_eval.errors import UserError
+from cutmix_eval.report.build import FORMATS, ReportOutcome, check_formats, write_report
+from cutmix_eval.report.store import ResultStore
+
+
+@dataclass
+class StudyCheckpoint:
+    path: Path
+    method: str
+    arch: str | None = None
+    num_classes: int | None = None
+    trust: bool = False
+
+
+@dataclass
+class StudyDataset:
+    name: str
+    split: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class Study:
+    """What to compare (see the module docstring); ``analyses`` maps analysis names to their
+    options, with an optional ``limit`` (images) per analysis."""
+
+    name: str
+    checkpoints: list[StudyCheckpoint]
+    datasets: list[StudyDataset]
+    analyses: dict[str, dict[str, Any]]
+    output: Path
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
+    intervals: bool = True
+    device: str = "auto"
+    batch_size: int = 128
+    data_root: str | None = None
+    title: str = ""
+    intro: str = ""
+
+    @property
+    def results(self) -> Path:
+        return self.output / "results"
+
+
+def _table(data: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind):
+        raise UserError(f"{where}: `{key}` must be a {'table' if kind is dict else 'list of tables'}")
+    return value
+
+
+def _fields(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise UserError(f"{where}: unknown key {', '.join(unknown)}; expected {', '.join(allowed)}")
+
+
+def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -> Study:
+    """A :class:`Study` from parsed TOML, relative paths resolved against ``base``; every
+    mistake is one :class:`UserError` naming the key."""
+    head = data.get("study", {})
+    if not isinstance(head, dict):
+        raise UserError(f"{where}: [study] must be a table")
+    _fields(data, ("study", "checkpoints", "datasets", "analyses"), where)
+    _fields(head, ("name", "output", "formats", "intervals", "device", "batch_size", "data_root", "title", "intro"),
+            f"{where} [study]")
+
+    def path(text: str) -> Path:
+        p = Path(str(text)).expanduser()
+        return p if p.is_absolute() else base / p
+
+    checkpoints = []
+    for i, entry in enumerate(_table(data, "checkpoints", list, where)):
+        _fields(entry, ("path", "method", "arch", "num_classes", "trust"), f"{where} checkpoints[{i}]")
+        if "path" not in entry or "method" not in entry:
+            raise UserError(f"{where} checkpoints[{i}]: needs `path` and `method` (the column label)")
+        checkpoints.append(StudyCheckpoint(path(entry["path"]), str(entry["method"]), entry.get("arch"),
+                                           entry.get("num_classes"), bool(entry.get("trust", False))))
+    datasets = []
+    for i, entry in enumerate(_table(data, "datasets", list, where)):
+        _fields(entry, ("name", "split", "limit"), f"{where} datasets[{i}]")
+        if "name" not in entry:
+            raise UserError(f"{where} datasets[{i}]: needs `name`")
+        datasets.append(StudyDataset(entry["name"], entry.get("split"), entry.get("limit")))
+    analyses = {}
+    for name, options in _table(data, "analyses", dict, where).items():
+        if name not in ANALYSES:
+            raise UserError(f"{where}: unknown analysis [analyses.{name}]; choose from {', '.join(ANALYSES)}")
+        options = dict(options)
+        limit = options.pop("limit", None)
+        analysis_options(name, options)  # refuses unknown options now, not after an hour of work
+        analyses[name] = {"options": options, "limit": limit}
+    if not checkpoints or not datasets or not analyses:
+        raise UserError(f"{where}: needs at least one [[checkpoints]], one [[datasets]] and one [analyses.NAME]")
+    name = str(head.get("name", "study"))
+    output = path(head["output"]) if "output" in head else Path("reports") / name
+    data_root = str(path(head["data_root"])) if "data_root" in head else None
+    return Study(name=name, checkpoints=checkpoints, datasets=datasets, analyses=analyses, output=output,
+                 formats=check_formats(head.get("formats", list(FORMATS))), intervals=bool(head.get("intervals", True)),
+                 device=str(head.get("device", "auto")), batch_size=int(head.get("batch_size", 128)),
+                 data_root=data_root, title=str(head.get("title", "")), intro=str(head.get("intro", "")))
+
+
+def load_study(path: str | Path) -> Study:
+    import tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"study file {path} not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"study file {path} is not valid TOML: {error}") from None
+    return study_from_dict(data, path.resolve().parent, where=str(path))
+
+
+@dataclass
+class Progress:
+    """Counts jobs and estimates the time left from the jobs already computed (per analysis
+    when one of its kind has run, else the mean of all)."""
+
+    total: int
+    log: Callable[[str], None]
+    done: int = 0
+    start: float = field(default_factory=time.perf_counter)
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+
+    def remaining(self, pending: Sequence[str]) -> float | None:
+        every = [s for times in self.seconds.values() for s in times]
+        if not every:
+            return None
+        return sum(_mean(self.seconds.get(name, every)) for name in pending)
+
+    def report(self, what: str, seconds: float, reused: bool, pending: Sequence[str], analysis: str) -> None:
+        self.done += 1
+        if not reused:
+            self.seconds.setdefault(analysis, []).append(seconds)
+        left = self.remaining(pending)
+        eta = f", about {_duration(left)} left" if left else ""
+        state = "reused" if reused else f"{seconds:.1f} s"
+        self.log(f"[{self.done}/{self.total}] {what}: {state} ({_duration(time.perf_counter() - self.start)} "
+                 f"elapsed{eta})")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def study_jobs(study: Study, checkpoint: StudyCheckpoint, sha256: str) -> list[tuple[StudyDataset, str, dict]]:
+    """(dataset, analysis, job) of one checkpoint, in run order."""
+    from cutmix_eval.data import dataset_spec
+
+    jobs = []
+    for dataset in study.datasets:
+        spec = dataset_spec(dataset.name)
+        split = dataset.split or ("test" if "test" in spec.splits else spec.splits[-1])
+        for name, entry in study.analyses.items():
+            limit = _smaller(dataset.limit, entry["limit"])
+            info = {"checkpoint_sha256": sha256, "method": checkpoint.method}
+            jobs.append((dataset, name, make_job(name, info, spec.name, split, limit, entry["options"])))
+    return jobs
+
+
+def _smaller(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def run_study(study: Study, *, force: bool = False, render_force: bool = False, progress: bool = True,
+              log: Callable[[str], None] = print, extra_figures: Sequence[tuple[str, Path]] = ()) -> ReportOutcome:
+    """Run every missing job of ``study`` (all of them with ``force``), then write its report
+    (re-rendered when records changed, or with ``render_force``); ``extra_figures`` as in
+    :func:`~cutmix_eval.report.build.write_report`."""
+    from cutmix_eval.data import create_dataset
+    from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint
+    from cutmix_eval.runtime import resolve_device
+
+    device = str(resolve_device(study.device))
+    store = ResultStore(study.results)
+    for checkpoint in study.checkpoints:
+        if not checkpoint.path.is_file():
+            raise UserError(f"checkpoint {checkpoint.path} ({checkpoint.method}) not found; fix its `path` in the "
+                            "study file")
+    plan = [(c, study_jobs(study, c, file_sha256(c.path))) for c in study.checkpoints]
+    counter = Progress(sum(len(jobs) for _, jobs in plan), log)
+    pending = [name for _, jobs in plan for _, name, _ in jobs]
+    datasets: dict[tuple[str, str], Any] = {}
+    for checkpoint, jobs in plan:
+        missing = [(d, name, job) for d, name, job in jobs if force or store.load(job) is None]
+        model, model_info = None, None
+        if missing:
+            model, info = load_checkpoint(checkpoint.path, arch=checkpoint.arch, num_classes=checkpoint.num_classes,
+                                          trust=checkpoint.trust)
+            model_info = {"checkpoint": str(checkpoint.path), "checkpoint_sha256": info.file_sha256,
+                          "arch": info.arch, "method": checkpoint.method, "training_data": info.dataset,
+                          "weights_sha256": info.weights_sha256}
+        subjects: dict[tuple[str, str, int | None], Subject] = {}
+        for dataset, name, job in jobs:
+            pending.remove(name)
+            what = f"{name} · {checkpoint.method} · {job['dataset']['name']}"
+            if not any(job is m[2] for m in missing):
+                counter.report(what, 0.0, True, pending, name)
+                continue
+            where = (job["dataset"]["name"], job["dataset"]["split"])
+            if where not in datasets:
+                datasets[where] = create_dataset(where[0], where[1], root=study.data_root)
+            subject_key = (*where, job["dataset"]["limit"])
+            if subject_key not in subjects:  # one labelled pass per (dataset, limit), shared by its analyses
+                subjects[subject_key] = Subject(model, model_info, datasets[where], device=device,
+                                                batch_size=study.batch_size, progress=progress,
+                                                data_root=study.data_root, limit=job["dataset"]["limit"])
+            start = time.perf_counter()
+            run_job(store, name, subjects[subject_key], job["options"], force=True)
+            counter.report(what, time.perf_counter() - start, False, pending, name)
+    return write_report(study.results, study.output, study.formats, intervals=study.intervals,
+                        title=study.title or f"{study.name}: cutmix-eval report", intro=study.intro,
+                        force=render_force, extra_figures=extra_figures)
