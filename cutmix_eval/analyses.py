@@ -31,7 +31,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.adversarial import DEFAULT_EPS
 from cutmix_eval.evaluate.inbetween import DEFAULT_GRID
 from cutmix_eval.evaluate.occlusion import DEFAULT_FRACTIONS, MODES
-from cutmix_eval.report.store import Record, ResultStore, job_key
+from cutmix_eval.report.store import Record, ResultStore, example_arrays, job_key
 from cutmix_eval.results import Result
 
 Outcome = tuple[list[Result], dict[str, np.ndarray]]
@@ -91,36 +91,28 @@ def localization(subject: Subject, cam: str = "cam", protocol: str = "wsolevalua
     return [result], example_arrays(kept)
 
 
-def example_arrays(examples: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """CAM examples as arrays for the store: images (N, 3, H, W) and maps (N, H, W) as
-    float16, boxes and predicted boxes padded with NaN to (N, K, 4), titles, threshold."""
-    def padded(boxes: list) -> np.ndarray:
-        width = max([len(b) for b in boxes] + [1])
-        out = np.full((len(boxes), width, 4), np.nan, dtype=np.float32)
-        for i, b in enumerate(boxes):
-            out[i, :len(b)] = np.asarray(b, dtype=np.float32).reshape(-1, 4)
-        return out
-
-    if not examples.get("image"):
-        return {}
-    return {"examples/image": np.stack(examples["image"]).astype(np.float16),
-            "examples/map": np.stack(examples["map"]).astype(np.float16),
-            "examples/boxes": padded(examples["boxes"]), "examples/pred_boxes": padded(examples["pred_boxes"]),
-            "examples/title": np.asarray(examples["title"], dtype=str),
-            "examples/threshold": np.asarray(examples["threshold"], dtype=np.float64)}
-
-
 def ood(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, ...] = ("all",),
-        num_noise: int | None = None) -> Outcome:
-    """``num_noise``: images per noise set (default: as many as ID test images, at most 10,000)."""
+        num_noise: int | None = None, energy_temperature: float = 1.0, odin_holdout: int = 1000,
+        fit_data: str | None = None, fit_limit: int | None = None) -> Outcome:
+    """``sets``: OOD set names or image folders (``all``: the paper's seven, or the embedded
+    companions); ``num_noise``: images per noise set (default: as many as ID test images, at
+    most 10,000); ``fit_data``: the labelled set Mahalanobis is fitted on (default: the ID
+    dataset's train split)."""
+    from cutmix_eval.data import create_dataset
     from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
 
     used = len(subject.dataset) if subject.limit is None else min(subject.limit, len(subject.dataset))
     ood_sets = create_ood_sets(subject.dataset, list(sets), subject.data_root,
                                num_noise=num_noise or min(used, 10_000))
+    fit = None
+    if "mahalanobis" in scores:
+        fit = create_dataset(fit_data or subject.dataset.name, "train", root=subject.data_root)
     shared = subject.labelled_pass()[0] if list(scores) == ["msp"] else None
     results = evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
-                           model_info=subject.model_info, id_predictions=shared, **subject.common())
+                           score_options={"energy": {"temperature": energy_temperature},
+                                          "odin": {"holdout": odin_holdout}},
+                           fit_dataset=fit, fit_limit=fit_limit, model_info=subject.model_info,
+                           id_predictions=shared, **subject.common())
     return list(results.values()), {}
 
 
@@ -153,12 +145,22 @@ def adversarial(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tup
                                  model_info=subject.model_info, **subject.common())], {}
 
 
-def corruption(subject: Subject, corruptions: str | tuple[str, ...] = "all", severities: tuple[int, ...] = (1, 2, 3, 4, 5),
-               table: str = "auto", seed: int = 0) -> Outcome:
+def corruption(subject: Subject, corruptions: str | tuple[str, ...] = "all",
+               severities: tuple[int, ...] = (1, 2, 3, 4, 5), table: str = "auto", seed: int = 0,
+               reference: str | None = None) -> Outcome:
+    """On-the-fly corruptions of ``subject.dataset``; ``reference``: a checkpoint file whose
+    errors on the same images normalize CE and mCE (default: AlexNet's published errors on
+    ImageNet data, none elsewhere)."""
     from cutmix_eval.evaluate.corruption import evaluate_corruption
+    from cutmix_eval.models.checkpoint import load_checkpoint
 
+    model, label = None, "reference model"
+    if reference:
+        model, info = load_checkpoint(reference, num_classes=subject.model.num_classes)
+        label = info.method or info.arch
     return [evaluate_corruption(subject.model, subject.dataset, corruptions=corruptions, severities=severities,
-                                table=table, seed=seed, model_info=subject.model_info, **subject.common())], {}
+                                table=table, seed=seed, reference=model, reference_label=label,
+                                model_info=subject.model_info, **subject.common())], {}
 
 
 ANALYSES: dict[str, Callable[..., Outcome]] = {
@@ -198,12 +200,13 @@ def subject_job(name: str, subject: Subject, options: Mapping[str, Any] | None =
 
 
 def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[str, Any] | None = None, *,
-            force: bool = False) -> tuple[Record, bool]:
+            force: bool = False, compute: Callable[[], Outcome] | None = None) -> tuple[Record, bool]:
     """The record of analysis ``name`` on ``subject``: read from ``store`` when it exists (and
-    not ``force``), else computed and saved. Returns ``(record, reused)``."""
+    not ``force``), else computed (by the registry, or by ``compute`` for a variant the registry
+    does not run, such as a released corrupted set) and saved. Returns ``(record, reused)``."""
     job = subject_job(name, subject, options)
     if not force and (record := store.load(job)) is not None:
         return record, True
-    results, artifacts = ANALYSES[name](subject, **job["options"])
+    results, artifacts = compute() if compute else ANALYSES[name](subject, **job["options"])
     path = store.save(job, results, artifacts)
     return Record(path, job, job_key(job), results, artifacts), False

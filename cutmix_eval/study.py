@@ -33,6 +33,7 @@ a finished one re-renders its report in seconds.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
 
     def path(text: str) -> Path:
         p = Path(str(text)).expanduser()
-        return p if p.is_absolute() else base / p
+        return p if p.is_absolute() else Path(os.path.normpath(base / p))
 
     checkpoints = []
     for i, entry in enumerate(_table(data, "checkpoints", list, where)):
@@ -153,7 +154,7 @@ def load_study(path: str | Path) -> Study:
         raise UserError(f"study file {path} not found") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"study file {path} is not valid TOML: {error}") from None
-    return study_from_dict(data, path.resolve().parent, where=str(path))
+    return study_from_dict(data, path.parent, where=str(path))
 
 
 @dataclass

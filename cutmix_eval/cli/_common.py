@@ -101,9 +101,30 @@ def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: 
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
+    parser.add_argument("--results", default="reports/results", metavar="DIR",
+                        help="results folder the record is stored in, for `cutmix-eval report` (default "
+                             "reports/results); an identical evaluation already recorded there is reused")
+    parser.add_argument("--force", action="store_true",
+                        help="evaluate again even when an identical evaluation is recorded in --results")
     add_data_root(parser)
     add_device(parser)
     add_json(parser)
+
+
+def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model, model_info: dict[str, Any],
+                    options: dict[str, Any], compute=None):
+    """The record of analysis ``name`` with ``options`` from the ``--results`` store: reused when
+    recorded (unless ``--force``), else computed with the command's batching (by ``compute()
+    -> (results, artifacts)`` when given) and saved."""
+    from cutmix_eval.analyses import Subject, run_job
+    from cutmix_eval.report.store import ResultStore
+
+    subject = Subject(model, model_info, dataset, device=str(device), batch_size=args.batch_size,
+                      num_workers=args.workers, data_root=args.data_root, limit=args.limit)
+    record, reused = run_job(ResultStore(args.results), name, subject, options, force=args.force, compute=compute)
+    print(f"{'reused the recorded' if reused else 'recorded in'} {record.path}"
+          + (" (--force evaluates again)" if reused else ""))
+    return record
 
 
 def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs
+    report_outputs, save_outputs, stored_analysis
 
 
 def adversarial_rows(result) -> list[dict]:
@@ -51,7 +51,7 @@ class AdversarialCommand(Command):
 
     def run(self, args):
         from cutmix_eval.errors import UserError
-        from cutmix_eval.evaluate.adversarial import evaluate_adversarial, parse_eps
+        from cutmix_eval.evaluate.adversarial import parse_eps
         from cutmix_eval.report.figures import adversarial_figure
 
         eps = parse_eps(args.eps)
@@ -60,12 +60,10 @@ class AdversarialCommand(Command):
             raise UserError(f"--pgd-step-size takes one value, not {args.pgd_step_size!r}")
         device, dataset, model, info, model_info = prepare_evaluation(args)
         attacks = [a.strip() for a in args.attack.split(",") if a.strip()]
-        result = evaluate_adversarial(model, dataset, attacks=attacks, eps=eps, targeted=args.targeted,
-                                      target=args.target, pgd_steps=args.pgd_steps,
-                                      pgd_step_size=step_size[0], pgd_restarts=args.pgd_restarts,
-                                      random_start=args.random_start, seed=args.seed, batch_size=args.batch_size,
-                                      device=device, num_workers=args.workers, limit=args.limit,
-                                      model_info=model_info)
+        options = {"attacks": attacks, "eps": eps, "targeted": args.targeted, "target": args.target,
+                   "pgd_steps": args.pgd_steps, "pgd_step_size": step_size[0], "pgd_restarts": args.pgd_restarts,
+                   "random_start": args.random_start, "seed": args.seed}
+        result = stored_analysis(args, "adversarial", device, dataset, model, model_info, options).results[0]
         label = model_info["method"] or info.arch
         figure = adversarial_figure({label: result.curves}, title=f"{label} on {dataset.name}/{dataset.split}")
         parts = [dataset.name] + (["targeted"] if args.targeted else [])

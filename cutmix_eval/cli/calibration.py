@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs
+    report_outputs, save_outputs, stored_analysis
 
 SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE (%)"}
 
@@ -48,14 +48,16 @@ class CalibrationCommand(Command):
 
     def run(self, args):
         from cutmix_eval.errors import UserError
-        from cutmix_eval.evaluate.calibration import evaluate_calibration
-
         if args.bins < 1:
             raise UserError(f"--bins must be at least 1, not {args.bins}")
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        result = evaluate_calibration(model, dataset, holdout=args.holdout, n_bins=args.bins,
-                                      batch_size=args.batch_size, device=device, num_workers=args.workers,
-                                      limit=args.limit, model_info=model_info)
+        record = stored_analysis(args, "classification", device, dataset, model, model_info,
+                                 {"holdout": args.holdout, "n_bins": args.bins})
+        if len(record.results) < 2:
+            bad = record.results[0].metrics["num_nonfinite_logits"]
+            raise UserError(f"the model produced NaN or infinite logits for {bad} images; calibration is undefined "
+                            "for them")
+        result = record.results[1]
         paths = save_outputs(result, default_output_dir(args, "calibration", dataset.name), "calibration",
                              {"reliability": reliability_figure(result)})
         held = f"; first {args.holdout} held out for the temperature" if args.holdout else ""

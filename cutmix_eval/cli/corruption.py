@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs
+    report_outputs, save_outputs, stored_analysis
 
 #: released corrupted sets and the clean test set each one's clean error comes from
 CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
@@ -94,8 +94,7 @@ class CorruptionCommand(Command):
     def run(self, args):
         from cutmix_eval.data import corrupted_slices, create_dataset, dataset_spec
         from cutmix_eval.errors import DatasetNotFoundError, UserError
-        from cutmix_eval.evaluate.corruption import evaluate_corruption, evaluate_released_corruption, \
-            parse_severities
+        from cutmix_eval.evaluate.corruption import evaluate_released_corruption, parse_severities
         from cutmix_eval.models.checkpoint import load_checkpoint
         from cutmix_eval.report.figures import corruption_heatmap
 
@@ -108,15 +107,8 @@ class CorruptionCommand(Command):
                 raise UserError(f"no {args.data} slices under the data root; see `cutmix-eval datasets` for the layout")
             first = {"corruption": slices[0][0], "severity": slices[0][1]}
         device, dataset, model, info, model_info = prepare_evaluation(args, **first)
-        reference, reference_label = None, "reference model"
-        if args.reference_ckpt:
-            reference, reference_info = load_checkpoint(args.reference_ckpt, num_classes=model.num_classes,
-                                                        trust=args.trust_checkpoint)
-            reference_label = reference_info.method or reference_info.arch
-        options = dict(corruptions=args.corruptions, severities=severities, reference=reference,
-                       reference_label=reference_label,
-                       batch_size=args.batch_size, device=device, num_workers=args.workers, limit=args.limit,
-                       model_info=model_info)
+        options = {"corruptions": args.corruptions, "severities": severities, "table": args.table,
+                   "seed": args.seed, "reference": args.reference_ckpt}
         if released:
             clean_name, clean_split = (args.clean_data, "test") if args.clean_data else CLEAN_OF[args.data]
             try:
@@ -126,12 +118,25 @@ class CorruptionCommand(Command):
                     raise
                 clean = None
                 print(f"note: {clean_name} not found under the data root: no clean error, no relative mCE")
-            result = evaluate_released_corruption(model, args.data, root=args.data_root, split=dataset.split,
-                                                  clean=clean, **options)
+            reference, reference_label = None, "reference model"
+            if args.reference_ckpt:
+                reference, reference_info = load_checkpoint(args.reference_ckpt, num_classes=model.num_classes,
+                                                            trust=args.trust_checkpoint)
+                reference_label = reference_info.method or reference_info.arch
+
+            def compute():
+                return [evaluate_released_corruption(
+                    model, args.data, root=args.data_root, split=dataset.split, clean=clean,
+                    corruptions=args.corruptions, severities=severities, reference=reference,
+                    reference_label=reference_label, batch_size=args.batch_size, device=device,
+                    num_workers=args.workers, limit=args.limit, model_info=model_info)], {}
+            options |= {"table": f"released; clean error from {clean.name if clean else 'nothing'}", "seed": None}
+            result = stored_analysis(args, "corruption", device, dataset, model, model_info, options,
+                                     compute=compute).results[0]
         else:
             if args.clean_data:
                 raise UserError("--clean-data goes with a released corrupted set (cifar10-c, cifar100-c, imagenet-c)")
-            result = evaluate_corruption(model, dataset, table=args.table, seed=args.seed, **options)
+            result = stored_analysis(args, "corruption", device, dataset, model, model_info, options).results[0]
         label = model_info["method"] or info.arch
         errors = {label: result.curves["errors"]}
         if "reference" in result.curves and args.reference_ckpt:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_evaluation, print_table
+from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_evaluation, print_table, \
+    stored_analysis
 
 
 class EvaluateCommand(Command):
@@ -16,14 +17,9 @@ class EvaluateCommand(Command):
         add_evaluation(parser, 256, "dataset name (see `cutmix-eval datasets`)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.calibration import calibration_result
-        from cutmix_eval.evaluate.classification import classification_result, labelled_pass
-
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        predictions, dataset_info = labelled_pass(model, dataset, batch_size=args.batch_size, device=device,
-                                                  num_workers=args.workers, limit=args.limit)
-        config = {"batch_size": args.batch_size, "limit": args.limit}
-        result = classification_result(predictions, model_info=model_info, dataset_info=dataset_info, config=config)
+        record = stored_analysis(args, "classification", device, dataset, model, model_info, {})
+        result = record.results[0]
         metrics = result.metrics
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {metrics['num_images']} images")
         row = {"top-1 error (%)": 100 * metrics["top1_error"], "top-5 error (%)": 100 * metrics["top5_error"]}
@@ -32,8 +28,7 @@ class EvaluateCommand(Command):
             print(f"warning: {metrics['num_nonfinite_logits']} images got NaN/inf logits (counted as wrong; "
                   "calibration skipped)")
         else:  # the same pass gives the calibration numbers
-            calibration = calibration_result(predictions, model_info=model_info, dataset_info=dataset_info,
-                                             config=config)
+            calibration = record.results[1]
             row |= {"NLL": calibration.metrics["nll"], "Brier": calibration.metrics["brier"],
                     "ECE (%)": 100 * calibration.metrics["ece"]}
             summary["calibration"] = calibration.summary()

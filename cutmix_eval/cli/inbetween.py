@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs
+    report_outputs, save_outputs, stored_analysis
 
 
 def inbetween_rows(result) -> list[dict]:
@@ -68,15 +68,14 @@ class InbetweenCommand(Command):
                             help="folder for the record and figures (default: reports/inbetween/<checkpoint>-<data>)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.inbetween import evaluate_inbetween
         from cutmix_eval.evaluate.occlusion import parse_grid
         from cutmix_eval.report.figures import inbetween_figure
 
         mix_grid, cut_grid = parse_grid(args.mix_grid, "the mixup grid"), parse_grid(args.cut_grid, "the cutmix grid")
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        result = evaluate_inbetween(model, dataset, num_pairs=args.pairs, seed=args.seed, mix_grid=mix_grid,
-                                    cut_grid=cut_grid, batch_size=args.batch_size, device=device,
-                                    num_workers=args.workers, limit=args.limit, model_info=model_info)
+        result = stored_analysis(args, "inbetween", device, dataset, model, model_info,
+                                 {"num_pairs": args.pairs, "seed": args.seed, "mix_grid": mix_grid,
+                                  "cut_grid": cut_grid}).results[0]
         label = model_info["method"] or info.arch
         figures = {"neither": inbetween_figure({label: result.curves},
                                                title=f"{label} on {dataset.name}/{dataset.split}")}

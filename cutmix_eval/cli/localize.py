@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table
+    print_table, stored_analysis
 
 
 class LocalizeCommand(Command):
@@ -26,12 +26,13 @@ class LocalizeCommand(Command):
                                  "(default: reports/localize/<checkpoint>-<data>-<cam>-<protocol>)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.localization import evaluate_localization, write_outputs
+        from cutmix_eval.evaluate.localization import write_outputs
+        from cutmix_eval.report.store import examples_from_arrays
 
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        result, examples = evaluate_localization(model, dataset, cam=args.cam, protocol=args.protocol,
-                                                 batch_size=args.batch_size, device=device,
-                                                 num_workers=args.workers, limit=args.limit, model_info=model_info)
+        record = stored_analysis(args, "localization", device, dataset, model, model_info,
+                                 {"cam": args.cam, "protocol": args.protocol})
+        result, examples = record.results[0], examples_from_arrays(record.artifacts)
         record, figure = write_outputs(result, examples,
                                        default_output_dir(args, "localize", dataset.name, args.cam, args.protocol))
         metrics = result.metrics

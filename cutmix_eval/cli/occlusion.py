@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs
+    report_outputs, save_outputs, stored_analysis
 
 
 def occlusion_rows(result) -> list[dict]:
@@ -60,15 +60,14 @@ class OcclusionCommand(Command):
                             help="folder for the record and figures (default: reports/occlusion/<checkpoint>-<data>)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.occlusion import check_modes, evaluate_occlusion, parse_fill, parse_grid
+        from cutmix_eval.evaluate.occlusion import check_modes, parse_fill, parse_grid
         from cutmix_eval.report.figures import occlusion_figure
 
         fractions, fill = parse_grid(args.fractions), parse_fill(args.fill)
         modes = check_modes([m.strip() for m in args.modes.split(",") if m.strip()])
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        result = evaluate_occlusion(model, dataset, fractions=fractions, modes=modes, fill=fill, seed=args.seed,
-                                    batch_size=args.batch_size, device=device, num_workers=args.workers,
-                                    limit=args.limit, model_info=model_info)
+        result = stored_analysis(args, "occlusion", device, dataset, model, model_info,
+                                 {"fractions": fractions, "modes": modes, "fill": fill, "seed": args.seed}).results[0]
         label = model_info["method"] or info.arch
         figures = {"curves": occlusion_figure({label: result.curves}, fill=str(fill),
                                               title=f"{label} on {dataset.name}/{dataset.split}")}

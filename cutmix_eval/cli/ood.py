@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table, save_outputs
+    print_table, save_outputs, stored_analysis
 
 COLUMNS = {"tnr_at_tpr95": "TNR at TPR95", "auroc": "AUROC", "detection_accuracy": "Det. acc",
            "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}
@@ -52,13 +52,12 @@ class OODCommand(Command):
         parser.add_argument("--fit-limit", type=int, help="fit on the first N images only")
         parser.add_argument("--odin-holdout", type=int, default=1000,
                             help="ODIN: images held out at the start of every set to tune T and noise (default 1000)")
-        parser.add_argument("--num-noise", type=int, default=10_000, help="images per noise set (default 10,000)")
+        parser.add_argument("--num-noise", type=int,
+                            help="images per noise set (default: as many as ID images, at most 10,000)")
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the records and figures (default: reports/ood/<checkpoint>-<in>)")
 
     def run(self, args):
-        from cutmix_eval.data import create_dataset
-        from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
         from cutmix_eval.evaluate.ood_scores import list_scores
         from cutmix_eval.errors import UserError
 
@@ -66,14 +65,11 @@ class OODCommand(Command):
         if unknown or not args.score:
             raise UserError(f"unknown OOD score {', '.join(unknown) or '(none)'}; choose from {', '.join(list_scores())}")
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        ood_sets = create_ood_sets(dataset, args.ood, args.data_root, num_noise=args.num_noise)
-        fit = None
-        if "mahalanobis" in args.score:
-            fit = create_dataset(args.fit_data or args.data, "train", root=args.data_root)
-        options = {"energy": {"temperature": args.energy_temperature}, "odin": {"holdout": args.odin_holdout}}
-        results = evaluate_ood(model, dataset, ood_sets, scores=args.score, score_options=options, fit_dataset=fit,
-                               fit_limit=args.fit_limit, batch_size=args.batch_size, device=device,
-                               num_workers=args.workers, limit=args.limit, model_info=model_info)
+        options = {"scores": args.score, "sets": args.ood, "num_noise": args.num_noise,
+                   "energy_temperature": args.energy_temperature, "odin_holdout": args.odin_holdout,
+                   "fit_data": args.fit_data, "fit_limit": args.fit_limit}
+        record = stored_analysis(args, "ood", device, dataset, model, model_info, options)
+        results = {result.config["score"]: result for result in record.results}
         out_dir = default_output_dir(args, "ood", dataset.name)
         summary = {}
         for score, result in results.items():

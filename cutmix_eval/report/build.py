@@ -32,7 +32,7 @@ from cutmix_eval.metrics.ood import roc_points
 from cutmix_eval.report import figures as fig
 from cutmix_eval.report import render
 from cutmix_eval.report.comparison import build_tables, group_records, method_label, ordered_labels, result_of
-from cutmix_eval.report.store import Record, ResultStore
+from cutmix_eval.report.store import Record, ResultStore, examples_from_arrays
 
 FORMATS = ("md", "tex", "csv", "html")
 MANIFEST = "report-manifest.json"
@@ -157,22 +157,19 @@ def _roc(columns):
 
 
 def _cams(columns):
-    shown = {label: r.artifacts for label, r in columns.items() if "examples/image" in r.artifacts}
+    shown = {label: examples_from_arrays(r.artifacts) for label, r in columns.items()
+             if "examples/image" in r.artifacts}
     if not shown:
         return None
-    count = min(8, *(len(a["examples/image"]) for a in shown.values()))
-    first = next(iter(shown.values()))
-    images = np.concatenate([a["examples/image"][:count].astype(np.float32) for a in shown.values()])
-    maps = [m.astype(np.float32) for a in shown.values() for m in a["examples/map"][:count]]
+    count = min(8, *(len(e["image"]) for e in shown.values()))
 
-    def boxes(a, key):
-        return [b[np.isfinite(b).all(axis=1)] for b in a[key][:count]]
+    def joined(key: str) -> list:
+        return [x for e in shown.values() for x in e[key][:count]]
 
-    gt = [b for a in shown.values() for b in boxes(a, "examples/boxes")]
-    predicted = [b for a in shown.values() for b in boxes(a, "examples/pred_boxes")]
-    titles = [str(t) for t in first["examples/title"][:count]] + [""] * (count * (len(shown) - 1))
-    figure = fig.sample_grid(images, boxes=gt, heatmaps=maps, pred_boxes=predicted, pred_inclusive=True,
-                             titles=titles, ncols=count, row_labels=list(shown))
+    titles = next(iter(shown.values()))["title"][:count] + [""] * (count * (len(shown) - 1))
+    figure = fig.sample_grid(np.stack(joined("image")), boxes=joined("boxes"), heatmaps=joined("map"),
+                             pred_boxes=joined("pred_boxes"), pred_inclusive=True, titles=titles, ncols=count,
+                             row_labels=list(shown))
     return ("cam", "Class activation maps of the same test images: ground-truth box green, the box at each "
                    "model's best threshold red (dashed)", figure)
 

@@ -34,6 +34,7 @@ import io
 import json
 import re
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,8 +155,11 @@ def read_record(path: Path) -> Record:
         raise StoreError(f"record {path} lacks its side file {side.name}") from None
     if hashlib.sha256(payload).hexdigest() != data["side_sha256"]:
         raise StoreError(f"record {path} does not match its side file {side.name} (checksum)")
-    with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-        arrays = {name: npz[name] for name in npz.files}
+    try:  # never unpickle: a side file holding object arrays is refused
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise StoreError(f"record {path} has an unreadable side file {side.name} ({error})") from None
     results = []
     for i, summary in enumerate(data["results"]):
         prefix = f"{i}/"
@@ -163,3 +167,36 @@ def read_record(path: Path) -> Record:
         results.append(result_from_dict(summary, per_sample))
     artifacts = {k[len(ARTIFACT):]: v for k, v in arrays.items() if k.startswith(ARTIFACT)}
     return Record(path=path, job=data["job"], key=data["key"], results=results, artifacts=artifacts)
+
+
+# --------------------------------------------------------------------------- CAM examples as artifacts
+
+
+def example_arrays(examples: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """CAM examples as arrays for the store: images (N, 3, H, W) and maps (N, H, W) as
+    float16, boxes and predicted boxes padded with NaN to (N, K, 4), titles, threshold."""
+    def padded(boxes: list) -> np.ndarray:
+        width = max([len(b) for b in boxes] + [1])
+        out = np.full((len(boxes), width, 4), np.nan, dtype=np.float32)
+        for i, b in enumerate(boxes):
+            out[i, :len(b)] = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+        return out
+
+    if not examples.get("image"):
+        return {}
+    return {"examples/image": np.stack(examples["image"]).astype(np.float16),
+            "examples/map": np.stack(examples["map"]).astype(np.float16),
+            "examples/boxes": padded(examples["boxes"]), "examples/pred_boxes": padded(examples["pred_boxes"]),
+            "examples/title": np.asarray(examples["title"], dtype=str),
+            "examples/threshold": np.asarray(examples["threshold"], dtype=np.float64)}
+
+
+def examples_from_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The inverse of :func:`example_arrays` (the evaluator's example lists)."""
+    def unpadded(boxes: np.ndarray) -> list[np.ndarray]:
+        return [b[np.isfinite(b).all(axis=1)] for b in boxes]
+
+    return {"image": list(arrays["examples/image"].astype(np.float32)),
+            "map": list(arrays["examples/map"].astype(np.float32)),
+            "boxes": unpadded(arrays["examples/boxes"]), "pred_boxes": unpadded(arrays["examples/pred_boxes"]),
+            "title": [str(t) for t in arrays["examples/title"]], "threshold": float(arrays["examples/threshold"])}

@@ -1,0 +1,150 @@
+"""Studies: parsing with one-line errors, running what is missing, resuming, the study and report commands."""
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+from cutmix_eval import analyses
+from cutmix_eval.cli import main
+from cutmix_eval.errors import UserError
+from cutmix_eval.models import create_model
+from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.study import load_study, run_study, study_from_dict
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+SMALL = {"classification": {}, "ood": {"num_noise": 16, "limit": 16},
+         "occlusion": {"fractions": [0.0, 0.5, 1.0], "limit": 12},
+         "adversarial": {"eps": [8 / 255], "limit": 12}}
+
+
+def write_study(tmp_path: Path, analyses_: dict, methods=("baseline", "cutmix")) -> Path:
+    lines = ['[study]', 'name = "tiny"', 'output = "out"', 'formats = ["md", "csv"]', 'batch_size = 16', ""]
+    for i, method in enumerate(methods):
+        ckpt = tmp_path / f"{method}.pth"
+        if not ckpt.exists():
+            import torch
+
+            torch.manual_seed(i)
+            save_checkpoint(ckpt, create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), method=method,
+                            dataset="synthetic")
+        lines += ["[[checkpoints]]", f'path = "{ckpt.name}"', f'method = "{method}"', ""]
+    lines += ["[[datasets]]", 'name = "synthetic"', "limit = 24", ""]
+    for name, options in analyses_.items():
+        lines.append(f"[analyses.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in options.items()]
+    path = tmp_path / "study.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_examples_parse_with_paths_relative_to_the_file():
+    embedded = load_study(EXAMPLES / "embedded.toml")
+    assert [c.method for c in embedded.checkpoints] == ["baseline", "mixup", "cutout", "cutmix"]
+    assert embedded.checkpoints[0].path == EXAMPLES.parent / "checkpoints/quickstart/baseline/last.pth"
+    assert set(embedded.analyses) == set(analyses.ANALYSES)
+    paper = load_study(EXAMPLES / "cifar100-paper.toml")
+    assert paper.datasets[0].name == "cifar100" and {c.arch for c in paper.checkpoints} == {
+        "pyramidnet:depth=200,alpha=240"}
+
+
+def test_examples_match_the_quick_start():
+    from cutmix_eval.quickstart import QUICK_ANALYSES
+
+    embedded = load_study(EXAMPLES / "embedded.toml")
+    for name, entry in QUICK_ANALYSES.items():
+        assert analyses.analysis_options(name, embedded.analyses[name]["options"]) == \
+            analyses.analysis_options(name, entry["options"]), name
+        assert embedded.analyses[name]["limit"] == entry["limit"], name
+
+
+@pytest.mark.parametrize("data,match", [
+    ({"checkpoints": [{"path": "a.pth"}], "datasets": [{"name": "synthetic"}], "analyses": {"ood": {}}},
+     "needs `path` and `method`"),
+    ({"checkpoints": [{"path": "a", "method": "m"}], "datasets": [{"name": "x"}], "analyses": {"lens": {}}},
+     "unknown analysis"),
+    ({"checkpoints": [{"path": "a", "method": "m"}], "datasets": [{"name": "x"}],
+      "analyses": {"occlusion": {"holes": 3}}}, "has no option holes"),
+    ({"checkpoints": [{"path": "a", "method": "m"}], "datasets": [{"name": "x"}], "analyses": {}}, "needs at least"),
+    ({"checkpoints": {"path": "a"}, "datasets": [], "analyses": {}}, "must be a list of tables"),
+    ({"study": {"colour": "red"}, "checkpoints": [], "datasets": [], "analyses": {}}, "unknown key colour"),
+    ({"study": {"formats": ["pdf"]}, "checkpoints": [{"path": "a", "method": "m"}], "datasets": [{"name": "x"}],
+      "analyses": {"ood": {}}}, "unknown report format"),
+])
+def test_study_mistakes_are_one_line_user_errors(data, match):
+    with pytest.raises(UserError, match=match) as err:
+        study_from_dict(data, Path("."))
+    assert "\n" not in str(err.value)
+
+
+def test_study_runs_what_is_missing_and_resumes(tmp_path, monkeypatch):
+    study = load_study(write_study(tmp_path, SMALL))
+    calls = []
+    original = dict(analyses.ANALYSES)
+
+    def counting(name):
+        @functools.wraps(original[name])  # keeps the signature the options are checked against
+        def run(subject, **options):
+            calls.append(name)
+            if name == "occlusion" and subject.model_info["method"] == "cutmix" and len(calls) < 100:
+                raise KeyboardInterrupt  # the user presses Ctrl-C in the middle
+            return original[name](subject, **options)
+        return run
+
+    monkeypatch.setattr(analyses, "ANALYSES", {n: counting(n) for n in original})
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, progress=False, log=lambda _: None)
+    assert calls == ["classification", "ood", "occlusion", "adversarial", "classification", "ood", "occlusion"]
+    assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 6  # nothing half-written
+    calls.clear()
+    monkeypatch.setattr(analyses, "ANALYSES", {n: counting(n) for n in original} | {"occlusion": original["occlusion"]})
+    lines = []
+    outcome = run_study(study, progress=False, log=lines.append)
+    assert calls == ["adversarial"] and not outcome.reused
+    assert sum("reused" in line for line in lines) == 6 and lines[-1].startswith("[8/8]")
+    report = outcome.paths["md"].read_text()
+    assert "| baseline" in report or "baseline |" in report
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a finished study loads no model")
+
+    monkeypatch.setattr("cutmix_eval.models.checkpoint.load_checkpoint", no_loading)
+    assert run_study(study, progress=False, log=lambda _: None).reused
+
+
+def test_study_and_report_commands(tmp_path, capsys):
+    path = write_study(tmp_path, {"classification": {}})
+    assert main(["study", str(path), "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["reused"] is False and Path(summary["report"]["md"]).exists()
+    assert "[2/2] classification · cutmix · synthetic" in out
+    results = tmp_path / "out" / "results"
+    assert main(["report", str(results), "--format", "md,tex", "--out", str(tmp_path / "r"), "--no-intervals"]) == 0
+    assert "report (written)" in capsys.readouterr().out
+    tex = (tmp_path / "r" / "report.tex").read_text()
+    body = tex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    assert r"\toprule" in tex and "[" not in body and "top-1 error" in body
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["study", str(tmp_path / "nope.toml")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_evaluation_commands_store_and_reuse_records(tmp_path, capsys):
+    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10, input_size=(3, 64, 64)),
+                           method="cutmix", dataset="synthetic")
+    argv = ["occlusion", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--fractions", "0,1",
+            "--examples", "0", "--results", str(tmp_path / "results"), "--output-dir", str(tmp_path / "o")]
+    assert main(argv) == 0
+    assert "recorded in" in capsys.readouterr().out
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "reused the recorded" in first and "--force" in first
+    assert main(argv + ["--force"]) == 0
+    assert "recorded in" in capsys.readouterr().out
+    assert main(["evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8",
+                 "--results", str(tmp_path / "results")]) == 0
+    assert len(list((tmp_path / "results").glob("*.json"))) == 2
