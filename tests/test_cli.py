@@ -112,22 +112,27 @@ def test_debug_shows_the_traceback(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
-def test_quickstart_small_run(tmp_path):
-    from cutmix_eval.quickstart import run_quickstart
+def test_quickstart_small_run(tmp_path, monkeypatch):
+    from cutmix_eval import quickstart
+    from cutmix_eval.report.store import ResultStore
     from cutmix_eval.train import get_recipe
 
+    small = {name: dict(entry, limit=16) for name, entry in quickstart.QUICK_ANALYSES.items()}
+    small["inbetween"] = {"options": dict(small["inbetween"]["options"], num_pairs=16), "limit": 32}
+    monkeypatch.setattr(quickstart, "QUICK_ANALYSES", small)
     recipe = get_recipe("quick", epochs=1, arch="gapnet:width=4", train_samples=64, test_samples=32, batch_size=32)
-    summary = run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe, methods=["baseline", "cutmix"],
-                             progress=False, log=lambda _: None)
+    lines = []
+    summary = quickstart.run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe,
+                                        methods=["baseline", "cutmix"], progress=False, log=lines.append)
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "top-1 error" in report and "samples.png" in report and "| cutmix" in report
-    assert (tmp_path / "report" / "samples.png").stat().st_size > 1000
-    record = json.loads((tmp_path / "report" / "results" / "cutmix-classification.json").read_text())
-    assert record["evaluator"] == "classification" and record["model"]["method"] == "cutmix"
-    ood = json.loads((tmp_path / "report" / "results" / "cutmix-ood-msp.json").read_text())
-    assert ood["dataset"]["ood_sets"]["photos"]["num_images"] == ood["dataset"]["num_images"] and "## Out-of-distribution" in report
-    assert "ECE (%)" in report and 0 <= summary["metrics"]["cutmix"]["calibration"]["ece"] <= 1
-    assert set(summary["metrics"]) == {"baseline", "cutmix"}
-    again = run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe, methods=["cutmix"],
-                           progress=False, log=lambda _: None)  # reuses the finished run
-    assert again["metrics"]["cutmix"] == summary["metrics"]["cutmix"]
+    assert "### Classification and calibration" in report and "### Out-of-distribution detection: AUROC" in report
+    assert "figures/samples.png" in report and "figures/cam-synthetic-test.png" in report
+    assert all((tmp_path / "report" / f"report.{f}").stat().st_size > 1000 for f in ("md", "tex", "csv", "html"))
+    records = ResultStore(tmp_path / "report" / "results").records()
+    assert len(records) == 2 * len(small) and {r.job["model"]["method"] for r in records} == {"baseline", "cutmix"}
+    assert any("left" in line for line in lines)  # the progress display estimates the time remaining
+    assert set(summary["checkpoints"]) == {"baseline", "cutmix"}
+    lines.clear()
+    again = quickstart.run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe,
+                                      methods=["baseline", "cutmix"], progress=False, log=lines.append)
+    assert again["timings"]["evaluate"] < 10 and sum("reused" in line for line in lines) == 2 * len(small)

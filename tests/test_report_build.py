@@ -174,3 +174,31 @@ def test_an_empty_or_missing_results_folder_is_a_user_error(tmp_path):
         write_report(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(UserError, match="unknown report format pdf"):
         write_report(tmp_path / "empty", tmp_path / "out", formats=["pdf"])
+
+
+def test_ece_interval_resamples_each_image_whole(tmp_path):
+    """Confidence and correctness of an image stay paired: the interval agrees with a plain
+    loop over paired resamples (an unpaired resampling lands far off, with ECE near 0 here)."""
+    from cutmix_eval.metrics.calibration import expected_calibration_error
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    confidence = rng.uniform(0.1, 1.0, n)
+    correct = rng.random(n) < confidence  # calibrated by construction
+    cls = Result("classification", {"top1_error": 1 - correct.mean(), "top5_error": 0.0, "num_nonfinite_logits": 0},
+                 {}, {"method": "baseline"}, {"name": "toy", "split": "test", "num_images": n},
+                 per_sample={"top1_correct": correct, "top5_correct": np.ones(n, bool)})
+    ece = expected_calibration_error(confidence, correct)
+    cal = Result("calibration", {"ece": ece, "nll": 0.0, "brier": 0.0}, {}, {"method": "baseline"},
+                 {"name": "toy", "split": "test", "num_images": n}, config={"n_bins": 15},
+                 per_sample={"confidence": confidence, "correct": correct, "nll": np.zeros(n), "brier": np.zeros(n)})
+    store = ResultStore(tmp_path)
+    store.save({"analysis": "classification", "model": {"checkpoint_sha256": "x", "method": "baseline"},
+                "dataset": {"name": "toy", "split": "test", "limit": None}, "options": {}}, [cls, cal])
+    cell = next(r for r in build_tables(store.records())[0].rows if r.label.startswith("ECE")).cells["baseline"]
+    loop = []
+    for _ in range(1000):
+        i = rng.integers(0, n, n)
+        loop.append(100 * expected_calibration_error(confidence[i], correct[i]))
+    assert cell.value == pytest.approx(100 * ece)
+    assert (cell.low, cell.high) == pytest.approx(tuple(np.percentile(loop, [2.5, 97.5])), abs=0.4)

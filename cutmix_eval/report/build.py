@@ -114,7 +114,8 @@ def comparison_figures(records: Sequence[Record]) -> list[tuple[str, str, Any]]:
     first one is drawn."""
     out = []
     groups = group_records(records)
-    for key in sorted(groups, key=lambda k: (k[1], k[2], k[0], k[5], k[4])):
+    order = list(DRAWERS)  # the tables' order
+    for key in sorted(groups, key=lambda k: (k[1], k[2], order.index(k[0]), k[5], k[4])):
         analysis, dataset, split, _, _, score = key
         columns: dict[str, Record] = {}
         for record in groups[key]:
@@ -139,8 +140,9 @@ def _reliability(columns):
     if not results:
         return None
     labels = [f"{label} (ECE {100 * r.metrics['ece']:.2f}%)" for label, r in results.items()]
+    colours = [fig.method_colour(label, i) for i, label in enumerate(results)]
     return ("reliability", "Reliability diagrams, 15 confidence bins",
-            fig.reliability_diagram([r.curves["reliability"] for r in results.values()], labels))
+            fig.reliability_diagram([r.curves["reliability"] for r in results.values()], labels, colours=colours))
 
 
 def _roc(columns):

@@ -82,7 +82,9 @@ def classification_metrics(records: Sequence[Record]) -> list[Metric]:
         return lambda r: result_of(r, "calibration").metrics[name] if result_of(r, "calibration") else np.nan
 
     def cal_samples(*names: str) -> Callable[[Record], list[np.ndarray]]:
-        return lambda r: [result_of(r, "calibration").per_sample[n] for n in names]
+        """One group whose trailing axis holds ``names``: an image's values resample together."""
+        return lambda r: [np.stack([result_of(r, "calibration").per_sample[n].astype(np.float64) for n in names],
+                                   axis=-1)]
 
     has_calibration = all(result_of(r, "calibration") for r in records)
     rows = [Metric("top-1 error", lambda r: 100 * cls(r).metrics["top1_error"], LOWER,
@@ -97,7 +99,8 @@ def classification_metrics(records: Sequence[Record]) -> list[Metric]:
                         key="brier", unit="", digits=3),
                  Metric(f"ECE ({n_bins} bins)", lambda r: 100 * cal("ece")(r), LOWER,
                         lambda r: (cal_samples("confidence", "correct")(r),
-                                   lambda c, k: 100 * bs.ece_rows(c, k, n_bins)), key="ece", digits=2)]
+                                   lambda x: 100 * bs.ece_rows(x[..., 0], x[..., 1] > 0.5, n_bins)),
+                        key="ece", digits=2)]
     return rows
 
 
@@ -301,7 +304,8 @@ def _title(base: str, key: tuple, records: Sequence[Record], siblings: list[tupl
     result = records[0].results[0]
     size = result.dataset.get("num_images") or result.metrics.get("num_images") or result.metrics.get("num_pairs")
     title = f"{base} ({score.upper()} score)" if score else base
-    title += f" — {dataset}/{split}" + (f", {size} images" if size else "")
+    count = f"{result.metrics['num_pairs']} image pairs" if analysis == "inbetween" else f"{size} images"
+    title += f" — {dataset}/{split}" + (f", {count}" if size else "")
     differing = _differing_options(options, [s[4] for s in siblings])
     return title + (f" [{differing}]" if differing else "")
 

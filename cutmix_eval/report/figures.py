@@ -147,22 +147,24 @@ def ood_scores_figure(pairs: dict[str, tuple[Any, Any]], score: str, roc: dict[s
     return fig
 
 
-def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str], title: str = "") -> Figure:
+def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str], title: str = "",
+                        colours: Sequence[str] | None = None) -> Figure:
     """Reliability diagrams side by side: accuracy per confidence bin against the diagonal.
 
     Each curve is a dict with ``edges`` (B + 1), ``count``, ``accuracy`` and
     ``confidence`` (B each; NaN where a bin is empty). Bars show each bin's accuracy,
     the red outline its gap to the bin's mean confidence; the lower panel the share
-    of images per bin.
+    of images per bin. ``colours``: one bar colour per panel (e.g. each method's).
     """
     fig = Figure(figsize=(3.3 * len(curves), 3.8))
     axes = fig.subplots(2, len(curves), squeeze=False, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for (top, bottom), curve, label in zip(axes.T, curves, labels):
+    for i, ((top, bottom), curve, label) in enumerate(zip(axes.T, curves, labels)):
         edges, count = _numpy(curve["edges"]).astype(float), _numpy(curve["count"]).astype(float)
         accuracy = np.nan_to_num(_numpy(curve["accuracy"]).astype(float))
         confidence = _numpy(curve["confidence"]).astype(float)
         left, width = edges[:-1], np.diff(edges)
-        top.bar(left, accuracy, width=width, align="edge", color="#4c72b0", edgecolor="white", linewidth=0.5,
+        top.bar(left, accuracy, width=width, align="edge", color=colours[i] if colours else "#4c72b0",
+                edgecolor="white", linewidth=0.5,
                 label="accuracy")
         filled = count > 0
         top.bar(left[filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=width[filled],
@@ -250,7 +252,7 @@ def inbetween_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = 
 
 def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tuple[Any, Any]]], *,
                 linestyles: dict[str, str] | None = None, title: str = "", percent: bool = True,
-                panel_inches: float = 3.2, markers: bool = True) -> Figure:
+                panel_inches: float = 3.2, markers: bool = True, max_columns: int = 3) -> Figure:
     """Curves of several models side by side, one panel per analysis.
 
     ``panels``: per panel a dict with ``title``, ``xlabel`` and ``ylabel``. ``series``:
@@ -258,10 +260,16 @@ def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tup
     panel without the series); colours follow :func:`method_colour`, ``linestyles``
     optionally maps labels to matplotlib line styles. With ``percent`` the y values
     (fractions) are drawn as percentages on a 0-100 axis; ``markers`` marks each point
-    (off for dense curves such as ROC).
+    (off for dense curves such as ROC). Panels wrap after ``max_columns`` per row, so a figure
+    stays within a page's text width (about 10 inches at most).
     """
-    fig = Figure(figsize=(panel_inches * len(panels) + 0.2, 2.9))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ncols = min(len(panels), max_columns)
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(panel_inches * ncols + 0.2, 2.9 * nrows))
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in grid.flat[len(panels):]:
+        ax.axis("off")
+    axes = grid.flat[:len(panels)]
     scale = 100.0 if percent else 1.0
     for position, (label, curves) in enumerate(series.items()):
         for ax, curve in zip(axes, curves):
@@ -279,7 +287,7 @@ def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tup
         ax.grid(True, linewidth=0.3, color="0.85")
         ax.tick_params(labelsize=7)
         ax.spines[["top", "right"]].set_visible(False)
-    axes[-1].legend(fontsize=7, frameon=False)
+    axes[len(axes) - 1].legend(fontsize=7, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
