@@ -214,9 +214,10 @@ def _smaller(a: int | None, b: int | None) -> int | None:
 
 def run_study(study: Study, *, force: bool = False, render_force: bool = False, progress: bool = True,
               log: Callable[[str], None] = print, extra_figures: Sequence[tuple[str, Path]] = ()) -> ReportOutcome:
-    """Run every missing job of ``study`` (all of them with ``force``), then write its report
-    (re-rendered when records changed, or with ``render_force``); ``extra_figures`` as in
-    :func:`~cutmix_eval.report.build.write_report`."""
+    """Run every missing job of ``study`` (all of them with ``force``), then write the report of
+    exactly its records (other records in the folder, e.g. of an earlier version of the study,
+    are left out); re-rendered when records changed, or with ``render_force``; ``extra_figures``
+    as in :func:`~cutmix_eval.report.build.write_report`."""
     from cutmix_eval.data import create_dataset
     from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint
     from cutmix_eval.runtime import resolve_device
@@ -260,4 +261,5 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
             counter.report(what, time.perf_counter() - start, False, pending, name)
     return write_report(study.results, study.output, study.formats, intervals=study.intervals,
                         title=study.title or f"{study.name}: cutmix-eval report", intro=study.intro,
-                        force=render_force, extra_figures=extra_figures)
+                        force=render_force, extra_figures=extra_figures,
+                        only=[store.path_for(job) for _, jobs in plan for _, _, job in jobs])

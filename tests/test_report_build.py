@@ -202,3 +202,16 @@ def test_ece_interval_resamples_each_image_whole(tmp_path):
         loop.append(100 * expected_calibration_error(confidence[i], correct[i]))
     assert cell.value == pytest.approx(100 * ece)
     assert (cell.low, cell.high) == pytest.approx(tuple(np.percentile(loop, [2.5, 97.5])), abs=0.4)
+
+
+def test_report_of_selected_records_and_stale_figures_removed(results_dir, tmp_path):
+    store = ResultStore(results_dir)
+    chosen = [r.path for r in store.records() if r.analysis in ("occlusion", "adversarial")]
+    outcome = write_report(results_dir, tmp_path, formats=["md"], only=chosen)
+    md = outcome.paths["md"].read_text()
+    assert "### Occlusion robustness" in md and "### Adversarial robustness" in md and "Classification" not in md
+    assert sorted(p.name.split("-")[0] for p in outcome.figures) == ["adversarial", "occlusion"]
+    adversarial = [p for p in chosen if "adversarial" in p.name]
+    smaller = write_report(results_dir, tmp_path, formats=["md"], only=adversarial)
+    assert not smaller.reused and len(smaller.figures) == 1
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [smaller.figures[0].name]

@@ -52,33 +52,36 @@ def check_formats(formats: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def _inputs_digest(results_dir: Path, options: dict[str, Any], extra: Sequence[Path]) -> str:
+def _inputs_digest(record_files: Sequence[Path], options: dict[str, Any], extra: Sequence[Path]) -> str:
     from cutmix_eval import __version__
 
     digest = hashlib.sha256(json.dumps({"options": options, "version": __version__}, sort_keys=True).encode())
-    for path in [*sorted(results_dir.glob("*.json")), *extra]:
+    for path in [*record_files, *extra]:
         digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence[str] = FORMATS, *,
                  intervals: bool = True, title: str = "cutmix-eval report", intro: str = "",
-                 force: bool = False, extra_figures: Sequence[tuple[str, Path]] = ()) -> ReportOutcome:
-    """Render the report of ``results_dir`` into ``out_dir`` (see the module docstring);
-    ``extra_figures`` (caption, PNG path) are shown before the comparison figures."""
+                 force: bool = False, extra_figures: Sequence[tuple[str, Path]] = (),
+                 only: Sequence[Path] | None = None) -> ReportOutcome:
+    """Render the report of the records in ``results_dir`` (or of the record files ``only``,
+    e.g. a study's, when given) into ``out_dir`` (see the module docstring); ``extra_figures``
+    (caption, PNG path) are shown before the comparison figures."""
     results_dir, out_dir, formats = Path(results_dir), Path(out_dir), check_formats(formats)
     if not results_dir.is_dir():
         raise UserError(f"results folder {results_dir} does not exist; run an evaluation or a study first")
+    record_files = sorted(Path(p) for p in only) if only is not None else sorted(results_dir.glob("*.json"))
     options = {"formats": formats, "intervals": intervals, "title": title, "intro": intro,
                "extra": [[caption, str(path)] for caption, path in extra_figures]}
-    digest = _inputs_digest(results_dir, options, [Path(p) for _, p in extra_figures])
+    digest = _inputs_digest(record_files, options, [Path(p) for _, p in extra_figures])
     paths = {f: out_dir / f"report.{f}" for f in formats}
     manifest = out_dir / MANIFEST
-    if not force and manifest.exists() and all(p.exists() for p in paths.values()):
-        previous = json.loads(manifest.read_text())
-        if previous.get("digest") == digest and all(Path(p).exists() for p in previous.get("figures", [])):
-            return ReportOutcome(paths, [Path(p) for p in previous["figures"]], reused=True)
-    records = ResultStore(results_dir).records()
+    previous = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if not force and all(p.exists() for p in paths.values()) and previous.get("digest") == digest \
+            and all(Path(p).exists() for p in previous.get("figures", [])):
+        return ReportOutcome(paths, [Path(p) for p in previous["figures"]], reused=True)
+    records = ResultStore(results_dir).records(record_files)
     if not records:
         raise UserError(f"no records in {results_dir}; run an evaluation or a study into it first")
     tables = build_tables(records, intervals=intervals)
@@ -94,6 +97,8 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
     for name, path in paths.items():
         atomic_write_text(path, writers[name]())
     atomic_write_text(manifest, json.dumps({"digest": digest, "figures": [str(p) for _, p in figures]}, indent=1))
+    for stale in set(previous.get("figures", [])) - {str(p) for _, p in figures}:  # drawn last time, not now
+        Path(stale).unlink(missing_ok=True)
     return ReportOutcome(paths, [p for _, p in figures], reused=False)
 
 

@@ -124,11 +124,13 @@ class ResultStore:
             warnings.warn(f"{error}; it will be recomputed", stacklevel=2)
             return None
 
-    def records(self) -> list[Record]:
-        """Every readable record in the folder, in file-name order; unreadable ones are warned
-        about and skipped, JSON files that are not records are ignored."""
+    def records(self, paths: Sequence[Path] | None = None) -> list[Record]:
+        """Every readable record in the folder (or those at ``paths``), in file-name order;
+        unreadable ones are warned about and skipped, JSON files that are not records ignored."""
         found = []
-        for path in sorted(self.root.glob("*.json")) if self.root.is_dir() else []:
+        if paths is None:
+            paths = sorted(self.root.glob("*.json")) if self.root.is_dir() else []
+        for path in paths:
             try:
                 found.append(read_record(path))
             except StoreError as error:
