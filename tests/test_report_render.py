@@ -344,3 +344,9 @@ def test_html_renders_in_headless_browser(tables, png, tmp_path):
     assert "ImageNet classification" in dom and "Robustness &amp; localization" in dom
     assert len(re.findall(r"<img [^>]*src=\"data:image/png;base64,", dom)) == 1
     assert dom.count("<table") == 2
+
+
+def test_a_row_where_every_method_ties_marks_nothing():
+    row = Row("AUROC", {m: Cell(0.0) for m in ("baseline", "mixup", "cutmix")}, better=HIGHER)
+    assert row.best() == set()
+    assert "**" not in markdown([Table("t", "T", ["baseline", "mixup", "cutmix"], [row])])

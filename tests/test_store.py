@@ -125,3 +125,14 @@ def test_read_record_refuses_a_pickled_side_file(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(StoreError, match="pickle"):
         read_record(path)
+
+
+def test_records_get_the_usual_file_permissions(tmp_path):
+    import os
+    import stat
+
+    path = ResultStore(tmp_path).save(job(), [result()])
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for file in (path, path.with_suffix(".npz")):
+        assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~mask

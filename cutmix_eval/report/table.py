@@ -47,11 +47,12 @@ class Row:
 
     def best(self) -> set[str]:
         """Method labels holding the best finite value (ties share it); empty for reference
-        rows, rows without a direction and rows with fewer than two numbers."""
+        rows, rows without a direction, rows with fewer than two numbers and rows where every
+        number is the same (nothing to single out)."""
         if self.reference or self.better is None:
             return set()
         finite = {k: round(c.value, self.digits) for k, c in self.cells.items() if math.isfinite(c.value)}
-        if len(finite) < 2:
+        if len(finite) < 2 or len(set(finite.values())) == 1:
             return set()
         target = max(finite.values()) if self.better == HIGHER else min(finite.values())
         return {k for k, v in finite.items() if v == target}
