@@ -10,14 +10,19 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "clovaai"
 
 
+def require_shared(path: Path, what: str) -> Path:
+    """``path`` from ../shared: CI always has it (a failure there), elsewhere the test is skipped."""
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} missing: {path}")
+        pytest.skip(f"{what} not present at {path}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def clovaai_dir() -> Path:
-    """The official-format checkpoints in ../shared/fixtures/clovaai (CI always has them)."""
-    if not FIXTURES.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"fixtures missing: {FIXTURES}")
-        pytest.skip(f"shared fixtures not present at {FIXTURES}")
-    return FIXTURES
+    """The official-format checkpoints in ../shared/fixtures/clovaai."""
+    return require_shared(FIXTURES, "shared fixtures")
 
 
 @pytest.fixture(autouse=True)

@@ -2,12 +2,13 @@
 reference notes (parsed here from ../shared/reference/paper.md), the setting matching rules, and
 that every metric key is one our evaluators really write."""
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import require_shared
 
 from cutmix_eval.report.paper import ANALYSES, METHODS, SETTINGS, PaperReference, paper_references, paper_setting
 
@@ -27,11 +28,7 @@ OOD_NAMES = {"TinyImageNet (crop)": "tinyimagenet-crop", "TinyImageNet (resize)"
 @pytest.fixture(scope="module")
 def paper_text() -> str:
     """paper.md with bold markers removed and all whitespace runs collapsed to one space."""
-    if not PAPER_MD.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"reference notes missing: {PAPER_MD}")
-        pytest.skip(f"reference notes not present at {PAPER_MD}")
-    return PAPER_MD.read_text(encoding="utf-8").replace("**", "")
+    return require_shared(PAPER_MD, "reference notes").read_text(encoding="utf-8").replace("**", "")
 
 
 def flat(text: str) -> str:

@@ -43,7 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cutmix_eval.metrics._checks import check_finite_real, check_real
+from cutmix_eval.metrics._checks import check_finite_real
+from cutmix_eval.metrics.calibration import checked_outcomes
 
 __all__ = [
     "CONVENTION",
@@ -312,14 +313,7 @@ def ece_rows(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> n
         raise ValueError(f"expected confidence (B, n) and correct (B, n), n >= 1, got {conf.shape} and {corr.shape}")
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
-    conf = check_real(conf, "confidence").astype(np.float64, copy=False)
-    bad = int(np.count_nonzero(~((conf >= 0) & (conf <= 1))))
-    if bad:
-        raise ValueError(f"{bad} confidences are NaN or outside [0, 1]")
-    if corr.dtype != bool:
-        if not np.issubdtype(corr.dtype, np.number) or not np.isin(corr, (0, 1)).all():
-            raise ValueError("correct must be booleans (or 0/1)")
-        corr = corr.astype(bool)
+    conf, corr = checked_outcomes(conf, corr)
 
     b, n = conf.shape
     edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins

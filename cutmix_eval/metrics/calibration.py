@@ -108,10 +108,17 @@ def _check_binned(confidences, correct, n_bins: int) -> tuple[np.ndarray, np.nda
         raise ValueError("confidences are empty; calibration of an empty set is undefined")
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
-    conf = check_real(conf, "confidences").astype(np.float64, copy=False)
+    return checked_outcomes(conf, corr)
+
+
+def checked_outcomes(confidences: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Confidences as float64 in [0, 1] and correctness as booleans (any shape, checked by the
+    caller); ``ValueError`` for NaN, values outside [0, 1] or correctness other than 0/1."""
+    conf = check_real(confidences, "confidences").astype(np.float64, copy=False)
     bad = int(np.count_nonzero(~((conf >= 0) & (conf <= 1))))  # also catches NaN
     if bad:
         raise ValueError(f"{bad} confidences are NaN or outside [0, 1]")
+    corr = correct
     if corr.dtype != bool:
         if not np.issubdtype(corr.dtype, np.number) or not np.isin(corr, (0, 1)).all():
             raise ValueError("correct must be booleans (or 0/1)")
