@@ -145,7 +145,10 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
 
 
 def load_study(path: str | Path) -> Study:
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+        import tomli as tomllib
 
     path = Path(path)
     try:
