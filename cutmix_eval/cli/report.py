@@ -41,8 +41,8 @@ class ReportCommand(Command):
         parser.add_argument("--format", dest="formats", type=_formats, default=list(FORMATS),
                             help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
         parser.add_argument("--out", metavar="DIR",
-                            help="output folder (default: the parent of RESULTS_DIR when it is named `results`, "
-                                 "else RESULTS_DIR/report)")
+                            help="output folder (default: `report` next to RESULTS_DIR, e.g. reports/report for "
+                                 "reports/results)")
         parser.add_argument("--title", default="cutmix-eval report", help="the report's title")
         add_report_options(parser)
 
@@ -50,7 +50,7 @@ class ReportCommand(Command):
         from cutmix_eval.report.build import write_report
 
         results = Path(args.results)
-        out = Path(args.out) if args.out else (results.parent if results.name == "results" else results / "report")
+        out = Path(args.out) if args.out else results.parent / "report"
         outcome = write_report(results, out, args.formats, intervals=args.intervals, title=args.title,
                                force=args.force)
         print_outcome(args, outcome)
