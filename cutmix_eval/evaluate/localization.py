@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from cutmix_eval.cam import create_cam
 from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.distributed import gather_objects, gather_rows, sum_arrays
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.passes import make_loader
@@ -113,7 +114,10 @@ def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str 
         else:
             outcomes["fixed"].append(loc.gt_known_localization(maps, boxes, PAPER_THRESHOLD).iou)
         _keep_examples(examples, keep_examples, batch, maps, dataset)
-    arrays = {k: np.concatenate(v) for k, v in outcomes.items() if v}
+    arrays = {k: gather_rows(np.concatenate(v)) for k, v in outcomes.items() if v}
+    if pixels is not None:
+        pixels.foreground, pixels.background = sum_arrays(pixels.foreground), sum_arrays(pixels.background)
+    examples = gather_examples(examples, keep_examples)
     config = {"cam": cam, "protocol": protocol, "protocol_conventions": spec.description,
               "thresholds": WSOL_THRESHOLDS.tolist(), "batch_size": batch_size, "limit": limit}
     dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": len(data),
@@ -134,6 +138,12 @@ def inclusive_boxes(boxes: np.ndarray, dataset: ImageDataset) -> np.ndarray:
     if getattr(dataset, "box_convention", "annotation") == "edges":
         boxes = boxes - np.array([0, 0, 1, 1])
     return boxes
+
+
+def gather_examples(examples: dict[str, list], count: int) -> dict[str, list]:
+    """The first ``count`` examples over all ranks (rank 0's block comes first)."""
+    parts = gather_objects(examples)
+    return {key: [x for part in parts for x in part[key]][:count] for key in examples}
 
 
 def _keep_examples(examples: dict[str, list], count: int, batch: dict, maps: np.ndarray,

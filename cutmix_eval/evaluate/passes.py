@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from cutmix_eval.data.base import collate_samples
+from cutmix_eval.distributed import gather_rows, shard_range, world
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.runtime import resolve_device
@@ -45,12 +46,24 @@ class Predictions:
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = False,
-                generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
-    """A DataLoader that batches samples with :func:`collate_samples`."""
+                generator: torch.Generator | None = None, drop_last: bool = False,
+                collate_fn=collate_samples) -> DataLoader:
+    """A DataLoader that batches samples with :func:`collate_samples` (or ``collate_fn``),
+    streaming them (``num_workers`` processes decode ahead; pinned memory on CUDA). Under
+    ``torchrun`` it iterates this rank's contiguous block only
+    (:func:`cutmix_eval.distributed.shard_range`); callers gather what they keep with
+    :func:`cutmix_eval.distributed.gather_rows`."""
+    name = getattr(dataset, "name", "") or getattr(getattr(dataset, "dataset", None), "name", "")
     if len(dataset) == 0:
-        raise UserError(f"dataset {getattr(dataset, 'name', '')} is empty; nothing to evaluate")
+        raise UserError(f"dataset {name} is empty; nothing to evaluate")
+    rank, size = world()
+    if size > 1:
+        if len(dataset) < size:
+            raise UserError(f"dataset {name} has {len(dataset)} images, fewer than the {size} processes; "
+                            "run with fewer processes (torchrun --nproc_per_node)")
+        dataset = Subset(dataset, shard_range(len(dataset)))
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      collate_fn=collate_samples, generator=generator, drop_last=drop_last,
+                      collate_fn=collate_fn, generator=generator, drop_last=drop_last,
                       pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
@@ -73,8 +86,9 @@ def predict(model: Classifier, dataset: Dataset, *, batch_size: int = 256, devic
         logits.append(out.float().cpu())
         labels.append(batch["label"])
         indices.append(batch["index"])
-    return Predictions(torch.cat(logits).numpy(), torch.cat(labels).numpy(), torch.cat(indices).numpy(),
-                       torch.cat(pooled).numpy() if keep_features else None)
+    return Predictions(gather_rows(torch.cat(logits).numpy()), gather_rows(torch.cat(labels).numpy()),
+                       gather_rows(torch.cat(indices).numpy()),
+                       gather_rows(torch.cat(pooled).numpy()) if keep_features else None)
 
 
 class DistinctPasses:

@@ -46,7 +46,7 @@ from cutmix_eval.metrics.classification import topk_error
 from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.train import distributed
+from cutmix_eval import distributed
 from cutmix_eval.train.augment import batch_augment, sample_transform
 from cutmix_eval.train.mixing import METHODS, create_mixer, soft_cross_entropy
 from cutmix_eval.train.recipes import Recipe
