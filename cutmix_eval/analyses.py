@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from cutmix_eval.distributed import is_main_process, main_decides
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.adversarial import DEFAULT_EPS
 from cutmix_eval.evaluate.inbetween import DEFAULT_GRID
@@ -203,10 +204,14 @@ def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[st
             force: bool = False, compute: Callable[[], Outcome] | None = None) -> tuple[Record, bool]:
     """The record of analysis ``name`` on ``subject``: read from ``store`` when it exists (and
     not ``force``), else computed (by the registry, or by ``compute`` for a variant the registry
-    does not run, such as a released corrupted set) and saved. Returns ``(record, reused)``."""
+    does not run, such as a released corrupted set) and saved. Returns ``(record, reused)``.
+    Under ``torchrun``, rank 0 decides whether the record exists and alone saves it; every
+    rank computes its shard (a reused record is read on rank 0 only)."""
     job = subject_job(name, subject, options)
-    if not force and (record := store.load(job)) is not None:
-        return record, True
+    main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
+    record = store.load(job) if main and not force else None
+    if main_decides(record is not None):
+        return record or Record(store.path_for(job), job, job_key(job), [], {}), True
     results, artifacts = compute() if compute else ANALYSES[name](subject, **job["options"])
-    path = store.save(job, results, artifacts)
+    path = store.save(job, results, artifacts) if main else store.path_for(job)
     return Record(path, job, job_key(job), results, artifacts), False

@@ -90,6 +90,16 @@ def shard_range(n: int) -> range:
     return range(n * rank // size, n * (rank + 1) // size)
 
 
+def main_decides(value):
+    """Rank 0's ``value`` on every rank (``value`` itself in one process): decisions that must
+    agree, such as whether a record already exists, are taken by rank 0 alone."""
+    if world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_objects(value) -> list:
     """``value`` of every rank, in rank order (``[value]`` in one process)."""
     rank, size = world()
@@ -106,6 +116,13 @@ def gather_rows(array: np.ndarray) -> np.ndarray:
     if world()[1] == 1:
         return array
     return np.concatenate(gather_objects(np.asarray(array)), axis=0)
+
+
+def gather_concat(parts) -> np.ndarray:
+    """This rank's per-batch ``parts`` (tensors or arrays) concatenated, then gathered over
+    ranks with :func:`gather_rows`."""
+    arrays = [p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p) for p in parts]
+    return gather_rows(np.concatenate(arrays))
 
 
 def sum_arrays(array: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cutmix_eval.data import create_dataset
+from cutmix_eval.distributed import is_main_process
 from cutmix_eval.fileio import atomic_save_figure
 from cutmix_eval.study import Study, StudyCheckpoint, StudyDataset, run_study
 from cutmix_eval.train import METHODS, Recipe, get_recipe, train
@@ -59,7 +60,7 @@ def run_quickstart(out_dir: str | Path = "reports/quickstart", ckpt_dir: str | P
     start = time.perf_counter()
     test_set = create_dataset(recipe.dataset, "test")
     samples = out_dir / "figures" / "samples.png"
-    if not samples.exists():
+    if not samples.exists() and is_main_process():
         _write_sample_grid(test_set, samples)
     timings["data"] = time.perf_counter() - start
     log(f"[1/3] data: {recipe.dataset}, {test_set.num_classes} classes, {len(test_set)} test images "
@@ -84,6 +85,8 @@ def run_quickstart(out_dir: str | Path = "reports/quickstart", ckpt_dir: str | P
     start = time.perf_counter()
     study = quickstart_study(out_dir, checkpoints, recipe, device, len(test_set))
     outcome = run_study(study, progress=progress, log=log, extra_figures=[("Embedded test images", samples)])
+    if outcome is None:  # a torchrun rank other than 0: it evaluated its shards; rank 0 reports
+        return {}
     timings["evaluate"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - overall
     log(f"report: {outcome.paths['md']} (also {', '.join(str(p) for k, p in outcome.paths.items() if k != 'md')})")

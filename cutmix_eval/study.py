@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, make_job, run_job
+from cutmix_eval.distributed import is_main_process, main_decides
 from cutmix_eval.errors import UserError
 from cutmix_eval.report.build import FORMATS, ReportOutcome, check_formats, write_report
 from cutmix_eval.report.store import ResultStore
@@ -216,11 +217,13 @@ def _smaller(a: int | None, b: int | None) -> int | None:
 
 
 def run_study(study: Study, *, force: bool = False, render_force: bool = False, progress: bool = True,
-              log: Callable[[str], None] = print, extra_figures: Sequence[tuple[str, Path]] = ()) -> ReportOutcome:
+              log: Callable[[str], None] = print,
+              extra_figures: Sequence[tuple[str, Path]] = ()) -> ReportOutcome | None:
     """Run every missing job of ``study`` (all of them with ``force``), then write the report of
     exactly its records (other records in the folder, e.g. of an earlier version of the study,
     are left out); re-rendered when records changed, or with ``render_force``; ``extra_figures``
-    as in :func:`~cutmix_eval.report.build.write_report`."""
+    as in :func:`~cutmix_eval.report.build.write_report`. Under ``torchrun`` every rank evaluates
+    its shard of each job and only rank 0 logs, writes and returns the outcome (others: None)."""
     from cutmix_eval.data import create_dataset
     from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint
     from cutmix_eval.runtime import resolve_device
@@ -232,11 +235,15 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
             raise UserError(f"checkpoint {checkpoint.path} ({checkpoint.method}) not found; fix its `path` in the "
                             "study file")
     plan = [(c, study_jobs(study, c, file_sha256(c.path))) for c in study.checkpoints]
+    main = is_main_process()  # under torchrun rank 0 decides what is missing, logs, writes
+    done = main_decides([main and not force and store.load(job) is not None for _, jobs in plan for *_, job in jobs])
+    log = log if main else (lambda _: None)
     counter = Progress(sum(len(jobs) for _, jobs in plan), log)
     pending = [name for _, jobs in plan for _, name, _ in jobs]
     datasets: dict[tuple[str, str], Any] = {}
+    recorded = iter(done)
     for checkpoint, jobs in plan:
-        missing = [(d, name, job) for d, name, job in jobs if force or store.load(job) is None]
+        missing = [(d, name, job) for d, name, job in jobs if not next(recorded)]
         model, model_info = None, None
         if missing:
             model, info = load_checkpoint(checkpoint.path, arch=checkpoint.arch, num_classes=checkpoint.num_classes,
@@ -262,6 +269,8 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
             start = time.perf_counter()
             run_job(store, name, subjects[subject_key], job["options"], force=True)
             counter.report(what, time.perf_counter() - start, False, pending, name)
+    if not main:
+        return None
     return write_report(study.results, study.output, study.formats, intervals=study.intervals,
                         title=study.title or f"{study.name}: cutmix-eval report", intro=study.intro,
                         force=render_force, extra_figures=extra_figures,

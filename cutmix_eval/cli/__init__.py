@@ -8,6 +8,7 @@ is one JSON object with the command's results; progress bars go to stderr.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -59,6 +60,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"cutmix-eval: warning: {message}", file=sys.stderr)
 
 
+def _join_torchrun(args: argparse.Namespace) -> None:
+    """Under ``torchrun``, join the process group before the command runs; ranks other than 0
+    compute their shard silently (rank 0 prints and writes)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from cutmix_eval import distributed
+
+        distributed.setup(getattr(args, "device", None) or "auto")
+        if not distributed.is_main_process():
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -67,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     warnings.showwarning = _show_warning
     try:
+        _join_torchrun(args)
         return args._command.run(args)
     except UserError as err:
         if args.debug:

@@ -117,11 +117,14 @@ def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model,
     recorded (unless ``--force``), else computed with the command's batching (by ``compute()
     -> (results, artifacts)`` when given) and saved."""
     from cutmix_eval.analyses import Subject, run_job
+    from cutmix_eval.distributed import is_main_process
     from cutmix_eval.report.store import ResultStore
 
     subject = Subject(model, model_info, dataset, device=str(device), batch_size=args.batch_size,
                       num_workers=args.workers, data_root=args.data_root, limit=args.limit)
     record, reused = run_job(ResultStore(args.results), name, subject, options, force=args.force, compute=compute)
+    if not is_main_process():
+        raise SystemExit(0)  # torchrun: this rank did its shard; rank 0 prints and writes
     print(f"{'reused the recorded' if reused else 'recorded in'} {record.path}"
           + (" (--force evaluates again)" if reused else ""))
     return record

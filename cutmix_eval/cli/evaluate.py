@@ -1,6 +1,10 @@
-"""``evaluate``: classification error of a checkpoint on a dataset."""
+"""``evaluate``: classification error of a checkpoint on a dataset; with ``--all``, every
+analysis of the shared clean pass (classification, calibration, OOD detection, localization)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_evaluation, print_table, \
     stored_analysis
@@ -8,15 +12,31 @@ from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_
 
 class EvaluateCommand(Command):
     name = "evaluate"
-    help = "top-1 / top-5 error of a checkpoint on a dataset"
+    help = "top-1 / top-5 error of a checkpoint on a dataset (--all: + calibration, OOD, localization in one pass)"
     examples = ("cutmix-eval evaluate --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
                 "cutmix-eval evaluate --ckpt PyramidNet200_cutmix.pth.tar --data cifar100 --data-root ~/data",
-                "cutmix-eval evaluate --ckpt resnet50.pth --data imagenet --split val --json")
+                "cutmix-eval evaluate --ckpt resnet50.pth --data imagenet --split val --json",
+                "cutmix-eval evaluate --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic --all",
+                "cutmix-eval evaluate --ckpt model.pth --data cifar100 --all --out-sets lsun isun --data-root ~/data")
 
     def add_arguments(self, parser):
         add_evaluation(parser, 256, "dataset name (see `cutmix-eval datasets`)")
+        parser.add_argument("--all", action="store_true",
+                            help="also calibration, OOD detection (MSP) and native-CAM localization, all from ONE "
+                                 "pass over the dataset (plus one per OOD set); stores the same records as the "
+                                 "`evaluate`, `ood` and `localize` commands with their defaults, reusing recorded "
+                                 "ones; localization is skipped on a dataset without boxes")
+        parser.add_argument("--out-sets", nargs="+", metavar="NAME|DIR",
+                            help="with --all: the OOD sets, as `ood --out` takes them (default: all, the paper's "
+                                 "seven or the embedded companions)")
 
     def run(self, args):
+        from cutmix_eval.errors import UserError
+
+        if args.out_sets and not args.all:
+            raise UserError("--out-sets goes with --all (the `ood` command takes --out)")
+        if args.all:
+            return self.run_all(args)
         device, dataset, model, info, model_info = prepare_evaluation(args)
         record = stored_analysis(args, "classification", device, dataset, model, model_info, {})
         result = record.results[0]
@@ -36,3 +56,105 @@ class EvaluateCommand(Command):
         if args.json:
             emit_json(summary)
         return 0
+
+    def run_all(self, args) -> int:
+        from cutmix_eval.analyses import Subject
+        from cutmix_eval.report.store import ResultStore
+
+        device, dataset, model, info, model_info = prepare_evaluation(args)
+        subject = Subject(model, model_info, dataset, device=str(device), batch_size=args.batch_size,
+                          num_workers=args.workers, data_root=args.data_root, limit=args.limit)
+        options = {"ood": {"sets": [s for text in args.out_sets for s in text.split(",") if s]}} \
+            if args.out_sets else {}
+        records, notes = full_records(ResultStore(args.results), subject, options, force=args.force)
+        used = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+        print(f"{info.arch} on {dataset.name}/{dataset.split}: {used} images; classification, calibration, OOD "
+              "detection and localization from one shared pass")
+        for name, (record, reused) in records.items():
+            print(f"{name}: {'reused the recorded' if reused else 'recorded in'} {record.path}"
+                  + (" (--force evaluates again)" if reused else ""))
+        for note in notes.values():
+            print(f"note: {note}")
+        summary = print_headlines(records)
+        if args.json:
+            emit_json(summary | {"records": {n: str(r.path) for n, (r, _) in records.items()},
+                                 "reused": {n: reused for n, (_, reused) in records.items()}, "notes": notes})
+        return 0
+
+
+def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None = None, *, force: bool = False,
+                 analyses: Sequence[str] | None = None):
+    """The records of the shared-pass analyses (``analyses``, default all of
+    :data:`cutmix_eval.evaluate.full.SHARED_ANALYSES`) of ``subject`` in ``store``, under the
+    registry's jobs (:func:`cutmix_eval.analyses.subject_job`: the same keys as the
+    individual commands and studies, options defaulted by the registry and overridden by
+    ``options[name]``). Recorded ones are reused unless ``force``; the missing ones are
+    computed together by :func:`cutmix_eval.evaluate.full.evaluate_all` (one shared pass)
+    and saved (by rank 0 under ``torchrun``). Returns ``({name: (Record, reused)}, notes)``,
+    ``notes`` naming the analyses left out and why."""
+    from cutmix_eval.analyses import analysis_options, subject_job
+    from cutmix_eval.distributed import is_main_process
+    from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all, localization_note
+    from cutmix_eval.report.store import Record, example_arrays, job_key
+
+    names = list(analyses or SHARED_ANALYSES)
+    jobs = {name: subject_job(name, subject, analysis_options(name, (options or {}).get(name))) for name in names}
+    notes: dict[str, str] = {}
+    if "localization" in jobs and (note := localization_note(subject.dataset)):
+        notes["localization"] = note
+        del jobs["localization"]
+    records: dict[str, tuple[Record, bool]] = {}
+    for name, job in jobs.items():
+        if not force and (record := store.load(job)) is not None:
+            records[name] = (record, True)
+    missing = [name for name in jobs if name not in records]
+    if missing:
+        full = evaluate_all(subject.model, subject.dataset, analyses=missing,
+                            options={name: jobs[name]["options"] for name in missing},
+                            model_info=subject.model_info, data_root=subject.data_root, **subject.common())
+        notes |= full.notes
+        for name, results in full.results.items():
+            job = jobs[name]
+            artifacts = example_arrays(full.examples) if name == "localization" else {}
+            path = store.save(job, results, artifacts) if is_main_process() else store.path_for(job)
+            records[name] = (Record(path, job, job_key(job), results, artifacts), False)
+    return {name: records[name] for name in jobs if name in records}, notes
+
+
+def print_headlines(records) -> dict[str, Any]:
+    """Each analysis's headline table, as its own command prints it; returns the summaries
+    (``classification``, ``calibration``, ``ood`` by score, ``localization``) for ``--json``."""
+    from cutmix_eval.cli.calibration import calibration_rows
+    from cutmix_eval.cli.ood import ood_table
+
+    summary: dict[str, Any] = {}
+    if "classification" in records:
+        results = records["classification"][0].results
+        metrics = results[0].metrics
+        summary["classification"] = results[0].summary()
+        print(f"\nclassification and calibration: {metrics['num_images']} images")
+        if metrics["num_nonfinite_logits"]:
+            print(f"warning: {metrics['num_nonfinite_logits']} images got NaN/inf logits (counted as wrong; "
+                  "calibration skipped)")
+            print_table([{"top-1 err": 100 * metrics["top1_error"], "top-5 err": 100 * metrics["top5_error"]}],
+                        floatfmt=".4g")
+        else:
+            summary["calibration"] = results[1].summary()
+            print_table(calibration_rows(results[1]), floatfmt=".4g")
+    if "ood" in records:
+        summary["ood"] = {}
+        for result in records["ood"][0].results:
+            score = result.config["score"]
+            summary["ood"][score] = result.summary()
+            print(f"\nOOD detection, score {score} (ID {result.dataset['name']} = positive class, "
+                  f"{result.dataset['num_images']} images):")
+            print_table(ood_table(result), floatfmt=".1f")
+    if "localization" in records:
+        result = records["localization"][0].results[0]
+        metrics = result.metrics
+        summary["localization"] = result.summary()
+        print(f"\nlocalization: {metrics['num_images']} images, {result.config['cam']} maps, protocol "
+              f"{result.config['protocol']}")
+        print_table([{"metric": k, "value (%)": 100 * v} for k, v in metrics.items()
+                     if k != "num_images" and not k.startswith("threshold")])
+    return summary

@@ -82,5 +82,6 @@ class StudyCommand(Command):
         print(f"study {study.name}: {len(study.checkpoints)} checkpoints x {len(study.datasets)} datasets x "
               f"{len(study.analyses)} analyses; records in {study.results}")
         outcome = run_study(study, force=args.recompute, render_force=args.force)
-        print_outcome(args, outcome, {"results": str(study.results)})
+        if outcome is not None:  # None on torchrun ranks other than 0
+            print_outcome(args, outcome, {"results": str(study.results)})
         return 0

@@ -29,6 +29,7 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
 from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
@@ -162,12 +163,12 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
         indices.append(batch["index"].numpy())
         clean.append((clean_logits.argmax(dim=1) == labels).cpu().numpy())
         chosen.append(goal.cpu().numpy())
-    clean_correct = np.concatenate(clean)
+    clean_correct = gather_concat(clean)
     metrics: dict[str, float] = {"clean_accuracy": float(clean_correct.mean())}
     curves: dict[str, Any] = {}
-    per_sample: dict[str, np.ndarray] = {"index": np.concatenate(indices), "clean_correct": clean_correct}
+    per_sample: dict[str, np.ndarray] = {"index": gather_concat(indices), "clean_correct": clean_correct}
     for attack in attacks:
-        correct, on_goal = np.concatenate(robust[attack]), np.concatenate(hit[attack])
+        correct, on_goal = gather_concat(robust[attack]), gather_concat(hit[attack])
         success = on_goal.mean(axis=0) if targeted else \
             (clean_correct[:, None] & ~correct).sum(axis=0) / max(int(clean_correct.sum()), 1)
         for j, e in enumerate(eps):
@@ -177,7 +178,7 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
                           "success_rate": [0.0, *success]}
         per_sample[f"{attack}/correct"] = correct
     if targeted:
-        per_sample["target"] = np.concatenate(chosen)
+        per_sample["target"] = gather_concat(chosen)
     if "fgsm" in attacks and any(abs(e - PAPER_EPS) < 1e-9 for e in eps) and not targeted:
         metrics["accuracy"] = metrics[f"fgsm/accuracy@{eps_label(PAPER_EPS)}"]  # the paper's Table 11 cell
     metrics["num_images"] = int(len(clean_correct))

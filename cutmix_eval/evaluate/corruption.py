@@ -34,6 +34,7 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.data.corrupted import corrupt_indexed
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.metrics import corruption as summaries
 from cutmix_eval.models.classifier import Classifier
@@ -122,9 +123,9 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
     bar.close()
     source = {"source": "on the fly", "table": resolve_table(table, *size), "seed": seed,
               "image_size": list(size)}
-    return _result(model, dataset, len(data), names, levels, torch.cat(indices).numpy(),
-                   {k: torch.cat(v).numpy() for k, v in clean.items()},
-                   {k: torch.cat(v).numpy() for k, v in correct.items()}, reference, reference_label, source,
+    return _result(model, dataset, len(data), names, levels, gather_concat(indices),
+                   {k: gather_concat(v) for k, v in clean.items()},
+                   {k: gather_concat(v) for k, v in correct.items()}, reference, reference_label, source,
                    {"batch_size": batch_size, "limit": limit}, model_info)
 
 
@@ -194,7 +195,7 @@ def _pass(models: dict[str, Classifier], data, batch_size: int, num_workers: int
         images, labels = batch["image"].to(device, non_blocking=True), batch["label"].to(device)
         for key, m in models.items():
             out[key].append(_correct(m, images, labels).cpu())
-    return {key: torch.cat(parts).numpy() for key, parts in out.items()}
+    return {key: gather_concat(parts) for key, parts in out.items()}
 
 
 def _reference(reference: Classifier | str | None, label: str, dataset_name: str, table: str,

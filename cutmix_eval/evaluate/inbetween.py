@@ -24,14 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from cutmix_eval.data.base import ImageDataset, dataset_labels
+from cutmix_eval.distributed import gather_concat
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
-from cutmix_eval.evaluate.passes import DistinctPasses
+from cutmix_eval.evaluate.passes import DistinctPasses, make_loader
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
@@ -221,8 +222,7 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     a_indices, b_indices = make_pairs(dataset_labels(data), num_pairs, seed)
     device = resolve_device(device)
     model = model.to(device).eval()
-    loader = DataLoader(PairDataset(data, a_indices, b_indices), batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=collate_pairs, pin_memory=torch.cuda.is_available())
+    loader = make_loader(PairDataset(data, a_indices, b_indices), batch_size, num_workers, collate_fn=collate_pairs)
     outcomes: dict[str, list[torch.Tensor]] = {kind: [] for kind in grids}
     labels, nonfinite, size = {"label_a": [], "label_b": []}, [], None
     for batch in tqdm(loader, desc=f"in-between {dataset.name}", unit="batch", disable=None if progress else True,
@@ -240,11 +240,11 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
         for key in labels:
             labels[key].append(batch[key])
     height, width = size
-    bad = int(torch.cat(nonfinite).sum())
+    bad = int(gather_concat(nonfinite).sum())
     if bad:
         warnings.warn(f"the model produced NaN or infinite logits for {bad} in-between pairs; those predictions "
                       "count as neither class")
-    per_kind = {kind: torch.cat(parts).numpy() for kind, parts in outcomes.items()}
+    per_kind = {kind: gather_concat(parts) for kind, parts in outcomes.items()}
     metrics: dict[str, float] = {}
     curves: dict[str, Any] = {}
     cells: dict[str, int] = {}
@@ -260,7 +260,7 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     metrics |= {"num_pairs": int(len(a_indices)), "num_nonfinite_logits": bad}
     info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
     per_sample = {"index_a": a_indices, "index_b": b_indices,
-                  **{key: torch.cat(parts).numpy() for key, parts in labels.items()},
+                  **{key: gather_concat(parts) for key, parts in labels.items()},
                   **{f"{kind}/outcome": codes for kind, codes in per_kind.items()}}
     return Result(
         evaluator="inbetween", metrics=metrics, conventions=_conventions(grids, cells), model=info,

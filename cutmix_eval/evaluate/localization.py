@@ -82,51 +82,83 @@ def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str 
 
     Returns the Result and a few examples (images, normalized maps, boxes) for a figure.
     """
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-    if not dataset.has_boxes:
-        raise UserError(f"{dataset.name} has no bounding boxes; localization needs a dataset with boxes "
-                        "(synthetic, cub, cub-wsol, imagenet with XML boxes, ...)")
+    accumulator = LocalizationAccumulator(dataset, cam=cam, protocol=protocol, keep_examples=keep_examples)
     check_compatible(model, dataset)
-    spec = PROTOCOLS[protocol]
     device = resolve_device(device)
     model = model.to(device).eval()
     method = create_cam(cam, model)
     data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
-
-    outcomes: dict[str, list[np.ndarray]] = {"index": [], "correct": [], "v1": [], "v2": [], "fixed": []}
-    pixels = loc.PixelHistogram(WSOL_THRESHOLDS) if dataset.has_masks and spec.name == "wsolevaluation" else None
-    examples: dict[str, list] = {"image": [], "map": [], "boxes": [], "title": []}
-    example_threshold = PAPER_THRESHOLD if spec.name == "paper" else None  # None: the split's best, at the end
     for batch in tqdm(make_loader(data, batch_size, num_workers), desc=f"localize {dataset.name}", unit="batch",
                       disable=None if progress else True, leave=False):
         images, labels = batch["image"].to(device), batch["label"].to(device)
         out = method(images, labels)
-        maps = resize_and_normalize(out.maps.float().cpu().numpy(), *images.shape[-2:], spec.interpolation)
+        accumulator.update(batch, out.logits, out.maps)
+    return accumulator.finish(model_info or {"arch": model.arch}, batch_size=batch_size, limit=limit,
+                              num_images=len(data))
+
+
+class LocalizationAccumulator:
+    """The per-batch work of :func:`evaluate_localization`, reusable by any pass that has
+    the maps of the ground-truth classes (e.g. a shared pass that also keeps logits).
+
+    :meth:`update` reduces one batch's raw maps at once to per-image outcomes (best IoUs
+    over the threshold grid, pixel histograms for PxAP) and keeps the first examples, so
+    memory does not grow with the split; :meth:`finish` gathers this rank's outcomes over
+    ranks (rank order = dataset order under ``torchrun``) and returns the Result and the
+    examples. ``dataset`` must have boxes; ``protocol`` is a key of :data:`PROTOCOLS`.
+    """
+
+    def __init__(self, dataset: ImageDataset, *, cam: str = "cam", protocol: str = "wsolevaluation",
+                 keep_examples: int = 16):
+        if protocol not in PROTOCOLS:
+            raise UserError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+        if not dataset.has_boxes:
+            raise UserError(f"{dataset.name} has no bounding boxes; localization needs a dataset with boxes "
+                            "(synthetic, cub, cub-wsol, imagenet with XML boxes, ...)")
+        self.dataset, self.cam, self.keep_examples = dataset, cam, keep_examples
+        self.spec = PROTOCOLS[protocol]
+        self.outcomes: dict[str, list[np.ndarray]] = {"index": [], "correct": [], "v1": [], "v2": [], "fixed": []}
+        self.pixels = (loc.PixelHistogram(WSOL_THRESHOLDS)
+                       if dataset.has_masks and self.spec.name == "wsolevaluation" else None)
+        self.examples: dict[str, list] = {"image": [], "map": [], "boxes": [], "title": []}
+
+    def update(self, batch: dict, logits, maps) -> None:
+        """One batch: ``batch`` as collated by the loader (images, labels, indices, boxes and
+        masks on the CPU), ``logits`` ``B x K`` and raw ``maps`` ``B x h x w`` of the labels'
+        classes (tensors on any device, e.g. a :class:`~cutmix_eval.cam.CAMResult`'s)."""
+        spec, dataset, outcomes = self.spec, self.dataset, self.outcomes
+        labels = batch["label"]
+        maps = resize_and_normalize(maps.float().cpu().numpy(), *batch["image"].shape[-2:], spec.interpolation)
         boxes = [inclusive_boxes(b.numpy(), dataset) for b in batch["boxes"]]
         outcomes["index"].append(batch["index"].numpy())
-        outcomes["correct"].append((out.logits.argmax(1) == labels).cpu().numpy())
+        outcomes["correct"].append((logits.argmax(1) == labels.to(logits.device)).cpu().numpy())
         outcomes["v1"].append(loc.box_accuracy_curve(maps, boxes, WSOL_THRESHOLDS, (0.5,), "largest").best_iou)
         if spec.name == "wsolevaluation":
             outcomes["v2"].append(loc.box_accuracy_curve(maps, boxes, WSOL_THRESHOLDS).best_iou)
-            if pixels is not None:
-                pixels.update(maps, batch["mask"].numpy())
+            if self.pixels is not None:
+                self.pixels.update(maps, batch["mask"].numpy())
         else:
             outcomes["fixed"].append(loc.gt_known_localization(maps, boxes, PAPER_THRESHOLD).iou)
-        _keep_examples(examples, keep_examples, batch, maps, dataset)
-    arrays = {k: gather_rows(np.concatenate(v)) for k, v in outcomes.items() if v}
-    if pixels is not None:
-        pixels.foreground, pixels.background = sum_arrays(pixels.foreground), sum_arrays(pixels.background)
-    examples = gather_examples(examples, keep_examples)
-    config = {"cam": cam, "protocol": protocol, "protocol_conventions": spec.description,
-              "thresholds": WSOL_THRESHOLDS.tolist(), "batch_size": batch_size, "limit": limit}
-    dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": len(data),
-                    "num_classes": dataset.num_classes}
-    result = _result(arrays, pixels, spec, model_info or {"arch": model.arch}, dataset_info, config)
-    threshold = example_threshold if example_threshold is not None else result.metrics["threshold_maxboxacc"]
-    examples["pred_boxes"] = [loc.boxes_from_map(m, threshold, "largest") for m in examples["map"]]
-    examples["threshold"] = threshold
-    return result, examples
+        _keep_examples(self.examples, self.keep_examples, batch, maps, dataset)
+
+    def finish(self, model_info: dict[str, Any], *, batch_size: int, limit: int | None,
+               num_images: int) -> tuple[Result, dict[str, Any]]:
+        """The Result (``num_images``: images of the split evaluated, over all ranks) and the
+        examples with their predicted boxes; call once, after the last :meth:`update`."""
+        spec, dataset, pixels = self.spec, self.dataset, self.pixels
+        arrays = {k: gather_rows(np.concatenate(v)) for k, v in self.outcomes.items() if v}
+        if pixels is not None:
+            pixels.foreground, pixels.background = sum_arrays(pixels.foreground), sum_arrays(pixels.background)
+        examples = gather_examples(self.examples, self.keep_examples)
+        config = {"cam": self.cam, "protocol": spec.name, "protocol_conventions": spec.description,
+                  "thresholds": WSOL_THRESHOLDS.tolist(), "batch_size": batch_size, "limit": limit}
+        dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": num_images,
+                        "num_classes": dataset.num_classes}
+        result = _result(arrays, pixels, spec, model_info, dataset_info, config)
+        threshold = PAPER_THRESHOLD if spec.name == "paper" else result.metrics["threshold_maxboxacc"]
+        examples["pred_boxes"] = [loc.boxes_from_map(m, threshold, "largest") for m in examples["map"]]
+        examples["threshold"] = threshold
+        return result, examples
 
 
 def inclusive_boxes(boxes: np.ndarray, dataset: ImageDataset) -> np.ndarray:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
+from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import DistinctPasses, make_loader
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.results import Result
@@ -309,13 +310,13 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
         clean.append(sweep.clean.cpu())
         nonfinite.append(sweep.nonfinite.cpu())
         indices.append(batch["index"])
-    per_mode = {mode: torch.cat(parts).numpy() for mode, parts in correct.items()}
-    bad = int(torch.cat(nonfinite).sum())
+    per_mode = {mode: gather_concat(parts) for mode, parts in correct.items()}
+    bad = int(gather_concat(nonfinite).sum())
     if bad:
         warnings.warn(f"the model produced NaN or infinite logits for {bad} images in some occlusion variant; "
                       "those outcomes count as wrong")
     height, width = size
-    metrics: dict[str, float] = {"clean_accuracy": float(torch.cat(clean).numpy().mean())}
+    metrics: dict[str, float] = {"clean_accuracy": float(gather_concat(clean).mean())}
     curves: dict[str, Any] = {}
     cells = table_points(fractions)
     for mode, right in per_mode.items():
@@ -335,4 +336,4 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
         config={"fractions": fractions, "modes": modes, "fill": fill, "seed": seed, "batch_size": batch_size,
                 "limit": limit},
         curves=curves,
-        per_sample={"index": torch.cat(indices).numpy(), **{f"{m}/correct": c for m, c in per_mode.items()}})
+        per_sample={"index": gather_concat(indices), **{f"{m}/correct": c for m, c in per_mode.items()}})

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import loss_gradient
+from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import Predictions, make_loader
 from cutmix_eval.models.classifier import Classifier
 
@@ -215,4 +216,4 @@ class ODIN(OODScore):
                         moved = model(images - noise * step) if noise else logits * temperature
                         probs = torch.softmax(moved.double() / temperature, dim=1)
                         out[ODINSetting(temperature, noise)].append(probs.max(dim=1).values.cpu().numpy())
-        return {s: np.concatenate(v) for s, v in out.items()}
+        return {s: gather_concat(v) for s, v in out.items()}

@@ -153,12 +153,14 @@ def train(method: str, recipe: Recipe, out_dir: str | Path, *, data_root: str | 
           device: str = "auto", resume: bool = False, progress: bool = True,
           log: Callable[[str], None] = print) -> TrainOutcome:
     """Train ``method`` with ``recipe``; checkpoints and log go to ``out_dir``."""
+    joined = distributed.world()[1] > 1  # the caller (e.g. the command line) already joined the group
     ctx = distributed.setup(device)
     try:
         return _train(ctx, method, recipe, Path(out_dir), data_root, resume, progress,
                       log if ctx.is_main else (lambda _: None))
     finally:
-        distributed.teardown(ctx)
+        if not joined:
+            distributed.teardown(ctx)
 
 
 def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: Path, data_root: str | None,

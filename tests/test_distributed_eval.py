@@ -1,0 +1,109 @@
+"""Evaluation under torchrun (gloo, two CPU processes): the records equal one process's."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cutmix_eval.distributed import gather_rows, shard_range
+from cutmix_eval.models import create_model
+from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.report.store import ResultStore
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cutmix_eval"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+STUDY = """
+[study]
+name = "{name}"
+output = "{name}"
+formats = ["md"]
+batch_size = 8
+
+[[checkpoints]]
+path = "model.pth"
+method = "cutmix"
+
+[[datasets]]
+name = "synthetic"
+limit = 21          # odd: the two shards differ in size
+
+[analyses.classification]
+[analyses.localization]
+examples = 4
+[analyses.ood]
+num_noise = 15
+[analyses.occlusion]
+fractions = [0.0, 0.5, 1.0]
+[analyses.inbetween]
+num_pairs = 13
+mix_grid = [0.0, 0.5, 1.0]
+cut_grid = [0.0, 0.5, 1.0]
+[analyses.adversarial]
+eps = [0.00784313725490196, 0.03137254901960784]
+[analyses.corruption]
+corruptions = "noise"
+limit = 7
+"""
+
+
+def test_one_process_helpers_are_identities():
+    assert shard_range(5) == range(5)
+    array = np.arange(6).reshape(3, 2)
+    assert gather_rows(array) is array
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist")
+    torch.manual_seed(3)
+    save_checkpoint(root / "model.pth", create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), method="cutmix",
+                    dataset="synthetic")
+    return root
+
+
+def test_a_study_under_torchrun_writes_the_records_of_one_process(checkpoint):
+    for name in ("one", "two"):
+        (checkpoint / f"{name}.toml").write_text(STUDY.format(name=name))
+    one = subprocess.run([sys.executable, "-m", "cutmix_eval", "study", str(checkpoint / "one.toml")], env=ENV,
+                         capture_output=True, text=True)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run(TORCHRUN + ["study", str(checkpoint / "two.toml")], env=ENV, capture_output=True, text=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("[7/7]") == 1 and two.stdout.count("report (written)") == 1  # rank 0 alone speaks
+    records = {name: {r.path.name: r for r in ResultStore(checkpoint / name / "results").records()}
+               for name in ("one", "two")}
+    assert sorted(records["one"]) == sorted(records["two"]) and len(records["one"]) == 7
+    for file, single in records["one"].items():
+        double = records["two"][file]
+        assert double.job == single.job
+        for a, b in zip(single.results, double.results):
+            assert a.metrics.keys() == b.metrics.keys(), file
+            for key, value in a.metrics.items():
+                assert b.metrics[key] == pytest.approx(value, abs=1e-5), (file, key)
+            assert a.per_sample.keys() == b.per_sample.keys()
+            for key, value in a.per_sample.items():
+                np.testing.assert_allclose(b.per_sample[key], value, atol=1e-5, err_msg=f"{file} {key}")
+        for key, value in single.artifacts.items():  # CAM examples: float16 images and maps, titles
+            if value.dtype.kind == "f":
+                np.testing.assert_allclose(double.artifacts[key], value, atol=2e-3, err_msg=key)
+            else:
+                np.testing.assert_array_equal(double.artifacts[key], value, err_msg=key)
+
+
+def test_a_command_under_torchrun_prints_and_records_once(checkpoint):
+    results = checkpoint / "cli-results"
+    argv = ["occlusion", "--ckpt", str(checkpoint / "model.pth"), "--data", "synthetic", "--limit", "9",
+            "--fractions", "0,1", "--examples", "0", "--results", str(results), "--output-dir",
+            str(checkpoint / "cli-out"), "--json"]
+    done = subprocess.run(TORCHRUN + argv, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("recorded in") == 1
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["metrics"]["num_images"] == 9 and len(list(results.glob("*.json"))) == 1
+    again = subprocess.run(TORCHRUN + argv, env=ENV, capture_output=True, text=True)
+    assert again.returncode == 0 and "reused the recorded" in again.stdout
