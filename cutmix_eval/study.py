@@ -10,6 +10,7 @@ the file's folder::
     intervals = true                   # 95% bootstrap intervals in the tables
     device = "auto"
     batch_size = 128
+    workers = 4                        # DataLoader processes decoding ahead (default 0)
     data_root = "~/data"               # default: $CUTMIX_EVAL_DATA, else ./data
 
     [[checkpoints]]
@@ -77,6 +78,7 @@ class Study:
     intervals: bool = True
     device: str = "auto"
     batch_size: int = 128
+    workers: int = 0
     data_root: str | None = None
     title: str = ""
     intro: str = ""
@@ -106,8 +108,8 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
     if not isinstance(head, dict):
         raise UserError(f"{where}: [study] must be a table")
     _fields(data, ("study", "checkpoints", "datasets", "analyses"), where)
-    _fields(head, ("name", "output", "formats", "intervals", "device", "batch_size", "data_root", "title", "intro"),
-            f"{where} [study]")
+    _fields(head, ("name", "output", "formats", "intervals", "device", "batch_size", "workers", "data_root", "title",
+                   "intro"), f"{where} [study]")
 
     def path(text: str) -> Path:
         p = Path(str(text)).expanduser()
@@ -142,6 +144,7 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
     return Study(name=name, checkpoints=checkpoints, datasets=datasets, analyses=analyses, output=output,
                  formats=check_formats(head.get("formats", list(FORMATS))), intervals=bool(head.get("intervals", True)),
                  device=str(head.get("device", "auto")), batch_size=int(head.get("batch_size", 128)),
+                 workers=int(head.get("workers", 0)),
                  data_root=data_root, title=str(head.get("title", "")), intro=str(head.get("intro", "")))
 
 
@@ -264,7 +267,8 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
             subject_key = (*where, job["dataset"]["limit"])
             if subject_key not in subjects:  # one labelled pass per (dataset, limit), shared by its analyses
                 subjects[subject_key] = Subject(model, model_info, datasets[where], device=device,
-                                                batch_size=study.batch_size, progress=progress,
+                                                batch_size=study.batch_size, num_workers=study.workers,
+                                                progress=progress,
                                                 data_root=study.data_root, limit=job["dataset"]["limit"])
             start = time.perf_counter()
             run_job(store, name, subjects[subject_key], job["options"], force=True)
