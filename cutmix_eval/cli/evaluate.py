@@ -59,6 +59,8 @@ class EvaluateCommand(Command):
 
     def run_all(self, args) -> int:
         from cutmix_eval.analyses import Subject
+        from cutmix_eval.distributed import is_main_process
+        from cutmix_eval.errors import DatasetNotFoundError
         from cutmix_eval.report.store import ResultStore
 
         device, dataset, model, info, model_info = prepare_evaluation(args)
@@ -66,10 +68,18 @@ class EvaluateCommand(Command):
                           num_workers=args.workers, data_root=args.data_root, limit=args.limit)
         options = {"ood": {"sets": [s for text in args.out_sets for s in text.split(",") if s]}} \
             if args.out_sets else {}
-        records, notes = full_records(ResultStore(args.results), subject, options, force=args.force)
+        try:
+            records, notes = full_records(ResultStore(args.results), subject, options, force=args.force)
+        except DatasetNotFoundError as error:  # an OOD set (built before any pass)
+            raise DatasetNotFoundError(f"{str(error).rstrip('.')}; --all detects OOD images against "
+                                       f"{', '.join(args.out_sets or ['all'])}: choose sets that are present "
+                                       "with --out-sets") from error
+        if not is_main_process():
+            raise SystemExit(0)  # torchrun: this rank did its shard; rank 0 prints and writes
         used = len(dataset) if args.limit is None else min(args.limit, len(dataset))
-        print(f"{info.arch} on {dataset.name}/{dataset.split}: {used} images; classification, calibration, OOD "
-              "detection and localization from one shared pass")
+        computed = [name for name, (_, reused) in records.items() if not reused]
+        print(f"{info.arch} on {dataset.name}/{dataset.split}: {used} images"
+              + (f"; {', '.join(computed)} computed from one shared pass over them" if computed else ""))
         for name, (record, reused) in records.items():
             print(f"{name}: {'reused the recorded' if reused else 'recorded in'} {record.path}"
                   + (" (--force evaluates again)" if reused else ""))
@@ -90,10 +100,12 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
     individual commands and studies, options defaulted by the registry and overridden by
     ``options[name]``). Recorded ones are reused unless ``force``; the missing ones are
     computed together by :func:`cutmix_eval.evaluate.full.evaluate_all` (one shared pass)
-    and saved (by rank 0 under ``torchrun``). Returns ``({name: (Record, reused)}, notes)``,
+    and saved. Under ``torchrun`` every rank computes its shard of the missing ones; rank 0
+    alone decides what is recorded, reads and writes (other ranks get reused records without
+    Results). Returns ``({name: (Record, reused)}, notes)``,
     ``notes`` naming the analyses left out and why."""
     from cutmix_eval.analyses import analysis_options, subject_job
-    from cutmix_eval.distributed import is_main_process
+    from cutmix_eval.distributed import is_main_process, main_decides
     from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all, localization_note
     from cutmix_eval.report.store import Record, example_arrays, job_key
 
@@ -103,10 +115,12 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
     if "localization" in jobs and (note := localization_note(subject.dataset)):
         notes["localization"] = note
         del jobs["localization"]
-    records: dict[str, tuple[Record, bool]] = {}
-    for name, job in jobs.items():
-        if not force and (record := store.load(job)) is not None:
-            records[name] = (record, True)
+    main = is_main_process()  # under torchrun rank 0 alone reads and writes the store and decides what exists
+    loaded = {name: store.load(job) if main and not force else None for name, job in jobs.items()}
+    exists = main_decides({name: record is not None for name, record in loaded.items()})
+    records: dict[str, tuple[Record, bool]] = {
+        name: (loaded[name] or Record(store.path_for(job), job, job_key(job), [], {}), True)
+        for name, job in jobs.items() if exists[name]}
     missing = [name for name in jobs if name not in records]
     if missing:
         full = evaluate_all(subject.model, subject.dataset, analyses=missing,
@@ -116,7 +130,7 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
         for name, results in full.results.items():
             job = jobs[name]
             artifacts = example_arrays(full.examples) if name == "localization" else {}
-            path = store.save(job, results, artifacts) if is_main_process() else store.path_for(job)
+            path = store.save(job, results, artifacts) if main else store.path_for(job)
             records[name] = (Record(path, job, job_key(job), results, artifacts), False)
     return {name: records[name] for name in jobs if name in records}, notes
 

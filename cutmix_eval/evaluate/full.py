@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from cutmix_eval.cam.native import NativeCAM
 from cutmix_eval.data.base import ImageDataset
-from cutmix_eval.distributed import gather_rows
+from cutmix_eval.distributed import gather_objects, gather_rows
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.calibration import N_BINS, calibration_result
 from cutmix_eval.evaluate.classification import check_compatible, classification_result
@@ -122,13 +122,13 @@ def shared_pass(model: Classifier, dataset: ImageDataset, *, localization: Local
         pooled.append(features.float().cpu())
         labels.append(batch["label"])
         indices.append(batch["index"])
+    if notes := [n for n in gather_objects(note) if n]:  # every rank leaves localization out if one had to
+        localization, note = None, notes[0]
     predictions = Predictions(gather_rows(torch.cat(logits).numpy()), gather_rows(torch.cat(labels).numpy()),
                               gather_rows(torch.cat(indices).numpy()), gather_rows(torch.cat(pooled).numpy()))
     dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": len(data),
                     "num_classes": dataset.num_classes}
     return SharedPass(predictions, dataset_info, localization, note)
-
-
 
 
 @dataclass

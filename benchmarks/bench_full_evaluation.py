@@ -1,0 +1,142 @@
+"""`evaluate --all` against its floor: the forward passes its analyses need, and nothing else.
+
+Seconds per full evaluation of one model on the first N embedded ``synthetic`` test
+images (64 x 64 px, gapnet), medians of alternating rounds in one process:
+
+ours
+    :func:`cutmix_eval.evaluate.full.evaluate_all`, the library function behind
+    ``cutmix-eval evaluate --all``, end to end but WITHOUT writing the records: building
+    the OOD sets, the shared pass (``forward_all`` per batch, native CAM maps from it,
+    localization metrics per batch: MaxBoxAcc V1 and V2 curves, PxAP), classification,
+    calibration, one pass per OOD set and the OOD metrics. Writing the three records
+    afterwards is timed once and printed separately.
+floor
+    bare PyTorch loops doing exactly the passes these analyses need: building the same
+    OOD sets, then one ``forward_all`` (logits + features) over the N ID images and one
+    ``model(x)`` over each of the five OOD sets (N images each; noise sets have N),
+    under ``torch.inference_mode()``. No metric, no CAM, nothing kept.
+no loc
+    ours without localization (classification, calibration, OOD): the same passes
+    without the CAM maps and the box / pixel metrics, to show what those cost.
+
+Both read the data through the same loader (``make_loader``: the same per-image
+decoding, collation and batch size), so data decoding is INCLUDED in both figures.
+Models: gapnet with random weights (seed 0; always available, and the worst case for
+the localization metrics: its maps are noise-like, so most of the 100 thresholds must
+be traced contour by contour) and, when ``make quickstart`` has left it, the quick-start
+baseline checkpoint (trained, smooth maps). Target: ours at most 1.3 x the floor.
+
+What sets the ratio: no pass is repeated (the tests count forwards), and everything but
+localization costs a few percent ("no loc" ratio). The rest is the localization metrics
+(``metrics.localization.box_accuracy_curve`` for MaxBoxAcc V1 and V2: about 1 + 1 ms
+per 64 px image for the trained model and 3 + 3 ms for the random one, single-threaded
+CPU work), set against a gapnet forward of 0.3 to 2 ms per image here depending on how
+busy the shared machine is (its 2-thread convolutions slow down most under load), so
+the ratio moves with the load.
+
+    .venv/bin/python benchmarks/bench_full_evaluation.py [--quick]
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+
+from _common import alternating_seconds, comparison, markdown_table, parse_rounds, print_summary
+from cutmix_eval.data import create_dataset
+from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all
+from cutmix_eval.evaluate.ood import create_ood_sets
+from cutmix_eval.evaluate.passes import make_loader
+from cutmix_eval.models import create_model
+
+TARGET = 1.3
+BATCH = 256
+QUICKSTART = Path(__file__).resolve().parents[1] / "checkpoints" / "quickstart" / "baseline" / "last.pth"
+
+
+def models() -> dict[str, torch.nn.Module]:
+    torch.manual_seed(0)
+    found = {"gapnet 64px, random weights": create_model("gapnet", 10).eval()}
+    if QUICKSTART.exists():
+        from cutmix_eval.models.checkpoint import load_checkpoint
+
+        found["gapnet 64px, quick-start baseline"] = load_checkpoint(QUICKSTART)[0].eval()
+    return found
+
+
+def floor(model, dataset, count: int):
+    """The passes alone: the same OOD sets built, forward_all over the ID images, a forward per OOD set."""
+    def run():
+        ood_sets = create_ood_sets(dataset, ["all"], num_noise=count)
+        with torch.inference_mode():
+            for batch in make_loader(Subset(dataset, range(count)), BATCH):
+                model.forward_all(batch["image"])
+            for data in ood_sets.values():
+                for batch in make_loader(Subset(data, range(min(count, len(data)))), BATCH):
+                    model(batch["image"])
+    return run
+
+
+def ours(model, dataset, count: int, keep: dict, analyses=SHARED_ANALYSES):
+    def run():
+        keep["last"] = evaluate_all(model, dataset, analyses=analyses, limit=count, batch_size=BATCH,
+                                    progress=False)
+    return run
+
+
+def record_writing_seconds(full, dataset, count: int) -> float:
+    """Seconds to write the three records of one full evaluation (JSON + compressed npz each)."""
+    from cutmix_eval.report.store import ResultStore, example_arrays
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = ResultStore(folder)
+        start = time.perf_counter()
+        for name, results in full.results.items():
+            job = {"analysis": name, "model": {"checkpoint_sha256": "bench", "method": "bench"},
+                   "dataset": {"name": dataset.name, "split": dataset.split, "limit": count}, "options": {}}
+            store.save(job, results, example_arrays(full.examples) if name == "localization" else {})
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    rounds, count = parse_rounds(__doc__, quick=(3, 200), full=(5, 400))
+    dataset = create_dataset("synthetic", "test")
+    create_ood_sets(dataset, ["all"], num_noise=count)  # generate the companions into the cache, untimed
+    rows = []
+    for name, model in models().items():
+        kept: dict = {}
+        ours(model, dataset, min(count, 64), kept)()  # warm up (lazy imports, allocator), untimed
+        seconds = alternating_seconds({"ours": ours(model, dataset, count, kept),
+                                       "floor": floor(model, dataset, count),
+                                       "no loc": ours(model, dataset, count, {}, ("classification", "ood"))},
+                                      rounds, warmup=0)
+        rows.append({"model": name, "images": f"{count} ID + 5 x {count} OOD", "ours (s)": seconds["ours"],
+                     "floor (s)": seconds["floor"], "ratio": seconds["ours"] / seconds["floor"],
+                     "no loc (s)": seconds["no loc"], "no loc ratio": seconds["no loc"] / seconds["floor"],
+                     "writing (s)": record_writing_seconds(kept["last"], dataset, count)})
+    print(f"# Full evaluation (`evaluate --all`) vs the floor of its forward passes (medians of {rounds} "
+          f"alternating rounds, batch {BATCH}, {torch.get_num_threads()} CPU threads)\n")
+    print(markdown_table(rows, {"model": "", "images": "", "ours (s)": ".2f", "floor (s)": ".2f", "ratio": ".2f",
+                                "no loc (s)": ".2f", "no loc ratio": ".2f", "writing (s)": ".3f"}))
+    print("\nours: `evaluate_all` end to end without writing records (classification, calibration, OOD detection "
+          "with MSP on the embedded companions and noise, native-CAM localization with MaxBoxAcc V1/V2 and PxAP); "
+          "floor: building the same OOD sets, then forward_all over the ID images and one forward per OOD set, "
+          "bare loops in inference mode; both include data decoding (same loader). no loc: ours without "
+          "localization (classification, calibration and OOD only; the same passes, no CAM maps or box/pixel "
+          "metrics), which shows what the localization metrics cost. writing: the three records written once "
+          "afterwards (not in ours). ratio = ours / floor.")
+    for row in rows:
+        met = row["ratio"] <= TARGET
+        print(f"Target: {row['model']}: ours <= {TARGET} x the floor: {'met' if met else 'NOT met'} "
+              f"(ratio {row['ratio']:.2f}).")
+    print_summary([comparison(f"evaluate --all vs its forward passes, {r['model']}, {r['images']} images",
+                              r["ours (s)"], r["floor (s)"], "s", r["ratio"], f"<= {TARGET:g}",
+                              r["ratio"] <= TARGET, "bare forward loops") for r in rows])
+
+
+if __name__ == "__main__":
+    main()
