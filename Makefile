@@ -23,9 +23,9 @@ test: $(VENV)/.installed
 test-all: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# every benchmarks/bench_*.py -> benchmarks/results.md (BENCH_ARGS=--quick for less, "--only cam ood_metrics")
 bench: $(VENV)/.installed
-	@{ for script in benchmarks/bench_*.py; do $(BIN)/python $$script $(BENCH_ARGS) || exit 1; echo; done; } > benchmarks/results.md.tmp
-	@mv benchmarks/results.md.tmp benchmarks/results.md && cat benchmarks/results.md
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

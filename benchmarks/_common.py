@@ -1,39 +1,61 @@
-"""Shared benchmark mechanics: throughput, alternating rounds with medians, Markdown tables."""
+"""Shared benchmark mechanics: one timing loop (alternating rounds, medians), Markdown tables,
+and the machine-readable summary line that ``run_all.py`` collects.
+
+Every ``bench_*.py`` prints a Markdown section (a ``# Title`` line, tables, one ``Target:``
+line per target) and, as its very last line, ``BENCH-SUMMARY {json}`` (see
+:func:`print_summary`); ``run_all.py`` builds the summary table of ``results.md`` from those
+lines and strips them from the sections.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+SUMMARY_PREFIX = "BENCH-SUMMARY "
 
-def parse_rounds(doc: str, quick: tuple[int, int], full: tuple[int, int]) -> tuple[int, int]:
-    """The benchmark's command line: ``--quick`` picks the smaller (rounds, calls)."""
+
+def parse_rounds(doc: str, quick: tuple, full: tuple) -> tuple:
+    """The benchmark's command line: ``--quick`` picks the smaller settings (rounds, calls, sizes...)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller inputs")
     return quick if parser.parse_args().quick else full
 
 
-def throughput(fn: Callable[[Any, Any], Any], x, y, calls: int) -> float:
-    """Images per second of ``calls`` calls of ``fn(x, y)`` on a batch ``x``."""
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn(x, y)
-    return calls * x.shape[0] / (time.perf_counter() - start)
+def alternating_seconds(variants: dict[str, Callable[[], Any]], rounds: int, calls: int = 1,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median seconds per call of each zero-argument variant: THE timing loop of every benchmark.
+
+    After ``warmup`` untimed calls of each variant, ``rounds`` rounds each time a block of
+    ``calls`` calls of every variant in turn (the first variant of the round rotates, so no
+    variant always runs right after the same other one); slow drift of the machine hits all
+    variants alike and cancels in their ratio. Returns, per variant, the median over the
+    rounds of (block time / ``calls``).
+    """
+    names = list(variants)
+    for name in names:
+        for _ in range(warmup):
+            variants[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = variants[name]
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            samples[name].append((time.perf_counter() - start) / calls)
+    return {name: statistics.median(samples[name]) for name in names}
 
 
 def alternating_medians(variants: dict[str, Callable], x, y, rounds: int, calls: int) -> dict[str, float]:
-    """Median images/s per variant over ``rounds`` rounds that alternate between the
-    variants (after one warm-up call each), so slow drift of the machine cancels."""
-    for fn in variants.values():
-        throughput(fn, x, y, 1)
-    samples: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            samples[name].append(throughput(fn, x, y, calls))
-    return {name: statistics.median(v) for name, v in samples.items()}
+    """Median images/s of each ``fn(x, y)`` on the batch ``x`` (via :func:`alternating_seconds`)."""
+    seconds = alternating_seconds({name: (lambda fn=fn: fn(x, y)) for name, fn in variants.items()},
+                                  rounds, calls)
+    return {name: x.shape[0] / s for name, s in seconds.items()}
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> str:
@@ -46,3 +68,22 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> s
 
 def verdict(value: float, target: float) -> str:
     return "met" if value >= target else "NOT met"
+
+
+def comparison(what: str, ours: float, reference: float, unit: str, ratio: float, target: str,
+               met: bool | None, reference_name: str = "") -> dict[str, Any]:
+    """One row of the summary table.
+
+    ``what``: what is compared (ours vs what, on which input); ``ours`` / ``reference``: the two
+    figures in ``unit``; ``ratio``: the number the target is about, whose direction ``target``
+    states (``">= 20"``: ours / reference at least 20; ``"<= 3.5"``: a cost ratio at most 3.5);
+    ``met``: ``None`` for an informational row without a target.
+    """
+    return {"comparison": what, "ours": float(ours), "reference": float(reference),
+            "reference_name": reference_name, "unit": unit, "ratio": float(ratio), "target": target,
+            "met": None if met is None else bool(met)}
+
+
+def print_summary(comparisons: Sequence[dict[str, Any]]) -> None:
+    """Print the machine-readable summary line; call it last."""
+    print("\n" + SUMMARY_PREFIX + json.dumps({"comparisons": list(comparisons)}), flush=True)
