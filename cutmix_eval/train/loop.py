@@ -222,8 +222,8 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
         record = _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx,
                               use_amp, use_cuda and recipe.channels_last, f"{method} {epoch}/{recipe.epochs}",
                               progress)
+        top1, top5 = _evaluate(model, test_set, local_batch, ctx.device)  # every rank its shard, gathered
         if ctx.is_main:
-            top1, top5 = _evaluate(model, test_set, local_batch, ctx.device)
             record = {"epoch": epoch, "lr": lr, **record,
                       "test_top1_error": top1, "test_top5_error": top5}
             history.append(record)
