@@ -246,7 +246,8 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     datasets: dict[tuple[str, str], Any] = {}
     recorded = iter(done)
     for checkpoint, jobs in plan:
-        missing = [(d, name, job) for d, name, job in jobs if not next(recorded)]
+        flags = [next(recorded) for _ in jobs]
+        missing = [entry for entry, kept in zip(jobs, flags) if not kept]
         model, model_info = None, None
         if missing:
             model, info = load_checkpoint(checkpoint.path, arch=checkpoint.arch, num_classes=checkpoint.num_classes,
@@ -255,10 +256,10 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
                           "arch": info.arch, "method": checkpoint.method, "training_data": info.dataset,
                           "weights_sha256": info.weights_sha256}
         subjects: dict[tuple[str, str, int | None], Subject] = {}
-        for dataset, name, job in jobs:
+        for (dataset, name, job), kept in zip(jobs, flags):
             pending.remove(name)
             what = f"{name} · {checkpoint.method} · {job['dataset']['name']}"
-            if not any(job is m[2] for m in missing):
+            if kept:
                 counter.report(what, 0.0, True, pending, name)
                 continue
             where = (job["dataset"]["name"], job["dataset"]["split"])
