@@ -60,15 +60,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"cutmix-eval: warning: {message}", file=sys.stderr)
 
 
-def _join_torchrun(args: argparse.Namespace) -> None:
-    """Under ``torchrun``, join the process group before the command runs; ranks other than 0
-    compute their shard silently (rank 0 prints and writes)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from cutmix_eval import distributed
+def _join_torchrun(args: argparse.Namespace):
+    """Under ``torchrun``, join the process group before the command runs and return its
+    context (None otherwise); ranks other than 0 compute their shard silently (rank 0 prints
+    and writes)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from cutmix_eval import distributed
 
-        distributed.setup(getattr(args, "device", None) or "auto")
-        if not distributed.is_main_process():
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    ctx = distributed.setup(getattr(args, "device", None) or "auto")
+    if not ctx.is_main:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+    return ctx
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,8 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     warnings.showwarning = _show_warning
+    group = None
     try:
-        _join_torchrun(args)
+        group = _join_torchrun(args)
         return args._command.run(args)
     except UserError as err:
         if args.debug:
@@ -89,3 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cutmix-eval: interrupted; nothing half-written was kept", file=sys.stderr)
         return 130
+    finally:
+        if group is not None:  # leaving gloo's threads to interpreter exit aborts the process
+            from cutmix_eval import distributed
+
+            distributed.teardown(group)
