@@ -16,6 +16,7 @@ from sklearn.metrics import average_precision_score
 
 from cutmix_eval.metrics.localization import (
     box_accuracy_curve,
+    best_ious,
     boxes_from_map,
     cam_thresholds,
     gt_known_localization,
@@ -162,6 +163,18 @@ def test_best_iou_equals_reference_loop(family, mode):
         curve = box_accuracy_curve(np.stack([maps[i] for i in picked]), [gts[i] for i in picked], THRESHOLDS,
                                    mode=mode)
         np.testing.assert_array_equal(curve.best_iou, expected[picked])
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_both_modes_in_one_call_equal_the_reference_loop(family):
+    """V1 and V2 computed together (shared tracing) give each mode's reference curve."""
+    maps, gts = normalized_with_gt(FAMILIES[family])
+    for shape in {m.shape for m in maps}:
+        picked = [i for i, m in enumerate(maps) if m.shape == shape]
+        both = best_ious(np.stack([maps[i] for i in picked]), [gts[i] for i in picked], THRESHOLDS, tuple(MODES))
+        for mode, multi in MODES.items():
+            expected = reference_best_ious([maps[i] for i in picked], [gts[i] for i in picked], THRESHOLDS, multi)
+            np.testing.assert_array_equal(both[mode], expected, err_msg=mode)
 
 
 def test_fine_grid_and_unsorted_thresholds_equal_reference():

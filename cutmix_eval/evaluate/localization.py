@@ -132,9 +132,11 @@ class LocalizationAccumulator:
         boxes = [inclusive_boxes(b.numpy(), dataset) for b in batch["boxes"]]
         outcomes["index"].append(batch["index"].numpy())
         outcomes["correct"].append((logits.argmax(1) == labels.to(logits.device)).cpu().numpy())
-        outcomes["v1"].append(loc.box_accuracy_curve(maps, boxes, WSOL_THRESHOLDS, (0.5,), "largest").best_iou)
+        modes = ("largest", "all") if spec.name == "wsolevaluation" else ("largest",)
+        best = loc.best_ious(maps, boxes, WSOL_THRESHOLDS, modes)  # one shared computation for V1 and V2
+        outcomes["v1"].append(best["largest"])
         if spec.name == "wsolevaluation":
-            outcomes["v2"].append(loc.box_accuracy_curve(maps, boxes, WSOL_THRESHOLDS).best_iou)
+            outcomes["v2"].append(best["all"])
             if self.pixels is not None:
                 self.pixels.update(maps, batch["mask"].numpy())
         else:

@@ -335,28 +335,35 @@ def _component_profiles(quantized: np.ndarray, level: int):
         yield crop.max(axis=1), crop.max(axis=0), (y, x)
 
 
-def _level_boxes(quantized: np.ndarray, key: np.ndarray, levels: np.ndarray, mode: str):
-    """Predicted boxes of one map at ascending unique levels: ``(level_index, boxes k x 4)``.
+def _level_boxes(quantized: np.ndarray, key: np.ndarray, levels: np.ndarray, modes: tuple[str, ...]) -> dict:
+    """Predicted boxes of one map at ascending unique levels, for each box mode:
+    ``{mode: (level_index, boxes k x 4)}``.
 
     Every level gets at least one box: ``[0, 0, 0, 0]`` above the map's maximum, boxes
-    from the component structure where it is proven, traced contours elsewhere.
+    from the component structure where it is proven, traced contours elsewhere. The
+    modes share one decomposition: with "largest" among them, every proven level holds
+    one component without holes, whose box is the same in both modes, and each traced
+    level's contours give both modes' boxes.
     """
     height, width = quantized.shape
     live = int(np.count_nonzero(levels < quantized.max()))  # levels ascend: the live ones come first
-    stretches, traced = _stretches(quantized, key, levels[:live], mode) if live else ([], {})
+    plan = "largest" if "largest" in modes else "all"
+    stretches, traced = _stretches(quantized, key, levels[:live], plan) if live else ([], {})
     whole = [(quantized.max(axis=1), quantized.max(axis=0), (0, 0))]
     profiled = [(np.zeros(0, np.int64),) * 5]
     for proven, anchor in stretches:
         for rows, cols, origin in whole if anchor is None else _component_profiles(quantized, levels[anchor]):
             alive, x0, y0, x1, y1 = _profile_boxes(rows, cols, levels[proven], origin)
             profiled.append((proven[alive], x0, y0, x1 + 1, y1 + 1))
-    for i, contours in traced.items():  # a live level always has a contour
-        rects = _traced_rects(contours, mode)
-        profiled.append((np.full(len(rects), i), *rects.T))
-    found, *rects = (np.concatenate(column) for column in zip(*profiled))
-    index = np.concatenate([np.arange(live, len(levels)), found])  # levels above the maximum: no contour
-    boxes = np.concatenate([np.zeros((len(levels) - live, 4), np.int64), _rects_to_boxes(*rects, width, height)])
-    return index, boxes
+    boxes = {}
+    for mode in modes:
+        columns = profiled + [(np.full(len(rects), i), *rects.T)  # a live level always has a contour
+                              for i, rects in ((i, _traced_rects(c, mode)) for i, c in traced.items())]
+        found, *rects = (np.concatenate(column) for column in zip(*columns))
+        index = np.concatenate([np.arange(live, len(levels)), found])  # levels above the maximum: no contour
+        boxes[mode] = (index, np.concatenate([np.zeros((len(levels) - live, 4), np.int64),
+                                              _rects_to_boxes(*rects, width, height)]))
+    return boxes
 
 
 # --- public curves and summaries ------------------------------------------------------------
@@ -391,25 +398,37 @@ def _threshold_array(thresholds) -> np.ndarray:
     return thresholds
 
 
-def _best_ious(maps: np.ndarray, gts: list[np.ndarray], thresholds: np.ndarray, mode: str) -> np.ndarray:
-    """``N x T``: each map's best IoU over (predicted, ground-truth) box pairs at each threshold."""
+def best_ious(maps: np.ndarray, gt_boxes, thresholds=None, modes: tuple[str, ...] = ("all",)) -> dict:
+    """``{mode: N x T}``: each map's best IoU over (predicted, ground-truth) box pairs at each
+    threshold, for each box mode ("all": V2, "largest": V1). Asking for both modes in one
+    call costs little more than "largest" alone: they share quantization and tracing.
+    ``maps``, ``gt_boxes`` and ``thresholds`` as in :func:`box_accuracy_curve`."""
+    for mode in modes:
+        _check_mode(mode)
+    maps = np.asarray(maps)
+    if maps.ndim != 3 or len(maps) == 0:
+        raise ValueError(f"expected maps N x H x W with N >= 1, got shape {maps.shape}")
+    thresholds = _threshold_array(thresholds)
+    gts = _gt_arrays(gt_boxes, len(maps))
     grids = {}  # quantized maximum -> (its unique levels, each threshold's position among them)
-    tops, positions, boxes = [], [], []
+    tops, found = [], []
     for map2d in maps:
         quantized, key = _quantize(map2d)
         tops.append(int(quantized.max()))
         if tops[-1] not in grids:
             grids[tops[-1]] = np.unique(_levels(tops[-1], thresholds), return_inverse=True)
-        index, found = _level_boxes(quantized, key, grids[tops[-1]][0], mode)
-        positions.append(index)
-        boxes.append(found)
-    images = np.repeat(np.arange(len(maps)), [len(b) for b in boxes])
+        found.append(_level_boxes(quantized, key, grids[tops[-1]][0], modes))
     width = max(len(g) for g in gts)  # pad each image's ground truth by repeating its first box
     padded = np.stack([np.concatenate([g, np.repeat(g[:1], width - len(g), axis=0)]) for g in gts])
-    ious = _paired_iou(np.concatenate(boxes)[:, None, :], padded[images]).max(axis=1)
-    by_level = np.zeros((len(maps), len(thresholds)))
-    np.maximum.at(by_level, (images, np.concatenate(positions)), ious)
-    return np.stack([by_level[n, grids[top][1]] for n, top in enumerate(tops)])
+    result = {}
+    for mode in modes:
+        positions, boxes = zip(*(per_mode[mode] for per_mode in found))
+        images = np.repeat(np.arange(len(maps)), [len(b) for b in boxes])
+        ious = _paired_iou(np.concatenate(boxes)[:, None, :], padded[images]).max(axis=1)
+        by_level = np.zeros((len(maps), len(thresholds)))
+        np.maximum.at(by_level, (images, np.concatenate(positions)), ious)
+        result[mode] = np.stack([by_level[n, grids[top][1]] for n, top in enumerate(tops)])
+    return result
 
 
 def box_accuracy_curve(maps: np.ndarray, gt_boxes, thresholds=None, iou_thresholds=V2_IOU_THRESHOLDS,
@@ -432,13 +451,9 @@ def box_accuracy_curve(maps: np.ndarray, gt_boxes, thresholds=None, iou_threshol
     is 2 to 5 times faster than the reference loop (``benchmarks/bench_maxboxacc.py``),
     more the smoother the maps.
     """
-    _check_mode(mode)
-    maps = np.asarray(maps)
-    if maps.ndim != 3 or len(maps) == 0:
-        raise ValueError(f"expected maps N x H x W with N >= 1, got shape {maps.shape}")
     thresholds = _threshold_array(thresholds)
     deltas = np.asarray(iou_thresholds, dtype=np.float64).reshape(-1)
-    best = _best_ious(maps, _gt_arrays(gt_boxes, len(maps)), thresholds, mode)
+    best = best_ious(maps, gt_boxes, thresholds, (mode,))[mode]
     accuracy = (best[None] >= deltas[:, None, None]).mean(axis=1)
     return BoxAccuracyCurve(thresholds, deltas, best, accuracy)
 
