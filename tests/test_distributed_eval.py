@@ -75,24 +75,52 @@ def test_a_study_under_torchrun_writes_the_records_of_one_process(checkpoint):
     two = subprocess.run(TORCHRUN + ["study", str(checkpoint / "two.toml")], env=ENV, capture_output=True, text=True)
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("[7/7]") == 1 and two.stdout.count("report (written)") == 1  # rank 0 alone speaks
-    records = {name: {r.path.name: r for r in ResultStore(checkpoint / name / "results").records()}
-               for name in ("one", "two")}
-    assert sorted(records["one"]) == sorted(records["two"]) and len(records["one"]) == 7
-    for file, single in records["one"].items():
-        double = records["two"][file]
+    assert_same_records(checkpoint / "one" / "results", checkpoint / "two" / "results", 7)
+
+
+def assert_same_records(one, two, count: int) -> None:
+    """The records of two results folders pair up by file name (job key) and agree within float
+    tolerance (sums over ranks add in another order): metrics and per-sample arrays within 1e-5
+    (absolute or relative), CAM examples (float16) within 2e-3."""
+    records = [{r.path.name: r for r in ResultStore(folder).records()} for folder in (one, two)]
+    assert sorted(records[0]) == sorted(records[1]) and len(records[0]) == count
+    for file, single in records[0].items():
+        double = records[1][file]
         assert double.job == single.job
         for a, b in zip(single.results, double.results):
             assert a.metrics.keys() == b.metrics.keys(), file
             for key, value in a.metrics.items():
-                assert b.metrics[key] == pytest.approx(value, abs=1e-5), (file, key)
+                assert b.metrics[key] == pytest.approx(value, rel=1e-5, abs=1e-5), (file, key)
             assert a.per_sample.keys() == b.per_sample.keys()
             for key, value in a.per_sample.items():
-                np.testing.assert_allclose(b.per_sample[key], value, atol=1e-5, err_msg=f"{file} {key}")
+                np.testing.assert_allclose(b.per_sample[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{file} {key}")
         for key, value in single.artifacts.items():  # CAM examples: float16 images and maps, titles
             if value.dtype.kind == "f":
                 np.testing.assert_allclose(double.artifacts[key], value, atol=2e-3, err_msg=key)
             else:
                 np.testing.assert_array_equal(double.artifacts[key], value, err_msg=key)
+
+
+def test_gradient_scores_fitted_scores_and_released_corruptions_under_torchrun(checkpoint, tmp_path):
+    """ODIN (input gradients, temperature and noise chosen on a held-out part), Mahalanobis
+    (fitted on a labelled set) and a released corrupted set (CIFAR-10-C files) give the
+    records of one process."""
+    from test_data_corrupted import make_cifar_c
+
+    make_cifar_c(tmp_path / "data", corruptions=("gaussian_noise", "fog"), labels=(3, 0, 9, 1, 5, 7, 2))
+    model = str(checkpoint / "model.pth")
+    commands = [["ood", "--ckpt", model, "--in", "synthetic", "--limit", "21", "--out", "gaussian",
+                 "--out", "synthetic-unseen", "--num-noise", "15", "--score", "msp,odin,mahalanobis",
+                 "--odin-holdout", "6", "--fit-data", "synthetic", "--fit-limit", "60"],
+                ["corruption", "--ckpt", model, "--data", "cifar10-c", "--data-root", str(tmp_path / "data"),
+                 "--corruptions", "gaussian_noise,fog"]]
+    for name, launcher in (("one", [sys.executable, "-m", "cutmix_eval"]), ("two", TORCHRUN)):
+        for argv in commands:
+            done = subprocess.run(launcher + argv + ["--results", str(tmp_path / name), "--output-dir",
+                                                     str(tmp_path / f"{name}-out"), "--batch-size", "4"],
+                                  env=ENV, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_records(tmp_path / "one", tmp_path / "two", 2)
 
 
 def test_a_command_under_torchrun_prints_and_records_once(checkpoint):
