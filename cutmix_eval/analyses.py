@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from cutmix_eval.distributed import is_main_process, main_decides
-from cutmix_eval.errors import UserError
+from cutmix_eval.errors import UserError, where_things_stand
 from cutmix_eval.evaluate.adversarial import DEFAULT_EPS
 from cutmix_eval.evaluate.inbetween import DEFAULT_GRID
 from cutmix_eval.evaluate.occlusion import DEFAULT_FRACTIONS, MODES
@@ -200,18 +200,26 @@ def subject_job(name: str, subject: Subject, options: Mapping[str, Any] | None =
     return make_job(name, subject.model_info, subject.dataset.name, subject.dataset.split, subject.limit, options)
 
 
+def not_recorded(names: list[str], store: ResultStore) -> str:
+    """Where things stand when computing the records of analyses ``names`` was interrupted."""
+    return (f"{', '.join(names)} not recorded (nothing half-written was kept in {store.root}); "
+            f"rerun the same command to compute {'it' if len(names) == 1 else 'them'}")
+
+
 def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[str, Any] | None = None, *,
             force: bool = False, compute: Callable[[], Outcome] | None = None) -> tuple[Record, bool]:
     """The record of analysis ``name`` on ``subject``: read from ``store`` when it exists (and
     not ``force``), else computed (by the registry, or by ``compute`` for a variant the registry
     does not run, such as a released corrupted set) and saved. Returns ``(record, reused)``.
     Under ``torchrun``, rank 0 decides whether the record exists and alone saves it; every
-    rank computes its shard (a reused record is read on rank 0 only)."""
+    rank computes its shard (a reused record is read on rank 0 only). Ctrl-C while computing
+    raises a ``KeyboardInterrupt`` saying the job was not recorded (:func:`not_recorded`)."""
     job = subject_job(name, subject, options)
     main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
     record = store.load(job) if main and not force else None
     if main_decides(record is not None):
         return record or Record(store.path_for(job), job, job_key(job), [], {}), True
-    results, artifacts = compute() if compute else ANALYSES[name](subject, **job["options"])
-    path = store.save(job, results, artifacts) if main else store.path_for(job)
+    with where_things_stand(lambda: not_recorded([name], store)):
+        results, artifacts = compute() if compute else ANALYSES[name](subject, **job["options"])
+        path = store.save(job, results, artifacts) if main else store.path_for(job)
     return Record(path, job, job_key(job), results, artifacts), False

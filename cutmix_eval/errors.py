@@ -4,7 +4,14 @@ A :class:`UserError` is a mistake the user can fix (missing dataset, wrong layou
 checkpoint that does not fit, unsafe pickle...). The CLI prints its message as one
 line and exits with status 2, without a traceback unless ``--debug`` is given.
 Library users catch it like any other exception.
+
+A long run interrupted by Ctrl-C re-raises the ``KeyboardInterrupt`` with one line
+saying where things stand (:func:`where_things_stand`); the CLI prints it and exits
+with status 130.
 """
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class UserError(Exception):
@@ -19,3 +26,14 @@ class DatasetNotFoundError(UserError, FileNotFoundError):
 
 class CheckpointError(UserError):
     """A checkpoint cannot be read, is unsafe to read, or does not fit the architecture."""
+
+
+@contextmanager
+def where_things_stand(status: Callable[[], str]) -> Iterator[None]:
+    """Re-raise a ``KeyboardInterrupt`` (Ctrl-C) inside the block with the message ``status()``:
+    one line saying what is kept and how to go on. An outer block replaces an inner one's
+    message (it knows more: a study outranks the job it was running)."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        raise KeyboardInterrupt(status()) from stop

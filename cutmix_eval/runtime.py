@@ -1,11 +1,14 @@
-"""Device selection and seeding, shared by training and evaluation."""
+"""Device selection, seeding and data loading, shared by training and evaluation."""
 
 from __future__ import annotations
 
 import random
+import signal
+import threading
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from cutmix_eval.errors import UserError
 
@@ -18,6 +21,33 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {device}: CUDA is not available on this machine; use --device cpu or auto")
     return resolved
+
+
+class Loader(DataLoader):
+    """A DataLoader whose worker processes are started with Ctrl-C (SIGINT) held back.
+
+    A SIGINT while ``os.fork`` starts a worker is raised either inside the parent's at-fork
+    hook (logging's lock release), where CPython prints "Exception ignored" and drops it (the
+    run went on as if Ctrl-C had never been pressed), or half-way through the DataLoader's
+    iterator set-up, whose clean-up then fails with a traceback. Held back, it is raised as a
+    KeyboardInterrupt once the workers have started (they are shut down cleanly). The workers
+    inherit the holding handler, so a Ctrl-C to the whole process group is the main
+    process's alone to handle.
+    """
+
+    def __iter__(self):
+        if not self.num_workers or threading.current_thread() is not threading.main_thread() \
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            return super().__iter__()  # no forks, or Ctrl-C is not a KeyboardInterrupt here
+        pressed = []
+        signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+        try:
+            started = super().__iter__()
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if pressed:
+            raise KeyboardInterrupt
+        return started
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -43,7 +43,7 @@ from typing import Any
 
 from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, make_job, run_job
 from cutmix_eval.distributed import is_main_process, main_decides
-from cutmix_eval.errors import UserError
+from cutmix_eval.errors import UserError, where_things_stand
 from cutmix_eval.report.build import FORMATS, ReportOutcome, check_formats, write_report
 from cutmix_eval.report.store import ResultStore
 
@@ -226,7 +226,8 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     exactly its records (other records in the folder, e.g. of an earlier version of the study,
     are left out); re-rendered when records changed, or with ``render_force``; ``extra_figures``
     as in :func:`~cutmix_eval.report.build.write_report`. Under ``torchrun`` every rank evaluates
-    its shard of each job and only rank 0 logs, writes and returns the outcome (others: None)."""
+    its shard of each job and only rank 0 logs, writes and returns the outcome (others: None).
+    Ctrl-C raises a ``KeyboardInterrupt`` saying how many jobs are recorded."""
     from cutmix_eval.data import create_dataset
     from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint
     from cutmix_eval.runtime import resolve_device
@@ -245,35 +246,37 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     pending = [name for _, jobs in plan for _, name, _ in jobs]
     datasets: dict[tuple[str, str], Any] = {}
     recorded = iter(done)
-    for checkpoint, jobs in plan:
-        flags = [next(recorded) for _ in jobs]
-        missing = [entry for entry, kept in zip(jobs, flags) if not kept]
-        model, model_info = None, None
-        if missing:
-            model, info = load_checkpoint(checkpoint.path, arch=checkpoint.arch, num_classes=checkpoint.num_classes,
-                                          trust=checkpoint.trust)
-            model_info = {"checkpoint": str(checkpoint.path), "checkpoint_sha256": info.file_sha256,
-                          "arch": info.arch, "method": checkpoint.method, "training_data": info.dataset,
-                          "weights_sha256": info.weights_sha256}
-        subjects: dict[tuple[str, str, int | None], Subject] = {}
-        for (dataset, name, job), kept in zip(jobs, flags):
-            pending.remove(name)
-            what = f"{name} · {checkpoint.method} · {job['dataset']['name']}"
-            if kept:
-                counter.report(what, 0.0, True, pending, name)
-                continue
-            where = (job["dataset"]["name"], job["dataset"]["split"])
-            if where not in datasets:
-                datasets[where] = create_dataset(where[0], where[1], root=study.data_root)
-            subject_key = (*where, job["dataset"]["limit"])
-            if subject_key not in subjects:  # one labelled pass per (dataset, limit), shared by its analyses
-                subjects[subject_key] = Subject(model, model_info, datasets[where], device=device,
-                                                batch_size=study.batch_size, num_workers=study.workers,
-                                                progress=progress,
-                                                data_root=study.data_root, limit=job["dataset"]["limit"])
-            start = time.perf_counter()
-            run_job(store, name, subjects[subject_key], job["options"], force=True)
-            counter.report(what, time.perf_counter() - start, False, pending, name)
+    with where_things_stand(lambda: f"{counter.done} of {counter.total} jobs recorded in {store.root}; rerun "
+                                    "the same command to finish the rest"):
+        for checkpoint, jobs in plan:
+            flags = [next(recorded) for _ in jobs]
+            missing = [entry for entry, kept in zip(jobs, flags) if not kept]
+            model, model_info = None, None
+            if missing:
+                model, info = load_checkpoint(checkpoint.path, arch=checkpoint.arch, num_classes=checkpoint.num_classes,
+                                              trust=checkpoint.trust)
+                model_info = {"checkpoint": str(checkpoint.path), "checkpoint_sha256": info.file_sha256,
+                              "arch": info.arch, "method": checkpoint.method, "training_data": info.dataset,
+                              "weights_sha256": info.weights_sha256}
+            subjects: dict[tuple[str, str, int | None], Subject] = {}
+            for (dataset, name, job), kept in zip(jobs, flags):
+                pending.remove(name)
+                what = f"{name} · {checkpoint.method} · {job['dataset']['name']}"
+                if kept:
+                    counter.report(what, 0.0, True, pending, name)
+                    continue
+                where = (job["dataset"]["name"], job["dataset"]["split"])
+                if where not in datasets:
+                    datasets[where] = create_dataset(where[0], where[1], root=study.data_root)
+                subject_key = (*where, job["dataset"]["limit"])
+                if subject_key not in subjects:  # one labelled pass per (dataset, limit), shared by its analyses
+                    subjects[subject_key] = Subject(model, model_info, datasets[where], device=device,
+                                                    batch_size=study.batch_size, num_workers=study.workers,
+                                                    progress=progress,
+                                                    data_root=study.data_root, limit=job["dataset"]["limit"])
+                start = time.perf_counter()
+                run_job(store, name, subjects[subject_key], job["options"], force=True)
+                counter.report(what, time.perf_counter() - start, False, pending, name)
     if not main:
         return None
     return write_report(study.results, study.output, study.formats, intervals=study.intervals,

@@ -2,7 +2,8 @@
 
 Conventions for every command: user mistakes end in one line on stderr and exit
 status 2 (``--debug`` shows the traceback); with ``--json`` the last line of stdout
-is one JSON object with the command's results; progress bars go to stderr.
+is one JSON object with the command's results; progress bars go to stderr; Ctrl-C ends
+in one line saying what is kept (exit status 130).
 """
 
 from __future__ import annotations
@@ -75,6 +76,18 @@ def _join_torchrun(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; Ctrl-C anywhere, even while the parser imports torch, ends in one line
+    saying where things stand (the interrupt's message, see
+    :func:`cutmix_eval.errors.where_things_stand`) and exit status 130, without a traceback."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt as stop:
+        status = str(stop.args[0]) if stop.args else "nothing half-written was kept"
+        print(f"cutmix-eval: interrupted; {status}", file=sys.stderr)
+        return 130
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_command", None):
@@ -90,9 +103,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cutmix-eval: error: {err}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
-        print("cutmix-eval: interrupted; nothing half-written was kept", file=sys.stderr)
-        return 130
     finally:
         if group is not None:  # leaving gloo's threads to interpreter exit aborts the process
             from cutmix_eval import distributed

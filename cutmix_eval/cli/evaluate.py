@@ -104,8 +104,9 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
     alone decides what is recorded, reads and writes (other ranks get reused records without
     Results). Returns ``({name: (Record, reused)}, notes)``,
     ``notes`` naming the analyses left out and why."""
-    from cutmix_eval.analyses import analysis_options, subject_job
+    from cutmix_eval.analyses import analysis_options, not_recorded, subject_job
     from cutmix_eval.distributed import is_main_process, main_decides
+    from cutmix_eval.errors import where_things_stand
     from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all, localization_note
     from cutmix_eval.report.store import Record, example_arrays, job_key
 
@@ -123,15 +124,16 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
         for name, job in jobs.items() if exists[name]}
     missing = [name for name in jobs if name not in records]
     if missing:
-        full = evaluate_all(subject.model, subject.dataset, analyses=missing,
-                            options={name: jobs[name]["options"] for name in missing},
-                            model_info=subject.model_info, data_root=subject.data_root, **subject.common())
-        notes |= full.notes
-        for name, results in full.results.items():
-            job = jobs[name]
-            artifacts = example_arrays(full.examples) if name == "localization" else {}
-            path = store.save(job, results, artifacts) if main else store.path_for(job)
-            records[name] = (Record(path, job, job_key(job), results, artifacts), False)
+        with where_things_stand(lambda: not_recorded([n for n in missing if n not in records], store)):
+            full = evaluate_all(subject.model, subject.dataset, analyses=missing,
+                                options={name: jobs[name]["options"] for name in missing},
+                                model_info=subject.model_info, data_root=subject.data_root, **subject.common())
+            notes |= full.notes
+            for name, results in full.results.items():
+                job = jobs[name]
+                artifacts = example_arrays(full.examples) if name == "localization" else {}
+                path = store.save(job, results, artifacts) if main else store.path_for(job)
+                records[name] = (Record(path, job, job_key(job), results, artifacts), False)
     return {name: records[name] for name in jobs if name in records}, notes
 
 

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
 from cutmix_eval.data.base import collate_samples
 from cutmix_eval.distributed import gather_rows, shard_range, world
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.runtime import resolve_device
+from cutmix_eval.runtime import Loader, resolve_device
 
 
 @dataclass
@@ -47,12 +47,12 @@ class Predictions:
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = False,
                 generator: torch.Generator | None = None, drop_last: bool = False,
-                collate_fn=collate_samples) -> DataLoader:
-    """A DataLoader that batches samples with :func:`collate_samples` (or ``collate_fn``),
-    streaming them (``num_workers`` processes decode ahead; pinned memory on CUDA). Under
-    ``torchrun`` it iterates this rank's contiguous block only
-    (:func:`cutmix_eval.distributed.shard_range`); callers gather what they keep with
-    :func:`cutmix_eval.distributed.gather_rows`."""
+                collate_fn=collate_samples) -> Loader:
+    """A :class:`~cutmix_eval.runtime.Loader` (Ctrl-C safe) that batches samples with
+    :func:`collate_samples` (or ``collate_fn``), streaming them (``num_workers`` processes
+    decode ahead; pinned memory on CUDA). Under ``torchrun`` it iterates this rank's
+    contiguous block only (:func:`cutmix_eval.distributed.shard_range`); callers gather
+    what they keep with :func:`cutmix_eval.distributed.gather_rows`."""
     name = getattr(dataset, "name", "") or getattr(getattr(dataset, "dataset", None), "name", "")
     if len(dataset) == 0:
         raise UserError(f"dataset {name} is empty; nothing to evaluate")
@@ -62,9 +62,9 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle
             raise UserError(f"dataset {name} has {len(dataset)} images, fewer than the {size} processes; "
                             "run with fewer processes (torchrun --nproc_per_node)")
         dataset = Subset(dataset, shard_range(len(dataset)))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      collate_fn=collate_fn, generator=generator, drop_last=drop_last,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+    return Loader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                  collate_fn=collate_fn, generator=generator, drop_last=drop_last,
+                  pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
 @torch.inference_mode()

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from cutmix_eval.data import create_dataset, dataset_spec
@@ -46,6 +46,7 @@ from cutmix_eval.metrics.classification import topk_error
 from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.runtime import Loader
 from cutmix_eval import distributed
 from cutmix_eval.train.augment import batch_augment, sample_transform
 from cutmix_eval.train.mixing import METHODS, create_mixer, soft_cross_entropy
@@ -214,9 +215,9 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 0))  # augmentation, dropout
         mixer.rng = np.random.default_rng(epoch_seed(recipe.seed, epoch, ctx.rank, 1))
         sampler.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=local_batch, sampler=sampler, num_workers=recipe.workers,
-                            collate_fn=collate_samples, pin_memory=use_cuda,
-                            generator=torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 2)))
+        loader = Loader(train_set, batch_size=local_batch, sampler=sampler, num_workers=recipe.workers,
+                        collate_fn=collate_samples, pin_memory=use_cuda,
+                        generator=torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 2)))
         lr = optimizer.param_groups[0]["lr"]  # at the start of the epoch
         augment_generator = torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 3))
         record = _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx,
