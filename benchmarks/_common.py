@@ -59,10 +59,11 @@ def alternating_medians(variants: dict[str, Callable], x, y, rounds: int, calls:
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> str:
-    """``columns`` maps row keys to a format spec (``""`` for text, ``".3f"``...)."""
+    """``columns`` maps row keys to a format spec (``""`` for text, ``".3f"``...); None prints empty."""
     lines = ["| " + " | ".join(columns) + " |",
              "|" + "|".join("---" if not fmt else "---:" for fmt in columns.values()) + "|"]
-    lines += ["| " + " | ".join(format(r[k], fmt) for k, fmt in columns.items()) + " |" for r in rows]
+    lines += ["| " + " | ".join("" if r[k] is None else format(r[k], fmt) for k, fmt in columns.items()) + " |"
+              for r in rows]
     return "\n".join(lines)
 
 

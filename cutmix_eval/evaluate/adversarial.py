@@ -7,7 +7,9 @@ on the model in eval mode and never touch its parameters or batch-norm statistic
 Cost: FGSM's direction ``sign(grad)`` does not depend on eps, so one forward and
 backward pass per batch (whose forward also gives the clean predictions) plus one
 forward pass per eps serve the whole grid. PGD costs ``steps`` forward/backward passes
-per eps and restart.
+per eps and restart. Every pass runs on a copy of the model whose batch norms are folded
+into the convolutions before them (:mod:`cutmix_eval.models.folding`): in eval mode the
+same function up to float rounding, with no batch-norm backward to pay for.
 
 Targeted attacks aim every image at a target class: ``random`` (a class other than
 the label, drawn from a generator seeded by (seed, dataset index), so every model of a
@@ -32,6 +34,7 @@ from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.models.folding import fold_batchnorm
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -123,7 +126,7 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
     eps = check_eps(eps)
     check_compatible(model, dataset)
     device = resolve_device(device)
-    model = model.to(device).eval()
+    model = fold_batchnorm(model.to(device))  # the same function, about a fifth cheaper to attack
     data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
     indices, clean, chosen = [], [], []
     robust: dict[str, list[np.ndarray]] = {a: [] for a in attacks}

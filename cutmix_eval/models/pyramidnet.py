@@ -29,6 +29,9 @@ def _add_padded_shortcut(out: torch.Tensor, shortcut: torch.Tensor) -> torch.Ten
     return out + shortcut
 
 
+torch.fx.wrap("_add_padded_shortcut")  # one opaque call in torch.fx traces (it branches on shapes)
+
+
 class PyramidBasicBlock(nn.Module):
     outchannel_ratio = 1
 
