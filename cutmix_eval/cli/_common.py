@@ -130,13 +130,31 @@ def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model,
     return record
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    """``--limit`` and ``--batch-size`` are at least 1 (a limit of 0 would otherwise read as
+    "no limit"), ``--workers`` at least 0: one-line errors before anything is loaded."""
+    from cutmix_eval.errors import UserError
+
+    for option, value, least in (("--limit", args.limit, 1), ("--batch-size", args.batch_size, 1),
+                                 ("--workers", args.workers, 0)):
+        if value is not None and value < least:
+            hint = "; leave it out to use every image" if option == "--limit" else ""
+            raise UserError(f"{option} must be at least {least}, not {value}{hint}")
+
+
 def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
-    """Device (checked first), dataset (``dataset_options`` go to its factory), model and its
-    identity record from the shared options."""
+    """Counts, device and the output folders (checked first: writable, created if missing),
+    dataset (``dataset_options`` go to its factory), model and its identity
+    record from the shared options."""
     from cutmix_eval.data import create_dataset, dataset_spec
+    from cutmix_eval.fileio import writable_folder
     from cutmix_eval.runtime import resolve_device
 
+    check_counts(args)
     device = resolve_device(args.device)  # fail before any loading
+    writable_folder(args.results, "--results folder")
+    if getattr(args, "output_dir", None):
+        writable_folder(args.output_dir, "--output-dir folder")
     spec = dataset_spec(args.data)
     split = args.split or ("test" if "test" in spec.splits else spec.splits[-1])
     dataset = create_dataset(args.data, split, root=args.data_root, **dataset_options)

@@ -54,9 +54,11 @@ class CalibrationCommand(Command):
         record = stored_analysis(args, "classification", device, dataset, model, model_info,
                                  {"holdout": args.holdout, "n_bins": args.bins})
         if len(record.results) < 2:
-            bad = record.results[0].metrics["num_nonfinite_logits"]
-            raise UserError(f"the model produced NaN or infinite logits for {bad} images; calibration is undefined "
-                            "for them")
+            metrics = record.results[0].metrics
+            raise UserError(f"checkpoint {args.ckpt} produced NaN or infinite logits for "
+                            f"{metrics['num_nonfinite_logits']} of {metrics['num_images']} images of {dataset.name}; "
+                            "calibration is undefined for them (check the checkpoint and its --mean/--std; "
+                            "`evaluate` counts them as wrong)")
         result = record.results[1]
         paths = save_outputs(result, default_output_dir(args, "calibration", dataset.name), "calibration",
                              {"reliability": reliability_figure(result)})

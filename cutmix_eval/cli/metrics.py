@@ -85,9 +85,9 @@ class MetricsCommand(Command):
         scores = {}
         for what, path in (("ID scores", args.id_scores), ("OOD scores", args.ood_scores)):
             scores[what] = _load_array(path, what)
-            if scores[what].ndim != 1 or not np.issubdtype(scores[what].dtype, np.number):
-                raise UserError(f"{what} {path}: expected a 1-D numeric array, got shape {scores[what].shape} "
-                                f"of {scores[what].dtype}")
+            if scores[what].ndim != 1 or not np.issubdtype(scores[what].dtype, np.number) or not scores[what].size:
+                raise UserError(f"{what} {path}: expected a non-empty 1-D numeric array, got shape "
+                                f"{scores[what].shape} of {scores[what].dtype}")
         try:
             metrics = ood_metrics(scores["ID scores"], scores["OOD scores"]).as_dict()
         except ValueError as err:

@@ -545,8 +545,9 @@ def generate(name: str, split: str, num_samples: int, cache: bool = True, **para
         try:
             arrays = _to_npz(data)
             atomic_write(path, lambda file: np.savez(file, **arrays))
-        except OSError as err:
-            warnings.warn(f"cannot write the dataset cache {path} ({err}); set ${CACHE_ENV} to a writable folder",
+        except UserError as err:  # atomic_write's error for an unwritable folder; its cause says why
+            warnings.warn(f"cannot write the dataset cache {path} ({err.__cause__}); set ${CACHE_ENV} to a writable "
+                          "folder",
                           stacklevel=2)
     return data
 

@@ -208,7 +208,7 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
             raise CheckpointError(
                 f"checkpoint {path} contains pickled Python objects{detail} that could run code when "
                 "loaded; refused. If you trust its source, pass --trust-checkpoint "
-                "(trust=True) to load it with full unpickling") from err
+                "(`trust = true` in a study file, trust=True in Python) to load it with full unpickling") from err
     except Exception as err:  # truncated zip, bad magic number, EOF...
         raise _unreadable(path, err) from err
     warnings.warn(f"--trust-checkpoint: loading {path} with full unpickling; any code it carries runs now",

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cutmix_eval.errors import UserError
+
 
 class Classifier(nn.Module):
     """Pixel-space classifier: ``logits = head(pool(features(x)))``.
@@ -58,8 +60,24 @@ class Classifier(nn.Module):
         return (x - self.mean) / self.std
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """``B x 3 x H x W`` pixels in [0, 1] -> last feature map ``B x C x h x w``."""
-        return self.net.forward_features(self.normalize(x))
+        """``B x 3 x H x W`` pixels in [0, 1] -> last feature map ``B x C x h x w``.
+
+        Images are never resized to ``input_size``: the CNNs here run at any size (their
+        pooling is global). A net that fails on images of another size than ``input_size``
+        (a fixed-size ViT, or images smaller than its downsampling allows, e.g. GoogLeNet
+        below 16 px) raises a one-line :class:`UserError` naming both sizes."""
+        try:
+            return self.net.forward_features(self.normalize(x))
+        except (RuntimeError, AssertionError) as err:
+            if isinstance(err, torch.OutOfMemoryError) or tuple(x.shape[-2:]) == self.input_size[-2:]:
+                raise
+            raise self._size_error(x, err) from err
+
+    def _size_error(self, x: torch.Tensor, err: BaseException) -> UserError:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return UserError(f"model {self.arch} cannot run on {x.shape[-2]} x {x.shape[-1]} images (it was built for "
+                         f"{self.input_size[-2]} x {self.input_size[-1]}: {reason[:160]}); evaluate it on images of "
+                         "its input size or use a model that accepts this size")
 
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         """Feature map -> the classifier's input ``B x D`` (global average pooling here)."""

@@ -57,8 +57,27 @@ def _inputs_digest(record_files: Sequence[Path], options: dict[str, Any], extra:
 
     digest = hashlib.sha256(json.dumps({"options": options, "version": __version__}, sort_keys=True).encode())
     for path in [*record_files, *extra]:
-        digest.update(path.name.encode() + hashlib.sha256(path.read_bytes()).digest())
+        try:
+            content = path.read_bytes()
+        except OSError:  # unreadable: the records' reader warns about it and leaves it out
+            content = b""
+        digest.update(path.name.encode() + hashlib.sha256(content).digest())
     return digest.hexdigest()
+
+
+def _record_files(results_dir: Path) -> list[Path]:
+    """The candidate record files of a results folder: its ``*.json`` files, less folders and
+    a report's own manifest (a report may be written into the results folder itself)."""
+    return sorted(p for p in results_dir.glob("*.json") if p.is_file() and p.name != MANIFEST)
+
+
+def _previous_manifest(manifest: Path) -> dict[str, Any]:
+    """The manifest of the last render; an unreadable one reads as none (render again)."""
+    try:
+        previous = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return previous if isinstance(previous, dict) else {}
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence[str] = FORMATS, *,
@@ -71,13 +90,13 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
     results_dir, out_dir, formats = Path(results_dir), Path(out_dir), check_formats(formats)
     if not results_dir.is_dir():
         raise UserError(f"results folder {results_dir} does not exist; run an evaluation or a study first")
-    record_files = sorted(Path(p) for p in only) if only is not None else sorted(results_dir.glob("*.json"))
+    record_files = sorted(Path(p) for p in only) if only is not None else _record_files(results_dir)
     options = {"formats": formats, "intervals": intervals, "title": title, "intro": intro,
                "extra": [[caption, str(path)] for caption, path in extra_figures]}
     digest = _inputs_digest(record_files, options, [Path(p) for _, p in extra_figures])
     paths = {f: out_dir / f"report.{f}" for f in formats}
     manifest = out_dir / MANIFEST
-    previous = json.loads(manifest.read_text()) if manifest.exists() else {}
+    previous = _previous_manifest(manifest)
     if not force and all(p.exists() for p in paths.values()) and previous.get("digest") == digest \
             and all(Path(p).exists() for p in previous.get("figures", [])):
         return ReportOutcome(paths, [Path(p) for p in previous["figures"]], reused=True)
