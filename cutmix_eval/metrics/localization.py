@@ -335,6 +335,33 @@ def _component_profiles(quantized: np.ndarray, level: int):
         yield crop.max(axis=1), crop.max(axis=0), (y, x)
 
 
+def _traced_level_rects(traced: dict, modes: tuple[str, ...]) -> dict:
+    """``{mode: (level index per rect, rects k x 4)}`` from the traced levels' contours, what
+    :func:`_traced_rects` gives level by level, computed for all levels at once: a contour's
+    ``boundingRect`` is the extent of its points, and its ``contourArea`` the shoelace sum
+    of its polygon (integer cross products, exact), largest first on ties."""
+    levels = list(traced)
+    contours = [c.reshape(-1, 2) for i in levels for c in traced[i][0]]
+    counts = np.array([len(traced[i][0]) for i in levels], dtype=np.int64)
+    if not contours:
+        return {mode: (np.zeros(0, np.int64), np.zeros((0, 4), np.int64)) for mode in modes}
+    owners = np.repeat(np.asarray(levels, dtype=np.int64), counts)
+    points = np.concatenate(contours).astype(np.int64)
+    starts = np.cumsum([0] + [len(c) for c in contours[:-1]])
+    rects = np.concatenate([np.minimum.reduceat(points, starts), np.maximum.reduceat(points, starts) + 1], axis=1)
+    found = {"all": (owners, rects)}
+    if "largest" in modes:
+        following = np.roll(points, -1, axis=0)
+        following[np.append(starts[1:], len(points)) - 1] = points[starts]  # each polygon closes on itself
+        areas = np.abs(np.add.reduceat(points[:, 0] * following[:, 1] - following[:, 0] * points[:, 1], starts))
+        groups = np.repeat(np.arange(len(levels)), counts)
+        best = np.maximum.reduceat(areas, np.cumsum(counts) - counts)
+        first = np.unique(groups[areas == best[groups]], return_index=True)[1]
+        first = np.flatnonzero(areas == best[groups])[first]
+        found["largest"] = (owners[first], rects[first])
+    return {mode: found[mode] for mode in modes}
+
+
 def _level_boxes(quantized: np.ndarray, key: np.ndarray, levels: np.ndarray, modes: tuple[str, ...]) -> dict:
     """Predicted boxes of one map at ascending unique levels, for each box mode:
     ``{mode: (level_index, boxes k x 4)}``.
@@ -356,10 +383,8 @@ def _level_boxes(quantized: np.ndarray, key: np.ndarray, levels: np.ndarray, mod
             alive, x0, y0, x1, y1 = _profile_boxes(rows, cols, levels[proven], origin)
             profiled.append((proven[alive], x0, y0, x1 + 1, y1 + 1))
     boxes = {}
-    for mode in modes:
-        columns = profiled + [(np.full(len(rects), i), *rects.T)  # a live level always has a contour
-                              for i, rects in ((i, _traced_rects(c, mode)) for i, c in traced.items())]
-        found, *rects = (np.concatenate(column) for column in zip(*columns))
+    for mode, (owners, rects) in _traced_level_rects(traced, modes).items():  # a live level always has a contour
+        found, *rects = (np.concatenate(column) for column in zip(*profiled, (owners, *rects.T)))
         index = np.concatenate([np.arange(live, len(levels)), found])  # levels above the maximum: no contour
         boxes[mode] = (index, np.concatenate([np.zeros((len(levels) - live, 4), np.int64),
                                               _rects_to_boxes(*rects, width, height)]))
