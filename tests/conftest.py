@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,43 @@ def assert_one_line(err: pytest.ExceptionInfo, *parts: str) -> None:
     assert "\n" not in message
     for part in parts:
         assert part in message, (part, message)
+
+
+# --------------------------------------------------------------------------- the CLI in a subprocess, records
+
+
+CLI = [sys.executable, "-m", "cutmix_eval"]
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a ``cutmix-eval`` subprocess: one thread, unbuffered output (so its
+    progress lines can be watched), this session's dataset cache."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def tiny_checkpoint(path: Path, method: str = "cutmix", seed: int = 0) -> Path:
+    """A randomly initialized 4-channel GAP net for the 64 x 64 synthetic images, saved at ``path``."""
+    from cutmix_eval.models import create_model
+    from cutmix_eval.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    return save_checkpoint(path, create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), method=method,
+                           dataset="synthetic")
+
+
+def whole_records(folder: Path) -> list:
+    """The records in ``folder``, asserting that the folder holds nothing else a reader could trip
+    on: every JSON reads as a record without a warning (side file present, checksum matching),
+    and apart from records only hidden ``.*.tmp`` files (never read) and side files left by an
+    interrupted save (overwritten when the job is recomputed) may be there."""
+    import warnings
+
+    from cutmix_eval.report.store import ResultStore
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = ResultStore(folder).records()
+    assert sorted(r.path for r in records) == sorted(folder.glob("*.json"))
+    for file in folder.iterdir():
+        assert file.suffix in (".json", ".npz") or (file.name.startswith(".") and file.suffix == ".tmp"), file
+    return records

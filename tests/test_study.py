@@ -9,9 +9,8 @@ import pytest
 from cutmix_eval import analyses
 from cutmix_eval.cli import main
 from cutmix_eval.errors import UserError
-from cutmix_eval.models import create_model
-from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.study import load_study, run_study, study_from_dict
+from conftest import tiny_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -20,22 +19,23 @@ SMALL = {"classification": {}, "ood": {"num_noise": 16, "limit": 16},
          "adversarial": {"eps": [8 / 255], "limit": 12}}
 
 
-def write_study(tmp_path: Path, analyses_: dict, methods=("baseline", "cutmix")) -> Path:
-    lines = ['[study]', 'name = "tiny"', 'output = "out"', 'formats = ["md", "csv"]', 'batch_size = 16', ""]
+def write_study(tmp_path: Path, analyses_: dict, methods=("baseline", "cutmix"), limit: int = 24,
+                output: str = "out", **head) -> Path:
+    """``<output>.toml`` in ``tmp_path``: one tiny checkpoint per method (made once, seeded by its
+    position), the first ``limit`` synthetic test images, ``analyses_`` with their options, and
+    ``head`` as extra [study] keys; outputs in ``tmp_path / output``."""
+    lines = ['[study]', 'name = "tiny"', f'output = "{output}"', 'formats = ["md", "csv"]', 'batch_size = 16']
+    lines += [f"{k} = {json.dumps(v)}" for k, v in head.items()] + [""]
     for i, method in enumerate(methods):
         ckpt = tmp_path / f"{method}.pth"
         if not ckpt.exists():
-            import torch
-
-            torch.manual_seed(i)
-            save_checkpoint(ckpt, create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), method=method,
-                            dataset="synthetic")
+            tiny_checkpoint(ckpt, method, seed=i)
         lines += ["[[checkpoints]]", f'path = "{ckpt.name}"', f'method = "{method}"', ""]
-    lines += ["[[datasets]]", 'name = "synthetic"', "limit = 24", ""]
+    lines += ["[[datasets]]", 'name = "synthetic"', f"limit = {limit}", ""]
     for name, options in analyses_.items():
         lines.append(f"[analyses.{name}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in options.items()]
-    path = tmp_path / "study.toml"
+    path = tmp_path / f"{output}.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -134,8 +134,7 @@ def test_study_and_report_commands(tmp_path, capsys):
 
 
 def test_evaluation_commands_store_and_reuse_records(tmp_path, capsys):
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10, input_size=(3, 64, 64)),
-                           method="cutmix", dataset="synthetic")
+    ckpt = tiny_checkpoint(tmp_path / "m.pth")
     argv = ["occlusion", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--fractions", "0,1",
             "--examples", "0", "--results", str(tmp_path / "results"), "--output-dir", str(tmp_path / "o")]
     assert main(argv) == 0
