@@ -186,7 +186,6 @@ def test_ctrl_c_during_a_study_with_workers(tmp_path):
 # --------------------------------------------------------------------------- SIGKILL, studies
 
 
-@pytest.mark.slow
 def test_sigkill_during_a_study_then_rerun_computes_only_the_rest(tmp_path, capsys):
     """Killed after its second job: the finished jobs are records, the report renders from them,
     rerunning reuses them and computes the rest, and the records equal an uninterrupted run's."""

@@ -24,9 +24,9 @@ fsync, rename), so a reader never sees half a file and an interrupted run leaves
 no record: at most a side file without its JSON (overwritten when the job is
 recomputed) and, after SIGKILL or power loss, temp files, which readers ignore.
 Jobs of different keys never share a file, so any number of processes can write
-into one folder at once. The side file's bytes depend only on the arrays
-(:func:`npz_bytes`), so two processes finishing the *same* job with the same numbers
-at once leave one valid record. If their numbers differ (another batch size or
+into one folder at once. The side file's bytes depend only on the arrays (no
+timestamps), so two processes finishing the *same* job with the same numbers at
+once leave one valid record. If their numbers differ (another batch size or
 device changes the float rounding), the JSON's checksum may no longer match its
 side file and the record reads as missing (it is recomputed), never as wrong numbers.
 """
@@ -107,7 +107,9 @@ class ResultStore:
         arrays = {f"{i}/{name}": np.asarray(value) for i, result in enumerate(results)
                   for name, value in result.per_sample.items()}
         arrays |= {ARTIFACT + name: np.asarray(value) for name, value in (artifacts or {}).items()}
-        payload = npz_bytes(arrays)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)  # dates every member 1980-01-01: same arrays, same bytes
+        payload = buffer.getvalue()
         side = path.with_suffix(".npz")
         atomic_write(side, lambda fh: fh.write(payload))
         record = {"record_schema": RECORD_SCHEMA, "key": job_key(job), "job": jsonable(dict(job)),
@@ -140,19 +142,6 @@ class ResultStore:
             except NotARecord:
                 continue
         return found
-
-
-def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """What ``np.savez_compressed`` writes, made reproducible: every member is dated 1980-01-01
-    instead of now, so the same arrays always give the same bytes (and the same checksum)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, value in arrays.items():
-            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            member.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(member, "w", force_zip64=True) as fh:
-                np.lib.format.write_array(fh, np.asanyarray(value), allow_pickle=False)
-    return buffer.getvalue()
 
 
 def read_record(path: Path) -> Record:
