@@ -15,9 +15,25 @@ from contextlib import contextmanager
 
 
 class UserError(Exception):
-    """A mistake in the user's input; the message says what was expected and how to fix it."""
+    """A mistake in the user's input; the message says what was expected and how to fix it.
+
+    Raised in a DataLoader worker process, it comes back re-created by torch with the
+    worker's traceback as its message (``Caught UserError in DataLoader worker process 0.
+    Original Traceback ...``); the message is then cut back to the original one line."""
 
     exit_code = 2
+
+    def __init__(self, *args: object):
+        super().__init__(*(_original_message(type(self), args[0]), *args[1:]) if args else ())
+
+
+def _original_message(cls: type, message: object) -> object:
+    """``message``, or the original one-line message inside torch's re-raise of a worker's
+    exception: the traceback's last line, less its ``module.Class: `` prefix."""
+    if not (isinstance(message, str) and message.startswith(f"Caught {cls.__name__} ")
+            and "\nOriginal Traceback" in message):
+        return message
+    return message.rstrip().rsplit("\n", 1)[-1].removeprefix(f"{cls.__module__}.{cls.__qualname__}: ")
 
 
 class DatasetNotFoundError(UserError, FileNotFoundError):

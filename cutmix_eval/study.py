@@ -101,6 +101,18 @@ def _fields(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None
         raise UserError(f"{where}: unknown key {', '.join(unknown)}; expected {', '.join(allowed)}")
 
 
+def _count(value: Any, where: str, least: int = 1, hint: str = "") -> int | None:
+    """An optional whole number of at least ``least`` (``None`` when left out)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+        raise UserError(f"{where} must be a whole number of at least {least}, not {value!r}{hint}")
+    return value
+
+
+def _limit(value: Any, where: str) -> int | None:
+    """A ``limit`` of images: left out for all of them, else at least 1 (0 is not "all")."""
+    return _count(value, f"{where}: `limit`", hint="; leave it out to use every image")
+
+
 def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -> Study:
     """A :class:`Study` from parsed TOML, relative paths resolved against ``base``; every
     mistake is one :class:`UserError` naming the key."""
@@ -127,13 +139,14 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
         _fields(entry, ("name", "split", "limit"), f"{where} datasets[{i}]")
         if "name" not in entry:
             raise UserError(f"{where} datasets[{i}]: needs `name`")
-        datasets.append(StudyDataset(entry["name"], entry.get("split"), entry.get("limit")))
+        datasets.append(StudyDataset(entry["name"], entry.get("split"),
+                                     _limit(entry.get("limit"), f"{where} datasets[{i}]")))
     analyses = {}
     for name, options in _table(data, "analyses", dict, where).items():
         if name not in ANALYSES:
             raise UserError(f"{where}: unknown analysis [analyses.{name}]; choose from {', '.join(ANALYSES)}")
         options = dict(options)
-        limit = options.pop("limit", None)
+        limit = _limit(options.pop("limit", None), f"{where} [analyses.{name}]")
         analysis_options(name, options)  # refuses unknown options now, not after an hour of work
         analyses[name] = {"options": options, "limit": limit}
     if not checkpoints or not datasets or not analyses:
@@ -143,8 +156,9 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
     data_root = str(path(head["data_root"])) if "data_root" in head else None
     return Study(name=name, checkpoints=checkpoints, datasets=datasets, analyses=analyses, output=output,
                  formats=check_formats(head.get("formats", list(FORMATS))), intervals=bool(head.get("intervals", True)),
-                 device=str(head.get("device", "auto")), batch_size=int(head.get("batch_size", 128)),
-                 workers=int(head.get("workers", 0)),
+                 device=str(head.get("device", "auto")),
+                 batch_size=_count(head.get("batch_size", 128), f"{where} [study]: `batch_size`"),
+                 workers=_count(head.get("workers", 0), f"{where} [study]: `workers`", least=0),
                  data_root=data_root, title=str(head.get("title", "")), intro=str(head.get("intro", "")))
 
 

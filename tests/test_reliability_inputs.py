@@ -97,25 +97,21 @@ def booby_trapped(good: Path, folder: Path) -> tuple[Path, Path]:
     return folder / "evil.pth", folder / "pwned"
 
 
-STUDY = """[study]
-name = "evil"
-output = "out"
-[[checkpoints]]
-path = "evil.pth"
-method = "cutmix"
-{trust}
-[[datasets]]
-name = "synthetic"
-limit = 8
-[analyses.classification]
-"""
+def study_file(folder: Path, checkpoint: Path, study: str = "", checkpoint_keys: str = "", dataset_keys: str = "limit = 8",
+               analysis_keys: str = "") -> Path:
+    """``folder/study.toml``: one checkpoint, the embedded dataset, classification; records in
+    ``folder/out/results``; each ``*_keys`` is added to its table."""
+    path = folder / "study.toml"
+    path.write_text(f'[study]\noutput = "out"\n{study}\n[[checkpoints]]\npath = "{checkpoint}"\nmethod = "cutmix"\n'
+                    f'{checkpoint_keys}\n[[datasets]]\nname = "synthetic"\n{dataset_keys}\n'
+                    f'[analyses.classification]\n{analysis_keys}\n')
+    return path
 
 
 @pytest.mark.parametrize("command", ["evaluate", "localize", "ood", "calibration", "inspect", "study"])
 def test_code_carrying_checkpoint_is_refused_by_every_loading_command(capsys, tmp_path, models, command):
     evil, marker = booby_trapped(models["good"], tmp_path)
-    (tmp_path / "evil.toml").write_text(STUDY.format(trust=""))
-    argv = {"inspect": ["inspect", "--ckpt", evil], "study": ["study", tmp_path / "evil.toml"],
+    argv = {"inspect": ["inspect", "--ckpt", evil], "study": ["study", study_file(tmp_path, evil)],
             "ood": ["ood", "--ckpt", evil, "--in", "synthetic", "--out", "uniform", "--limit", "8",
                     "--results", tmp_path / "out" / "results"]}.get(
         command, [command, "--ckpt", evil, *SYNTHETIC, "--results", tmp_path / "out" / "results"])
@@ -138,8 +134,7 @@ def test_the_payload_never_runs_in_a_real_process_and_trust_is_the_only_way_in(t
     assert code == 0 and marker.read_text() == "pwned"  # the payload was live: only trust let it run
     assert f"loading {evil} with full unpickling" in err and "gapnet" in out
     marker.unlink()
-    (tmp_path / "evil.toml").write_text(STUDY.format(trust="trust = true"))
-    assert cli(capsys, "study", tmp_path / "evil.toml")[0] == 0 and marker.exists()
+    assert cli(capsys, "study", study_file(tmp_path, evil, checkpoint_keys="trust = true"))[0] == 0 and marker.exists()
 
 
 @pytest.mark.parametrize("variant", [".cudatag", ".cudatag_legacy"])
@@ -204,7 +199,7 @@ def image_folder(root: Path) -> Path:
     return root / "a" / "1.png"
 
 
-@pytest.mark.parametrize("workers", ["0"])
+@pytest.mark.parametrize("workers", ["0", "2"])
 def test_a_corrupt_image_stops_the_run_naming_the_file(capsys, tmp_path, workers):
     """The documented rule (docs/datasets.md): never skipped, one line naming the file, also when
     DataLoader worker processes decode the images."""
@@ -319,6 +314,18 @@ def test_counts_out_of_range_are_refused_before_any_work(capsys, tmp_path, model
     assert_user_error(cli(capsys, "evaluate", "--ckpt", models["good"], "--data", "synthetic", *argv,
                           "--results", tmp_path / "res"), *parts)
     assert files_under(tmp_path / "res") == []
+
+
+@pytest.mark.parametrize("keys,parts", [
+    ({"dataset_keys": "limit = 0"}, ["datasets[0]: `limit` must be a whole number of at least 1, not 0", "leave it out"]),
+    ({"analysis_keys": "limit = -1"}, ["[analyses.classification]: `limit`", "not -1"]),
+    ({"study": "batch_size = 0"}, ["[study]: `batch_size` must be a whole number of at least 1, not 0"]),
+    ({"study": 'workers = "two"'}, ["[study]: `workers` must be a whole number of at least 0, not 'two'"]),
+])
+def test_study_counts_out_of_range_are_refused_before_any_work(capsys, tmp_path, models, keys, parts):
+    path = study_file(tmp_path, models["good"], **keys)
+    assert_user_error(cli(capsys, "study", path), str(path), *parts)
+    assert files_under(tmp_path / "out") == []
 
 
 def test_empty_folders_are_one_line_errors(capsys, tmp_path, models):
