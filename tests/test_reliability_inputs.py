@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +24,9 @@ from PIL import Image
 from cutmix_eval.cli import main
 from cutmix_eval.errors import UserError
 from cutmix_eval.models import create_model
-from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.models.checkpoint import load_checkpoint, save_checkpoint
 from cutmix_eval.report.store import ResultStore
+from conftest import CLI, cli_env, tiny_checkpoint
 from test_data_corrupted import make_cifar_c
 
 SYNTHETIC = ["--data", "synthetic", "--limit", "8", "--batch-size", "8"]
@@ -65,9 +66,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     classifier weights: every logit and every class activation map is NaN); ``flat`` (zero
     classifier weights: every class activation map is constant)."""
     root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    model = create_model("gapnet:width=4", 10, input_size=(3, 64, 64))
-    paths = {"good": save_checkpoint(root / "good.pth", model, method="cutmix", dataset="synthetic")}
+    paths = {"good": tiny_checkpoint(root / "good.pth")}
+    model, _ = load_checkpoint(paths["good"])
     with torch.no_grad():
         model.net.fc.weight.fill_(float("nan"))
         paths["nan"] = save_checkpoint(root / "nan.pth", model)
@@ -97,8 +97,8 @@ def booby_trapped(good: Path, folder: Path) -> tuple[Path, Path]:
     return folder / "evil.pth", folder / "pwned"
 
 
-def study_file(folder: Path, checkpoint: Path, study: str = "", checkpoint_keys: str = "", dataset_keys: str = "limit = 8",
-               analysis_keys: str = "") -> Path:
+def study_file(folder: Path, checkpoint: Path, study: str = "", checkpoint_keys: str = "",
+               dataset_keys: str = "limit = 8", analysis_keys: str = "") -> Path:
     """``folder/study.toml``: one checkpoint, the embedded dataset, classification; records in
     ``folder/out/results``; each ``*_keys`` is added to its table."""
     path = folder / "study.toml"
@@ -122,9 +122,8 @@ def test_code_carrying_checkpoint_is_refused_by_every_loading_command(capsys, tm
 
 def test_the_payload_never_runs_in_a_real_process_and_trust_is_the_only_way_in(tmp_path, models, capsys):
     evil, marker = booby_trapped(models["good"], tmp_path)
-    done = subprocess.run([sys.executable, "-m", "cutmix_eval", "evaluate", "--ckpt", str(evil), *SYNTHETIC,
-                           "--results", str(tmp_path / "results")], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    done = subprocess.run([*CLI, "evaluate", "--ckpt", str(evil), *map(str, SYNTHETIC), "--results",
+                           str(tmp_path / "results")], capture_output=True, text=True, env=cli_env())
     assert_user_error((done.returncode, done.stdout, done.stderr), str(evil), "--trust-checkpoint")
     assert not marker.exists() and files_under(tmp_path / "results") == []
     with pytest.raises(SystemExit):
@@ -243,7 +242,8 @@ def two_records(tmp_path, models, capsys) -> Path:
     """A results folder with a classification and a localization record of the good model."""
     results = ["--results", tmp_path / "results"]
     assert cli(capsys, "evaluate", "--ckpt", models["good"], *SYNTHETIC, *results)[0] == 0
-    assert cli(capsys, "localize", "--ckpt", models["good"], *SYNTHETIC, *results, "--output-dir", tmp_path / "loc")[0] == 0
+    assert cli(capsys, "localize", "--ckpt", models["good"], *SYNTHETIC, *results, "--output-dir",
+               tmp_path / "loc")[0] == 0
     return tmp_path / "results"
 
 
@@ -262,6 +262,18 @@ def test_report_warns_about_a_damaged_record_and_renders_the_others(capsys, two_
     assert_user_error(cli(capsys, "report", two_records, "--out", tmp_path / "again"), "no records", str(two_records),
                       warned=(broken, damaged))
     assert files_under(tmp_path / "again") == []
+
+
+def test_a_damaged_record_is_warned_about_and_recomputed(capsys, two_records, models):
+    damaged = next(two_records.glob("classification-*.json"))
+    damaged.write_text(damaged.read_text()[:100])
+    code, out, err = cli(capsys, "evaluate", "--ckpt", models["good"], *SYNTHETIC, "--results", two_records)
+    assert code == 0 and f"recorded in {damaged}" in out
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"cutmix-eval: warning: record {damaged} is unreadable") and line.endswith("recomputed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(ResultStore(two_records).records()) == 2
 
 
 # ------------------------------------------------------------------------ numerics
@@ -317,7 +329,8 @@ def test_counts_out_of_range_are_refused_before_any_work(capsys, tmp_path, model
 
 
 @pytest.mark.parametrize("keys,parts", [
-    ({"dataset_keys": "limit = 0"}, ["datasets[0]: `limit` must be a whole number of at least 1, not 0", "leave it out"]),
+    ({"dataset_keys": "limit = 0"}, ["datasets[0]: `limit` must be a whole number of at least 1, not 0",
+                                     "leave it out"]),
     ({"analysis_keys": "limit = -1"}, ["[analyses.classification]: `limit`", "not -1"]),
     ({"study": "batch_size = 0"}, ["[study]: `batch_size` must be a whole number of at least 1, not 0"]),
     ({"study": 'workers = "two"'}, ["[study]: `workers` must be a whole number of at least 0, not 'two'"]),
@@ -407,11 +420,11 @@ def test_an_unwritable_output_folder_is_a_one_line_error_before_any_work(capsys,
 
 def test_spaces_and_non_ascii_in_every_path(capsys, tmp_path, models):
     base = tmp_path / "run ü 1"
-    ckpt = save_checkpoint(base / "modèle final.pth", create_model("gapnet:width=4", 10, input_size=(3, 64, 64)),
-                           method="cutmix")
+    ckpt = tiny_checkpoint(base / "modèle final.pth")
     results, report = base / "résultats dir", base / "rapport ü"
     assert cli(capsys, "evaluate", "--ckpt", ckpt, *SYNTHETIC, "--results", results)[0] == 0
-    assert cli(capsys, "localize", "--ckpt", ckpt, *SYNTHETIC, "--results", results, "--output-dir", base / "loc ü")[0] == 0
+    assert cli(capsys, "localize", "--ckpt", ckpt, *SYNTHETIC, "--results", results, "--output-dir",
+               base / "loc ü")[0] == 0
     code, out, _ = cli(capsys, "report", results, "--out", report, "--json")
     assert code == 0 and not last_json(out)["reused"]
     assert [r.analysis for r in ResultStore(results).records()] == ["classification", "localization"]
