@@ -168,6 +168,24 @@ def test_ctrl_c_during_an_evaluation_command(tmp_path, delay):
     assert not (results.exists() and any(results.iterdir())) and "recorded in" not in out
 
 
+def test_ctrl_c_in_the_shared_pass_of_evaluate_all_names_what_is_missing(tmp_path, monkeypatch, capsys):
+    """``evaluate --all`` reuses the recorded classification; Ctrl-C in the one pass computing
+    the others names exactly those."""
+    ckpt, results, before = one_record(tmp_path)
+    capsys.readouterr()
+
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("cutmix_eval.evaluate.full.evaluate_all", pressed)
+    assert main(["evaluate", "--all", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "16", "--results",
+                 str(results)]) == 130
+    assert capsys.readouterr().err.splitlines() == [
+        f"cutmix-eval: interrupted; ood, localization not recorded (nothing half-written was kept in {results}); "
+        "rerun the same command to compute them"]
+    assert set(results.iterdir()) == before
+
+
 def test_ctrl_c_during_a_study_with_workers(tmp_path):
     """Ctrl-C in a study's second job: status 130 and one line counting the recorded jobs."""
     path = write_study(tmp_path, {"classification": {}, "occlusion": {}, "adversarial": {}}, methods=("cutmix",),
@@ -199,7 +217,7 @@ def test_sigkill_during_a_study_then_rerun_computes_only_the_rest(tmp_path, caps
     assert proc.returncode == -signal.SIGKILL and "[4/4]" not in out
     finished = out.count("\n[")  # progress lines: a job is recorded before its line is printed
     recorded = whole_records(results)
-    assert finished <= len(recorded) <= finished + 1 < 4
+    assert finished <= len(recorded) <= finished + 1 and len(recorded) < 4
     assert_report_renders(results, tmp_path / "partial", "top-1 error")
 
     assert main(["study", str(path)]) == 0
