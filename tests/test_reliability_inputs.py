@@ -10,6 +10,7 @@ traceback, and nothing written where records or reports go.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import torch
 from PIL import Image
 
 from cutmix_eval.cli import main
+from cutmix_eval.data import create_dataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import load_checkpoint, save_checkpoint
@@ -416,6 +418,17 @@ def test_an_unwritable_output_folder_is_a_one_line_error_before_any_work(capsys,
     assert "--results" in line if option == "--results" else True
     assert files_under(tmp_path / "loc") == [] and not list((tmp_path / "results").glob("localization-*"))
     assert not list(tmp_path.rglob("report.*"))
+
+
+def test_a_full_disk_is_a_one_line_error_and_leaves_no_partial_file(capsys, tmp_path, models, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    create_dataset("synthetic", "test")  # its cache written now (a full disk only costs the cache a warning)
+    monkeypatch.setattr("cutmix_eval.fileio.os.fsync", full)
+    assert_user_error(cli(capsys, "evaluate", "--ckpt", models["good"], *SYNTHETIC, "--results", tmp_path / "res"),
+                      f"cannot write {tmp_path / 'res'}", "No space left on device", "free disk space")
+    assert list((tmp_path / "res").iterdir()) == []  # not even a temporary file
 
 
 def test_spaces_and_non_ascii_in_every_path(capsys, tmp_path, models):
