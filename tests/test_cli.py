@@ -112,6 +112,16 @@ def test_debug_shows_the_traceback(tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """``cutmix-eval models 'timm/*' | head -1``: the listing (over 64 KiB, more than a pipe
+    holds) meets a closed pipe; the command stops with 141 like Unix tools, no traceback."""
+    listing = subprocess.Popen([sys.executable, "-m", "cutmix_eval", "models", "timm/*"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert listing.stdout.readline().startswith("|")
+    listing.stdout.close()
+    assert listing.wait(timeout=120) == 141 and listing.stderr.read() == ""
+
+
 def test_quickstart_small_run(tmp_path, monkeypatch):
     from cutmix_eval import quickstart
     from cutmix_eval.report.store import ResultStore

@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         status = str(stop.args[0]) if stop.args else "nothing half-written was kept"
         print(f"cutmix-eval: interrupted; {status}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout left (`... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the final flush must not fail again
+        return 141
 
 
 def _run(argv: list[str] | None) -> int:
