@@ -41,7 +41,7 @@ from cutmix_eval.data import create_dataset, dataset_spec
 from cutmix_eval.data.base import collate_samples
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.passes import predict
-from cutmix_eval.fileio import atomic_write_text
+from cutmix_eval.fileio import atomic_write_text, writable_folder
 from cutmix_eval.metrics.classification import topk_error
 from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
@@ -114,13 +114,7 @@ def _lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 def _prepare_out_dir(out_dir: Path, resume: bool) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise UserError(f"cannot write to output folder {out_dir} ({err.strerror}); choose another --out") from err
+    writable_folder(out_dir, "--out")
     if not resume and (out_dir / LAST).exists():
         raise UserError(f"{out_dir} already holds a run ({LAST}); pass --resume to continue it, "
                         "or choose another --out")
