@@ -281,7 +281,8 @@ def test_a_damaged_record_is_warned_about_and_recomputed(capsys, two_records, mo
 
 def test_nan_logits_count_as_wrong_in_evaluate_and_are_refused_where_undefined(capsys, tmp_path, models):
     """Classification: a non-finite row is a wrong prediction, counted and warned about (exit 0);
-    calibration and OOD scores of such rows mean nothing: one-line error with the count; the
+    calibration, OOD scores and attack gradients of such rows mean nothing: one-line error with
+    the count; the
     shared pass of ``evaluate --all`` records nothing then."""
     results = ["--results", tmp_path / "res"]
     code, out, _ = cli(capsys, "evaluate", "--ckpt", models["nan"], *SYNTHETIC, *results, "--json")
@@ -293,7 +294,9 @@ def test_nan_logits_count_as_wrong_in_evaluate_and_are_refused_where_undefined(c
     assert_user_error(cli(capsys, "ood", "--ckpt", models["nan"], "--in", "synthetic", "--limit", "8", "--out",
                           "uniform", "--num-noise", "8", *results, "--output-dir", tmp_path / "ood"),
                       "NaN or infinite logits for 8 of 8 images", "check the checkpoint")
-    assert files_under(tmp_path / "cal") == files_under(tmp_path / "ood") == []
+    assert_user_error(cli(capsys, "adversarial", "--ckpt", models["nan"], *SYNTHETIC, *results, "--output-dir",
+                          tmp_path / "adv"), "NaN or infinite logits for 8 of 8 images", "--mean/--std")
+    assert files_under(tmp_path / "cal") == files_under(tmp_path / "ood") == files_under(tmp_path / "adv") == []
     assert_user_error(cli(capsys, "evaluate", "--ckpt", models["nan"], *SYNTHETIC, "--all", "--out-sets", "uniform",
                           "--results", tmp_path / "all"), "NaN or infinite logits for 8 of 8")
     assert files_under(tmp_path / "all") == []

@@ -40,6 +40,21 @@ def write_study(tmp_path: Path, analyses_: dict, methods=("baseline", "cutmix"),
     return path
 
 
+def test_the_study_reference_names_every_key_analysis_and_option():
+    """docs/studies.md (which `study --help` points to) cannot fall behind the code."""
+    import dataclasses
+    import inspect
+
+    from cutmix_eval.study import Study, StudyCheckpoint, StudyDataset
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
+    keys = [f.name for cls in (Study, StudyCheckpoint, StudyDataset) for f in dataclasses.fields(cls)]
+    options = [p for f in analyses.ANALYSES.values() for p in list(inspect.signature(f).parameters)[1:]]
+    missing = [k for k in [*keys, *analyses.ANALYSES, *options]
+               if k not in ("checkpoints", "datasets", "analyses") and f"`{k}`" not in text]
+    assert not missing
+
+
 def test_examples_parse_with_paths_relative_to_the_file():
     embedded = load_study(EXAMPLES / "embedded.toml")
     assert [c.method for c in embedded.checkpoints] == ["baseline", "mixup", "cutout", "cutmix"]

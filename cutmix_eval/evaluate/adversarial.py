@@ -150,8 +150,10 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
             with torch.no_grad():
                 clean_logits = model(images)
         if not torch.isfinite(clean_logits).all():
-            raise UserError(f"the model produced NaN or infinite logits on {dataset.name}; the attacks' gradients "
-                            "are undefined (check the checkpoint and its input scaling)")
+            bad = int((~torch.isfinite(clean_logits).all(dim=1)).sum())
+            raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(labels)} images in a batch of "
+                            f"{dataset.name}; the attacks' gradients are undefined there (check the checkpoint and "
+                            "its input scaling, --mean/--std)")
         for attack in attacks:
             if attack == "fgsm":
                 predicted = fgsm_predictions(model, images, direction, eps)
