@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import signal
+import sys
 import threading
 
 import numpy as np
@@ -32,8 +34,12 @@ class Loader(DataLoader):
     iterator set-up, whose clean-up then fails with a traceback. Held back, it is raised as a
     KeyboardInterrupt once the workers have started (they are shut down cleanly). The workers
     inherit the holding handler, so a Ctrl-C to the whole process group is the main
-    process's alone to handle.
+    process's alone to handle. Workers also keep quiet when the main process hangs up in the
+    middle of taking a batch from them (see :func:`_quiet_worker`).
     """
+
+    def __init__(self, *args, worker_init_fn=None, **kwargs):
+        super().__init__(*args, worker_init_fn=functools.partial(_quiet_worker, worker_init_fn), **kwargs)
 
     def __iter__(self):
         if not self.num_workers or threading.current_thread() is not threading.main_thread() \
@@ -48,6 +54,23 @@ class Loader(DataLoader):
         if pressed:
             raise KeyboardInterrupt
         return started
+
+
+def _quiet_worker(worker_init_fn, worker_id: int) -> None:
+    """Set up a DataLoader worker: a batch's tensors are handed to the main process through a
+    connection served by a thread of the worker (torch's file-descriptor sharing, through
+    ``multiprocessing.resource_sharer``, which reports its errors with ``sys.excepthook``);
+    when the main process stops mid-handover (Ctrl-C), that thread's ``ConnectionResetError``
+    would print a traceback from every worker. Such connection errors are dropped, anything
+    else is reported as usual; then ``worker_init_fn``, if any."""
+    sys.excepthook = _drop_connection_errors
+    if worker_init_fn is not None:
+        worker_init_fn(worker_id)
+
+
+def _drop_connection_errors(kind, error, traceback) -> None:
+    if not issubclass(kind, (OSError, EOFError)):
+        sys.__excepthook__(kind, error, traceback)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -82,7 +82,9 @@ def wait_for(proc: subprocess.Popen, condition, what: str, timeout: float = 300)
 
 
 def forked_workers(pid: int) -> int:
-    """How many children of ``pid`` run its own command line: DataLoader workers (forked)."""
+    """How many children of ``pid`` run its own command line: DataLoader workers (forked), and
+    for a moment the one child torch's import forks to run ``ldconfig`` (ctypes' library
+    lookup) before it execs; waiting for two tells workers (``--workers 2``) from it."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -139,8 +141,8 @@ def test_sigkill_during_an_evaluation_command(tmp_path):
     not part of the job) then records it."""
     ckpt, results, before = one_record(tmp_path)
     argv = occlusion(ckpt, results, 200)
-    proc = start(tmp_path / "killed.log", [*argv, "--workers", "1"])
-    wait_for(proc, lambda: forked_workers(proc.pid) > 0, "DataLoader workers")
+    proc = start(tmp_path / "killed.log", [*argv, "--workers", "2"])
+    wait_for(proc, lambda: forked_workers(proc.pid) >= 2, "DataLoader workers")
     finish(proc, tmp_path / "killed.log", signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL
     assert analyses_recorded(results) == ["classification"] and set(results.iterdir()) == before
@@ -159,7 +161,7 @@ def test_ctrl_c_during_an_evaluation_command(tmp_path, delay):
     ckpt = tiny_checkpoint(tmp_path / "m.pth")
     results = tmp_path / "results"
     proc = start(tmp_path / "run.log", occlusion(ckpt, results, 2000, "--workers", "2"))
-    wait_for(proc, lambda: forked_workers(proc.pid) > 0, "DataLoader workers")
+    wait_for(proc, lambda: forked_workers(proc.pid) >= 2, "DataLoader workers")
     time.sleep(delay)
     out, err = finish(proc, tmp_path / "run.log", signal.SIGINT)
     assert proc.returncode == 130, err[-3000:]
