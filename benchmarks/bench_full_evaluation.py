@@ -28,8 +28,9 @@ baseline checkpoint (trained, smooth maps). Target: ours at most 1.3 x the floor
 
 What sets the ratio: no pass is repeated (the tests count forwards), and everything but
 localization costs a few percent ("no loc" ratio). The rest is the localization metrics
-(``metrics.localization.box_accuracy_curve`` for MaxBoxAcc V1 and V2: about 1 + 1 ms
-per 64 px image for the trained model and 3 + 3 ms for the random one, single-threaded
+(``metrics.localization.best_ious``, MaxBoxAcc V1 and V2 from one shared computation:
+about 0.5 ms per 64 px map for the trained model and 2 ms for the random one, whose
+noise-like maps need nearly every level traced like the reference does, single-threaded
 CPU work), set against a gapnet forward of 0.3 to 2 ms per image here depending on how
 busy the shared machine is (its 2-thread convolutions slow down most under load), so
 the ratio moves with the load.
