@@ -85,6 +85,18 @@ def comparison(what: str, ours: float, reference: float, unit: str, ratio: float
             "met": None if met is None else bool(met)}
 
 
+def throughput_comparisons(rows: Sequence[dict[str, Any]], ours: str, what: str,
+                           references: Sequence[tuple[str, str, float]], step: str = "") -> list[dict[str, Any]]:
+    """Summary rows for a throughput table (rows with ``model``, ``variant``, ``images/s`` and
+    ratio columns): for each ``(reference variant, ratio column, target)`` and each row of
+    variant ``ours``, "``what`` vs ``reference``\ ``step``, model" against that model's
+    reference row, met when the ratio is at least the target."""
+    speed = {(r["model"], r["variant"]): r["images/s"] for r in rows}
+    return [comparison(f"{what} vs {reference}{step}, {r['model']}", r["images/s"], speed[r["model"], reference],
+                       "images/s", r[column], f">= {target:g}", r[column] >= target, reference)
+            for reference, column, target in references for r in rows if r["variant"] == ours]
+
+
 def print_summary(comparisons: Sequence[dict[str, Any]]) -> None:
     """Print the machine-readable summary line; call it last."""
     print("\n" + SUMMARY_PREFIX + json.dumps({"comparisons": list(comparisons)}), flush=True)

@@ -20,7 +20,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from cutmix_eval.cam import create_cam
-from _common import alternating_medians, comparison, markdown_table, parse_rounds, print_summary, verdict
+from _common import alternating_medians, markdown_table, parse_rounds, print_summary, throughput_comparisons, verdict
 from cutmix_eval.models import create_model
 
 TARGET_VS_INFERENCE = 0.8
@@ -71,14 +71,9 @@ def main() -> None:
           f"{verdict(vs_inference, TARGET_VS_INFERENCE)} (worst ratio {vs_inference:.3f}); "
           f">= {TARGET_VS_GRADCAM} x pytorch-grad-cam GradCAM: "
           f"{verdict(vs_gradcam, TARGET_VS_GRADCAM)} (worst ratio {vs_gradcam:.2f}).")
-    speed = {(r["model"], r["variant"]): r["images/s"] for r in rows}
-    print_summary([comparison(f"native CAM vs {reference}, {r['model']}", r["images/s"],
-                              speed[r["model"], reference], "images/s", r[column], f">= {target:g}",
-                              r[column] >= target, reference)
-                   for reference, column, target in (("plain inference", "vs inference", TARGET_VS_INFERENCE),
-                                                     ("GradCAM (pytorch-grad-cam)", "vs GradCAM", TARGET_VS_GRADCAM))
-                   for r in native])
-
+    print_summary(throughput_comparisons(rows, "native CAM (ours)", "native CAM",
+                                         (("plain inference", "vs inference", TARGET_VS_INFERENCE),
+                                          ("GradCAM (pytorch-grad-cam)", "vs GradCAM", TARGET_VS_GRADCAM))))
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from timm.data import Mixup
 
-from _common import alternating_medians, comparison, markdown_table, parse_rounds, print_summary, verdict
+from _common import alternating_medians, markdown_table, parse_rounds, print_summary, throughput_comparisons, verdict
 from cutmix_eval.models import create_model
 from cutmix_eval.train.mixing import Baseline, CutMix, soft_cross_entropy
 
@@ -70,14 +70,9 @@ def main() -> None:
     print(f"\nTarget: CutMix >= {TARGET} x baseline throughput: {verdict(ours, TARGET)} (worst ratio {ours:.3f}).")
     print(f"Target: our CutMix step >= {TARGET_VS_TIMM} x timm Mixup's step throughput: "
           f"{verdict(vs_timm, TARGET_VS_TIMM)} (worst ratio {vs_timm:.3f}).")
-    speed = {(r["model"], r["variant"]): r["images/s"] for r in rows}
-    print_summary([comparison(f"CutMix training step vs {reference} step, {r['model']}", r["images/s"],
-                              speed[r["model"], reference], "images/s", r[column], f">= {target:g}",
-                              r[column] >= target, reference)
-                   for reference, column, target in (("baseline", "ratio to baseline", TARGET),
-                                                     ("cutmix (timm Mixup)", "ratio to timm", TARGET_VS_TIMM))
-                   for r in rows if r["variant"] == "cutmix (ours)"])
-
+    print_summary(throughput_comparisons(rows, "cutmix (ours)", "CutMix training step",
+                                         (("baseline", "ratio to baseline", TARGET),
+                                          ("cutmix (timm Mixup)", "ratio to timm", TARGET_VS_TIMM)), step=" step"))
 
 if __name__ == "__main__":
     main()

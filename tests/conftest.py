@@ -86,6 +86,16 @@ def small_labelled():
     return dataset, fitted_pixel_classifier(images, labels, dataset.num_classes)
 
 
+@pytest.fixture(scope="module")
+def model():
+    """A random ``gapnet:width=8`` for 10 classes (seed 0), in eval mode: a fast CNN to run
+    evaluators on."""
+    from cutmix_eval.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("gapnet:width=8", 10).eval()
+
+
 def pixels(sample) -> np.ndarray:
     """The sample's image as ``3 x H x W`` integers 0..255."""
     return (sample["image"] * 255).round().to(torch.int64).numpy()

@@ -27,12 +27,6 @@ def data():
     return create_dataset("synthetic", "test", num_samples=48)
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return create_model("gapnet:width=8", 10).eval()
-
-
 def subject(model, dataset, **kwargs):
     return Subject(model, dict(INFO), dataset, batch_size=16, progress=False, **kwargs)
 

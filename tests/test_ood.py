@@ -24,12 +24,6 @@ def synthetic_test():
     return create_dataset("synthetic", "test", num_samples=40)
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return create_model("gapnet:width=8", 10).eval()
-
-
 def predictions(logits, pooled=None, labels=None):
     logits = np.asarray(logits, dtype=np.float32)
     labels = np.full(len(logits), -1) if labels is None else np.asarray(labels)
