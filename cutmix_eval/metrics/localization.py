@@ -35,6 +35,7 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -341,18 +342,20 @@ def _traced_level_rects(traced: dict, modes: tuple[str, ...]) -> dict:
     ``boundingRect`` is the extent of its points, and its ``contourArea`` the shoelace sum
     of its polygon (integer cross products, exact), largest first on ties."""
     levels = list(traced)
-    contours = [c.reshape(-1, 2) for i in levels for c in traced[i][0]]
-    counts = np.array([len(traced[i][0]) for i in levels], dtype=np.int64)
+    contours = list(itertools.chain.from_iterable(traced[i][0] for i in levels))  # each k x 1 x 2 int32
     if not contours:
         return {mode: (np.zeros(0, np.int64), np.zeros((0, 4), np.int64)) for mode in modes}
+    counts = np.fromiter((len(traced[i][0]) for i in levels), np.int64, len(levels))
+    sizes = np.fromiter(map(len, contours), np.int64, len(contours))
     owners = np.repeat(np.asarray(levels, dtype=np.int64), counts)
-    points = np.concatenate(contours).astype(np.int64)
-    starts = np.cumsum([0] + [len(c) for c in contours[:-1]])
+    points = np.concatenate(contours).reshape(-1, 2).astype(np.int64)
+    starts, ends = np.cumsum(sizes) - sizes, np.cumsum(sizes)
     rects = np.concatenate([np.minimum.reduceat(points, starts), np.maximum.reduceat(points, starts) + 1], axis=1)
     found = {"all": (owners, rects)}
     if "largest" in modes:
-        following = np.roll(points, -1, axis=0)
-        following[np.append(starts[1:], len(points)) - 1] = points[starts]  # each polygon closes on itself
+        following = np.empty_like(points)
+        following[:-1] = points[1:]
+        following[ends - 1] = points[starts]  # each polygon closes on itself
         areas = np.abs(np.add.reduceat(points[:, 0] * following[:, 1] - following[:, 0] * points[:, 1], starts))
         groups = np.repeat(np.arange(len(levels)), counts)
         best = np.maximum.reduceat(areas, np.cumsum(counts) - counts)
