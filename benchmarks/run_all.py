@@ -11,6 +11,9 @@ past ``--timeout`` is reported as FAILED (with the tail of its stderr) and makes
 runner exit with status 1, but the other sections are still written.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--only NAME ...] [--output PATH]
+
+With ``--only``, the results go to ``benchmarks/results-only.md`` unless ``--output``
+says otherwise, so a partial run never replaces the full results.
     make bench [BENCH_ARGS=--quick]
 """
 
@@ -237,11 +240,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark (about 2-3 min)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these (e.g. cam ood_metrics)")
-    parser.add_argument("--output", type=Path, default=HERE / "results.md", help="default: benchmarks/results.md")
+    parser.add_argument("--output", type=Path, help="default: benchmarks/results.md, or benchmarks/results-only.md "
+                        "with --only (so a partial run never replaces the full results)")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="seconds per benchmark before it counts as failed, to catch a hang (default 1800; "
                         "a full benchmark takes 1-3 min on 2 quiet cores, several times that on a busy machine)")
     args = parser.parse_args()
+    args.output = args.output or HERE / ("results-only.md" if args.only else "results.md")
     scripts = discover(args.only)
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     load_at_start = load_average()
