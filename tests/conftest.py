@@ -28,8 +28,12 @@ def clovaai_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Keep generated-dataset caches out of the user's home during tests (one per session)."""
+    """Keep generated-dataset caches out of the user's home during tests (one per session),
+    and run every test in an empty folder of its own (not its ``tmp_path``), so that the
+    commands' default outputs (``reports/results``, ``reports/<command>/...``) never land in
+    the checkout or carry records from one test into another."""
     monkeypatch.setenv("CUTMIX_EVAL_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
 class PooledPixels(torch.nn.Module):
