@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,12 +39,20 @@ from cutmix_eval.results import Result
 Outcome = tuple[list[Result], dict[str, np.ndarray]]
 
 
+def effective_limit(limit: int | None, dataset: Any) -> int | None:
+    """``limit`` as a job keys it: ``None`` (every image) when it covers the whole dataset, so
+    ``--limit 5000`` on 2,000 images is the same job as no limit."""
+    return None if limit is None or limit >= len(dataset) else limit
+
+
 @dataclass
 class Subject:
     """One model (with its identity record) on one dataset, and how to run it.
 
-    The labelled pass (logits of every image) is computed once per ``limit`` and
-    shared by classification, calibration and the ID side of OOD detection.
+    ``limit`` is stored as :func:`effective_limit` makes it. The labelled pass (logits of
+    every image) is computed once and shared by classification, calibration and the ID
+    side of OOD detection; datasets an analysis reads besides (OOD sets, the Mahalanobis fit
+    set) are built once and shared by the job's identity and the analysis (``cache``).
     """
 
     model: Any
@@ -55,7 +64,10 @@ class Subject:
     progress: bool = True
     data_root: str | None = None
     limit: int | None = None
-    _passes: dict[int | None, Any] = field(default_factory=dict, repr=False)
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.limit = effective_limit(self.limit, self.dataset)
 
     def common(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "device": self.device, "num_workers": self.num_workers,
@@ -64,11 +76,16 @@ class Subject:
     def labelled_pass(self):
         from cutmix_eval.evaluate.classification import labelled_pass
 
-        if self.limit not in self._passes:
-            self._passes[self.limit] = labelled_pass(self.model, self.dataset, batch_size=self.batch_size,
-                                                     device=self.device, num_workers=self.num_workers,
-                                                     limit=self.limit, progress=self.progress)
-        return self._passes[self.limit]
+        return cached(self.cache, "labelled pass", lambda: labelled_pass(
+            self.model, self.dataset, batch_size=self.batch_size, device=self.device, num_workers=self.num_workers,
+            limit=self.limit, progress=self.progress))
+
+
+def cached(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` the first time."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
 
 
 def classification(subject: Subject, holdout: int = 0, n_bins: int = 15) -> Outcome:
@@ -99,15 +116,10 @@ def ood(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, .
     companions); ``num_noise``: images per noise set (default: as many as ID test images, at
     most 10,000); ``fit_data``: the labelled set Mahalanobis is fitted on (default: the ID
     dataset's train split)."""
-    from cutmix_eval.data import create_dataset
-    from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
+    from cutmix_eval.evaluate.ood import evaluate_ood
 
-    used = len(subject.dataset) if subject.limit is None else min(subject.limit, len(subject.dataset))
-    ood_sets = create_ood_sets(subject.dataset, list(sets), subject.data_root,
-                               num_noise=num_noise or min(used, 10_000))
-    fit = None
-    if "mahalanobis" in scores:
-        fit = create_dataset(fit_data or subject.dataset.name, "train", root=subject.data_root)
+    ood_sets, fit = _ood_data(subject.dataset, subject.limit, subject.data_root, subject.cache, scores, sets,
+                              num_noise, fit_data)
     shared = subject.labelled_pass()[0] if list(scores) == ["msp"] else None
     results = evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
                            score_options={"energy": {"temperature": energy_temperature},
@@ -164,6 +176,43 @@ def corruption(subject: Subject, corruptions: str | tuple[str, ...] = "all",
                                 model_info=subject.model_info, **subject.common())], {}
 
 
+def _ood_data(dataset: Any, limit: int | None, data_root: str | None, cache: dict[Any, Any],
+              scores: tuple[str, ...], sets: tuple[str, ...], num_noise: int | None, fit_data: str | None):
+    """The OOD sets and the Mahalanobis fit set (or None) of the ``ood`` analysis, built once per ``cache``."""
+    from cutmix_eval.data import create_dataset
+    from cutmix_eval.evaluate.ood import create_ood_sets
+
+    count = num_noise or min(len(dataset) if limit is None else limit, 10_000)
+    ood_sets = cached(cache, ("ood sets", tuple(sets), count),
+                      lambda: create_ood_sets(dataset, list(sets), data_root, num_noise=count))
+    fit = None
+    if "mahalanobis" in scores:
+        name = fit_data or dataset.name
+        fit = cached(cache, ("fit set", name), lambda: create_dataset(name, "train", root=data_root))
+    return ood_sets, fit
+
+
+def job_inputs(name: str, dataset: Any, limit: int | None, data_root: str | None, options: Mapping[str, Any],
+               cache: dict[Any, Any]) -> dict[str, Any]:
+    """What analysis ``name`` reads besides its model and dataset, by identity: each OOD set and
+    the Mahalanobis fit set (:attr:`~cutmix_eval.data.base.ImageDataset.identity`), the
+    corruption reference checkpoint (SHA-256). Part of the job: a record is never reused for
+    other OOD images or another reference model."""
+    if name == "ood":
+        ood_sets, fit = _ood_data(dataset, limit, data_root, cache, options["scores"], options["sets"],
+                                  options["num_noise"], options["fit_data"])
+        return {"ood_sets": {set_name: ood.identity for set_name, ood in ood_sets.items()},
+                **({"fit_set": fit.identity} if fit is not None else {})}
+    if name == "corruption" and options.get("reference"):
+        from cutmix_eval.models.checkpoint import file_sha256
+
+        path = Path(options["reference"]).expanduser()
+        if not path.is_file():
+            raise UserError(f"reference checkpoint {path} not found; give the file of the reference model")
+        return {"reference_sha256": cached(cache, ("sha256", str(path)), lambda: file_sha256(path))}
+    return {}
+
+
 ANALYSES: dict[str, Callable[..., Outcome]] = {
     f.__name__: f for f in (classification, localization, ood, occlusion, inbetween, adversarial, corruption)}
 
@@ -186,18 +235,41 @@ def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[
     return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
 
 
-def make_job(name: str, model_info: Mapping[str, Any], dataset: str, split: str, limit: int | None,
-             options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The store's job for analysis ``name`` (see :mod:`cutmix_eval.report.store`): built from
-    the checkpoint's SHA-256 and method label, so it can be looked up before loading a model."""
+def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int | None,
+             options: Mapping[str, Any] | None = None, *, data_root: str | None = None,
+             cache: dict[Any, Any] | None = None, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The store's job for analysis ``name`` on ``dataset`` (see :mod:`cutmix_eval.report.store`):
+    everything that decides its numbers. The model by its checkpoint's SHA-256, method label
+    and the loading overrides given on top of the file (``model_info["loading"]``), so it can
+    be looked up before loading a model; the dataset by name, split, :func:`effective_limit`
+    and :attr:`~cutmix_eval.data.base.ImageDataset.identity` (where its files are and a
+    fingerprint of them); every option, defaults filled in; and the other data it reads
+    (:func:`job_inputs`, or ``inputs`` when the caller knows them)."""
+    options = analysis_options(name, options)
+    limit = effective_limit(limit, dataset)
+    if inputs is None:
+        inputs = job_inputs(name, dataset, limit, data_root, options, {} if cache is None else cache)
     return {"analysis": name,
-            "model": {"checkpoint_sha256": model_info.get("checkpoint_sha256"), "method": model_info.get("method")},
-            "dataset": {"name": dataset, "split": split, "limit": limit},
-            "options": analysis_options(name, options)}
+            "model": {"checkpoint_sha256": model_info.get("checkpoint_sha256"), "method": model_info.get("method"),
+                      "loading": dict(model_info.get("loading") or {})},
+            "dataset": {"name": dataset.name, "split": dataset.split, "limit": limit, "identity": dataset.identity},
+            "options": options, "inputs": dict(inputs)}
 
 
-def subject_job(name: str, subject: Subject, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    return make_job(name, subject.model_info, subject.dataset.name, subject.dataset.split, subject.limit, options)
+def subject_job(name: str, subject: Subject, options: Mapping[str, Any] | None = None,
+                inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return make_job(name, subject.model_info, subject.dataset, subject.limit, options, data_root=subject.data_root,
+                    cache=subject.cache, inputs=inputs)
+
+
+def describe_job(job: Mapping[str, Any]) -> str:
+    """What a job's record is of, for messages: the checkpoint, the data and its identity."""
+    from cutmix_eval.data.base import describe_identity
+
+    data = job["dataset"]
+    limit = f", first {data['limit']} images" if data["limit"] else ""
+    return (f"{job['analysis']} of checkpoint {str(job['model']['checkpoint_sha256'])[:12]} on {data['name']}/"
+            f"{data['split']} ({describe_identity(data['identity'])}{limit})")
 
 
 def not_recorded(names: list[str], store: ResultStore) -> str:
@@ -207,14 +279,16 @@ def not_recorded(names: list[str], store: ResultStore) -> str:
 
 
 def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[str, Any] | None = None, *,
-            force: bool = False, compute: Callable[[], Outcome] | None = None) -> tuple[Record, bool]:
+            force: bool = False, compute: Callable[[], Outcome] | None = None,
+            inputs: Mapping[str, Any] | None = None) -> tuple[Record, bool]:
     """The record of analysis ``name`` on ``subject``: read from ``store`` when it exists (and
     not ``force``), else computed (by the registry, or by ``compute`` for a variant the registry
-    does not run, such as a released corrupted set) and saved. Returns ``(record, reused)``.
+    does not run, such as a released corrupted set, whose other data are then ``inputs``) and
+    saved. Returns ``(record, reused)``.
     Under ``torchrun``, rank 0 decides whether the record exists and alone saves it; every
     rank computes its shard (a reused record is read on rank 0 only). Ctrl-C while computing
     raises a ``KeyboardInterrupt`` saying the job was not recorded (:func:`not_recorded`)."""
-    job = subject_job(name, subject, options)
+    job = subject_job(name, subject, options, inputs)
     main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
     record = store.load(job) if main and not force else None
     if main_decides(record is not None):

@@ -214,18 +214,37 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def study_jobs(study: Study, checkpoint: StudyCheckpoint, sha256: str) -> list[tuple[StudyDataset, str, dict]]:
-    """(dataset, analysis, job) of one checkpoint, in run order."""
+def study_datasets(study: Study) -> dict[tuple[str, str], Any]:
+    """Every (dataset, split) of ``study``, built once: a missing or malformed dataset fails here,
+    before any model is loaded or evaluated, and each dataset's identity keys its jobs."""
+    from cutmix_eval.data import create_dataset, dataset_spec
+
+    built: dict[tuple[str, str], Any] = {}
+    for dataset in study.datasets:
+        spec = dataset_spec(dataset.name)
+        split = dataset.split or ("test" if "test" in spec.splits else spec.splits[-1])
+        if (spec.name, split) not in built:
+            built[spec.name, split] = create_dataset(spec.name, split, root=study.data_root)
+    return built
+
+
+def study_jobs(study: Study, checkpoint: StudyCheckpoint, sha256: str, datasets: Mapping[tuple[str, str], Any],
+               caches: dict[tuple[str, str], dict]) -> list[tuple[tuple[str, str], str, dict]]:
+    """((dataset, split), analysis, job) of one checkpoint, in run order; ``datasets`` from
+    :func:`study_datasets`, ``caches`` the data each dataset's analyses read besides (OOD
+    sets...), built once per dataset."""
     from cutmix_eval.data import dataset_spec
 
     jobs = []
     for dataset in study.datasets:
         spec = dataset_spec(dataset.name)
-        split = dataset.split or ("test" if "test" in spec.splits else spec.splits[-1])
+        where = (spec.name, dataset.split or ("test" if "test" in spec.splits else spec.splits[-1]))
         for name, entry in study.analyses.items():
             limit = _smaller(dataset.limit, entry["limit"])
-            info = {"checkpoint_sha256": sha256, "method": checkpoint.method}
-            jobs.append((dataset, name, make_job(name, info, spec.name, split, limit, entry["options"])))
+            info = {"checkpoint_sha256": sha256, "method": checkpoint.method,
+                    "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
+            jobs.append((where, name, make_job(name, info, datasets[where], limit, entry["options"],
+                                               data_root=study.data_root, cache=caches.setdefault(where, {}))))
     return jobs
 
 
@@ -242,7 +261,6 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     as in :func:`~cutmix_eval.report.build.write_report`. Under ``torchrun`` every rank evaluates
     its shard of each job and only rank 0 logs, writes and returns the outcome (others: None).
     Ctrl-C raises a ``KeyboardInterrupt`` saying how many jobs are recorded."""
-    from cutmix_eval.data import create_dataset
     from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint
     from cutmix_eval.runtime import resolve_device
 
@@ -252,13 +270,14 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
         if not checkpoint.path.is_file():
             raise UserError(f"checkpoint {checkpoint.path} ({checkpoint.method}) not found; fix its `path` in the "
                             "study file")
-    plan = [(c, study_jobs(study, c, file_sha256(c.path))) for c in study.checkpoints]
+    datasets = study_datasets(study)
+    caches: dict[tuple[str, str], dict] = {}
+    plan = [(c, study_jobs(study, c, file_sha256(c.path), datasets, caches)) for c in study.checkpoints]
     main = is_main_process()  # under torchrun rank 0 decides what is missing, logs, writes
     done = main_decides([main and not force and store.load(job) is not None for _, jobs in plan for *_, job in jobs])
     log = log if main else (lambda _: None)
     counter = Progress(sum(len(jobs) for _, jobs in plan), log)
     pending = [name for _, jobs in plan for _, name, _ in jobs]
-    datasets: dict[tuple[str, str], Any] = {}
     recorded = iter(done)
     with where_things_stand(lambda: f"{counter.done} of {counter.total} jobs recorded in {store.root}; rerun "
                                     "the same command to finish the rest"):
@@ -271,23 +290,21 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
                                               trust=checkpoint.trust)
                 model_info = {"checkpoint": str(checkpoint.path), "checkpoint_sha256": info.file_sha256,
                               "arch": info.arch, "method": checkpoint.method, "training_data": info.dataset,
-                              "weights_sha256": info.weights_sha256}
+                              "weights_sha256": info.weights_sha256,
+                              "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
             subjects: dict[tuple[str, str, int | None], Subject] = {}
-            for (dataset, name, job), kept in zip(jobs, flags):
+            for (where, name, job), kept in zip(jobs, flags):
                 pending.remove(name)
                 what = f"{name} · {checkpoint.method} · {job['dataset']['name']}"
                 if kept:
                     counter.report(what, 0.0, True, pending, name)
                     continue
-                where = (job["dataset"]["name"], job["dataset"]["split"])
-                if where not in datasets:
-                    datasets[where] = create_dataset(where[0], where[1], root=study.data_root)
                 subject_key = (*where, job["dataset"]["limit"])
                 if subject_key not in subjects:  # one labelled pass per (dataset, limit), shared by its analyses
                     subjects[subject_key] = Subject(model, model_info, datasets[where], device=device,
                                                     batch_size=study.batch_size, num_workers=study.workers,
-                                                    progress=progress,
-                                                    data_root=study.data_root, limit=job["dataset"]["limit"])
+                                                    progress=progress, data_root=study.data_root,
+                                                    limit=job["dataset"]["limit"], cache=dict(caches[where]))
                 start = time.perf_counter()
                 run_job(store, name, subjects[subject_key], job["options"], force=True)
                 counter.report(what, time.perf_counter() - start, False, pending, name)

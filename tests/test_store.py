@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from cutmix_eval.report.store import ResultStore, StoreError, job_key, read_record
+from cutmix_eval.report.store import RECORD_SCHEMA, ResultStore, StoreError, job_key, read_record
 from cutmix_eval.results import Result
 
 
@@ -40,7 +40,7 @@ def test_round_trip_keeps_every_field_and_array(tmp_path):
             assert loaded.per_sample[name].dtype == array.dtype
     assert record.artifacts["examples/title"].tolist() == ["a", "b"]
     data = json.loads(path.read_text())
-    assert data["record_schema"] == 1 and "per_sample" not in data["results"][0]
+    assert data["record_schema"] == RECORD_SCHEMA and "per_sample" not in data["results"][0]
     assert path.name.startswith("occlusion-cutmix-synthetic-") and path.with_suffix(".npz").exists()
 
 
@@ -85,7 +85,7 @@ def test_damaged_records_warn_and_read_as_missing(tmp_path, damage):
     elif damage == "json truncated":
         path.write_text(path.read_text()[:100])
     else:
-        path.write_text(path.read_text().replace('"record_schema": 1', '"record_schema": 99'))
+        path.write_text(path.read_text().replace('"record_schema": 2', '"record_schema": 99'))
     with pytest.warns(UserWarning, match="recomputed"):
         assert store.load(job()) is None
     with pytest.warns(UserWarning, match="skipped"):

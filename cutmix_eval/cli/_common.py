@@ -112,22 +112,32 @@ def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: 
 
 
 def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model, model_info: dict[str, Any],
-                    options: dict[str, Any], compute=None):
+                    options: dict[str, Any], compute=None, inputs: dict[str, Any] | None = None):
     """The record of analysis ``name`` with ``options`` from the ``--results`` store: reused when
     recorded (unless ``--force``), else computed with the command's batching (by ``compute()
-    -> (results, artifacts)`` when given) and saved."""
+    -> (results, artifacts)`` when given, reading ``inputs`` besides) and saved."""
     from cutmix_eval.analyses import Subject, run_job
     from cutmix_eval.distributed import is_main_process
     from cutmix_eval.report.store import ResultStore
 
     subject = Subject(model, model_info, dataset, device=str(device), batch_size=args.batch_size,
                       num_workers=args.workers, data_root=args.data_root, limit=args.limit)
-    record, reused = run_job(ResultStore(args.results), name, subject, options, force=args.force, compute=compute)
+    record, reused = run_job(ResultStore(args.results), name, subject, options, force=args.force, compute=compute,
+                             inputs=inputs)
     if not is_main_process():
         raise SystemExit(0)  # torchrun: this rank did its shard; rank 0 prints and writes
-    print(f"{'reused the recorded' if reused else 'recorded in'} {record.path}"
-          + (" (--force evaluates again)" if reused else ""))
+    print(record_line(record, reused))
     return record
+
+
+def record_line(record: Any, reused: bool) -> str:
+    """Where a job's record is, and for a reused one what it matched (stdout, like ``record:``)."""
+    from cutmix_eval.analyses import describe_job
+
+    if reused:
+        return (f"reused the recorded {describe_job(record.job)}: {record.path} (same checkpoint, data, options; "
+                "--force evaluates again)")
+    return f"recorded in {record.path}"
 
 
 def check_counts(args: argparse.Namespace) -> None:
@@ -158,11 +168,21 @@ def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
     spec = dataset_spec(args.data)
     split = args.split or ("test" if "test" in spec.splits else spec.splits[-1])
     dataset = create_dataset(args.data, split, root=args.data_root, **dataset_options)
+    if args.limit is not None and args.limit > len(dataset):
+        print(f"note: --limit {args.limit} is more than the {len(dataset)} images of {dataset.name}/{dataset.split}: "
+              f"evaluating all {len(dataset)} (recorded as no limit)", file=sys.stderr)
     model, info = load_model_from_args(args, num_classes=dataset.num_classes or None)
     model_info = {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
                   "method": args.method or info.method, "training_data": info.dataset,
-                  "weights_sha256": info.weights_sha256}
+                  "weights_sha256": info.weights_sha256, "loading": loading_overrides(args)}
     return device, dataset, model, info, model_info
+
+
+def loading_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The checkpoint options given on top of the file that can change a model's outputs (part
+    of every job: the same file loaded with another mean or its EMA weights is another model)."""
+    given = {"arch": args.arch, "mean": args.mean, "std": args.std, "ema": args.ema or None}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def save_outputs(result: Any, out_dir: Path, stem: str, figures: dict[str, Any]) -> list[Path]:

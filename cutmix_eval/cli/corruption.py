@@ -93,6 +93,7 @@ class CorruptionCommand(Command):
 
     def run(self, args):
         from cutmix_eval.data import corrupted_slices, create_dataset, dataset_spec
+        from cutmix_eval.data.corrupted import released_identity
         from cutmix_eval.errors import DatasetNotFoundError, UserError
         from cutmix_eval.evaluate.corruption import evaluate_released_corruption, parse_severities
         from cutmix_eval.models.checkpoint import load_checkpoint
@@ -131,8 +132,12 @@ class CorruptionCommand(Command):
                     reference_label=reference_label, batch_size=args.batch_size, device=device,
                     num_workers=args.workers, limit=args.limit, model_info=model_info)], {}
             options |= {"table": f"released; clean error from {clean.name if clean else 'nothing'}", "seed": None}
+            inputs = {"released": released_identity(args.data, args.data_root),
+                      "clean": clean.identity if clean else None}
+            if args.reference_ckpt:
+                inputs["reference_sha256"] = reference_info.file_sha256
             result = stored_analysis(args, "corruption", device, dataset, model, model_info, options,
-                                     compute=compute).results[0]
+                                     compute=compute, inputs=inputs).results[0]
         else:
             if args.clean_data:
                 raise UserError("--clean-data goes with a released corrupted set (cifar10-c, cifar100-c, imagenet-c)")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_evaluation, print_table, \
-    stored_analysis
+    record_line, stored_analysis
 
 
 class EvaluateCommand(Command):
@@ -81,8 +81,7 @@ class EvaluateCommand(Command):
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {used} images"
               + (f"; {', '.join(computed)} computed from one shared pass over them" if computed else ""))
         for name, (record, reused) in records.items():
-            print(f"{name}: {'reused the recorded' if reused else 'recorded in'} {record.path}"
-                  + (" (--force evaluates again)" if reused else ""))
+            print(f"{name}: {record_line(record, reused)}")
         for note in notes.values():
             print(f"note: {note}")
         summary = print_headlines(records)

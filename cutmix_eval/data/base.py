@@ -28,8 +28,10 @@ whole dict, so boxes and masks move with the image.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,32 @@ def to_float_image(image: torch.Tensor) -> tv_tensors.Image:
     return tv_tensors.Image(image.to(torch.float32))
 
 
+def files_identity(files: Sequence[Path]) -> dict[str, Any]:
+    """Which files a dataset reads, cheaply: the resolved folder holding them all, their count,
+    and the SHA-256 (hex) over each file's path relative to that folder, size and modification
+    time in nanoseconds, in dataset order. One ``stat`` per file, no reading: a file added,
+    removed, renamed, re-ordered, rewritten or touched changes it, and so does the same tree
+    at another place (the folder is part of it). A file that cannot be read is a UserError."""
+    resolved = [Path(f).resolve() for f in files]
+    folder = Path(os.path.commonpath([p.parent for p in resolved])) if resolved else Path()
+    digest = hashlib.sha256()
+    for path in resolved:
+        try:
+            stat = path.stat()
+        except OSError as err:
+            raise UserError(f"cannot read {path} ({err.strerror}); the dataset's files changed while it was "
+                            "being read, or are not readable") from None
+        digest.update(f"{path.relative_to(folder).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return {"folder": str(folder), "files": len(resolved), "sha256": digest.hexdigest()}
+
+
+def describe_identity(identity: dict[str, Any]) -> str:
+    """A dataset identity (:meth:`ImageDataset.identity`) in a few words for messages."""
+    if "sha256" in identity:
+        return f"{identity['files']} files in {identity['folder']}, fingerprint {identity['sha256'][:12]}"
+    return ", ".join(f"{k} {v}" for k, v in identity.items())
+
+
 def make_boxes(boxes: Any, height: int, width: int) -> tv_tensors.BoundingBoxes:
     """An ``N x 4`` XYXY box array on an ``height x width`` canvas as a tv_tensor."""
     data = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
@@ -151,6 +179,20 @@ class ImageDataset(Dataset):
 
     def load(self, index: int) -> Sample:  # pragma: no cover - every subclass defines it
         raise NotImplementedError
+
+    def source_files(self) -> Sequence[Path]:
+        """The files the samples are read from (images, arrays, annotations), in dataset order;
+        file-backed datasets define it, generated ones define :attr:`identity` instead."""
+        raise NotImplementedError(f"{type(self).__name__} does not say which files it reads: define "
+                                  "source_files() or identity")
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        """What this dataset's samples are, beyond its name and split, as a JSON-able dict: for
+        file-backed data :func:`files_identity` of :meth:`source_files`; generated data their
+        generator's settings. Part of every stored job (the result store never reuses a record
+        for other images); computed once per object."""
+        return files_identity(self.source_files())
 
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self):

@@ -15,9 +15,11 @@ Each dataset object reads its arrays once, at construction; samples are
 from __future__ import annotations
 
 import codecs
+import hashlib
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import numpy as np
 import scipy.io
 import torch
 
-from cutmix_eval.data.base import ImageDataset, Sample, Transform, find_layout
+from cutmix_eval.data.base import ImageDataset, Sample, Transform, files_identity, find_layout
 from cutmix_eval.data.registry import register_dataset
 from cutmix_eval.errors import UserError
 
@@ -77,15 +79,28 @@ class ArrayDataset(ImageDataset):
     """Images held in memory as a uint8 ``N x 3 x H x W`` tensor with int labels."""
 
     def __init__(self, name: str, split: str, images: np.ndarray, labels: np.ndarray,
-                 classes: tuple[str, ...], transform: Transform | None):
+                 classes: tuple[str, ...], transform: Transform | None, sources: Sequence[Path] = ()):
         super().__init__(split, transform)
-        self.name = name
+        self.name, self.sources = name, list(sources)
         self.classes = classes
         self.images = torch.from_numpy(np.ascontiguousarray(images))
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def source_files(self) -> list[Path]:
+        return self.sources
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        """:func:`files_identity` of the files the arrays were read from; arrays built in
+        memory: the SHA-256 of their bytes."""
+        if self.sources:
+            return files_identity(self.sources)
+        digest = hashlib.sha256(self.images.numpy().tobytes())
+        digest.update(self.labels.numpy().tobytes())
+        return {"arrays": list(self.images.shape), "sha256": digest.hexdigest()}
 
     def load(self, index: int) -> Sample:
         return {"image": self.images[index], "label": int(self.labels[index])}
@@ -142,7 +157,8 @@ def cifar_dataset(name: str, split: str, root: Path, *, transform: Any = "defaul
     meta = folder / fmt.meta
     classes = tuple(str(c) for c in _entry(load_pickle(meta), fmt.names_key, meta))
     return ArrayDataset(name, split, np.concatenate(images), np.concatenate(labels), classes,
-                        None if transform == "default" else transform)
+                        None if transform == "default" else transform,
+                        sources=[*(folder / batch for batch in fmt.batches[split]), meta])
 
 
 for _name, _title in (("cifar10", "CIFAR-10: 10 classes, 50,000 train / 10,000 test"),
@@ -176,4 +192,4 @@ def svhn_dataset(split: str, root: Path, *, transform: Any = "default") -> Array
                         f"and y N x 1")
     return ArrayDataset("svhn", split, images.transpose(3, 2, 0, 1).astype(np.uint8),
                         labels.reshape(-1).astype(np.int64) % 10, tuple(str(d) for d in range(10)),
-                        None if transform == "default" else transform)
+                        None if transform == "default" else transform, sources=[path])

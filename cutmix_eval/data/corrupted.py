@@ -40,7 +40,7 @@ for data with no released copy.
 from __future__ import annotations
 
 import os
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from torch.utils.data import Dataset
 
 from cutmix_eval.corruptions.registry import ALL, SEVERITIES, TABLES, corrupt, get_corruption
 from cutmix_eval.data.base import (DATA_ROOT_ENV, ImageDataset, Sample, Transform, dataset_labels, eval_transform,
-                                   find_layout, resolve_data_root)
+                                   files_identity, find_layout, list_images, resolve_data_root)
 from cutmix_eval.data.cifar import _CIFAR, _entry, load_pickle
 from cutmix_eval.data.imagefolder import ImageFolderDataset
 from cutmix_eval.data.registry import dataset_spec, register_dataset
@@ -150,7 +150,15 @@ class CifarCDataset(CorruptionSlice, ImageDataset):
                  classes: tuple[str, ...], transform: Transform | None):
         super().__init__("test", transform)
         self.name, self.path, self.corruption, self.severity, self.classes = name, path, corruption, severity, classes
+        self.labels_path = labels_path
         self.rows, self.images, self.labels = _severity_slice(path, labels_path, severity, len(classes))
+
+    def source_files(self) -> list[Path]:
+        return [self.path, self.labels_path]
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        return files_identity(self.source_files()) | {"corruption": self.corruption, "severity": self.severity}
 
     def __getstate__(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if key != "images"}
@@ -244,6 +252,10 @@ class ImageNetCDataset(CorruptionSlice, ImageFolderDataset):
         super().__init__("imagenet-c", "val", folder / corruption / str(severity), transform)
         self.corruption, self.severity = corruption, severity
 
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        return files_identity(self.source_files()) | {"corruption": self.corruption, "severity": self.severity}
+
 
 @register_dataset("imagenet-c", description="ImageNet-C: the released corrupted ImageNet val images (224 x 224), "
                   "one (corruption, severity) slice per dataset (corruption=, severity=)",
@@ -273,6 +285,20 @@ def corrupted_slices(name: str, root: str | os.PathLike | None = None) -> list[t
         raise UserError(f"{spec.name} is not a released corrupted set ({', '.join(_SLICES)}); wrap it in "
                         f"CorruptedDataset to corrupt it on the fly")
     return _SLICES[spec.name](spec.locate(resolve_data_root(root)))
+
+
+def released_identity(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """:func:`~cutmix_eval.data.base.files_identity` of every file of released corrupted set
+    ``name`` under the data root: the CIFAR-C arrays and their labels, or every image of every
+    ImageNet-C slice (one ``stat`` each)."""
+    spec = dataset_spec(name)
+    folder = spec.locate(resolve_data_root(root))
+    if spec.name == "imagenet-c":
+        files = [f for c, s in _imagenet_c_slices(folder) for f in list_images(folder / c / str(s), name)]
+    else:
+        files = [*(folder / f"{c}.npy" for c in dict.fromkeys(c for c, _ in _cifar_c_slices(folder))),
+                 folder / "labels.npy"]
+    return files_identity(files)
 
 
 # ---------------------------------------------------------------------------------------- on the fly
@@ -307,6 +333,11 @@ class CorruptedDataset(CorruptionSlice, ImageDataset):
     @property
     def labels(self) -> np.ndarray:
         return dataset_labels(self.base)
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        return {"base": self.base.identity, "corruption": self.corruption, "severity": self.severity,
+                "table": self.table, "seed": self.seed}
 
     def __len__(self) -> int:
         return len(self.base)

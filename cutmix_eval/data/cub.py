@@ -16,6 +16,7 @@ foreground, as wsolevaluation defines it), 0 elsewhere.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,14 +57,19 @@ class AnnotatedImages(ImageDataset):
     def __init__(self, name: str, split: str, files: list[Path], labels: list[int],
                  classes: tuple[str, ...], transform: Transform | None,
                  boxes: list[list[list[float]]] | None = None,
-                 masks: list[tuple[list[Path], Path | None]] | None = None):
+                 masks: list[tuple[list[Path], Path | None]] | None = None, annotations: Sequence[Path] = ()):
         super().__init__(split, transform)
         self.name, self.files, self.labels, self.classes = name, files, labels, classes
-        self.boxes, self.masks = boxes, masks
+        self.boxes, self.masks, self.annotations = boxes, masks, list(annotations)
         self.has_boxes, self.has_masks = boxes is not None, masks is not None
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def source_files(self) -> list[Path]:
+        """The images, the annotation files (labels, splits, boxes) and the mask files."""
+        masks = [path for instances, ignore in self.masks or () for path in [*instances, *([ignore] if ignore else [])]]
+        return [*self.files, *self.annotations, *masks]
 
     def load(self, index: int) -> Sample:
         image = read_image(self.files[index])
@@ -130,7 +136,8 @@ def cub_dataset(split: str, root: Path, *, transform: Any = "default", image_siz
         raise UserError(f"cub: a number in the text files of {folder} is malformed ({err})") from err
     classes = tuple(row[1] for row in ordered)
     return AnnotatedImages("cub", split, files, labels, classes,
-                           wsol_geometry(image_size) if transform == "default" else transform, boxes=boxes)
+                           wsol_geometry(image_size) if transform == "default" else transform, boxes=boxes,
+                           annotations=[folder / name for name in _CUB_FILES if name != "images"])
 
 
 #: registry name -> (wsolevaluation dataset folder, number of classes, "boxes" or "masks")
@@ -187,7 +194,8 @@ def wsol_dataset(name: str, split: str, root: Path, *, transform: Any = "default
         raise UserError(f"{metadata / 'class_labels.txt'}: no label in 0..{num_classes - 1} for {unlabelled}")
     return AnnotatedImages(name, split, [images / p for p in paths], [label_of[p] for p in paths],
                            tuple(str(c) for c in range(num_classes)),
-                           wsol_geometry(image_size) if transform == "default" else transform, **annotations)
+                           wsol_geometry(image_size) if transform == "default" else transform,
+                           annotations=[metadata / file for file in _WSOL_FILES], **annotations)
 
 
 for _name, (_folder, _classes, _truth) in _WSOL.items():

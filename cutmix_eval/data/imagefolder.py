@@ -52,6 +52,9 @@ class ImageFolderDataset(ImageDataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def source_files(self) -> list[Path]:
+        return [path for path, _ in self.samples]
+
     def load(self, index: int) -> Sample:
         path, label = self.samples[index]
         return {"image": read_image(path), "label": label}
@@ -103,6 +106,10 @@ class ImageNetDataset(ImageFolderDataset):
         self.xml_folder = next((f for f in flat if f.is_dir()), None)  # None: beside the images
         self.has_boxes = split == "val" and (self.xml_folder is not None
                                               or self.xml_path(self.samples[0][0]).exists())
+
+    def source_files(self) -> list[Path]:
+        images = super().source_files()
+        return images + [self.xml_path(path) for path in images] if self.has_boxes else images
 
     def xml_path(self, image: Path) -> Path:
         return (self.xml_folder or image.parent) / f"{image.stem}.xml"

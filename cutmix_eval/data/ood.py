@@ -45,6 +45,9 @@ class ImageFilesOOD(ImageDataset):
     def __len__(self) -> int:
         return len(self.files)
 
+    def source_files(self) -> list[Path]:
+        return self.files
+
     def load(self, index: int) -> Sample:
         return {"image": read_image(self.files[index]), "label": OOD_LABEL}
 
@@ -137,6 +140,10 @@ class NoiseOOD(ImageDataset):
 
     def __len__(self) -> int:
         return self.num_samples
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"generated": self.name, "shape": list(self.shape), "num_samples": self.num_samples, "seed": self.seed}
 
     def load(self, index: int) -> Sample:
         rng = np.random.default_rng([self.seed, index])

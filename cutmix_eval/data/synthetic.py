@@ -564,14 +564,19 @@ class GeneratedDataset(ImageDataset):
     box_convention = "edges"
 
     def __init__(self, name: str, split: str, data: Generated, classes: list[str],
-                 transform: Transform | None):
+                 transform: Transform | None, settings: dict[str, Any]):
         super().__init__(split, transform)
-        self.name, self.data, self.classes = name, data, classes
+        self.name, self.data, self.classes, self.settings = name, data, classes, settings
         self.has_boxes = self.has_masks = data.masks is not None
 
     @property
     def labels(self) -> np.ndarray:
         return self.data.labels
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The generator's settings: they determine every pixel (see :func:`generate`)."""
+        return {"generated": self.name, "generator_version": GENERATOR_VERSION, **self.settings}
 
     def __len__(self) -> int:
         return len(self.data.labels)
@@ -599,7 +604,8 @@ def _make(name: str, split: str, classes: list[str], transform: Transform | None
           num_samples: int, cache: bool, **params: Any) -> GeneratedDataset:
     _check(params["image_size"], num_samples)
     data = generate(name, split, num_samples, cache=cache, **params)
-    return GeneratedDataset(name, split, data, classes, None if transform == "default" else transform)
+    return GeneratedDataset(name, split, data, classes, None if transform == "default" else transform,
+                            settings={"num_samples": num_samples, **params})
 
 
 @register_dataset("synthetic", layout=LAYOUT, splits=("train", "test"),

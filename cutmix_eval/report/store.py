@@ -3,13 +3,18 @@
 A *job* is what decides an evaluation's outcome, as a JSON-able dict::
 
     {"analysis": "occlusion",
-     "model": {"checkpoint_sha256": "...", "method": "cutmix"},
-     "dataset": {"name": "synthetic", "split": "test", "limit": None},
-     "options": {...every option of the analysis, defaults filled in...}}
+     "model": {"checkpoint_sha256": "...", "method": "cutmix", "loading": {...overrides such as "mean"...}},
+     "dataset": {"name": "imagefolder", "split": "test", "limit": None,
+                 "identity": {"folder": "/data/pets", "files": 3680, "sha256": "..."}},
+     "options": {...every option of the analysis, defaults filled in...},
+     "inputs": {...identities of the other data it reads: OOD sets, a reference model...}}
 
 Its *key* is the SHA-256 of the job's canonical JSON (sorted keys, no spaces).
-Batch size, device and worker count are not part of a job: they do not change
-the numbers beyond float rounding.
+The dataset's ``identity`` (:attr:`cutmix_eval.data.base.ImageDataset.identity`:
+where its files are and a fingerprint of their names, sizes and modification
+times, or a generated set's settings) makes another tree under the same dataset
+name another job. Batch size, device and worker count are not part of a job:
+they do not change the numbers beyond float rounding.
 
 A record is two files named ``<analysis>-<method>-<dataset>-<key[:12]>``:
 
@@ -49,7 +54,7 @@ import numpy as np
 from cutmix_eval.fileio import atomic_write, atomic_write_text
 from cutmix_eval.results import Result, jsonable, result_from_dict
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = 2  # 2: jobs identify the data (dataset identity, inputs, loading overrides)
 ARTIFACT = "artifact/"
 
 
@@ -153,7 +158,8 @@ def read_record(path: Path) -> Record:
     if not isinstance(data, dict) or "record_schema" not in data:
         raise NotARecord(path)
     if data["record_schema"] != RECORD_SCHEMA:
-        raise StoreError(f"record {path} has schema {data['record_schema']}, this version reads {RECORD_SCHEMA}")
+        raise StoreError(f"record {path} has schema {data['record_schema']}, this version reads {RECORD_SCHEMA} "
+                         "(older records do not identify the images they were computed on: rerun the evaluation)")
     side = path.with_name(data["side_file"])
     try:
         payload = side.read_bytes()
