@@ -21,7 +21,8 @@ corruption      error under the common corruptions, on the fly
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from fractions import Fraction
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,14 +226,197 @@ def check_analysis(name: str) -> Callable[..., Outcome]:
 
 def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every option of analysis ``name``: its defaults overridden by ``given`` (unknown names
-    refused). Lists become tuples, so TOML/CLI lists and Python defaults key alike."""
+    refused), each value read and checked by the parser its command uses (:data:`OPTION_CHECKS`),
+    so a study file may write the command line's syntax (``fractions = "0:0.1:1"``,
+    ``eps = ["8/255"]``, ``severities = "3-5"``) and every mistake is one UserError before any
+    work. Values come out canonical (lists as tuples, numbers as floats), so the command line, a
+    study and Python defaults key alike."""
     parameters = list(inspect.signature(check_analysis(name)).parameters.values())[1:]
     defaults = {p.name: p.default for p in parameters}
     unknown = sorted(set(given or {}) - set(defaults))
     if unknown:
         raise UserError(f"analysis {name} has no option {', '.join(unknown)}; its options: {', '.join(defaults)}")
     merged = defaults | dict(given or {})
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
+    checked = {k: OPTION_CHECKS[name].get(k, _plain)(v, k) for k, v in merged.items()}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in checked.items()}
+
+
+# --------------------------------------------------------------------------- option parsers
+# Each takes (value, option name) and returns the canonical value or raises a UserError. They accept
+# what the command line accepts (comma-separated text, ranges) and what TOML gives (lists, numbers).
+
+
+def _plain(value: Any, option: str) -> Any:
+    return value
+
+
+def _texts(value: Any) -> list[str]:
+    """A comma-separated string or a list of strings -> the stripped, non-empty strings."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def _count(least: int, optional: bool = False) -> Callable[[Any, str], Any]:
+    def check(value: Any, option: str) -> int | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise UserError(f"option {option} must be a whole number of at least {least}"
+                            f"{' (or left out)' if optional else ''}, not {value!r}")
+        return value
+    return check
+
+
+def _number(positive: bool = False, optional: bool = False) -> Callable[[Any, str], Any]:
+    def check(value: Any, option: str) -> float | None:
+        if value is None and optional:
+            return None
+        try:
+            number = float(Fraction(value) if isinstance(value, str) else value)
+        except (TypeError, ValueError, ZeroDivisionError):
+            number = float("nan")
+        if not np.isfinite(number) or (positive and number <= 0):
+            raise UserError(f"option {option} must be a {'positive ' if positive else ''}number, not {value!r}")
+        return number
+    return check
+
+
+def _choice(choices: Callable[[], Sequence[str]]) -> Callable[[Any, str], str]:
+    def check(value: Any, option: str) -> str:
+        if value not in choices():
+            raise UserError(f"option {option} must be one of {', '.join(choices())}, not {value!r}")
+        return value
+    return check
+
+
+def _choices(choices: Callable[[], Sequence[str]]) -> Callable[[Any, str], tuple[str, ...]]:
+    def check(value: Any, option: str) -> tuple[str, ...]:
+        values = _texts(value)
+        unknown = [v for v in values if v not in choices()]
+        if unknown or not values:
+            raise UserError(f"option {option}: unknown {', '.join(unknown) or '(none given)'}; choose from "
+                            f"{', '.join(choices())}")
+        return tuple(dict.fromkeys(values))
+    return check
+
+
+def _flag(value: Any, option: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"option {option} must be true or false, not {value!r}")
+    return value
+
+
+def _grid(value: Any, option: str) -> tuple[float, ...]:
+    from cutmix_eval.evaluate.occlusion import check_fractions, parse_grid
+
+    if isinstance(value, str):
+        return tuple(parse_grid(value, option))
+    return tuple(check_fractions([_number()(v, option) for v in value], option))
+
+
+def _eps(value: Any, option: str) -> tuple[float, ...]:
+    from cutmix_eval.evaluate.adversarial import parse_eps
+
+    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    return tuple(parse_eps(items if isinstance(items, str) else ",".join(str(v) for v in items)))
+
+
+def _step_size(value: Any, option: str) -> float | None:
+    return None if value is None else _eps([value], option)[0]
+
+
+def _fill(value: Any, option: str) -> str | float:
+    from cutmix_eval.evaluate.occlusion import parse_fill
+
+    return parse_fill(value)
+
+
+def _modes(value: Any, option: str) -> tuple[str, ...]:
+    from cutmix_eval.evaluate.occlusion import check_modes
+
+    return tuple(check_modes(_texts(value)))
+
+
+def _corruptions(value: Any, option: str) -> str | tuple[str, ...]:
+    from cutmix_eval.evaluate.corruption import check_selection
+
+    check_selection(value, [1])  # names, groups or "all"/"benchmark": refused here when unknown
+    return value if isinstance(value, str) else tuple(_texts(value))
+
+
+def _severities(value: Any, option: str) -> tuple[int, ...]:
+    from cutmix_eval.evaluate.corruption import check_selection, parse_severities
+
+    if isinstance(value, str):
+        return tuple(parse_severities(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    return tuple(check_selection("all", [_count(1)(v, option) for v in value])[1])
+
+
+def _scores() -> list[str]:
+    from cutmix_eval.evaluate.ood_scores import list_scores
+
+    return list_scores()
+
+
+def _cams() -> list[str]:
+    from cutmix_eval.cam import list_cams
+
+    return list_cams()
+
+
+def _protocols() -> list[str]:
+    from cutmix_eval.evaluate.localization import PROTOCOLS
+
+    return sorted(PROTOCOLS)
+
+
+def _sets(value: Any, option: str) -> tuple[str, ...]:
+    sets = _texts(value)
+    if not sets:
+        raise UserError(f"option {option} needs at least one OOD set name or folder (or 'all')")
+    return tuple(sets)
+
+
+def _dataset_name(value: Any, option: str) -> str | None:
+    from cutmix_eval.data import dataset_spec
+
+    return None if value is None else dataset_spec(str(value)).name
+
+
+def _path(value: Any, option: str) -> str | None:
+    return None if value is None else str(value)
+
+
+def _attacks() -> tuple[str, ...]:
+    from cutmix_eval.evaluate.adversarial import ATTACKS
+
+    return ATTACKS
+
+
+def _targets() -> tuple[str, ...]:
+    from cutmix_eval.evaluate.adversarial import TARGETS
+
+    return TARGETS
+
+
+#: analysis -> option -> parser (options not named pass through unchanged)
+OPTION_CHECKS: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    "classification": {"holdout": _count(0), "n_bins": _count(1)},
+    "localization": {"cam": _choice(_cams), "protocol": _choice(_protocols), "examples": _count(0)},
+    "ood": {"scores": _choices(_scores), "sets": _sets, "num_noise": _count(1, optional=True),
+            "energy_temperature": _number(positive=True), "odin_holdout": _count(1),
+            "fit_data": _dataset_name, "fit_limit": _count(1, optional=True)},
+    "occlusion": {"fractions": _grid, "modes": _modes, "fill": _fill, "seed": _count(0)},
+    "inbetween": {"num_pairs": _count(1, optional=True), "seed": _count(0), "mix_grid": _grid, "cut_grid": _grid},
+    "adversarial": {"attacks": _choices(_attacks), "eps": _eps, "targeted": _flag, "target": _choice(_targets),
+                    "pgd_steps": _count(1), "pgd_step_size": _step_size, "pgd_restarts": _count(1),
+                    "random_start": _flag, "seed": _count(0)},
+    "corruption": {"corruptions": _corruptions, "severities": _severities,
+                   "table": _choice(lambda: ("auto", "cifar", "imagenet", "released")),
+                   "seed": _count(0, optional=True), "reference": _path},
+}
 
 
 def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int | None,

@@ -147,7 +147,10 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
             raise UserError(f"{where}: unknown analysis [analyses.{name}]; choose from {', '.join(ANALYSES)}")
         options = dict(options)
         limit = _limit(options.pop("limit", None), f"{where} [analyses.{name}]")
-        analysis_options(name, options)  # refuses unknown options now, not after an hour of work
+        try:  # every value read and checked now, not after an hour of work
+            analysis_options(name, options)
+        except UserError as error:
+            raise UserError(f"{where} [analyses.{name}]: {error}") from None
         analyses[name] = {"options": options, "limit": limit}
     if not checkpoints or not datasets or not analyses:
         raise UserError(f"{where}: needs at least one [[checkpoints]], one [[datasets]] and one [analyses.NAME]")

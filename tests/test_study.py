@@ -162,3 +162,46 @@ def test_evaluation_commands_store_and_reuse_records(tmp_path, capsys):
     assert main(["evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8",
                  "--results", str(tmp_path / "results")]) == 0
     assert len(list((tmp_path / "results").glob("*.json"))) == 2
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"ood": {"scores": ["enrgy"]}}, "[analyses.ood]: option scores: unknown enrgy; choose from msp"),
+    ({"occlusion": {"fractions": "0:0:1"}}, "[analyses.occlusion]: cannot read fractions '0:0:1'"),
+    ({"adversarial": {"eps": ["8/0"]}}, "[analyses.adversarial]: cannot read eps '8/0'"),
+    ({"inbetween": {"num_pairs": 0}}, "[analyses.inbetween]: option num_pairs must be a whole number of at least 1"),
+    ({"corruption": {"severities": "0-2"}}, "[analyses.corruption]: severities must be among 1-5"),
+    ({"localization": {"cam": "gradcamm"}}, "[analyses.localization]: option cam must be one of cam,"),
+    ({"ood": {"sets": ["no-such-set"]}}, "unknown dataset 'no-such-set'"),
+])
+def test_every_value_of_every_job_is_checked_before_any_work(tmp_path, options, message):
+    """A bad value fails the study as one line before job 1 (it used to fail after jobs ran, or
+    with a traceback); the results folder stays empty."""
+    path = write_study(tmp_path, {"classification": {}, **options})
+    code, _, err = _run_cli(["study", str(path)])
+    assert code == 2 and message in err and "\n" not in err.strip() and "Traceback" not in err
+    assert not list((tmp_path / "out" / "results").glob("*.json"))
+
+
+def test_study_files_accept_the_command_lines_syntax_and_share_its_records(tmp_path):
+    """fractions = "0:0.5:1" and eps = ["8/255"] are what `occlusion --fractions 0:0.5:1` and
+    `adversarial --eps 8/255` mean: the study computes them, the commands reuse its records."""
+    path = write_study(tmp_path, {"occlusion": {"fractions": "0:0.5:1", "limit": 8},
+                                  "adversarial": {"eps": ["8/255"], "limit": 8}}, methods=("cutmix",))
+    code, _, err = _run_cli(["study", str(path)])
+    assert code == 0, err
+    common = ["--ckpt", str(tmp_path / "cutmix.pth"), "--data", "synthetic", "--limit", "8",
+              "--results", str(tmp_path / "out" / "results"), "--batch-size", "8", "--method", "cutmix"]
+    for argv in (["occlusion", *common, "--fractions", "0,0.5,1"], ["adversarial", *common, "--eps", "8/255"]):
+        code, out, err = _run_cli(argv)
+        assert code == 0 and "reused the recorded" in out, (argv, out, err)
+
+
+def _run_cli(argv):
+    """``(exit status, stdout, stderr)`` of the CLI run in this process."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(argv)
+    return code, out.getvalue(), err.getvalue()

@@ -131,7 +131,7 @@ class CorruptionCommand(Command):
                     corruptions=args.corruptions, severities=severities, reference=reference,
                     reference_label=reference_label, batch_size=args.batch_size, device=device,
                     num_workers=args.workers, limit=args.limit, model_info=model_info)], {}
-            options |= {"table": f"released; clean error from {clean.name if clean else 'nothing'}", "seed": None}
+            options |= {"table": "released", "seed": None}  # the clean set is one of the job's inputs
             inputs = {"released": released_identity(args.data, args.data_root),
                       "clean": clean.identity if clean else None}
             if args.reference_ckpt:
