@@ -115,3 +115,17 @@ def test_loading_overrides_and_ood_folders_are_part_of_the_job(tmp_path):
     assert grown.returncode == 0 and "recorded in" in grown.stdout
     other_mean = run(*argv, "--out", str(folder), "--mean", "0.4,0.4,0.4", cwd=tmp_path)
     assert other_mean.returncode == 0 and "recorded in" in other_mean.stdout
+
+
+def test_command_outputs_of_two_checkpoints_with_the_same_file_name_never_share_a_folder(tmp_path):
+    """runs/s0/cutmix/last.pth and runs/s1/cutmix/last.pth used to overwrite each other's
+    reports/calibration/cutmix-last-synthetic/."""
+    folders = []
+    for seed in (0, 1):
+        ckpt = tiny_checkpoint(tmp_path / "runs" / f"s{seed}" / "cutmix" / "last.pth", seed=seed)
+        done = run("calibration", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        record = Path(summary(done.stdout)["record"])
+        folders.append(record.parent)
+        assert record.parent.name.startswith("cutmix-last-") and record.parent.name.endswith("-synthetic")
+    assert folders[0] != folders[1] and all((tmp_path / f / "calibration.json").is_file() for f in folders)

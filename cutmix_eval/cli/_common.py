@@ -172,6 +172,7 @@ def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
         print(f"note: --limit {args.limit} is more than the {len(dataset)} images of {dataset.name}/{dataset.split}: "
               f"evaluating all {len(dataset)} (recorded as no limit)", file=sys.stderr)
     model, info = load_model_from_args(args, num_classes=dataset.num_classes or None)
+    args.checkpoint_sha256 = info.file_sha256  # names the default output folder (default_output_dir)
     model_info = {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
                   "method": args.method or info.method, "training_data": info.dataset,
                   "weights_sha256": info.weights_sha256, "loading": loading_overrides(args)}
@@ -203,14 +204,20 @@ def report_outputs(args: argparse.Namespace, result: Any, paths: Sequence[Path])
 
 
 def default_output_dir(args: argparse.Namespace, command: str, *parts: str) -> Path:
-    """``--output-dir``, else ``reports/<command>/<checkpoint stem>-<parts...>``."""
+    """``--output-dir``, else ``reports/<command>/<checkpoint stem>-<SHA-256 prefix>-<parts...>``:
+    named from the checkpoint's identity, so ``runs/s0/cutmix/last.pth`` and
+    ``runs/s1/cutmix/last.pth`` (``cutmix-last-1a2b3c4d-...``, ``cutmix-last-5e6f7a8b-...``)
+    never share a folder."""
+    from cutmix_eval.models.checkpoint import file_sha256
+
     if args.output_dir:
         return Path(args.output_dir)
     ckpt = Path(args.ckpt)
     stem = ckpt.name.split(".")[0]
     if stem in GENERIC_CHECKPOINT_NAMES:  # checkpoints/quickstart/cutmix/last.pth -> cutmix-last
         stem = f"{ckpt.resolve().parent.name}-{stem}"
-    return Path("reports") / command / "-".join([stem, *parts])
+    sha = getattr(args, "checkpoint_sha256", None) or file_sha256(ckpt)
+    return Path("reports") / command / "-".join([stem, sha[:8], *parts])
 
 
 def print_table(rows: list[dict[str, Any]], headers: str | Sequence[str] = "keys", floatfmt: str = ".2f") -> None:

@@ -47,7 +47,7 @@ class AdversarialCommand(Command):
                             help="start PGD at the clean image instead of a random point in the eps-ball")
         parser.add_argument("--seed", type=int, default=0, help="seed of PGD's random starts and random targets")
         parser.add_argument("--output-dir", metavar="DIR",
-                            help="folder for the record and figure (default: reports/adversarial/<checkpoint>-<data>)")
+                            help="folder for the record and figure (default: reports/adversarial/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
         from cutmix_eval.errors import UserError

@@ -44,7 +44,7 @@ class CalibrationCommand(Command):
                                  "number is then computed on the other images (default 0: no scaling)")
         parser.add_argument("--bins", type=int, default=15, help="equal-width confidence bins for ECE (default 15)")
         parser.add_argument("--output-dir", metavar="DIR",
-                            help="folder for the record and figure (default: reports/calibration/<checkpoint>-<data>)")
+                            help="folder for the record and figure (default: reports/calibration/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
         from cutmix_eval.errors import UserError

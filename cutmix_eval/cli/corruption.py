@@ -89,7 +89,7 @@ class CorruptionCommand(Command):
         parser.add_argument("--examples", type=int, default=1,
                             help="images shown under every corruption and severity in the example sheet (default 1)")
         parser.add_argument("--output-dir", metavar="DIR",
-                            help="folder for the record and figures (default: reports/corruption/<checkpoint>-<data>)")
+                            help="folder for the record and figures (default: reports/corruption/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
         from cutmix_eval.data import corrupted_slices, create_dataset, dataset_spec

@@ -65,7 +65,7 @@ class InbetweenCommand(Command):
                                  "comma list (default 0:0.1:1)")
         parser.add_argument("--examples", type=int, default=2, help="pairs shown in the example figure (default 2)")
         parser.add_argument("--output-dir", metavar="DIR",
-                            help="folder for the record and figures (default: reports/inbetween/<checkpoint>-<data>)")
+                            help="folder for the record and figures (default: reports/inbetween/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
         from cutmix_eval.evaluate.occlusion import parse_grid

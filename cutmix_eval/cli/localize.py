@@ -23,7 +23,7 @@ class LocalizeCommand(Command):
                             help="; ".join(f"{k}: {v.description}" for k, v in PROTOCOLS.items()))
         parser.add_argument("--output-dir", "--out", dest="output_dir", metavar="DIR",
                             help="folder for the result record and figure "
-                                 "(default: reports/localize/<checkpoint>-<data>-<cam>-<protocol>)")
+                                 "(default: reports/localize/<checkpoint>-<sha256[:8]>-<data>-<cam>-<protocol>)")
 
     def run(self, args):
         from cutmix_eval.evaluate.localization import write_outputs

@@ -57,7 +57,7 @@ class OcclusionCommand(Command):
         parser.add_argument("--seed", type=int, default=0, help="seed of the noise fill (default 0)")
         parser.add_argument("--examples", type=int, default=2, help="images shown in the example figure (default 2)")
         parser.add_argument("--output-dir", metavar="DIR",
-                            help="folder for the record and figures (default: reports/occlusion/<checkpoint>-<data>)")
+                            help="folder for the record and figures (default: reports/occlusion/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
         from cutmix_eval.evaluate.occlusion import check_modes, parse_fill, parse_grid

@@ -55,7 +55,7 @@ class OODCommand(Command):
         parser.add_argument("--num-noise", type=int,
                             help="images per noise set (default: as many as ID images, at most 10,000)")
         parser.add_argument("--output-dir", metavar="DIR",
-                            help="folder for the records and figures (default: reports/ood/<checkpoint>-<in>)")
+                            help="folder for the records and figures (default: reports/ood/<checkpoint>-<sha256[:8]>-<in>)")
 
     def run(self, args):
         from cutmix_eval.evaluate.ood_scores import list_scores
