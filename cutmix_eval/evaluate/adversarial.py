@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
@@ -35,6 +34,7 @@ from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.folding import fold_batchnorm
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -132,8 +132,7 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
     robust: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
     hit: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
     loader = make_loader(data, batch_size, num_workers)
-    for batch in tqdm(loader, desc=f"attack {dataset.name}", unit="batch", disable=None if progress else True,
-                      leave=False):
+    for batch in progress_bar(loader, desc=f"attack {dataset.name}", unit="batch", enabled=progress):
         images, labels = batch["image"].to(device), batch["label"].to(device)
         clean_logits, direction = None, None
         goal = labels

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.corruptions import BENCHMARK, GROUPS, SEVERITIES, list_corruptions, resolve_table
 from cutmix_eval.data.base import ImageDataset
@@ -38,6 +37,7 @@ from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.metrics import corruption as summaries
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -101,8 +101,8 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
     clean = {key: [] for key in models}
     correct = {key: [] for key in models}
     indices, size = [], None
-    bar = tqdm(total=len(loader) * (1 + len(names) * len(levels)), desc=f"corruptions {dataset.name}",
-               unit="pass", disable=None if progress else True, leave=False)
+    bar = progress_bar(total=len(loader) * (1 + len(names) * len(levels)), desc=f"corruptions {dataset.name}",
+                       unit="pass", enabled=progress)
     for batch in loader:
         images, labels = batch["image"].to(device, non_blocking=True), batch["label"].to(device)
         size = size or tuple(images.shape[-2:])
@@ -160,8 +160,8 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
     check_compatible(model, first)
     count = min(limit, len(first)) if limit else len(first)
     correct = {key: np.zeros((count, len(names), len(levels)), dtype=bool) for key in models}
-    bar = tqdm(total=len(names) * len(levels) + (clean is not None), desc=f"{name} slices", unit="slice",
-               disable=None if progress else True, leave=False)
+    bar = progress_bar(total=len(names) * len(levels) + (clean is not None), desc=f"{name} slices", unit="slice",
+                       enabled=progress)
     for i, corruption in enumerate(names):
         for j, severity in enumerate(levels):
             part = create_dataset(name, split, root=root, corruption=corruption, severity=severity)

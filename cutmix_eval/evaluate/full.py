@@ -33,7 +33,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.cam.native import NativeCAM
 from cutmix_eval.data.base import ImageDataset
@@ -44,6 +43,7 @@ from cutmix_eval.evaluate.classification import check_compatible, classification
 from cutmix_eval.evaluate.localization import LocalizationAccumulator, evaluate_localization
 from cutmix_eval.evaluate.passes import Predictions, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -106,8 +106,8 @@ def shared_pass(model: Classifier, dataset: ImageDataset, *, localization: Local
         except UserError as error:
             localization, note = None, f"localization skipped: {error}"
     logits, labels, indices, pooled = [], [], [], []
-    for batch in tqdm(make_loader(data, batch_size, num_workers), desc=f"evaluate {dataset.name} (shared pass)",
-                      unit="batch", disable=None if progress else True, leave=False):
+    for batch in progress_bar(make_loader(data, batch_size, num_workers), desc=f"evaluate {dataset.name} (shared pass)",
+                              unit="batch", enabled=progress):
         images = batch["image"].to(device, non_blocking=True)
         out, features, fmap = model.forward_all(images)
         if cam is not None:

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.data.base import ImageDataset, dataset_labels
 from cutmix_eval.distributed import gather_concat
@@ -34,6 +33,7 @@ from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
 from cutmix_eval.evaluate.passes import DistinctPasses, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -225,8 +225,7 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     loader = make_loader(PairDataset(data, a_indices, b_indices), batch_size, num_workers, collate_fn=collate_pairs)
     outcomes: dict[str, list[torch.Tensor]] = {kind: [] for kind in grids}
     labels, nonfinite, size = {"label_a": [], "label_b": []}, [], None
-    for batch in tqdm(loader, desc=f"in-between {dataset.name}", unit="batch", disable=None if progress else True,
-                      leave=False):
+    for batch in progress_bar(loader, desc=f"in-between {dataset.name}", unit="batch", enabled=progress):
         a, b = batch["image_a"].to(device, non_blocking=True), batch["image_b"].to(device, non_blocking=True)
         if a.shape != b.shape or (size is not None and tuple(a.shape[-2:]) != size):
             raise UserError(f"in-between samples need images of one size, got {tuple(a.shape[-2:])} and "

@@ -30,7 +30,6 @@ from typing import Any
 import cv2
 import numpy as np
 from torch.utils.data import Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.cam import create_cam
 from cutmix_eval.data.base import ImageDataset
@@ -41,6 +40,7 @@ from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -88,8 +88,8 @@ def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str 
     model = model.to(device).eval()
     method = create_cam(cam, model)
     data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
-    for batch in tqdm(make_loader(data, batch_size, num_workers), desc=f"localize {dataset.name}", unit="batch",
-                      disable=None if progress else True, leave=False):
+    for batch in progress_bar(make_loader(data, batch_size, num_workers), desc=f"localize {dataset.name}", unit="batch",
+                              enabled=progress):
         images, labels = batch["image"].to(device), batch["label"].to(device)
         out = method(images, labels)
         accumulator.update(batch, out.logits, out.maps)

@@ -25,7 +25,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch.utils.data import Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
@@ -33,6 +32,7 @@ from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import DistinctPasses, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import per_image_uniform, resolve_device
 
@@ -295,8 +295,7 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
     correct: dict[str, list[torch.Tensor]] = {mode: [] for mode in modes}
     clean, nonfinite, indices, size = [], [], [], None
     loader = make_loader(data, batch_size, num_workers)
-    for batch in tqdm(loader, desc=f"occlusion {dataset.name}", unit="batch", disable=None if progress else True,
-                      leave=False):
+    for batch in progress_bar(loader, desc=f"occlusion {dataset.name}", unit="batch", enabled=progress):
         images = batch["image"].to(device, non_blocking=True)
         if size is None:
             size = tuple(images.shape[-2:])

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from scipy.special import logsumexp, softmax
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import loss_gradient
 from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import Predictions, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 
 
 class OODScore:
@@ -206,7 +206,7 @@ class ODIN(OODScore):
             by_temperature.setdefault(s.temperature, []).append(s.noise)
         out: dict[ODINSetting, list[np.ndarray]] = {s: [] for s in settings}
         loader = make_loader(dataset, batch_size, num_workers)
-        for batch in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
+        for batch in progress_bar(loader, desc=desc, unit="batch", enabled=progress):
             images = batch["image"].to(device)
             for temperature, noises in by_temperature.items():
                 logits, grad = loss_gradient(model, images, None, temperature)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.data.base import collate_samples
 from cutmix_eval.distributed import gather_rows, shard_range, world
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.runtime import Loader, resolve_device
 
 
@@ -76,7 +76,7 @@ def predict(model: Classifier, dataset: Dataset, *, batch_size: int = 256, devic
     model = model.to(device).eval()
     logits, labels, indices, pooled = [], [], [], []
     loader = make_loader(dataset, batch_size, num_workers)
-    for batch in tqdm(loader, desc=desc, unit="batch", disable=None if progress else True, leave=False):
+    for batch in progress_bar(loader, desc=desc, unit="batch", enabled=progress):
         images = batch["image"].to(device, non_blocking=True)
         if keep_features:
             out, feats, _ = model.forward_all(images)

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler, Subset
-from tqdm.auto import tqdm
 
 from cutmix_eval.data import create_dataset, dataset_spec
 from cutmix_eval.data.base import collate_samples
@@ -46,6 +45,7 @@ from cutmix_eval.metrics.classification import topk_error
 from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.progress import progress_bar
 from cutmix_eval.runtime import Loader
 from cutmix_eval import distributed
 from cutmix_eval.train.augment import batch_augment, sample_transform
@@ -238,7 +238,7 @@ def _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, sche
     net.train()
     start = time.perf_counter()
     loss_sum = correct = seen = 0.0
-    bar = tqdm(loader, desc=desc, unit="batch", disable=None if progress and ctx.is_main else True, leave=False)
+    bar = progress_bar(loader, desc=desc, unit="batch", enabled=progress and ctx.is_main)
     for batch in bar:
         images = batch["image"].to(ctx.device, non_blocking=True)
         labels = batch["label"].to(ctx.device, non_blocking=True)
