@@ -151,3 +151,14 @@ def test_quickstart_small_run(tmp_path, monkeypatch):
     again = quickstart.run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe,
                                       methods=["baseline", "cutmix"], progress=False, log=lines.append)
     assert again["timings"]["evaluate"] < 10 and sum("reused" in line for line in lines) == 2 * len(small)
+
+
+def test_a_misspelled_option_shows_the_commands_usage_and_the_nearest_option(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--ckpt", "m.pth", "--data", "synthetic", "--limt", "5"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("usage: cutmix-eval evaluate ")
+    assert "error: unrecognized arguments: --limt (did you mean --limit?) 5" in err
+    with pytest.raises(SystemExit):
+        main(["--bogus"])
+    assert capsys.readouterr().err.startswith("usage: cutmix-eval [-h]")

@@ -53,8 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
         command.add_arguments(p)
-        p.set_defaults(_command=command)
+        p.set_defaults(_command=command, _parser=p)
     return parser
+
+
+def _refuse_unknown(args: argparse.Namespace, unknown: list[str]) -> None:
+    """Unrecognized arguments, refused by the command's own parser (its usage, not the top
+    level's), with the closest option named when one is near."""
+    import difflib
+
+    sub = args._parser
+    options = [o for action in sub._actions for o in action.option_strings]
+    hints = [f"{u} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(u.split("=")[0], options, n=1))
+             else u for u in unknown]
+    sub.error(f"unrecognized arguments: {' '.join(hints)}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -92,10 +104,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
     if not getattr(args, "_command", None):
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         parser.print_help()
         return 2
+    if unknown:
+        _refuse_unknown(args, unknown)
     warnings.showwarning = _show_warning
     group = None
     try:
