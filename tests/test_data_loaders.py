@@ -8,9 +8,11 @@ computed by hand in the comments.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from cutmix_eval.data import collate_samples, create_dataset, dataset_spec, list_datasets
 from cutmix_eval.errors import DatasetNotFoundError, UserError
-from conftest import assert_one_line, pixels
+from conftest import CLI, assert_one_line, cli_env, pixels
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 
@@ -289,7 +291,8 @@ def make_imagenet(root: Path, xml_place: str | None) -> None:
 def test_imagenet_val_boxes_follow_resize_and_center_crop(tmp_path, folder, xml_place):
     make_imagenet(tmp_path / folder, xml_place)
     ds = create_dataset("imagenet", "val", root=tmp_path)
-    assert ds.classes == WNIDS and len(ds) == 3 and ds.has_boxes == (xml_place is not None)
+    assert ds.present_classes == WNIDS and ds.num_classes == 1000 and len(ds) == 3
+    assert ds.layout == "wnid folders" and ds.has_boxes == (xml_place is not None)
     assert [ds[i]["label"] for i in range(3)] == [0, 0, 1]
     first = ds[0]  # ILSVRC2012_val_00000001, red
     assert first["image"].shape == (3, 224, 224)
@@ -320,6 +323,141 @@ def test_imagenet_broken_and_missing_annotations(tmp_path):
     with pytest.raises(DatasetNotFoundError) as err:
         ds[2]
     assert_one_line(err, "ILSVRC2012_val_00000002.xml")
+
+
+# ImageNet subsets and the flat val folder: labels are the 1000-class indices (sorted ImageNet-1k wnids)
+GOLDFISH, KIT_FOX, TOILET_TISSUE = "n01443537", "n02119789", "n15075141"  # classes 1, 278 and 999
+SUBSET = {"ILSVRC2012_val_00000001": (KIT_FOX, RED), "ILSVRC2012_val_00000002": (GOLDFISH, BLUE),
+          "ILSVRC2012_val_00000003": (TOILET_TISSUE, GREEN), "ILSVRC2012_val_00000004": (KIT_FOX, GREEN)}
+SUBSET_LAYOUTS = {  # layout -> (ImageNet folder under the root, where the annotations go)
+    "wnid folders": ("imagenet", "imagenet/bbox_val"),
+    "flat, XML beside": ("imagenet", "imagenet/val"),
+    "flat, CLS-LOC XML": ("ILSVRC2012", "ILSVRC2012/Annotations/CLS-LOC/val"),
+    "flat, Kaggle XML": ("ILSVRC/Data/CLS-LOC", "ILSVRC/Annotations/CLS-LOC/val"),
+    "flat, Kaggle CSV": ("ILSVRC/Data/CLS-LOC", "LOC_val_solution.csv")}
+
+
+def make_subset(root: Path, layout: str) -> None:
+    """Four 96 x 64 val images of three ImageNet-1k classes in ``layout``; each annotated with one
+    box of its class, (10, 5, 50, 40) on the file (the XML at twice the size, the CSV as is)."""
+    folder, annotations = SUBSET_LAYOUTS[layout]
+    rows = []
+    for stem, (wnid, colour) in SUBSET.items():
+        save(root / folder / "val" / (wnid if layout == "wnid folders" else "") / f"{stem}.JPEG", colour, (96, 64))
+        if annotations.endswith(".csv"):
+            rows.append(f"{stem},{wnid} 10 5 50 40 \n")
+        else:
+            write(root / annotations / f"{stem}.xml", voc_xml(192, 128, [(wnid, (20, 10, 100, 80))]))
+    if rows:
+        write(root / annotations, "ImageId,PredictionString\n" + "".join(rows))
+
+
+@pytest.mark.parametrize("layout", SUBSET_LAYOUTS)
+def test_imagenet_subset_and_flat_val_get_the_1000_class_labels(tmp_path, layout):
+    make_subset(tmp_path, layout)
+    ds = create_dataset("imagenet", "val", root=tmp_path, transform=None)
+    assert ds.num_classes == 1000 and ds.present_classes == (GOLDFISH, KIT_FOX, TOILET_TISSUE)
+    assert ds.classes[0] == "n01440764" and ds.classes[278] == KIT_FOX and ds.classes[-1] == TOILET_TISSUE
+    if layout == "wnid folders":  # ImageFolder order: goldfish, kit fox (1, 4), toilet tissue
+        stems, labels = [2, 1, 4, 3], [1, 278, 278, 999]
+    else:  # file-name order
+        stems, labels = [1, 2, 3, 4], [278, 1, 999, 278]
+    assert [p.name for p, _ in ds.samples] == [f"ILSVRC2012_val_0000000{k}.JPEG" for k in stems]
+    assert ds.labels == labels and [ds[i]["label"] for i in range(4)] == labels
+    assert ds.layout == layout.split(",")[0] and ds.has_boxes
+    assert [ds[i]["boxes"].tolist() for i in range(4)] == [[[10, 5, 50, 40]]] * 4
+    assert np.abs(pixels(ds[0])[:, 24, 32] - np.array(SUBSET[ds.samples[0][0].stem][1])).max() <= 3
+    # 96 x 64 -> Resize(256) -> 384 x 256 (x 4) -> CenterCrop(224): left 80, top 16
+    default = create_dataset("imagenet", "val", root=tmp_path)[0]
+    assert default["image"].shape == (3, 224, 224) and default["boxes"].tolist() == [[0, 4, 120, 144]]
+
+
+def test_imagenet_wnid_list_is_the_standard_1000_class_order():
+    from timm.data import ImageNetInfo
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    from cutmix_eval.data.imagenet import WNIDS_FILE, imagenet_wnids
+
+    wnids = imagenet_wnids()
+    assert len(set(wnids)) == 1000 and list(wnids) == sorted(wnids)
+    assert (wnids[0], wnids[1], wnids[278], wnids[-1]) == ("n01440764", GOLDFISH, KIT_FOX, TOILET_TISSUE)
+    assert list(wnids) == ImageNetInfo().label_names()  # timm's (and torchvision's) class index
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert WNIDS_FILE.name in pyproject["tool"]["setuptools"]["package-data"]["cutmix_eval.data"]  # shipped
+
+
+def test_imagenet_folders_that_are_not_imagenet_1k_wnids(tmp_path):
+    for wnid in ("n99999999", "n00000001"):
+        save(tmp_path / "imagenet" / "val" / wnid / "a.JPEG", RED, (8, 8))
+    ds = create_dataset("imagenet", "val", root=tmp_path)
+    assert ds.classes == ("n00000001", "n99999999") and ds.labels == [0, 1]  # index among the folders
+    save(tmp_path / "imagenet" / "val" / KIT_FOX / "b.JPEG", RED, (8, 8))
+    with pytest.raises(UserError) as err:
+        create_dataset("imagenet", "val", root=tmp_path)
+    assert_one_line(err, "2 of the 3 class folders are not ImageNet-1k wnids", "n00000001", "--data imagefolder")
+
+
+def test_imagenet_flat_val_annotation_errors_name_the_file(tmp_path):
+    make_subset(tmp_path, "flat, XML beside")
+    val = tmp_path / "imagenet" / "val"
+    (val / "ILSVRC2012_val_00000003.xml").unlink()
+    with pytest.raises(DatasetNotFoundError) as err:
+        create_dataset("imagenet", "val", root=tmp_path)
+    assert_one_line(err, "no annotation for", str(val / "ILSVRC2012_val_00000003.JPEG"))
+    write(val / "ILSVRC2012_val_00000003.xml", voc_xml(64, 48, [(KIT_FOX, (1, 1, 9, 9)), (GOLDFISH, (2, 2, 8, 8))]))
+    with pytest.raises(UserError) as err:
+        create_dataset("imagenet", "val", root=tmp_path)
+    assert_one_line(err, str(val / "ILSVRC2012_val_00000003.JPEG"), f"several classes ({GOLDFISH}, {KIT_FOX})")
+    for xml in val.glob("*.xml"):
+        xml.unlink()
+    with pytest.raises(DatasetNotFoundError) as err:
+        create_dataset("imagenet", "val", root=tmp_path)
+    assert_one_line(err, f"{val} holds the val images flat", "LOC_val_solution.csv", "Annotations/CLS-LOC/val")
+    csv = write(tmp_path / "imagenet" / "LOC_val_solution.csv",
+                f"ImageId,PredictionString\nILSVRC2012_val_00000001,{KIT_FOX} 1 2 3 4\n")
+    with pytest.raises(DatasetNotFoundError) as err:
+        create_dataset("imagenet", "val", root=tmp_path)
+    assert_one_line(err, str(val / "ILSVRC2012_val_00000002.JPEG"), f"{csv} has no row ILSVRC2012_val_00000002")
+    write(csv, f"ImageId,PredictionString\nILSVRC2012_val_00000001,{KIT_FOX} 1 2 3\n")
+    with pytest.raises(UserError) as err:
+        create_dataset("imagenet", "val", root=tmp_path)
+    assert_one_line(err, f"{csv}, line 2", "<wnid> <xmin> <ymin> <xmax> <ymax>")
+
+
+def test_imagenet_subsets_and_flat_val_through_the_cli(tmp_path, capsys):
+    from cutmix_eval.cli import main
+    from cutmix_eval.models import create_model
+    from cutmix_eval.models.checkpoint import save_checkpoint
+
+    model = create_model("gapnet:width=4", 1000, input_size=(3, 64, 64))
+    with torch.no_grad():  # logits = the bias: kit fox first, then goldfish, then toilet tissue
+        model.net.fc.weight.zero_()
+        model.net.fc.bias.zero_()
+        model.net.fc.bias[[278, 1, 999]] = torch.tensor([3.0, 2.0, 1.0])
+    ckpt = save_checkpoint(path=tmp_path / "kitfox.pth", model=model, method="baseline", dataset="imagenet")
+    for layout in ("wnid folders", "flat, Kaggle CSV"):
+        root = tmp_path / layout.replace(" ", "")
+        make_subset(root, layout)
+        assert main(["datasets", "imagenet", "--data-root", str(root), "--json"]) == 0
+        status = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["datasets"][0]["status"]
+        assert status.startswith("found: ") and layout.split(",")[0] in status
+        assert "val: 4 images of 3 of the 1000 ImageNet-1k classes" in status
+        run = subprocess.run(CLI + ["evaluate", "--ckpt", str(ckpt), "--data", "imagenet", "--split", "val",
+                                    "--data-root", str(root), "--results", str(tmp_path / layout), "--json"],
+                             env=cli_env(), capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout.strip().splitlines()[-1])
+        assert result["dataset"]["num_classes"] == 1000 and result["dataset"]["num_images"] == 4
+        # 2 of the 4 images are kit foxes; the other two are in the top 5
+        assert result["metrics"]["top1_error"] == 0.5 and result["metrics"]["top5_error"] == 0.0
+    (root / "LOC_val_solution.csv").rename(root / "elsewhere.csv")  # the flat val/ has no labels left
+    assert main(["datasets", "imagenet", "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "does not load: imagenet:" in out and "holds the val images flat" in out and "found:" not in out
 
 
 # ------------------------------------------------------------------------------------ CUB / wsolevaluation
@@ -562,3 +700,22 @@ def test_missing_dataset_names_the_paths_searched_and_the_layout(tmp_path, name)
         with pytest.raises(DatasetNotFoundError) as err:
             attempt()
         assert_one_line(err, str(root), spec.layout, name)
+
+
+@pytest.mark.parametrize("name, make, annotation", [
+    ("cifar10", make_cifar10, "cifar-10-batches-py/batches.meta"),
+    ("imagenet", lambda root: make_imagenet(root, "bbox_val"), "bbox_val/ILSVRC2012_val_00000002.xml"),
+    ("cub", make_cub, "CUB_200_2011/bounding_boxes.txt"),
+])
+def test_a_datasets_identity_covers_its_annotations(tmp_path, name, make, annotation):
+    """Records are keyed on the files a dataset reads (issue 24): labels and boxes come from
+    annotation files too, so rewriting one makes another dataset identity."""
+    import os
+
+    make(tmp_path)
+    split = "val" if name == "imagenet" else "test"
+    dataset = create_dataset(name, split, root=tmp_path)
+    before = dataset.identity
+    assert (tmp_path / annotation).resolve() in [Path(f).resolve() for f in dataset.source_files()]
+    os.utime(tmp_path / annotation, ns=(7, 7))
+    assert create_dataset(name, split, root=tmp_path).identity["sha256"] != before["sha256"]

@@ -31,22 +31,34 @@ class DatasetsCommand(Command):
             elif spec.root_is_folder:
                 status = "any folder: pass it as the root"
             else:
-                try:
-                    status = f"found: {spec.locate(root)}"
-                except DatasetNotFoundError:
-                    status = "not found"
+                status = dataset_status(spec, root)
             rows.append({"name": name, "kind": spec.kind, "splits": ",".join(spec.splits), "status": status,
                          "layout": spec.layout, "description": spec.description})
         print(f"data root: {root.resolve()} (set with --data-root or $CUTMIX_EVAL_DATA)\n")
         print_table([{k: r[k] for k in ("name", "kind", "splits", "status", "description")} for r in rows])
-        missing = [r for r in rows if r["status"] == "not found"]
+        missing = [r for r in rows if r["status"] == "not found" or r["status"].startswith("does not load")]
         if missing and not args.json:
-            print("\nexpected layouts of the datasets not found:")
+            print("\nexpected layouts of the datasets not found or not loading:")
             for r in missing:
                 print(f"  {r['name']}: {r['layout']}")
         if args.json:
             emit_json({"data_root": str(root), "datasets": rows})
         return 0
+
+
+def dataset_status(spec, root) -> str:
+    """``found: <where>`` (with the layout found, for datasets that describe it), ``not found``,
+    or ``does not load: <why>`` when the files are there but reading them fails."""
+    from cutmix_eval.errors import UserError
+
+    try:
+        where = spec.locate(root)
+    except DatasetNotFoundError:
+        return "not found"
+    try:
+        return f"found: {spec.describe(root) if spec.describe else where}"
+    except UserError as error:
+        return f"does not load: {error}"
 
 
 class ModelsCommand(Command):

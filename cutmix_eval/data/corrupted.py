@@ -24,8 +24,9 @@ Released files (read, never generated; corruption names and order as in
 ``imagenet-c`` (split ``val``)
     ``<root>/ImageNet-C/<corruption>/<severity 1-5>/<wnid>/*.JPEG`` (or ``imagenet-c/``),
     already 224 x 224 (the corruptions were applied after ImageNet's Resize(256) +
-    CenterCrop(224)). Label = index of the wnid among the slice's sorted wnid folders and
-    samples in torchvision's ``ImageFolder`` order, as for the ``imagenet`` dataset (the
+    CenterCrop(224)). Labels are the 1000-class indices of the wnids, also in a slice that
+    holds only some of them, and samples are in torchvision's ``ImageFolder`` order, as for
+    the ``imagenet`` dataset (:func:`cutmix_eval.data.imagenet.imagenet_classes`; the
     released slices all hold the same 1,000 wnids). Default geometry Resize(S) +
     CenterCrop(S) with ``image_size=S`` (default 224: a no-op on the released files).
 
@@ -53,6 +54,7 @@ from cutmix_eval.data.base import (DATA_ROOT_ENV, ImageDataset, Sample, Transfor
                                    files_identity, find_layout, list_images, resolve_data_root)
 from cutmix_eval.data.cifar import _CIFAR, _entry, load_pickle
 from cutmix_eval.data.imagefolder import ImageFolderDataset
+from cutmix_eval.data.imagenet import imagenet_classes
 from cutmix_eval.data.registry import dataset_spec, register_dataset
 from cutmix_eval.errors import DatasetNotFoundError, UserError
 
@@ -246,10 +248,11 @@ def locate_imagenet_c(root: Path) -> Path:
 
 
 class ImageNetCDataset(CorruptionSlice, ImageFolderDataset):
-    """One ImageNet-C slice, ``<folder>/<corruption>/<severity>/<wnid>/*.JPEG``, read as an ImageFolder."""
+    """One ImageNet-C slice, ``<folder>/<corruption>/<severity>/<wnid>/*.JPEG``, read as an ImageFolder
+    labelled as ``imagenet`` is (the 1000-class indices of the wnids)."""
 
     def __init__(self, folder: Path, corruption: str, severity: int, transform: Transform | None):
-        super().__init__("imagenet-c", "val", folder / corruption / str(severity), transform)
+        super().__init__("imagenet-c", "val", folder / corruption / str(severity), transform, imagenet_classes)
         self.corruption, self.severity = corruption, severity
 
     @cached_property

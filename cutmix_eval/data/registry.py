@@ -36,6 +36,9 @@ class DatasetSpec:
     aliases: tuple[str, ...] = field(default=())
     #: the data root given *is* the dataset (any ImageFolder tree, any folder of images)
     root_is_folder: bool = False
+    #: ``describe(root) -> str``: where the dataset is and which layout it has, reading it as the
+    #: factory would (raises if it would not load); None: ``locate`` alone tells
+    describe: Callable[[Path], str] | None = None
 
     def accepts(self, argument: str) -> bool:
         """Whether the factory takes keyword ``argument`` (e.g. ``image_size``)."""
@@ -48,14 +51,15 @@ _ALIASES: dict[str, str] = {}
 
 def register_dataset(name: str, *, description: str, layout: str, splits: tuple[str, ...],
                      kind: str = "classification", locate: Callable[[Path], Path] | None = None,
-                     aliases: tuple[str, ...] = (), root_is_folder: bool = False):
+                     aliases: tuple[str, ...] = (), root_is_folder: bool = False,
+                     describe: Callable[[Path], str] | None = None):
     """Decorator registering ``factory(split, root, transform=..., **kwargs)`` under ``name``."""
 
     def decorator(factory: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
         if name in _REGISTRY or name in _ALIASES:
             raise ValueError(f"dataset {name!r} registered twice")
         _REGISTRY[name] = DatasetSpec(name, factory, description, layout, splits, kind, locate, aliases,
-                                      root_is_folder)
+                                      root_is_folder, describe)
         for alias in aliases:
             _ALIASES[alias] = name
         return factory
