@@ -67,9 +67,10 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
         titles = [image_title(t, cell_inches) for t in titles]
     # inches above each image for its title (7 pt lines), and above the grid for the figure's title
     title_room = 0.04 + 0.13 * max([t.count("\n") + 1 for t in titles if t] + [0]) if titles else 0.04
-    top_room = 0.1 + (0.3 if title else 0.0)
-    fig = Figure(figsize=(ncols * cell_inches + (1.3 if row_labels else 0.1),
-                          nrows * (cell_inches + title_room) + top_room))
+    width = ncols * cell_inches + (1.3 if row_labels else 0.1)
+    title = "\n".join(textwrap.wrap(title, int(15 * width)))  # 8 pt: about 15 characters an inch
+    top_room = 0.1 + (0.05 + 0.16 * (title.count("\n") + 1) if title else 0.0)
+    fig = Figure(figsize=(width, nrows * (cell_inches + title_room) + top_room))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     # imshow centres pixel i at i, so its outer edges are i - 0.5 and i + 0.5
     pad = 1.0 if inclusive_boxes else 0.0
@@ -364,7 +365,7 @@ def corruption_heatmap(errors: dict[str, dict[str, Sequence[float]]], severities
     ncols = min(len(labels), max_columns)
     nrows = math.ceil(len(labels) / ncols)
     longest = max([len(r) for r in rows] + [1])
-    fig = Figure(figsize=(0.06 * longest + 2.9 * ncols + (0.7 if groups else 0.0) + 0.7,
+    fig = Figure(figsize=(0.06 * longest + 2.6 * ncols + (0.7 if groups else 0.0) + 0.7,
                           nrows * (0.8 + 0.24 * len(rows)) + (0.3 if title else 0.0)), layout="constrained")
     grid = fig.subplots(nrows, ncols, squeeze=False)
     for ax in grid.flat[len(labels):]:
