@@ -6,7 +6,6 @@ Run as a script to look at them: ``python tests/test_report_figures.py OUT_DIR``
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
 

@@ -29,8 +29,8 @@ def reliability_figure(result):
         curves.append(result.curves["reliability_calibrated"])
         labels.append(f"temperature {m['temperature']:.2f} (ECE {100 * m['ece_calibrated']:.2f}%)")
     data = result.dataset
-    return reliability_diagram(curves, labels, title=f"{result.model.get('arch', '')} on {data['name']}/{data['split']}: "
-                                                     "reliability diagram")
+    title = f"{result.model.get('arch', '')} on {data['name']}/{data['split']}: reliability diagram"
+    return reliability_diagram(curves, labels, title=title)
 
 
 class CalibrationCommand(Command):

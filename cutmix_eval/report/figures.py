@@ -1,7 +1,10 @@
 """Figures for reports and papers, as pure functions returning matplotlib figures.
 
 They use the non-interactive Agg backend, draw nothing on screen and write
-nothing: the caller saves the returned figure (``fig.savefig(path)``).
+nothing: the caller saves the returned figure (``fig.savefig(path)``). Each lays
+itself out (constrained layout, or margins computed for image grids), so a plain
+``savefig`` clips no label; titles name what the figure shows, and legends sit
+outside the panels.
 """
 
 from __future__ import annotations
