@@ -28,7 +28,9 @@ def reliability_figure(result):
     if "reliability_calibrated" in result.curves:
         curves.append(result.curves["reliability_calibrated"])
         labels.append(f"temperature {m['temperature']:.2f} (ECE {100 * m['ece_calibrated']:.2f}%)")
-    return reliability_diagram(curves, labels, title=f"{result.model.get('arch', '')} on {result.dataset['name']}")
+    data = result.dataset
+    title = f"{result.model.get('arch', '')} on {data['name']}/{data['split']}: reliability diagram"
+    return reliability_diagram(curves, labels, title=title)
 
 
 class CalibrationCommand(Command):

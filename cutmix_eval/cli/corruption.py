@@ -43,7 +43,8 @@ def corruption_examples_figure(result, dataset, model_table: str, count: int = 1
                                  for s in levels]
             titles += ["clean"] + [f"severity {s}" for s in levels]
             labels.append(name.replace("_", " "))
-    return sample_grid(torch.cat(images), titles=titles, ncols=len(levels) + 1, row_labels=labels)
+    return sample_grid(torch.cat(images), titles=titles, ncols=len(levels) + 1, row_labels=labels,
+                       title=f"Corrupted images ({model_table} severity table)")
 
 
 def released_examples_figure(result, name: str, root, split: str):
@@ -57,7 +58,8 @@ def released_examples_figure(result, name: str, root, split: str):
     images = [create_dataset(name, split, root=root, corruption=c, severity=s)[0]["image"].as_subclass(torch.Tensor)
               for c in names for s in levels]
     return sample_grid(torch.stack(images), titles=[f"severity {s}" for _ in names for s in levels],
-                       ncols=len(levels), row_labels=[c.replace("_", " ") for c in names])
+                       ncols=len(levels), row_labels=[c.replace("_", " ") for c in names],
+                       title=f"Corrupted images of {name}")
 
 
 class CorruptionCommand(Command):

@@ -40,7 +40,8 @@ def inbetween_example_figure(dataset, result, count: int):
             variable = "t" if kind == "mixup" else "s"
             titles += [f"{variable}={v:g}" for v in grids[kind]] + [""] * (width - len(row))
             labels.append(f"{kind}\nA: {names[0]}\nB: {names[1]}")
-    return sample_grid(torch.cat(images), titles=titles, ncols=width, row_labels=labels)
+    return sample_grid(torch.cat(images), titles=titles, ncols=width, row_labels=labels,
+                       title="In-between samples: mixup (1 - t) A + t B; cutmix A with B's centred s x s window")
 
 
 class InbetweenCommand(Command):

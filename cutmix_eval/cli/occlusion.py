@@ -33,7 +33,9 @@ def occlusion_example_figure(model, dataset, result, count: int):
     titles = [f"s={f:g}" for _ in range(len(samples) * len(config["modes"])) for f in config["fractions"]]
     names = [dataset.classes[int(s["label"])] if dataset.classes else f"class {int(s['label'])}" for s in samples]
     labels = [f"{mode}\n{name}" for name in names for mode in config["modes"]]
-    return sample_grid(variants, titles=titles, ncols=len(config["fractions"]), row_labels=labels)
+    return sample_grid(variants, titles=titles, ncols=len(config["fractions"]), row_labels=labels,
+                       title=f"Occluded images ({config['fill']} fill): centre hides the centred s x s window, "
+                             "boundary everything outside it")
 
 
 class OcclusionCommand(Command):

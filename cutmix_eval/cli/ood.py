@@ -23,8 +23,9 @@ def ood_figure(result):
 
     pairs = score_pairs(result)
     roc = {n: (*roc_points(a, b), result.metrics[f"{n}/auroc"]) for n, (a, b) in pairs.items()}
-    title = f"{result.model.get('arch', '')} on {result.dataset['name']}: {result.config['score']}"
-    return ood_scores_figure(pairs, result.config["score"], roc, title=title)
+    score, data = result.config["score"], result.dataset
+    title = f"{result.model.get('arch', '')} on {data['name']}/{data['split']}: {score} score, ID against each OOD set"
+    return ood_scores_figure(pairs, score, roc, title=title)
 
 
 class OODCommand(Command):

@@ -242,13 +242,18 @@ def _result(arrays: dict[str, np.ndarray], pixels, spec: Protocol, model_info, d
                   dataset=dataset_info, config=config, per_sample=per_sample, curves=curves)
 
 
-def write_outputs(result: Result, examples: dict[str, list], out_dir: Path) -> tuple[Path, Path]:
-    """Write the record (``result.json``) and the example figure (``examples.png``) atomically."""
+def examples_figure(examples: dict[str, list]):
+    """The CAM example sheet: each image with its map, ground-truth boxes (green) and the box
+    at the split's threshold (red, dashed), titled with its class."""
     from cutmix_eval.report.figures import sample_grid
 
+    return sample_grid(np.stack(examples["image"]), boxes=examples["boxes"], heatmaps=examples["map"],
+                       titles=examples["title"], ncols=8, pred_boxes=examples["pred_boxes"], pred_inclusive=True,
+                       title=f"Class activation maps: ground truth (green) and largest-region box at threshold "
+                             f"{examples['threshold']:.2f} (red, dashed)")
+
+
+def write_outputs(result: Result, examples: dict[str, list], out_dir: Path) -> tuple[Path, Path]:
+    """Write the record (``result.json``) and the example figure (``examples.png``) atomically."""
     record = atomic_write_text(out_dir / "result.json", result.to_json(indent=1))
-    figure = sample_grid(np.stack(examples["image"]), boxes=examples["boxes"], heatmaps=examples["map"],
-                         titles=examples["title"], ncols=8, pred_boxes=examples["pred_boxes"], pred_inclusive=True)
-    figure.suptitle(f"ground truth (green) and largest-region box at threshold {examples['threshold']:.2f} "
-                    "(red, dashed)", fontsize=8, y=1.06)
-    return record, atomic_save_figure(out_dir / "examples.png", figure, dpi=120)
+    return record, atomic_save_figure(out_dir / "examples.png", examples_figure(examples), dpi=120)

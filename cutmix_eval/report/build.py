@@ -134,18 +134,20 @@ def markdown_document(tables, figures, out_dir: Path, title: str, intro: str, in
 
 def comparison_figures(records: Sequence[Record]) -> list[tuple[str, str, Any]]:
     """``(file stem, caption, matplotlib Figure)`` per analysis group, methods in the
-    paper's order and in their fixed colours; with several checkpoints per method the
-    first one is drawn."""
+    paper's order and each in one colour across all the figures; with several checkpoints
+    per method the first one is drawn. Each figure's title names what it shows and on
+    which data; OOD figures name their score in the title, the caption and the file stem."""
     out = []
     groups = group_records(records)
     order = list(DRAWERS)  # the tables' order
+    colours = fig.method_colours(ordered_labels([method_label(r) for r in records]))
     for key in sorted(groups, key=lambda k: (k[1], k[2], order.index(k[0]), k[5], k[4])):
         analysis, dataset, split, _, _, score = key
         columns: dict[str, Record] = {}
         for record in groups[key]:
             columns.setdefault(method_label(record), record)
         columns = {label: columns[label] for label in ordered_labels(list(columns))}
-        drawn = DRAWERS[analysis](columns)
+        drawn = DRAWERS[analysis](columns, colours, f"{dataset}/{split}")
         if drawn is None:
             continue
         name, caption, figure = drawn
@@ -159,30 +161,33 @@ def _results(columns: dict[str, Record], evaluator: str | None = None) -> dict[s
     return {label: (result_of(r, evaluator) if evaluator else r.results[0]) for label, r in columns.items()}
 
 
-def _reliability(columns):
+def _reliability(columns, colours, where):
     results = {k: v for k, v in _results(columns, "calibration").items() if v is not None}
     if not results:
         return None
     labels = [f"{label} (ECE {100 * r.metrics['ece']:.2f}%)" for label, r in results.items()]
-    colours = [fig.method_colour(label, i) for i, label in enumerate(results)]
     return ("reliability", "Reliability diagrams, 15 confidence bins",
-            fig.reliability_diagram([r.curves["reliability"] for r in results.values()], labels, colours=colours))
+            fig.reliability_diagram([r.curves["reliability"] for r in results.values()], labels,
+                                    colours=[colours[label] for label in results],
+                                    title=f"Reliability diagrams — {where}"))
 
 
-def _roc(columns):
+def _roc(columns, colours, where):
     results = _results(columns)
-    sets = list(next(iter(results.values())).dataset["ood_sets"])
-    if "id/score" not in next(iter(results.values())).per_sample:
+    first = next(iter(results.values()))
+    if "id/score" not in first.per_sample:
         return None  # per-set ID scores (ODIN): no shared ROC
+    score = first.config["score"].upper()
+    sets = list(first.dataset["ood_sets"])
     panels = [{"title": name, "xlabel": "false positive rate (OOD accepted)",
                "ylabel": "true positive rate (ID accepted)"} for name in sets]
     series = {label: [roc_points(r.per_sample["id/score"], r.per_sample[f"{n}/score"]) for n in sets]
               for label, r in results.items()}
-    return "roc", "ROC curves per OOD set, ID positive", fig.line_panels(panels, series, percent=False,
-                                                                         markers=False)
+    return "roc", f"ROC curves of the {score} score per OOD set, ID positive", fig.line_panels(
+        panels, series, percent=False, markers=False, colours=colours, title=f"ROC curves, {score} score — {where}")
 
 
-def _cams(columns):
+def _cams(columns, colours, where):
     shown = {label: examples_from_arrays(r.artifacts) for label, r in columns.items()
              if "examples/image" in r.artifacts}
     if not shown:
@@ -195,35 +200,41 @@ def _cams(columns):
     titles = next(iter(shown.values()))["title"][:count] + [""] * (count * (len(shown) - 1))
     figure = fig.sample_grid(np.stack(joined("image")), boxes=joined("boxes"), heatmaps=joined("map"),
                              pred_boxes=joined("pred_boxes"), pred_inclusive=True, titles=titles, ncols=count,
-                             row_labels=list(shown))
+                             row_labels=list(shown), title=f"Class activation maps — {where}")
     return ("cam", "Class activation maps of the same test images: ground-truth box green, the box at each "
                    "model's best threshold red (dashed)", figure)
 
 
-def _occlusion(columns):
+def _occlusion(columns, colours, where):
     results = _results(columns)
     fill = next(iter(results.values())).config.get("fill", "")
     return ("occlusion", "Top-1 accuracy under centre and boundary occlusion (paper Fig. 5a)",
-            fig.occlusion_figure({k: r.curves for k, r in results.items()}, fill=str(fill)))
+            fig.occlusion_figure({k: r.curves for k, r in results.items()}, fill=str(fill), colours=colours,
+                                 title=f"Top-1 accuracy under occlusion — {where}"))
 
 
-def _inbetween(columns):
+def _inbetween(columns, colours, where):
     return ("inbetween", "Rate of predicting neither class of in-between samples (paper Fig. 5b), lower is better",
-            fig.inbetween_figure({k: r.curves for k, r in _results(columns).items()}))
+            fig.inbetween_figure({k: r.curves for k, r in _results(columns).items()}, colours=colours,
+                                 title=f"Predicting neither class of in-between samples — {where}"))
 
 
-def _adversarial(columns):
+def _adversarial(columns, colours, where):
     return ("adversarial", "Top-1 accuracy against the attack radius eps",
-            fig.adversarial_figure({k: r.curves for k, r in _results(columns).items()}))
+            fig.adversarial_figure({k: r.curves for k, r in _results(columns).items()}, colours=colours,
+                                   title=f"Top-1 accuracy under attack — {where}"))
 
 
-def _corruption(columns):
+def _corruption(columns, colours, where):
     results = _results(columns)
     first = next(iter(results.values()))
     return ("corruption", "Top-1 error (%) per corruption and severity",
             fig.corruption_heatmap({k: r.curves["errors"] for k, r in results.items()}, first.curves["severities"],
-                                   groups=first.curves["group_of"]))
+                                   groups=first.curves["group_of"], colours=colours,
+                                   title=f"Top-1 error (%) under common corruptions — {where}"))
 
 
+#: per analysis: ``(columns {label: Record}, colours {label: colour}, "dataset/split")`` ->
+#: ``(file stem, caption, Figure)`` or None when the records hold nothing to draw
 DRAWERS = {"classification": _reliability, "localization": _cams, "ood": _roc, "occlusion": _occlusion,
            "inbetween": _inbetween, "adversarial": _adversarial, "corruption": _corruption}

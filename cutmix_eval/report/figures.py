@@ -1,13 +1,19 @@
 """Figures for reports and papers, as pure functions returning matplotlib figures.
 
 They use the non-interactive Agg backend, draw nothing on screen and write
-nothing: the caller saves the returned figure (``fig.savefig(path)``).
+nothing: the caller saves the returned figure (``fig.savefig(path)``). Each lays
+itself out (constrained layout, or margins computed for image grids), so a plain
+``savefig`` clips no label; titles name what the figure shows, and legends sit
+outside the panels.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+import re
+import textwrap
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -34,7 +40,7 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
                 titles: Sequence[str] | None = None, ncols: int = 8, *,
                 row_labels: Sequence[str] | None = None, inclusive_boxes: bool = False,
                 cell_inches: float = 1.0, heatmaps: Any = None, pred_boxes: Sequence[Any] | None = None,
-                pred_inclusive: bool = False) -> Figure:
+                pred_inclusive: bool = False, title: str = "") -> Figure:
     """A grid of images with their boxes and mask outlines.
 
     ``images``: ``N x 3 x H x W`` floats in [0, 1] (array or tensor). ``boxes``:
@@ -44,13 +50,15 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
     coordinates (the data layer's); either way the rectangle goes round the outer
     edges of the boxed pixels.
     ``masks``: per image an ``H x W`` array whose 0.5 level is outlined (values
-    other than 0/1, such as 255 = ignore, count as object). ``titles``: one short
-    title per image. Images fill the grid row by row, ``ncols`` per row;
+    other than 0/1, such as 255 = ignore, count as object). ``titles``: one title per
+    image, shown as :func:`image_title` makes it fit the cell (class names such as CUB's
+    ``001.Black_footed_Albatross`` wrap on two lines). Images fill the grid row by row, ``ncols`` per row;
     ``row_labels`` (one per row) are written at the left of each row.
     ``heatmaps``: per image an ``H x W`` map in [0, 1] drawn over the image (jet,
     half transparent), e.g. a class activation map at the image's resolution.
     ``pred_boxes``: per image predicted boxes, drawn dashed in red
     (``pred_inclusive`` as ``inclusive_boxes``), next to the ground truth in green.
+    ``title``: written above the grid, in room kept for it.
     """
     images = _numpy(images)
     if images.ndim != 4 or images.shape[1] != 3:
@@ -58,8 +66,14 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
     count = len(images)
     ncols = max(1, min(ncols, count))
     nrows = math.ceil(count / ncols)
-    fig = Figure(figsize=(ncols * cell_inches + (1.3 if row_labels else 0.1),
-                          nrows * cell_inches * (1.18 if titles else 1.0) + 0.1))
+    if titles is not None:
+        titles = [image_title(t, cell_inches) for t in titles]
+    # inches above each image for its title (7 pt lines), and above the grid for the figure's title
+    title_room = 0.04 + 0.13 * max([t.count("\n") + 1 for t in titles if t] + [0]) if titles else 0.04
+    width = ncols * cell_inches + (1.3 if row_labels else 0.1)
+    title = "\n".join(textwrap.wrap(title, int(15 * width)))  # 8 pt: about 15 characters an inch
+    top_room = 0.1 + (0.05 + 0.16 * (title.count("\n") + 1) if title else 0.0)
+    fig = Figure(figsize=(width, nrows * (cell_inches + title_room) + top_room))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     # imshow centres pixel i at i, so its outer edges are i - 0.5 and i + 0.5
     pad = 1.0 if inclusive_boxes else 0.0
@@ -85,9 +99,21 @@ def sample_grid(images: Any, boxes: Sequence[Any] | None = None, masks: Any = No
     if row_labels is not None:
         for label, row in zip(row_labels, axes):
             row[0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=4)
-    fig.subplots_adjust(left=(1.25 / fig.get_figwidth()) if row_labels else 0.01, right=0.99, bottom=0.01,
-                        top=1 - 0.1 / fig.get_figheight(), wspace=0.05, hspace=0.18 if titles else 0.05)
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=(1.25 / fig.get_figwidth()) if row_labels else 0.01, right=0.99,
+                        bottom=0.01, top=1 - (top_room + title_room - 0.04) / height, wspace=0.05,
+                        hspace=title_room / cell_inches)
+    if title:
+        fig.suptitle(title, fontsize=8, y=1 - 0.06 / height, va="top")
     return fig
+
+
+def image_title(text: str, cell_inches: float = 1.0, lines: int = 2) -> str:
+    """A title that fits over an image ``cell_inches`` wide at 7 pt: a numeric class-index
+    prefix dropped (CUB's ``001.Black_footed_Albatross``), underscores as spaces, wrapped
+    on at most ``lines`` lines and shortened with an ellipsis beyond."""
+    text = re.sub(r"^\d+\.(?=[A-Za-z])", "", str(text)).replace("_", " ")
+    return "\n".join(textwrap.wrap(text, max(6, int(17 * cell_inches)), max_lines=lines, placeholder="…"))
 
 
 def _draw_boxes(ax, boxes: Any, pad: float, colour: str, linestyle: str) -> None:
@@ -100,6 +126,21 @@ def _draw_boxes(ax, boxes: Any, pad: float, colour: str, linestyle: str) -> None
                                edgecolor=colour, linewidth=1.1, linestyle=linestyle))
 
 
+def _style(ax) -> None:
+    """Small ticks and labels, no top/right spines: the look of every curve panel."""
+    ax.tick_params(labelsize=7)
+    ax.xaxis.label.set_size(8)
+    ax.yaxis.label.set_size(8)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def _outside_legend(fig: Figure, handles: Sequence[Any], labels: Sequence[str], title: str | None = None) -> None:
+    """One legend for the whole figure, right of the panels (never over the data); the
+    figure must use constrained layout, which keeps room for it."""
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, frameon=False, title=title,
+               title_fontsize=7)
+
+
 def ood_scores_figure(pairs: dict[str, tuple[Any, Any]], score: str, roc: dict[str, tuple[Any, Any, float]],
                       title: str = "") -> Figure:
     """Score histograms (ID against each OOD set) and ROC curves, side by side.
@@ -107,65 +148,68 @@ def ood_scores_figure(pairs: dict[str, tuple[Any, Any]], score: str, roc: dict[s
     ``pairs``: ``{set: (ID scores, OOD scores)}`` (higher = more in-distribution);
     ``roc``: ``{set: (fpr, tpr, auroc)}`` with ID positive. Histograms share bins
     over all scores and are normalized to densities, so sets of different sizes
-    compare; the ID histogram is filled grey, each OOD set a coloured outline.
+    compare; the ID histogram is filled grey, each OOD set a coloured outline. One
+    legend at the right names the sets with their AUROC. ``title`` defaults to
+    naming the score.
     """
-    fig = Figure(figsize=(9.0, 3.4))
+    fig = Figure(figsize=(9.5, 3.6), layout="constrained")
     hist, curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.35, 1]})
     everything = np.concatenate([np.concatenate([_numpy(a), _numpy(b)]) for a, b in pairs.values()])
     bins = np.histogram_bin_edges(everything, bins=50)
     first_id = _numpy(next(iter(pairs.values()))[0])
     shared_id = all(np.array_equal(_numpy(a), first_id) for a, _ in pairs.values())
+    handles, labels = [], []
     if shared_id:
-        hist.hist(first_id, bins=bins, density=True, color="0.75", label="in-distribution")
+        handles.append(hist.hist(first_id, bins=bins, density=True, color="0.75")[2][0])
+        labels.append("in-distribution")
     colours = matplotlib.colormaps["tab10"]
     for i, (name, (id_scores, ood_scores)) in enumerate(pairs.items()):
         if not shared_id:  # ODIN: each set has its own ID scores (its own temperature and noise)
             hist.hist(_numpy(id_scores), bins=bins, density=True, histtype="step", color=colours(i),
                       linestyle="dotted", linewidth=1.0)
-        hist.hist(_numpy(ood_scores), bins=bins, density=True, histtype="step", color=colours(i), linewidth=1.3,
-                  label=name)
+        hist.hist(_numpy(ood_scores), bins=bins, density=True, histtype="step", color=colours(i), linewidth=1.3)
         fpr, tpr, auroc = roc[name]
-        curve.plot(_numpy(fpr), _numpy(tpr), color=colours(i), linewidth=1.3, label=f"{name} ({100 * auroc:.1f})")
+        handles += curve.plot(_numpy(fpr), _numpy(tpr), color=colours(i), linewidth=1.3)
+        labels.append(f"{name} ({100 * auroc:.1f})")
     hist.set_xlabel(f"{score} score (higher = more in-distribution)")
     hist.set_ylabel("density")
-    hist.legend(fontsize=7, frameon=False)
     curve.plot([0, 1], [0, 1], color="0.6", linewidth=0.8, linestyle="dashed")
     curve.axhline(0.95, color="0.6", linewidth=0.6, linestyle="dotted")
     curve.set_xlabel("false positive rate (OOD accepted)")
     curve.set_ylabel("true positive rate (ID accepted)")
     curve.set_xlim(0, 1)
     curve.set_ylim(0, 1.01)
-    curve.legend(fontsize=7, frameon=False, title="AUROC (%)", title_fontsize=7, loc="lower right")
     for ax in (hist, curve):
-        ax.tick_params(labelsize=7)
-        ax.xaxis.label.set_size(8)
-        ax.yaxis.label.set_size(8)
-        ax.spines[["top", "right"]].set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        _style(ax)
+    _outside_legend(fig, handles, labels, title="OOD set (AUROC %)" + ("" if shared_id else "\nID dotted"))
+    fig.suptitle(title or f"{score} score: ID against each OOD set", fontsize=9)
     return fig
 
 
 def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str], title: str = "",
-                        colours: Sequence[str] | None = None) -> Figure:
+                        colours: Sequence[str] | None = None, max_columns: int = 4) -> Figure:
     """Reliability diagrams side by side: accuracy per confidence bin against the diagonal.
 
     Each curve is a dict with ``edges`` (B + 1), ``count``, ``accuracy`` and
     ``confidence`` (B each; NaN where a bin is empty). Bars show each bin's accuracy,
-    the red outline its gap to the bin's mean confidence; the lower panel the share
+    the red outline its gap to the bin's mean confidence; the panel below the share
     of images per bin. ``colours``: one bar colour per panel (e.g. each method's).
+    Panels wrap after ``max_columns`` per row; the first one holds the legend.
     """
-    fig = Figure(figsize=(3.3 * len(curves), 3.8))
-    axes = fig.subplots(2, len(curves), squeeze=False, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for i, ((top, bottom), curve, label) in enumerate(zip(axes.T, curves, labels)):
+    ncols = min(len(curves), max_columns)
+    nrows = math.ceil(len(curves) / ncols)
+    fig = Figure(figsize=(3.0 * ncols + 0.2, 3.6 * nrows + 0.3), layout="constrained")
+    grid = fig.add_gridspec(2 * nrows, ncols, height_ratios=[3, 1] * nrows)
+    for i, (curve, label) in enumerate(zip(curves, labels)):
+        row, column = divmod(i, ncols)
+        top = fig.add_subplot(grid[2 * row, column])
+        bottom = fig.add_subplot(grid[2 * row + 1, column], sharex=top)
         edges, count = _numpy(curve["edges"]).astype(float), _numpy(curve["count"]).astype(float)
         accuracy = np.nan_to_num(_numpy(curve["accuracy"]).astype(float))
         confidence = _numpy(curve["confidence"]).astype(float)
         left, width = edges[:-1], np.diff(edges)
         top.bar(left, accuracy, width=width, align="edge", color=colours[i] if colours else "#4c72b0",
-                edgecolor="white", linewidth=0.5,
-                label="accuracy")
+                edgecolor="white", linewidth=0.5, label="accuracy")
         filled = count > 0
         top.bar(left[filled], (confidence - accuracy)[filled], bottom=accuracy[filled], width=width[filled],
                 align="edge", fill=False, edgecolor=PRED_COLOUR, linewidth=0.8, hatch="///", label="gap to confidence")
@@ -173,35 +217,41 @@ def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str],
         top.set_xlim(0, 1)
         top.set_ylim(0, 1)
         top.set_title(label, fontsize=8)
-        top.set_ylabel("accuracy", fontsize=8)
-        top.legend(fontsize=6, frameon=False, loc="upper left")
+        top.set_ylabel("accuracy")
+        top.tick_params(labelbottom=False)
+        if i == 0:
+            top.legend(fontsize=6, frameon=False, loc="upper left")
         bottom.bar(left, count / max(count.sum(), 1), width=width, align="edge", color="0.6", edgecolor="white",
                    linewidth=0.5)
-        bottom.set_xlabel("confidence (max softmax)", fontsize=8)
-        bottom.set_ylabel("share", fontsize=8)
+        bottom.set_xlabel("confidence (max softmax)")
+        bottom.set_ylabel("share")
         for ax in (top, bottom):
-            ax.tick_params(labelsize=7)
-            ax.spines[["top", "right"]].set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+            _style(ax)
+    fig.suptitle(title or "Reliability diagrams", fontsize=9)
     return fig
 
 
 #: one colour per training method, the same in every figure (colour-blind-safe Okabe-Ito hues)
 METHOD_COLOURS = {"baseline": "#555555", "mixup": "#0072b2", "cutout": "#009e73", "cutmix": "#d55e00"}
-_OTHER_COLOURS = ("#cc79a7", "#e69f00", "#56b4e9", "#f0e442", "#000000")
+#: for other labels, in turn: the rest of Okabe-Ito (less its yellow, faint on white), then tab10's others
+OTHER_COLOURS = ("#cc79a7", "#e69f00", "#56b4e9", "#000000", "#9467bd", "#8c564b", "#bcbd22", "#17becf")
 
 
-def method_colour(label: str, position: int = 0) -> str:
-    """The colour of a model's curves: fixed for the four methods (matched on the label's
-    first word, so ``cutmix``, ``CutMix`` and ``cutmix seed 1`` agree), otherwise the
-    ``position``-th of a few other colours."""
-    first = label.split()[0].lower() if label.split() else ""
-    return METHOD_COLOURS.get(first, _OTHER_COLOURS[position % len(_OTHER_COLOURS)])
+def method_colours(labels: Sequence[str]) -> dict[str, str]:
+    """A distinct colour per label: the four methods keep theirs (matched on the label's first
+    word, so ``cutmix``, ``CutMix`` and ``cutmix seed 1`` agree), every other label (and a second
+    label of the same method) takes the next of :data:`OTHER_COLOURS` in the order given, so
+    figures drawn with the same labels colour them alike."""
+    colours: dict[str, str] = {}
+    others = itertools.cycle(OTHER_COLOURS)
+    for label in dict.fromkeys(labels):
+        fixed = METHOD_COLOURS.get(label.split()[0].lower() if label.split() else "")
+        colours[label] = fixed if fixed and fixed not in colours.values() else next(others)
+    return colours
 
 
-def adversarial_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = "") -> Figure:
+def adversarial_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = "",
+                       colours: Mapping[str, str] | None = None) -> Figure:
     """Accuracy against eps, one panel per attack, one line per model.
 
     ``curves``: ``{model label: {attack: {"eps": [...], "accuracy": [...]}}}`` with eps in
@@ -212,27 +262,29 @@ def adversarial_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str 
               for attack in attacks]
     series = {label: [(255 * np.asarray(c[a]["eps"], dtype=float), c[a]["accuracy"]) if a in c else None
                       for a in attacks] for label, c in curves.items()}
-    return line_panels(panels, series, title=title)
+    return line_panels(panels, series, title=title or "Top-1 accuracy under attack", colours=colours)
 
 
-def occlusion_figure(curves: dict[str, dict[str, dict[str, Any]]], fill: str = "", title: str = "") -> Figure:
+def occlusion_figure(curves: dict[str, dict[str, dict[str, Any]]], fill: str = "", title: str = "",
+                     colours: Mapping[str, str] | None = None) -> Figure:
     """Top-1 accuracy against hole size, one panel per occlusion mode, one line per model
     (the paper's Fig. 5a).
 
     ``curves``: ``{model label: {mode: {"fraction": [...], "accuracy": [...]}}}``, the
-    ``curves`` of occlusion Results; ``fill`` is named in the x label.
+    ``curves`` of occlusion Results; ``fill`` is named in the panel titles.
     """
     modes = list(dict.fromkeys(m for per_model in curves.values() for m in per_model))
     hidden = {"centre": "side of the centred hole", "boundary": "side of the centred window kept"}
     panels = [{"title": f"{mode} occlusion" + (f" ({fill} fill)" if fill else ""),
-               "xlabel": f"{hidden.get(mode, 'side')} (fraction of the image side)", "ylabel": "top-1 accuracy (%)"}
+               "xlabel": f"{hidden.get(mode, 'side')}\n(fraction of the image side)", "ylabel": "top-1 accuracy (%)"}
               for mode in modes]
     series = {label: [(c[m]["fraction"], c[m]["accuracy"]) if m in c else None for m in modes]
               for label, c in curves.items()}
-    return line_panels(panels, series, title=title)
+    return line_panels(panels, series, title=title or "Top-1 accuracy under occlusion", colours=colours)
 
 
-def inbetween_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = "") -> Figure:
+def inbetween_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = "",
+                     colours: Mapping[str, str] | None = None) -> Figure:
     """How often models predict neither class of in-between samples (the paper's Fig. 5b):
     one panel per kind (Mixup-style against ``t``, CutMix-style against ``s``), one line per
     model; lower is better.
@@ -247,69 +299,84 @@ def inbetween_figure(curves: dict[str, dict[str, dict[str, Any]]], title: str = 
                "ylabel": "predicted neither class (%)"} for kind in kinds]
     series = {label: [(c[k]["grid"], c[k]["rate_neither"]) if k in c else None for k in kinds]
               for label, c in curves.items()}
-    return line_panels(panels, series, title=title)
+    return line_panels(panels, series, title=title or "Predicting neither class of in-between samples",
+                       colours=colours)
 
 
 def line_panels(panels: Sequence[dict[str, str]], series: dict[str, Sequence[tuple[Any, Any]]], *,
                 linestyles: dict[str, str] | None = None, title: str = "", percent: bool = True,
-                panel_inches: float = 3.2, markers: bool = True, max_columns: int = 3) -> Figure:
+                panel_inches: float = 3.2, markers: bool = True, max_columns: int = 3,
+                colours: Mapping[str, str] | None = None) -> Figure:
     """Curves of several models side by side, one panel per analysis.
 
     ``panels``: per panel a dict with ``title``, ``xlabel`` and ``ylabel``. ``series``:
     ``{label: [(x, y) for each panel]}`` (``None`` instead of ``(x, y)`` leaves that
-    panel without the series); colours follow :func:`method_colour`, ``linestyles``
-    optionally maps labels to matplotlib line styles. With ``percent`` the y values
-    (fractions) are drawn as percentages on a 0-100 axis; ``markers`` marks each point
-    (off for dense curves such as ROC). Panels wrap after ``max_columns`` per row, so a figure
-    stays within a page's text width (about 10 inches at most).
+    panel without the series); ``colours`` maps labels to colours (default
+    :func:`method_colours` of the labels), ``linestyles`` optionally to matplotlib line
+    styles. With ``percent`` the y values (fractions) are drawn as percentages on a 0-100
+    axis; ``markers`` marks each point (off for dense curves such as ROC). Panels wrap after
+    ``max_columns`` per row, so a figure stays within a page's text width (about 10 inches
+    at most plus the legend, which sits right of the panels).
     """
     ncols = min(len(panels), max_columns)
     nrows = math.ceil(len(panels) / ncols)
-    fig = Figure(figsize=(panel_inches * ncols + 0.2, 2.9 * nrows))
+    fig = Figure(figsize=(panel_inches * ncols + 1.4, 2.9 * nrows + 0.3), layout="constrained")
     grid = fig.subplots(nrows, ncols, squeeze=False)
     for ax in grid.flat[len(panels):]:
         ax.axis("off")
     axes = grid.flat[:len(panels)]
     scale = 100.0 if percent else 1.0
-    for position, (label, curves) in enumerate(series.items()):
+    colours = colours or method_colours(list(series))
+    handles = {}
+    for label, curves in series.items():
         for ax, curve in zip(axes, curves):
             if curve is None:
                 continue
             x, y = (_numpy(v).astype(float) for v in curve)
-            ax.plot(x, scale * y, color=method_colour(label, position), linestyle=(linestyles or {}).get(label, "solid"),
-                    linewidth=1.4, marker="o" if markers else None, markersize=2.5, label=label)
+            handles[label], = ax.plot(x, scale * y, color=colours[label], linewidth=1.4, markersize=2.5,
+                                      linestyle=(linestyles or {}).get(label, "solid"), marker="o" if markers else None)
     for ax, panel in zip(axes, panels):
         ax.set_title(panel.get("title", ""), fontsize=8)
-        ax.set_xlabel(panel.get("xlabel", ""), fontsize=8)
-        ax.set_ylabel(panel.get("ylabel", ""), fontsize=8)
+        ax.set_xlabel(panel.get("xlabel", ""))
+        ax.set_ylabel(panel.get("ylabel", ""))
         if percent:
             ax.set_ylim(-2, 102)
         ax.grid(True, linewidth=0.3, color="0.85")
-        ax.tick_params(labelsize=7)
-        ax.spines[["top", "right"]].set_visible(False)
-    axes[len(axes) - 1].legend(fontsize=7, frameon=False)
+        _style(ax)
+    _outside_legend(fig, list(handles.values()), list(handles))
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
 def corruption_heatmap(errors: dict[str, dict[str, Sequence[float]]], severities: Sequence[int],
-                       groups: dict[str, str] | None = None, title: str = "") -> Figure:
+                       groups: dict[str, str] | None = None, title: str = "",
+                       colours: Mapping[str, str] | None = None, max_columns: int = 4) -> Figure:
     """Top-1 error per (corruption, severity) as annotated heat maps, one panel per model.
 
     ``errors``: ``{model label: {corruption: errors (fractions), one per severity}}``, rows in
     the order given; ``groups`` maps corruptions to their group (noise, blur, ...), drawn as
-    separators with the group named at the right. All panels share one colour scale
-    (0-100%), and a last column holds each row's mean over severities.
+    separators with the group named at the right of each row of panels. All panels share
+    one colour scale (0-100%, its bar right of the panels), and a last column holds each
+    row's mean over severities. Panels wrap after ``max_columns``; each is titled with its
+    model in the model's colour (``colours``, default :func:`method_colours`), except a lone
+    panel under a ``title``.
     """
     labels = list(errors)
+    colours = colours or method_colours(labels)
     rows = list(dict.fromkeys(c for per_model in errors.values() for c in per_model))
-    fig = Figure(figsize=(1.2 + 3.0 * len(labels), 0.9 + 0.24 * len(rows)))
-    axes = fig.subplots(1, len(labels), squeeze=False)[0]
+    ncols = min(len(labels), max_columns)
+    nrows = math.ceil(len(labels) / ncols)
+    longest = max([len(r) for r in rows] + [1])
+    fig = Figure(figsize=(0.06 * longest + 2.6 * ncols + (0.7 if groups else 0.0) + 0.7,
+                          nrows * (0.8 + 0.24 * len(rows)) + (0.3 if title else 0.0)), layout="constrained")
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in grid.flat[len(labels):]:
+        ax.axis("off")
+    axes = grid.flat[:len(labels)]
     cmap = matplotlib.colormaps["magma_r"]
     image = None
-    for ax, label in zip(axes, labels):
+    for position, (ax, label) in enumerate(zip(axes, labels)):
         table = np.full((len(rows), len(severities) + 1), np.nan)
         for i, name in enumerate(rows):
             if name in errors[label]:
@@ -323,19 +390,24 @@ def corruption_heatmap(errors: dict[str, dict[str, Sequence[float]]], severities
         ax.axvline(len(severities) - 0.5, color="white", linewidth=2)
         ax.set_xticks(range(len(severities) + 1), [str(s) for s in severities] + ["mean"], fontsize=7)
         ax.set_xlabel("severity", fontsize=8)
-        ax.set_title(label, fontsize=8, color=method_colour(label, labels.index(label)))
-        ax.set_yticks(range(len(rows)), rows if ax is axes[0] else [], fontsize=7)
+        if len(labels) > 1 or not title:
+            ax.set_title(label, fontsize=8, color=colours[label])
+        first_column, last_column = position % ncols == 0, position % ncols == ncols - 1 or ax is axes[-1]
+        ax.set_yticks(range(len(rows)), rows if first_column else [], fontsize=7)
         ax.tick_params(length=0)
         if groups:
             names = [groups.get(r, "") for r in rows]
             for i in range(1, len(rows)):
                 if names[i] != names[i - 1]:
                     ax.axhline(i - 0.5, color="white", linewidth=1.5)
-            if ax is axes[-1]:
-                for name in dict.fromkeys(names):
-                    where = [i for i, n in enumerate(names) if n == name]
-                    ax.text(len(severities) + 0.7, np.mean(where), name, fontsize=7, va="center", rotation=90)
-    colourbar = fig.colorbar(image, ax=list(axes), fraction=0.025, pad=0.06 if groups else 0.02)
+            if last_column:  # the group names as tick labels of a right-hand axis: laid out, never covered
+                right = ax.secondary_yaxis("right")
+                spans = {name: [i for i, n in enumerate(names) if n == name] for name in dict.fromkeys(names)}
+                right.set_yticks([float(np.mean(where)) for where in spans.values()], list(spans), fontsize=7,
+                                 rotation=90, va="center")
+                right.tick_params(length=0)
+                right.spines["right"].set_visible(False)
+    colourbar = fig.colorbar(image, ax=grid, shrink=min(1.0, 4.0 / max(len(rows), 1) + 0.4), aspect=25)
     colourbar.set_label("top-1 error (%)", fontsize=8)
     colourbar.ax.tick_params(labelsize=7)
     if title:
