@@ -51,10 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog = "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
         p = sub.add_parser(command.name, help=command.help, description=command.help, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
         command.add_arguments(p)
+        _add_debug(p)
         p.set_defaults(_command=command)
     return parser
+
+
+def _add_debug(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on a command's parser and on each of its subcommands' (``metrics ood``), at
+    every level, so it is accepted wherever it is written; left unset unless given, so a
+    ``--debug`` before the command is not overridden."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subcommand in action.choices.values():
+                _add_debug(subcommand)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
