@@ -243,6 +243,7 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     its shard of each job and only rank 0 logs, writes and returns the outcome (others: None).
     Ctrl-C raises a ``KeyboardInterrupt`` saying how many jobs are recorded."""
     from cutmix_eval.data import create_dataset
+    from cutmix_eval.evaluate.inbetween import check_num_pairs
     from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint
     from cutmix_eval.runtime import resolve_device
 
@@ -259,6 +260,17 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     counter = Progress(sum(len(jobs) for _, jobs in plan), log)
     pending = [name for _, jobs in plan for _, name, _ in jobs]
     datasets: dict[tuple[str, str], Any] = {}
+
+    def dataset_of(job: dict) -> Any:
+        where = (job["dataset"]["name"], job["dataset"]["split"])
+        if where not in datasets:
+            datasets[where] = create_dataset(where[0], where[1], root=study.data_root)
+        return datasets[where]
+
+    for (_, name, job), kept in zip([entry for _, jobs in plan for entry in jobs], done):
+        if name == "inbetween" and not kept:  # the pairs the images allow, checked before any job runs
+            images, limit = len(dataset_of(job)), job["dataset"]["limit"]
+            check_num_pairs(job["options"]["num_pairs"], images if limit is None else min(limit, images))
     recorded = iter(done)
     with where_things_stand(lambda: f"{counter.done} of {counter.total} jobs recorded in {store.root}; rerun "
                                     "the same command to finish the rest"):
@@ -279,12 +291,9 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
                 if kept:
                     counter.report(what, 0.0, True, pending, name)
                     continue
-                where = (job["dataset"]["name"], job["dataset"]["split"])
-                if where not in datasets:
-                    datasets[where] = create_dataset(where[0], where[1], root=study.data_root)
-                subject_key = (*where, job["dataset"]["limit"])
+                subject_key = (job["dataset"]["name"], job["dataset"]["split"], job["dataset"]["limit"])
                 if subject_key not in subjects:  # one labelled pass per (dataset, limit), shared by its analyses
-                    subjects[subject_key] = Subject(model, model_info, datasets[where], device=device,
+                    subjects[subject_key] = Subject(model, model_info, dataset_of(job), device=device,
                                                     batch_size=study.batch_size, num_workers=study.workers,
                                                     progress=progress,
                                                     data_root=study.data_root, limit=job["dataset"]["limit"])
