@@ -431,6 +431,10 @@ def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int 
     (:func:`job_inputs`, or ``inputs`` when the caller knows them)."""
     options = analysis_options(name, options)
     limit = effective_limit(limit, dataset)
+    if name == "inbetween":  # the pairs the images allow, checked before any work
+        from cutmix_eval.evaluate.inbetween import check_num_pairs
+
+        check_num_pairs(options["num_pairs"], len(dataset) if limit is None else limit)
     if inputs is None:
         inputs = job_inputs(name, dataset, limit, data_root, options, {} if cache is None else cache)
     return {"analysis": name,

@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from cutmix_eval.cli import COMMANDS, main
+from cutmix_eval.cli import COMMANDS, build_parser, main
+from cutmix_eval.errors import UserError
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
+
+from conftest import CLI, cli_env
 
 
 def run(capsys, *argv):
@@ -162,3 +166,79 @@ def test_a_misspelled_option_shows_the_commands_usage_and_the_nearest_option(cap
     with pytest.raises(SystemExit):
         main(["--bogus"])
     assert capsys.readouterr().err.startswith("usage: cutmix-eval [-h]")
+
+
+# --------------------------------------------------------------------------- `metrics`, help texts, --debug
+
+
+def _parsers(parser, prog=()):
+    """``(command path, parser)`` for the top-level parser and every subcommand's, at every level."""
+    import argparse
+
+    yield prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*prog, name))
+
+
+def test_every_help_text_renders_without_stray_percent_signs():
+    done = subprocess.run(CLI + ["metrics", "ood", "--help"], capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 0 and ">= 95% of ID images" in done.stdout
+    helps = {" ".join(prog): parser.format_help() for prog, parser in _parsers(build_parser())}
+    assert {"", "ood", "metrics", "metrics ood", "metrics wsol"} <= set(helps)
+    assert [prog for prog, text in helps.items() if "%%" in text] == []
+
+
+def test_debug_is_accepted_at_every_level_and_shows_the_traceback(tmp_path):
+    undebuggable = [" ".join(prog) for prog, parser in _parsers(build_parser())
+                    if "--debug" not in parser._option_string_actions]
+    assert undebuggable == []
+    scores = ["--id-scores", str(tmp_path / "missing.txt"), "--ood-scores", str(tmp_path / "missing.txt")]
+    done = subprocess.run(CLI + ["metrics", "ood", "--debug", *scores], capture_output=True, text=True, env=cli_env())
+    assert "Traceback" in done.stderr and "UserError: cannot read ID scores" in done.stderr
+    for argv in (["metrics", "--debug", "ood", *scores], ["--debug", "metrics", "ood", *scores]):
+        with pytest.raises(UserError, match="cannot read ID scores"):  # re-raised for the traceback
+            main(argv)
+
+
+def test_metrics_ood_reads_text_scores_and_names_the_accepted_formats(tmp_path, capsys):
+    from cutmix_eval.metrics.ood import ood_metrics
+
+    rng = np.random.default_rng(0)
+    id_scores, ood_scores = rng.normal(1, 1, 50), rng.normal(0, 1, 30)
+    np.savetxt(tmp_path / "id.txt", id_scores)
+    np.savetxt(tmp_path / "ood.csv", ood_scores, delimiter=",")
+    np.save(tmp_path / "ood.npy", ood_scores)
+    done = subprocess.run(CLI + ["metrics", "ood", "--id-scores", str(tmp_path / "id.txt"), "--ood-scores",
+                                 str(tmp_path / "ood.csv"), "--json"], capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 0, done.stderr
+    expected = ood_metrics(id_scores, ood_scores).as_dict()
+    assert last_json(done.stdout)["metrics"] == pytest.approx(expected)
+    code, out, _ = run(capsys, "metrics", "ood", "--id-scores", str(tmp_path / "id.txt"), "--ood-scores",
+                       str(tmp_path / "ood.npy"), "--json")
+    assert code == 0 and last_json(out)["metrics"] == pytest.approx(expected)
+    (tmp_path / "scores.pkl").write_bytes(b"\x80\x04K\x01.")
+    (tmp_path / "header.csv").write_text("score\n0.5\n")
+    np.savetxt(tmp_path / "two.txt", np.ones((4, 2)))
+    for name, message in (("scores.pkl", "unsupported file type .pkl; give the scores as a 1-D .npy array or a "
+                                         ".txt/.csv file of numbers, one per line"),
+                          ("header.csv", "as numbers, one per line"), ("two.txt", "got shape (4, 2)")):
+        code, _, err = run(capsys, "metrics", "ood", "--id-scores", str(tmp_path / name), "--ood-scores",
+                           str(tmp_path / "ood.npy"))
+        assert code == 2 and message in err and str(tmp_path / name) in err and len(err.strip().splitlines()) == 1
+
+
+def test_metrics_wsol_threshold_step_gives_a_grid_of_at_least_two(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "maps.npy", rng.random((2, 8, 8)))
+    (tmp_path / "boxes.json").write_text(json.dumps([[[0, 0, 3, 3]], [[2, 2, 7, 7]]]))
+    wsol = ["metrics", "wsol", "--maps", str(tmp_path / "maps.npy"), "--boxes", str(tmp_path / "boxes.json")]
+    done = subprocess.run(CLI + wsol + ["--step", "0"], capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "--step: the threshold step must be in (0, 0.5]" in done.stderr
+    for step in ("2", "0.6", "-0.1", "nan"):
+        code, _, err = run(capsys, *wsol, "--step", step)
+        assert code == 2 and "at least 2 thresholds" in err, step
+    code, out, _ = run(capsys, *wsol, "--step", "0.5", "--json")
+    assert code == 0 and last_json(out)["thresholds"] == 2

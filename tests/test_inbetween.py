@@ -2,6 +2,7 @@
 one-sample-at-a-time loop, the rates, and the `inbetween` command."""
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from cutmix_eval.evaluate.occlusion import centre_window
 from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.report.figures import inbetween_figure
 
+from conftest import CLI, cli_env, tiny_checkpoint
+
 
 def test_pairs_are_seeded_and_of_different_classes():
     labels = np.random.default_rng(0).integers(0, 5, 300)
@@ -30,17 +33,18 @@ def test_pairs_are_seeded_and_of_different_classes():
     assert np.array_equal(same[0], a) and np.array_equal(same[1], b)
     few = make_pairs(labels, num_pairs=50, seed=3)
     assert len(few[0]) == 50 and len(set(few[0])) == 50 and (np.diff(few[0]) >= 0).all()
-    many = make_pairs(labels, num_pairs=700, seed=3)  # more pairs than images: every image twice, then some
-    assert np.bincount(many[0], minlength=300).min() == 2 and (labels[many[0]] != labels[many[1]]).all()
     with pytest.raises(UserError, match="1 class"):
         make_pairs([2, 2, 2])
-    with pytest.raises(UserError, match="at least 1"):
-        make_pairs(labels, num_pairs=0)
+    for wrong in (0, 2.5, True):
+        with pytest.raises(UserError, match="at least 1"):
+            make_pairs(labels, num_pairs=wrong)
+    with pytest.raises(UserError, match="301 pairs asked for, but there are 300 images"):  # each image is A once
+        make_pairs(labels, num_pairs=301)
 
 
 def test_partners_are_uniform_over_the_images_of_other_classes():
-    labels = np.array([0] * 100 + [1] * 300 + [2] * 600)
-    a, b = make_pairs(labels, num_pairs=20_000, seed=0)
+    labels = np.array([0] * 2000 + [1] * 6000 + [2] * 12_000)
+    a, b = make_pairs(labels, seed=0)
     for cls in range(3):
         partners = labels[b[labels[a] == cls]]
         others = [c for c in range(3) if c != cls]
@@ -152,3 +156,39 @@ def test_inbetween_command(tmp_path, capsys):
         assert (out_dir / f"inbetween-{name}.png").stat().st_size > 5_000
     assert main(["inbetween", "--ckpt", str(ckpt), "--data", "synthetic", "--mix-grid", "1,0"]) == 2
     assert "sorted" in capsys.readouterr().err
+
+
+def test_more_pairs_than_images_is_refused_at_once_through_the_cli(tmp_path):
+    """Each image is A of at most one pair: `--pairs 100000 --limit 5` once ran 9 minutes repeating images."""
+    ckpt = tiny_checkpoint(tmp_path / "m.pth")
+    done = subprocess.run(CLI + ["inbetween", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "5", "--pairs",
+                                 "100000", "--results", str(tmp_path / "results")],
+                          capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "100000 pairs asked for, but there are 5 images" in done.stderr and "at most 5" in done.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_a_study_asking_more_pairs_than_images_stops_before_any_job(tmp_path, monkeypatch):
+    from cutmix_eval.study import load_study, run_study
+
+    ckpt = tiny_checkpoint(tmp_path / "m.pth")
+    (tmp_path / "s.toml").write_text(f"""
+[study]
+output = "out"
+[[checkpoints]]
+path = "{ckpt}"
+method = "cutmix"
+[[datasets]]
+name = "synthetic"
+limit = 6
+[analyses.classification]
+[analyses.inbetween]
+num_pairs = 7
+""")
+    def no_job(*args, **kwargs):
+        raise AssertionError("a job started")
+
+    monkeypatch.setattr("cutmix_eval.study.run_job", no_job)
+    with pytest.raises(UserError, match="7 pairs asked for, but there are 6 images"):
+        run_study(load_study(tmp_path / "s.toml"), progress=False, log=lambda _: None)

@@ -371,3 +371,10 @@ def test_inputs_are_checked():
         pxap(maps, np.full((2, 5, 5), 2, np.uint8))
     with pytest.raises(ValueError, match="foreground"):
         pxap(maps, np.zeros((2, 5, 5), np.uint8))
+
+
+def test_threshold_grid_has_at_least_two_thresholds():
+    assert len(cam_thresholds(0.01)) == 100 and list(cam_thresholds(0.5)) == [0.0, 0.5]
+    for step in (0, -0.01, 0.51, 1, 2, float("nan")):
+        with pytest.raises(ValueError, match="at least 2 thresholds"):
+            cam_thresholds(step)

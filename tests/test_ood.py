@@ -1,6 +1,8 @@
 """OOD scores, the OOD evaluator and the `ood` / `metrics ood` commands."""
 
 import json
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +19,8 @@ from cutmix_eval.evaluate.passes import Predictions
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
+
+from conftest import CLI, cli_env, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +86,71 @@ def test_odin_perturbs_each_image_against_its_own_gradient(model, synthetic_test
 
 def test_set_names_expand_all_and_aliases():
     assert ood_set_names("cifar100", ["all"]) == list(ood_eval.PAPER_SETS)
-    assert ood_set_names("synthetic", ["all", "uniform"]) == list(ood_eval.SYNTHETIC_SETS)
-    assert ood_set_names("cifar10", ["lsun", "noise", "lsun-crop"]) == ["lsun-crop", "lsun-resize", "uniform",
-                                                                         "gaussian"]
+    assert ood_set_names("synthetic", ["all"]) == list(ood_eval.SYNTHETIC_SETS)
+    assert ood_set_names("cifar10", ["lsun", "noise", "isun"]) == ["lsun-crop", "lsun-resize", "uniform", "gaussian",
+                                                                    "isun"]
+    for twice in (["all", "uniform"], ["lsun", "lsun-crop"], ["isun", "isun"]):
+        with pytest.raises(UserError, match="is named twice"):
+            ood_set_names("cifar10", twice)
+
+
+def test_folder_sets_are_named_by_their_shortest_unique_path_suffix(tmp_path):
+    from cutmix_eval.data.ood import folder_set_names
+
+    root = Path("/data")
+    assert folder_set_names([root / "LSUN/test", root / "Imagenet/test"]) == ["LSUN-test", "Imagenet-test"]
+    assert folder_set_names([root / "a/x/test", root / "b/x/test", root / "places"]) == ["a-x-test", "b-x-test",
+                                                                                          "places"]
+    assert folder_set_names([root / "mine/isun"], taken={"isun", "id", "mean"}) == ["mine-isun"]
+    assert folder_set_names([Path("/a/b"), Path("/x/a/b")]) == ["a-b", "x-a-b"]
+    with pytest.raises(UserError, match="cannot be told apart"):  # only through names holding "-"
+        folder_set_names([Path("/x/a-b"), Path("/y/a/b"), Path("/z/b")])
+
+
+def _image_folder(folder: Path, count: int) -> Path:
+    folder.mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(np.full((36, 36, 3), 30 * i, np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_two_ood_folders_with_one_base_name_are_two_sets_through_the_cli(tmp_path):
+    """ODIN's LSUN and TinyImageNet crop folders both end in `test`: two sets, each with its own images."""
+    ckpt = tiny_checkpoint(tmp_path / "m.pth")
+    lsun, imagenet = _image_folder(tmp_path / "LSUN" / "test", 3), _image_folder(tmp_path / "Imagenet" / "test", 5)
+    results, out_dir = tmp_path / "results", tmp_path / "out"
+    done = subprocess.run(CLI + ["ood", "--ckpt", str(ckpt), "--in", "synthetic", "--limit", "6", "--out", str(lsun),
+                                 "--out", str(imagenet), "--results", str(results), "--output-dir", str(out_dir)],
+                          capture_output=True, text=True, env=cli_env())
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out_dir / "msp.json").read_text())
+    sets = record["dataset"]["ood_sets"]
+    assert {name: about["num_images"] for name, about in sets.items()} == {"LSUN-test": 3, "Imagenet-test": 5}
+    assert str(lsun) in sets["LSUN-test"]["description"]
+    assert [len(record["per_sample"][f"{name}/score"]) for name in sets] == [3, 5]
+    assert {key for key in record["metrics"] if key.startswith(("LSUN-test/", "Imagenet-test/", "mean/"))} == set(
+        record["metrics"])
+    rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows[1:] == ["LSUN-test", "Imagenet-test", "mean"]
+    report = subprocess.run(CLI + ["report", str(results), "--out", str(tmp_path / "report"), "--format", "md,csv"],
+                            capture_output=True, text=True, env=cli_env())
+    assert report.returncode == 0, report.stderr
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "LSUN-test" in table and "Imagenet-test" in table
+    assert (tmp_path / "report" / "figures").is_dir()
+
+
+def test_an_ood_set_given_twice_is_refused(tmp_path, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "m.pth")
+    lsun = _image_folder(tmp_path / "LSUN" / "test", 2)
+    results = tmp_path / "results"
+    for sets, message in (([lsun, tmp_path / "LSUN" / ".." / "LSUN" / "test"], "are the same folder"),
+                          (["noise", "uniform"], "uniform is named twice")):
+        argv = [part for name in sets for part in ("--out", str(name))]
+        code = main(["ood", "--ckpt", str(ckpt), "--in", "synthetic", "--limit", "4", *argv, "--results", str(results)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+        assert not results.exists() or not any(results.iterdir())
 
 
 def test_evaluator_shares_passes_and_its_numbers_follow_from_the_scores(model, synthetic_test, monkeypatch):

@@ -51,15 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog = "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
         p = sub.add_parser(command.name, help=command.help, description=command.help, epilog=epilog,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
         command.add_arguments(p)
-        p.set_defaults(_command=command, _parser=p)
+        _prepare(p)
+        p.set_defaults(_command=command)
     return parser
 
 
+def _prepare(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on a command's parser and on each of its subcommands' (``metrics ood``), at
+    every level, so it is accepted wherever it is written (left unset unless given, so a
+    ``--debug`` before the command is not overridden); and each parser as the one that refuses
+    the arguments it does not know (:func:`_refuse_unknown`)."""
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for errors")
+    parser.set_defaults(_parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subcommand in action.choices.values():
+                _prepare(subcommand)
+
+
 def _refuse_unknown(args: argparse.Namespace, unknown: list[str]) -> None:
-    """Unrecognized arguments, refused by the command's own parser (its usage, not the top
-    level's), with the closest option named when one is near."""
+    """Unrecognized arguments, refused by the innermost command's own parser (its usage, not the
+    top level's), with the closest option named when one is near."""
     import difflib
 
     sub = args._parser

@@ -54,8 +54,9 @@ class InbetweenCommand(Command):
     def add_arguments(self, parser):
         add_evaluation(parser, 128, "labelled dataset (see `cutmix-eval datasets`)")
         parser.add_argument("--pairs", type=int,
-                            help="number of pairs (default: every image once as A, as the paper's 50,000 pairs "
-                                 "on ImageNet validation)")
+                            help="number of pairs, at most the number of images (each image is A of at most one "
+                                 "pair; more is refused) (default: every image once as A, as the paper's 50,000 "
+                                 "pairs on ImageNet validation)")
         parser.add_argument("--seed", type=int, default=0,
                             help="seed of the pairing (default 0); the same seed gives every model the same pairs")
         parser.add_argument("--mix-grid", default="0:0.1:1",

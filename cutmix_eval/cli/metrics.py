@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,39 @@ from cutmix_eval.cli._common import Command, add_json, emit_json, print_table
 from cutmix_eval.errors import UserError
 
 
+SCORE_FORMATS = "as a 1-D .npy array or a .txt/.csv file of numbers, one per line"
+
+
 def _load_array(path: str, what: str) -> np.ndarray:
+    """A ``.npy`` array (no pickles)."""
+    if Path(path).suffix.lower() != ".npy":
+        raise UserError(f"{what} {path}: expected a .npy array (numpy.save)")
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {what} {path} as a .npy array ({err})") from err
+
+
+def load_scores(path: str, what: str) -> np.ndarray:
+    """Scores from a ``.npy`` array or a text file read by ``np.loadtxt`` (``.txt``:
+    whitespace-separated, ``.csv``: comma-separated; ``#`` starts a comment), one number
+    per line; a non-empty 1-D numeric array, else a :class:`UserError` naming the file."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in (".npy", ".txt", ".csv"):
+        raise UserError(f"{what} {path}: unsupported file type {suffix or '(none)'}; give the scores {SCORE_FORMATS}")
+    if suffix == ".npy":
+        scores = _load_array(path, what)
+    else:
+        try:
+            with warnings.catch_warnings():  # an empty file: refused below, not warned about
+                warnings.simplefilter("ignore", UserWarning)
+                scores = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=1)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {what} {path} as numbers, one per line ({err})") from err
+    if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.number) or not scores.size:
+        raise UserError(f"{what} {path}: expected a non-empty 1-D numeric array (one number per image), got shape "
+                        f"{scores.shape} of {scores.dtype}")
+    return scores
 
 
 def load_boxes(path: str) -> list[np.ndarray]:
@@ -66,14 +95,18 @@ class MetricsCommand(Command):
         wsol.add_argument("--boxes", required=True, help="JSON per-image box lists or wsolevaluation localization.txt")
         wsol.add_argument("--masks", help="N x H x W uint8 .npy (0 background, 1 object, 255 ignore) for PxAP")
         wsol.add_argument("--correct", help="N booleans .npy: top-1 prediction correct, for top-1 localization")
-        wsol.add_argument("--step", type=float, default=0.01, help="threshold grid step (default 0.01)")
+        wsol.add_argument("--step", type=float, default=0.01,
+                          help="threshold grid step, in (0, 0.5]: thresholds 0, step, 2 step, ... below 1 (default "
+                               "0.01: 100 thresholds)")
         add_json(wsol)
         ood = sub.add_parser("ood", help="OOD detection metrics from saved scores",
-                             description="Scores: 1-D .npy arrays, higher = more in-distribution (negate a "
-                                         "detector that scores OOD-ness). ID is the positive class; TNR at TPR95 "
-                                         "uses the exact sweep (largest threshold accepting >= 95%% of ID images).")
-        ood.add_argument("--id-scores", required=True, help="scores of the in-distribution images (.npy, N_in)")
-        ood.add_argument("--ood-scores", required=True, help="scores of the OOD images (.npy, N_out)")
+                             description="Scores: one number per image, higher = more in-distribution (negate a "
+                                         f"detector that scores OOD-ness), {SCORE_FORMATS}. ID is the positive "
+                                         "class; TNR at TPR95 uses the exact sweep (largest threshold accepting "
+                                         ">= 95% of ID images).")
+        ood.add_argument("--id-scores", required=True, help="scores of the in-distribution images (N_in; .npy, .txt "
+                                                            "or .csv)")
+        ood.add_argument("--ood-scores", required=True, help="scores of the OOD images (N_out; .npy, .txt or .csv)")
         add_json(ood)
 
     def run(self, args):
@@ -82,12 +115,8 @@ class MetricsCommand(Command):
     def run_ood(self, args):
         from cutmix_eval.metrics.ood import CONVENTIONS, ood_metrics
 
-        scores = {}
-        for what, path in (("ID scores", args.id_scores), ("OOD scores", args.ood_scores)):
-            scores[what] = _load_array(path, what)
-            if scores[what].ndim != 1 or not np.issubdtype(scores[what].dtype, np.number) or not scores[what].size:
-                raise UserError(f"{what} {path}: expected a non-empty 1-D numeric array, got shape "
-                                f"{scores[what].shape} of {scores[what].dtype}")
+        scores = {what: load_scores(path, what) for what, path in (("ID scores", args.id_scores),
+                                                                   ("OOD scores", args.ood_scores))}
         try:
             metrics = ood_metrics(scores["ID scores"], scores["OOD scores"]).as_dict()
         except ValueError as err:
@@ -104,13 +133,16 @@ class MetricsCommand(Command):
     def run_wsol(self, args):
         from cutmix_eval.metrics import localization as loc
 
+        try:
+            thresholds = loc.cam_thresholds(args.step)
+        except ValueError as err:
+            raise UserError(f"--step: {err}") from err
         maps = _load_array(args.maps, "maps")
         boxes = load_boxes(args.boxes)
         if maps.ndim != 3 or len(maps) != len(boxes):
             raise UserError(f"maps must be N x H x W with one map per image of the boxes file: got shape "
                             f"{maps.shape} for {len(boxes)} images")
         maps = loc.normalize_minmax(maps.astype(np.float64))
-        thresholds = loc.cam_thresholds(args.step)
         v2 = loc.max_box_acc_v2(maps, boxes, thresholds)
         v1 = loc.max_box_acc(maps, boxes, thresholds)
         metrics = {"maxboxacc_v2": v2.value, "maxboxacc": v1.value,

@@ -43,7 +43,9 @@ class OODCommand(Command):
         parser.add_argument("--out", dest="ood", action="append", required=True, metavar="NAME|DIR",
                             help="OOD set, repeatable: a name from `cutmix-eval datasets` (kind ood), lsun / "
                                  "tinyimagenet (crop + resize), noise (uniform + gaussian), all (the paper's seven, "
-                                 "or the embedded companions for --in synthetic), or a folder of images")
+                                 "or the embedded companions for --in synthetic), or a folder of images (named by its "
+                                 "shortest path suffix no other folder shares: LSUN/test, Imagenet/test -> LSUN-test, "
+                                 "Imagenet-test); each set once")
         parser.add_argument("--score", default="msp", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
                             help=f"comma-separated scores from {', '.join(list_scores())} (default: msp, the "
                                  "paper's); post-hoc scores share one pass per set")

@@ -14,11 +14,13 @@ images returned:
 * ``images`` reads every image under a folder (recursively), resized to it
   (``fit="resize"``, the default), short-side resized then centre-cropped
   (``fit="center_crop"``) or centre-cropped only (``fit="crop"``).
+
+Sets given as folders are named by :func:`folder_set_names`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,11 +37,12 @@ OOD_LABEL = -1
 
 
 class ImageFilesOOD(ImageDataset):
-    """Image files read as an OOD set (label -1)."""
+    """Image files read as an OOD set (label -1); ``folder`` is the folder they were listed from."""
 
-    def __init__(self, name: str, files: list[Path], transform: Transform | None):
+    def __init__(self, name: str, folder: Path, files: list[Path], transform: Transform | None):
         super().__init__("test", transform)
         self.name = name
+        self.folder = folder
         self.files = files
 
     def __len__(self) -> int:
@@ -88,7 +91,8 @@ def odin_dataset(name: str, split: str, root: Path, *, transform: Any = "default
                  image_size: int = 32) -> ImageFilesOOD:
     """One ODIN OOD folder, every image in it in sorted order."""
     fit = _ODIN[name][1]
-    return ImageFilesOOD(name, list_images(locate_odin(name, root), name),
+    folder = locate_odin(name, root)
+    return ImageFilesOOD(name, folder, list_images(folder, name),
                          square_geometry(image_size, fit) if transform == "default" else transform)
 
 
@@ -113,8 +117,37 @@ def locate_images(root: Path) -> Path:
 def images_dataset(split: str, root: Path, *, transform: Any = "default", image_size: int = 32,
                    fit: str = "resize") -> ImageFilesOOD:
     """Every image under ``root``, sorted by path."""
-    return ImageFilesOOD("images", list_images(locate_images(root), "images"),
+    folder = locate_images(root)
+    return ImageFilesOOD("images", folder, list_images(folder, "images"),
                          square_geometry(image_size, fit) if transform == "default" else transform)
+
+
+def folder_set_names(folders: Sequence[Path], taken: Collection[str] = ()) -> list[str]:
+    """Names of the OOD sets read from ``folders`` (absolute, resolved, all different).
+
+    Each folder is named by its shortest path suffix that no other folder ends with and
+    whose name is not in ``taken`` (the other sets' names and the records' own key
+    prefixes), the suffix's folder names joined by ``-``: ``/data/LSUN/test`` and
+    ``/data/Imagenet/test`` become ``LSUN-test`` and ``Imagenet-test``, and a folder alone
+    keeps its base name. ``/`` is never part of a name: records key a set's metrics
+    ``{set}/{metric}``. Two names that still coincide (possible only through folder names
+    that contain ``-``) are a :class:`UserError`.
+    """
+    parts = [folder.parts for folder in folders]
+    names = []
+    for i, own in enumerate(parts):
+        others = parts[:i] + parts[i + 1:]
+        for k in range(1, len(own) + 1):
+            name = "-".join(part for part in own[-k:] if part != folders[i].anchor)
+            if name and name not in taken and all(other[-k:] != own[-k:] for other in others):
+                break
+        names.append(name)
+    clashes = {name for name in names if names.count(name) > 1 or name in taken}
+    if clashes:
+        given = [str(f) for f, n in zip(folders, names) if n in clashes]
+        raise UserError(f"the OOD folders {', '.join(given)} cannot be told apart by their names "
+                        f"({', '.join(sorted(clashes))}); rename or move one of them")
+    return names
 
 
 def uniform_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:

@@ -43,6 +43,20 @@ DEFAULT_GRID = tuple(i / 10 for i in range(11))
 PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER = 0, 1, 2
 
 
+def check_num_pairs(num_pairs: int | None, num_images: int) -> None:
+    """A number of pairs that ``num_images`` images allow: ``None`` (every image once as A) or
+    a whole number from 1 to ``num_images`` (each image is A of at most one pair, so more
+    pairs would repeat images); else a :class:`UserError` saying how many are possible."""
+    if num_pairs is None:
+        return
+    if isinstance(num_pairs, bool) or not isinstance(num_pairs, int) or num_pairs < 1:
+        raise UserError(f"the number of pairs must be a whole number of at least 1, not {num_pairs!r}")
+    if num_pairs > num_images:
+        raise UserError(f"{num_pairs} pairs asked for, but there are {num_images} images and each image is A of at "
+                        f"most one pair: ask for at most {num_images} (more images give more pairs), or leave the "
+                        "number out to pair every image once")
+
+
 def make_pairs(labels: Sequence[int] | np.ndarray, num_pairs: int | None = None,
                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Seeded pairs ``(a_indices, b_indices)`` of positions in ``labels`` whose labels differ.
@@ -50,13 +64,15 @@ def make_pairs(labels: Sequence[int] | np.ndarray, num_pairs: int | None = None,
     A pure function of ``(labels, num_pairs, seed)``, so every model of a study sees the same
     pairs. The A side: with ``num_pairs=None`` every image once, in order (the paper's 50,000
     pairs on the 50,000 ImageNet validation images); otherwise ``num_pairs`` images drawn
-    without replacement (every image once per full round when ``num_pairs`` exceeds the
-    count), sorted, from ``numpy.random.default_rng((seed, 0))``. Each B is uniform among
-    the images of another class than its A, from ``default_rng((seed, 1))``; the two streams
-    are separate, so ``num_pairs=len(labels)`` gives the same pairs as ``None``.
+    without replacement, sorted, from ``numpy.random.default_rng((seed, 0))``: each image is
+    A of at most one pair, so ``num_pairs`` may not exceed the number of images
+    (:func:`check_num_pairs`). Each B is uniform among the images of another class than its
+    A, from ``default_rng((seed, 1))``; the two streams are separate, so
+    ``num_pairs=len(labels)`` gives the same pairs as ``None``.
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     n = len(labels)
+    check_num_pairs(num_pairs, n)
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2:
         raise UserError(f"in-between samples pair images of different classes, but the {n} images here have "
@@ -64,11 +80,7 @@ def make_pairs(labels: Sequence[int] | np.ndarray, num_pairs: int | None = None,
     if num_pairs is None:
         a = np.arange(n, dtype=np.int64)
     else:
-        if num_pairs < 1:
-            raise UserError(f"the number of pairs must be at least 1, not {num_pairs}")
-        rng_a = np.random.default_rng((seed, 0))
-        rounds = -(-num_pairs // n)
-        a = np.sort(np.concatenate([rng_a.permutation(n) for _ in range(rounds)])[:num_pairs]).astype(np.int64)
+        a = np.sort(np.random.default_rng((seed, 0)).permutation(n)[:num_pairs]).astype(np.int64)
     # images sorted by class: class c's block is order[start[c] : start[c] + count[c]]; the r-th
     # image of another class is order[r] before the block and order[r + count[c]] after it
     order = np.argsort(labels, kind="stable")

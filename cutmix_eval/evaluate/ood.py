@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, Subset
 
 from cutmix_eval.data import create_dataset, dataset_spec
 from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.data.ood import folder_set_names
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.ood_scores import ODIN, OODScore, create_score
@@ -45,45 +46,69 @@ SYNTHETIC_SETS = ("synthetic-unseen", "synthetic-background", "photos", "uniform
 ALIASES = {"lsun": ("lsun-crop", "lsun-resize"), "tinyimagenet": ("tinyimagenet-crop", "tinyimagenet-resize"),
            "noise": ("uniform", "gaussian")}
 MEANINGLESS = "OOD scores from them mean nothing"
+#: the records' key prefixes besides the sets' (``mean/{metric}``, ``id/score``): no set is named so
+RESERVED = ("id", "mean")
 METRICS = ("tnr_at_tpr95", "auroc", "detection_accuracy", "aupr_in", "aupr_out", "fpr95_ood_pos")
 
 
 def ood_set_names(id_name: str, requested: Sequence[str]) -> list[str]:
     """Expand ``all`` (the paper's seven sets, or the embedded companions for the embedded
-    dataset) and the aliases ``lsun``, ``tinyimagenet``, ``noise``; duplicates dropped."""
+    dataset) and the aliases ``lsun``, ``tinyimagenet``, ``noise``; a set named twice
+    (directly, or also through ``all`` or an alias) is a :class:`UserError`."""
     names: list[str] = []
     for name in requested:
-        if name == "all":
-            names += SYNTHETIC_SETS if id_name.startswith("synthetic") else PAPER_SETS
-        else:
-            names += ALIASES.get(name, (name,))
-    return list(dict.fromkeys(names))
+        expanded = (SYNTHETIC_SETS if id_name.startswith("synthetic") else PAPER_SETS) if name == "all" \
+            else ALIASES.get(name, (name,))
+        twice = [n for n in expanded if n in names]
+        if twice:
+            raise UserError(f"OOD set {twice[0]} is named twice in {', '.join(requested)} ('all', "
+                            f"{', '.join(ALIASES)} name several sets); name each set once")
+        names += expanded
+    return names
 
 
 def _is_folder(name: str) -> bool:
     return os.sep in name or Path(name).is_dir()
 
 
+def name_ood_sets(id_name: str, requested: Sequence[str]) -> dict[str, str | Path]:
+    """``{set name: registry name, or resolved folder of images}`` for the OOD sets of
+    ``requested`` (see :func:`ood_set_names`). Folders are named by
+    :func:`~cutmix_eval.data.ood.folder_set_names` (a unique path suffix, ``LSUN-test``);
+    a folder given twice (the same folder once resolved) is a :class:`UserError`."""
+    names = ood_set_names(id_name, requested)
+    folders: dict[str, Path] = {}
+    for name in filter(_is_folder, names):
+        folder = Path(name).expanduser().resolve()
+        if not folder.is_dir():
+            raise UserError(f"OOD folder {name} does not exist; pass a folder of images or a set name "
+                            "(see `cutmix-eval datasets`)")
+        same = [given for given, seen in folders.items() if seen == folder]
+        if same:
+            raise UserError(f"OOD folders {same[0]} and {name} are the same folder ({folder}); give each set once")
+        folders[name] = folder
+    taken = {*(name for name in names if name not in folders), *RESERVED}
+    renamed = dict(zip(folders, folder_set_names(list(folders.values()), taken)))
+    return {renamed.get(name, name): folders.get(name, name) for name in names}
+
+
 def create_ood_sets(id_dataset: ImageDataset, requested: Sequence[str], root: str | None = None,
                     num_noise: int = 10_000) -> dict[str, ImageDataset]:
     """The OOD sets named in ``requested`` (registry names, aliases, ``all`` or folders of
-    images), at the ID images' size (their height): see the module docstring."""
+    images), at the ID images' size (their height), under the names of
+    :func:`name_ood_sets`: see the module docstring."""
     size = int(id_dataset[0]["image"].shape[-2])
     sets = {}
-    for name in ood_set_names(id_dataset.name, requested):
-        if _is_folder(name):
-            folder = Path(name).expanduser()
-            if not folder.is_dir():
-                raise UserError(f"OOD folder {folder} does not exist; pass a folder of images or a set name "
-                                "(see `cutmix-eval datasets`)")
-            sets[folder.name] = create_dataset("images", root=folder, image_size=size)
+    for name, source in name_ood_sets(id_dataset.name, requested).items():
+        if isinstance(source, Path):
+            sets[name] = create_dataset("images", root=source, image_size=size)
             continue
-        spec = dataset_spec(name)
+        spec = dataset_spec(source)
         if spec.kind != "ood":
-            raise UserError(f"{name} is not an OOD set; choose from the sets of kind 'ood' in "
+            raise UserError(f"{source} is not an OOD set; choose from the sets of kind 'ood' in "
                             "`cutmix-eval datasets`, a folder of images, or 'all'")
-        extra = {"num_samples": num_noise} if name in ("uniform", "gaussian") else {}
-        sets[name] = create_dataset(name, "test", root=root, image_size=size, **extra)
+        extra = {"num_samples": num_noise} if source in ("uniform", "gaussian") else {}
+        sets[name] = create_dataset(source, "test", root=root, image_size=size, **extra)
     if not sets:
         raise UserError("no OOD set given; pass --out NAME (or 'all')")
     return sets
@@ -105,10 +130,14 @@ def _set_metrics(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str
 
 
 def _describe(name: str, dataset: Dataset, used: int) -> dict[str, Any]:
-    try:
-        description = dataset_spec(name).description
-    except UserError:  # a folder of images
-        description = f"folder of images {name!r}, resized to the ID size"
+    registered = getattr(dataset, "name", name)
+    if registered == "images":
+        description = f"folder of images {dataset.folder}, resized to the ID size"
+    else:
+        try:
+            description = dataset_spec(registered).description
+        except UserError:  # a dataset of the caller's
+            description = f"OOD set {name}"
     height, width = dataset[0]["image"].shape[-2:]
     return {"num_images": used, "description": f"{description}; read at {height} x {width} px"}
 

@@ -50,8 +50,12 @@ def cam_thresholds(step: float = 0.01) -> np.ndarray:
 
     In wsolevaluation, ``config.py`` (training and inference) and ``evaluate_wsol``
     default to ``step=0.001`` (1000 thresholds); the standalone ``evaluation.py``
-    command line defaults to 0.01 (100 thresholds), our default.
+    command line defaults to 0.01 (100 thresholds), our default. A step must give
+    at least two thresholds (``0 < step <= 0.5``): the metrics maximize over the grid.
     """
+    if not 0 < step <= 0.5:  # also refuses NaN
+        raise ValueError(f"the threshold step must be in (0, 0.5] so that the grid np.arange(0, 1, step) has at "
+                         f"least 2 thresholds, not {step} (wsolevaluation uses 0.01 or 0.001)")
     return np.arange(0.0, 1.0, step)
 
 
