@@ -31,7 +31,7 @@ from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.metrics.ood import roc_points
 from cutmix_eval.report import figures as fig
 from cutmix_eval.report import render
-from cutmix_eval.report.comparison import build_tables, group_records, method_label, ordered_labels, result_of
+from cutmix_eval.report.comparison import build_tables, columns_of, group_records, result_of
 from cutmix_eval.report.store import Record, ResultStore, examples_from_arrays
 
 FORMATS = ("md", "tex", "csv", "html")
@@ -133,18 +133,15 @@ def markdown_document(tables, figures, out_dir: Path, title: str, intro: str, in
 
 
 def comparison_figures(records: Sequence[Record]) -> list[tuple[str, str, Any]]:
-    """``(file stem, caption, matplotlib Figure)`` per analysis group, methods in the
-    paper's order and in their fixed colours; with several checkpoints per method the
-    first one is drawn."""
+    """``(file stem, caption, matplotlib Figure)`` per analysis group, the tables' columns
+    (:func:`~cutmix_eval.report.comparison.columns_of`) in the paper's order and in their
+    fixed colours; of a column pooling several seeds the first one is drawn."""
     out = []
     groups = group_records(records)
     order = list(DRAWERS)  # the tables' order
     for key in sorted(groups, key=lambda k: (k[1], k[2], order.index(k[0]), k[5], k[4])):
         analysis, dataset, split, _, _, score = key
-        columns: dict[str, Record] = {}
-        for record in groups[key]:
-            columns.setdefault(method_label(record), record)
-        columns = {label: columns[label] for label in ordered_labels(list(columns))}
+        columns = {label: pooled[0] for label, pooled in columns_of(groups[key]).items()}
         drawn = DRAWERS[analysis](columns)
         if drawn is None:
             continue
