@@ -74,7 +74,7 @@ def top1_cells(csv: Path) -> pd.DataFrame:
 def test_unlabelled_checkpoints_are_a_column_each_and_say_so(tmp_path, capsys):
     files = [raw(tmp_path / "a.pth", 0), raw(tmp_path / "b.pth", 1)]
     done = cli(*EVALUATE, "--ckpt", str(files[0]), "--arch", "gapnet:width=4", "--results", str(tmp_path / "R"))
-    assert done.returncode == 0 and f"{files[0]} has no method label" in done.stderr and "--label" in done.stderr
+    assert done.returncode == 0 and f"note: {files[0]} has no method label" in done.stdout and "--label" in done.stdout
     assert main([*EVALUATE, "--ckpt", str(files[1]), "--arch", "gapnet:width=4", "--results", str(tmp_path / "R")]) == 0
     assert main(["inspect", "--ckpt", str(files[0]), "--arch", "gapnet:width=4"]) == 0
     shown = capsys.readouterr().out

@@ -151,8 +151,9 @@ def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
     """Counts, device and the output folders (checked first: writable, created if missing),
     dataset (``dataset_options`` go to its factory), model and its identity record
     (:func:`~cutmix_eval.models.checkpoint.model_identity`, labelled by ``--label``) from the
-    shared options; a model without a method label gets a note on stderr."""
+    shared options; a model without a method label gets a note (stdout, with the results)."""
     from cutmix_eval.data import create_dataset, dataset_spec
+    from cutmix_eval.distributed import is_main_process
     from cutmix_eval.fileio import writable_folder
     from cutmix_eval.models.checkpoint import model_identity
     from cutmix_eval.runtime import resolve_device
@@ -167,8 +168,8 @@ def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
     dataset = create_dataset(args.data, split, root=args.data_root, **dataset_options)
     model, info = load_model_from_args(args, num_classes=dataset.num_classes or None)
     model_info = model_identity(info, args.method)
-    if not model_info["method"]:
-        print(f"note: {NO_LABEL.format(path=info.path)}", file=sys.stderr)
+    if not model_info["method"] and is_main_process():
+        print(f"note: {NO_LABEL.format(path=info.path)}")
     return device, dataset, model, info, model_info
 
 

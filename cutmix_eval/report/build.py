@@ -116,7 +116,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
     if not records:
         raise UserError(f"no records in {results_dir}; run an evaluation or a study into it first")
     tables = build_tables(records, intervals=intervals)
-    writable_folder(out_dir, "report folder (--out)")
+    writable_folder(out_dir, "output folder")
     stage = Path(tempfile.mkdtemp(prefix=".report-staging.", suffix=".tmp", dir=out_dir))
     try:
         drawn = [(caption, Path("figures") / f"{name}.png", figure)
