@@ -146,7 +146,10 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
 def _previous_files(previous: dict[str, Any], out_dir: Path, kept: Sequence[tuple[str, Path]]) -> list[str]:
     """What the previous render wrote into ``out_dir``, relative to it: its manifest's
     ``written`` list (manifests before it had none: then the report files of every format and
-    the figures it listed), less the figures passed in again (``kept``: not ours to remove)."""
+    the figures it listed; no manifest: nothing), less the figures passed in again (``kept``:
+    not ours to remove)."""
+    if not previous:
+        return []
     if isinstance(previous.get("written"), list):
         names = [str(n) for n in previous["written"]]
     else:
