@@ -15,7 +15,8 @@ the file's folder::
 
     [[checkpoints]]
     path = "../checkpoints/quickstart/baseline/last.pth"
-    method = "baseline"                # the column label; checkpoints sharing one are seeds
+    label = "baseline"                 # the column label (`method` is the same key); checkpoints
+                                       # sharing it, the architecture and the training recipe are seeds
     # arch, num_classes, trust = true (only for files from a source you trust)
 
     [[datasets]]
@@ -129,11 +130,16 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
 
     checkpoints = []
     for i, entry in enumerate(_table(data, "checkpoints", list, where)):
-        _fields(entry, ("path", "method", "arch", "num_classes", "trust"), f"{where} checkpoints[{i}]")
-        if "path" not in entry or "method" not in entry:
-            raise UserError(f"{where} checkpoints[{i}]: needs `path` and `method` (the column label)")
-        checkpoints.append(StudyCheckpoint(path(entry["path"]), str(entry["method"]), entry.get("arch"),
-                                           entry.get("num_classes"), bool(entry.get("trust", False))))
+        _fields(entry, ("path", "label", "method", "arch", "num_classes", "trust"), f"{where} checkpoints[{i}]")
+        if "path" not in entry or not ("label" in entry or "method" in entry):
+            raise UserError(f"{where} checkpoints[{i}]: needs `path` and `label` (the column label, e.g. "
+                            "\"cutmix\"; `method` is the same key)")
+        if "label" in entry and "method" in entry and entry["label"] != entry["method"]:
+            raise UserError(f"{where} checkpoints[{i}]: `label` and `method` are the same key and disagree "
+                            f"({entry['label']!r}, {entry['method']!r}); keep one")
+        checkpoints.append(StudyCheckpoint(path(entry["path"]), str(entry.get("label", entry.get("method"))),
+                                           entry.get("arch"), entry.get("num_classes"),
+                                           bool(entry.get("trust", False))))
     datasets = []
     for i, entry in enumerate(_table(data, "datasets", list, where)):
         _fields(entry, ("name", "split", "limit"), f"{where} datasets[{i}]")
@@ -264,7 +270,7 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     as in :func:`~cutmix_eval.report.build.write_report`. Under ``torchrun`` every rank evaluates
     its shard of each job and only rank 0 logs, writes and returns the outcome (others: None).
     Ctrl-C raises a ``KeyboardInterrupt`` saying how many jobs are recorded."""
-    from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint
+    from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint, model_identity
     from cutmix_eval.runtime import resolve_device
 
     device = str(resolve_device(study.device))
@@ -291,10 +297,8 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
             if missing:
                 model, info = load_checkpoint(checkpoint.path, arch=checkpoint.arch, num_classes=checkpoint.num_classes,
                                               trust=checkpoint.trust)
-                model_info = {"checkpoint": str(checkpoint.path), "checkpoint_sha256": info.file_sha256,
-                              "arch": info.arch, "method": checkpoint.method, "training_data": info.dataset,
-                              "weights_sha256": info.weights_sha256,
-                              "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
+                model_info = model_identity(info, checkpoint.method) | {
+                    "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
             subjects: dict[tuple[str, str, int | None], Subject] = {}
             for (where, name, job), kept in zip(jobs, flags):
                 pending.remove(name)

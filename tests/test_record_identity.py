@@ -93,7 +93,7 @@ def test_limit_beyond_the_data_is_said_and_keyed_as_no_limit(tmp_path):
     argv = ["evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--results", str(tmp_path / "R"), "--json"]
     limited = run(*argv, "--limit", "3000", cwd=tmp_path)
     assert limited.returncode == 0, limited.stderr
-    assert "--limit 3000 is more than the 2000 images of synthetic/test: evaluating all 2000" in limited.stderr
+    assert "--limit 3000 is more than the 2000 images of synthetic/test: evaluating all 2000" in limited.stdout
     assert summary(limited.stdout)["metrics"]["num_images"] == 2000
     whole = run(*argv, cwd=tmp_path)
     assert whole.returncode == 0 and "reused the recorded" in whole.stdout

@@ -77,7 +77,7 @@ def test_examples_match_the_quick_start():
 
 @pytest.mark.parametrize("data,match", [
     ({"checkpoints": [{"path": "a.pth"}], "datasets": [{"name": "synthetic"}], "analyses": {"ood": {}}},
-     "needs `path` and `method`"),
+     "needs `path` and `label`"),
     ({"checkpoints": [{"path": "a", "method": "m"}], "datasets": [{"name": "x"}], "analyses": {"lens": {}}},
      "unknown analysis"),
     ({"checkpoints": [{"path": "a", "method": "m"}], "datasets": [{"name": "x"}],

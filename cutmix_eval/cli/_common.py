@@ -13,6 +13,8 @@ from tabulate import tabulate
 
 
 GENERIC_CHECKPOINT_NAMES = ("last", "best", "model_best", "checkpoint", "model")
+NO_LABEL = ("{path} has no method label: reports show it in a column of its own, named by its file; give it one "
+            "with --label NAME (`label` in a study file)")
 
 
 class Command:
@@ -97,7 +99,10 @@ def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: 
     add_checkpoint(parser)
     parser.add_argument(data_option, dest="data", required=True, metavar="NAME", help=data_help)
     parser.add_argument("--split", help="split (default: test, or the dataset's last split)")
-    parser.add_argument("--method", help="method label to record (default: from the checkpoint)")
+    parser.add_argument("--label", "--method", dest="method", metavar="LABEL",
+                        help="the model's column label in reports, e.g. cutmix (default: the method the checkpoint "
+                             "records; official CutMix, timm and torchvision files record none). Checkpoints "
+                             "sharing a label, architecture and training recipe are pooled as seeds")
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -154,10 +159,13 @@ def check_counts(args: argparse.Namespace) -> None:
 
 def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
     """Counts, device and the output folders (checked first: writable, created if missing),
-    dataset (``dataset_options`` go to its factory), model and its identity
-    record from the shared options."""
+    dataset (``dataset_options`` go to its factory), model and its identity record
+    (:func:`~cutmix_eval.models.checkpoint.model_identity`, labelled by ``--label``) from the
+    shared options; a model without a method label gets a note (stdout, with the results)."""
     from cutmix_eval.data import create_dataset, dataset_spec
+    from cutmix_eval.distributed import is_main_process
     from cutmix_eval.fileio import writable_folder
+    from cutmix_eval.models.checkpoint import model_identity
     from cutmix_eval.runtime import resolve_device
 
     check_counts(args)
@@ -168,14 +176,14 @@ def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
     spec = dataset_spec(args.data)
     split = args.split or ("test" if "test" in spec.splits else spec.splits[-1])
     dataset = create_dataset(args.data, split, root=args.data_root, **dataset_options)
-    if args.limit is not None and args.limit > len(dataset):
+    if args.limit is not None and args.limit > len(dataset) and is_main_process():
         print(f"note: --limit {args.limit} is more than the {len(dataset)} images of {dataset.name}/{dataset.split}: "
-              f"evaluating all {len(dataset)} (recorded as no limit)", file=sys.stderr)
+              f"evaluating all {len(dataset)} (recorded as no limit)")
     model, info = load_model_from_args(args, num_classes=dataset.num_classes or None)
     args.checkpoint_sha256 = info.file_sha256  # names the default output folder (default_output_dir)
-    model_info = {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
-                  "method": args.method or info.method, "training_data": info.dataset,
-                  "weights_sha256": info.weights_sha256, "loading": loading_overrides(args)}
+    model_info = model_identity(info, args.method) | {"loading": loading_overrides(args)}
+    if not model_info["method"] and is_main_process():
+        print(f"note: {NO_LABEL.format(path=info.path)}")
     return device, dataset, model, info, model_info
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import (Command, add_checkpoint, add_data_root, add_json, emit_json,
+import textwrap
+
+from cutmix_eval.cli._common import (NO_LABEL, Command, add_checkpoint, add_data_root, add_json, emit_json,
                                      load_model_from_args, print_table)
 from cutmix_eval.errors import DatasetNotFoundError
+from cutmix_eval.models.checkpoint import recipe_identity
+
+WIDTH = 100  # inspect's output fits a terminal this wide
 
 
 class DatasetsCommand(Command):
@@ -109,21 +114,50 @@ class InspectCommand(Command):
     def run(self, args):
         _, info = load_model_from_args(args)
         data = info.to_dict()
+        flat = {k: v for k, v in info.training.items() if not isinstance(v, dict)}
+        nested = {k: v for k, v in info.training.items() if isinstance(v, dict) and v}
+        recipe = recipe_identity(info)
         rows = [
             ("file", info.path), ("file sha256", info.file_sha256), ("format", info.format),
             ("architecture", info.arch), ("classes", info.num_classes),
             ("parameters", f"{info.num_parameters:,}"),
             ("input size", "x".join(map(str, info.input_size))),
             ("normalization", f"mean {_fmt(info.mean)}, std {_fmt(info.std)}; source: {info.normalization_source}"),
-            ("method", info.method or "unknown (set it with --method when evaluating)"),
-            ("dataset", info.dataset or "unknown"), ("weights sha256", info.weights_sha256),
+            ("method label", info.method or NO_LABEL.format(path="this file")),
+            ("training data", info.dataset or "unknown"), ("weights sha256", info.weights_sha256),
+            ("training recipe", f"{recipe} (its settings apart from the seed)" if recipe else "not recorded"),
         ]
-        rows += [(f"training: {k}", v) for k, v in info.training.items()]
-        rows += [(f"saved with {k}", v) for k, v in info.versions.items()]
-        print_table([{"field": k, "value": v} for k, v in rows])
+        rows += [(f"training: {k}", v) for k, v in flat.items()]
+        if info.versions:
+            rows.append(("saved with", ", ".join(f"{k} {v}" for k, v in info.versions.items())))
+        print("\n".join(aligned(rows)))
+        for key, values in nested.items():
+            print(f"\ntraining: {key}\n" + "\n".join(settings(values)))
         if args.json:
             emit_json(data)
         return 0
+
+
+def aligned(rows: list[tuple[str, object]], width: int = WIDTH) -> list[str]:
+    """``key  value`` lines, values in one column and wrapped to ``width`` characters under it."""
+    pad = max(len(k) for k, _ in rows) + 2
+    lines = []
+    for key, value in rows:
+        wrapped = textwrap.wrap(str(value), width - pad, break_on_hyphens=False) or [""]
+        lines += [key.ljust(pad) + wrapped[0], *(" " * pad + w for w in wrapped[1:])]
+    return lines
+
+
+def settings(values: dict, width: int = WIDTH) -> list[str]:
+    """A mapping as indented ``key=value`` pairs (strings with spaces quoted, lists without
+    spaces so a line never breaks inside one), wrapped to ``width`` characters."""
+    def shown(v: object) -> str:
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(map(str, v)) + "]"
+        return repr(v) if isinstance(v, str) and (" " in v or "," in v) else str(v)
+
+    text = ", ".join(f"{k}={shown(v)}" for k, v in values.items())
+    return textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
 
 
 def _fmt(values: list[float]) -> str:

@@ -28,6 +28,12 @@ def print_outcome(args, outcome, extra: dict | None = None) -> None:
                    "figures": [str(p) for p in outcome.figures], "reused": outcome.reused} | (extra or {}))
 
 
+def default_report_folder(results: Path) -> Path:
+    """``<results>-report`` beside the results folder (``.`` and ``..`` resolved first)."""
+    results = results.resolve() if results.name in ("", "..") else results
+    return results.parent / f"{results.name}-report"
+
+
 class ReportCommand(Command):
     name = "report"
     help = "comparison tables (Markdown, LaTeX, CSV, HTML) and figures from a folder of evaluation records"
@@ -41,8 +47,9 @@ class ReportCommand(Command):
         parser.add_argument("--format", dest="formats", type=_formats, default=list(FORMATS),
                             help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
         parser.add_argument("--out", metavar="DIR",
-                            help="output folder (default: `report` next to RESULTS_DIR, e.g. reports/report for "
-                                 "reports/results)")
+                            help="output folder (default: RESULTS_DIR's name + `-report`, next to it: "
+                                 "reports/results -> reports/results-report). The report replaces the one "
+                                 "rendered there before as a whole")
         parser.add_argument("--title", default="cutmix-eval report", help="the report's title")
         add_report_options(parser)
 
@@ -50,7 +57,7 @@ class ReportCommand(Command):
         from cutmix_eval.report.build import write_report
 
         results = Path(args.results)
-        out = Path(args.out) if args.out else results.parent / "report"
+        out = Path(args.out) if args.out else default_report_folder(results)
         outcome = write_report(results, out, args.formats, intervals=args.intervals, title=args.title,
                                force=args.force)
         print_outcome(args, outcome)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -82,6 +83,36 @@ class CheckpointInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# --------------------------------------------------------------------------- identity
+
+# train_config keys that do not make another recipe: the seed (runs of one recipe differ in
+# it), the run's name and description, and the DataLoader worker count
+NOT_RECIPE = ("seed", "name", "description", "workers")
+
+
+def recipe_identity(info: CheckpointInfo) -> str | None:
+    """The training recipe of the file as 16 hex digits: SHA-256 of its ``train_config``
+    (our own checkpoints) without the keys of :data:`NOT_RECIPE`, so runs that differ only in
+    their seed share it. ``None`` when the file carries no training config (official CutMix,
+    timm, torchvision files, raw state dicts)."""
+    config = info.training.get("train_config")
+    if not isinstance(config, Mapping) or not config:
+        return None
+    recipe = {k: v for k, v in config.items() if k not in NOT_RECIPE}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_identity(info: CheckpointInfo, label: str | None = None) -> dict[str, Any]:
+    """What records say about the model (a Result's ``model``): the file and its SHA-256, the
+    architecture, the method label (``label``, else the file's own; ``None`` when neither
+    says), the training data, the weights' SHA-256 and the training recipe
+    (:func:`recipe_identity`). The report pools records as seeds only when label,
+    architecture, training data and recipe all agree."""
+    return {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
+            "method": label or info.method, "training_data": info.dataset,
+            "weights_sha256": info.weights_sha256, "recipe": recipe_identity(info)}
 
 
 # --------------------------------------------------------------------------- hashing

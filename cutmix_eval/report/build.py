@@ -10,15 +10,22 @@ per analysis and dataset, and writes into the output folder::
     report.html   one self-contained page: tables and every figure embedded
     figures/      the figures as PNG
 
-Every file is written atomically. A manifest of the inputs (the records' JSON
-checksums) and the options lets a second call with nothing changed return at
-once without rendering.
+The report is written whole: rendered into a hidden staging folder, then moved
+into place, and the files the previous render of the folder wrote that this one
+does not (another ``formats``, figures no longer drawn) are removed, so a folder
+never mixes two reports, and a failed or interrupted render leaves the previous
+one as it was. A manifest (``report-manifest.json``) of the inputs (the records'
+JSON checksums), the options and the files written lets a second call with
+nothing changed return at once without rendering.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +34,11 @@ from typing import Any
 import numpy as np
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
+from cutmix_eval.fileio import atomic_save_figure, atomic_write_text, writable_folder
 from cutmix_eval.metrics.ood import roc_points
 from cutmix_eval.report import figures as fig
 from cutmix_eval.report import render
-from cutmix_eval.report.comparison import build_tables, group_records, method_label, ordered_labels, result_of
+from cutmix_eval.report.comparison import build_tables, columns_of, group_records, ordered_labels, result_of
 from cutmix_eval.report.store import Record, ResultStore, examples_from_arrays
 
 FORMATS = ("md", "tex", "csv", "html")
@@ -86,7 +93,12 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
                  only: Sequence[Path] | None = None) -> ReportOutcome:
     """Render the report of the records in ``results_dir`` (or of the record files ``only``,
     e.g. a study's, when given) into ``out_dir`` (see the module docstring); ``extra_figures``
-    (caption, PNG path) are shown before the comparison figures."""
+    (caption, PNG path) are shown before the comparison figures.
+
+    The report is written whole: every file is rendered into a hidden staging folder in
+    ``out_dir`` first, then moved into place, and what the previous render of ``out_dir``
+    wrote (listed in its manifest) and this one does not is removed. A failed or interrupted
+    render leaves the previous report as it was."""
     results_dir, out_dir, formats = Path(results_dir), Path(out_dir), check_formats(formats)
     if not results_dir.is_dir():
         raise UserError(f"results folder {results_dir} does not exist; run an evaluation or a study first")
@@ -104,21 +116,59 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
     if not records:
         raise UserError(f"no records in {results_dir}; run an evaluation or a study into it first")
     tables = build_tables(records, intervals=intervals)
-    figures = [(caption, Path(path)) for caption, path in extra_figures]
-    figures += [(caption, atomic_save_figure(out_dir / "figures" / f"{name}.png", figure, dpi=150))
-                for name, caption, figure in comparison_figures(records)]
-    writers = {
-        "md": lambda: markdown_document(tables, figures, out_dir, title, intro, intervals),
-        "tex": lambda: render.latex(tables, intervals=intervals, title=title),
-        "csv": lambda: render.long_frame(tables).to_csv(index=False),
-        "html": lambda: render.html(tables, figures, title=title, intro=intro, intervals=intervals),
-    }
-    for name, path in paths.items():
-        atomic_write_text(path, writers[name]())
-    atomic_write_text(manifest, json.dumps({"digest": digest, "figures": [str(p) for _, p in figures]}, indent=1))
-    for stale in set(previous.get("figures", [])) - {str(p) for _, p in figures}:  # drawn last time, not now
-        Path(stale).unlink(missing_ok=True)
+    writable_folder(out_dir, "output folder")
+    stage = Path(tempfile.mkdtemp(prefix=".report-staging.", suffix=".tmp", dir=out_dir))
+    try:
+        drawn = [(caption, Path("figures") / f"{name}.png", figure)
+                 for name, caption, figure in comparison_figures(records)]
+        for _, name, figure in drawn:
+            atomic_save_figure(stage / name, figure, dpi=150)
+        shown = [(caption, Path(path)) for caption, path in extra_figures]
+        figures = shown + [(caption, out_dir / name) for caption, name, _ in drawn]  # where they will be
+        staged = shown + [(caption, stage / name) for caption, name, _ in drawn]  # where they are now
+        writers = {
+            "md": lambda: markdown_document(tables, figures, out_dir, title, intro, intervals),
+            "tex": lambda: render.latex(tables, intervals=intervals, title=title),
+            "csv": lambda: render.long_frame(tables).to_csv(index=False),
+            "html": lambda: render.html(tables, staged, title=title, intro=intro, intervals=intervals),
+        }
+        for name, path in paths.items():
+            atomic_write_text(stage / path.name, writers[name]())
+        written = [p.name for p in paths.values()] + [name.as_posix() for _, name, _ in drawn]
+        _swap_in(stage, out_dir, written, _previous_files(previous, out_dir, shown))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    atomic_write_text(manifest, json.dumps({"digest": digest, "written": written,
+                                            "figures": [str(p) for _, p in figures]}, indent=1))
     return ReportOutcome(paths, [p for _, p in figures], reused=False)
+
+
+def _previous_files(previous: dict[str, Any], out_dir: Path, kept: Sequence[tuple[str, Path]]) -> list[str]:
+    """What the previous render wrote into ``out_dir``, relative to it: its manifest's
+    ``written`` list (manifests before it had none: then the report files of every format and
+    the figures it listed; no manifest: nothing), less the figures passed in again (``kept``:
+    not ours to remove)."""
+    if not previous:
+        return []
+    if isinstance(previous.get("written"), list):
+        names = [str(n) for n in previous["written"]]
+    else:
+        names = [f"report.{f}" for f in FORMATS] + [Path(p).relative_to(out_dir).as_posix()
+                                                  for p in previous.get("figures", [])
+                                                  if Path(p).is_relative_to(out_dir)]
+    mine = {Path(p).resolve() for _, p in kept}
+    inside = [n for n in names if not Path(n).is_absolute() and ".." not in Path(n).parts]
+    return [n for n in inside if (out_dir / n).resolve() not in mine]
+
+
+def _swap_in(stage: Path, out_dir: Path, written: Sequence[str], previous: Sequence[str]) -> None:
+    """Move the files ``written`` (relative names) from ``stage`` into ``out_dir`` (a rename
+    each), then remove the ``previous`` render's files that this one did not write."""
+    for name in written:
+        (out_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / name, out_dir / name)
+    for name in set(previous) - set(written):
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def markdown_document(tables, figures, out_dir: Path, title: str, intro: str, intervals: bool) -> str:
@@ -133,21 +183,20 @@ def markdown_document(tables, figures, out_dir: Path, title: str, intro: str, in
 
 
 def comparison_figures(records: Sequence[Record]) -> list[tuple[str, str, Any]]:
-    """``(file stem, caption, matplotlib Figure)`` per analysis group, methods in the
-    paper's order and each in one colour across all the figures; with several checkpoints
-    per method the first one is drawn. Each figure's title names what it shows and on
-    which data; OOD figures name their score in the title, the caption and the file stem."""
+    """``(file stem, caption, matplotlib Figure)`` per analysis group, the tables' columns
+    (:func:`~cutmix_eval.report.comparison.columns_of`) in the paper's order, each in one colour
+    across all the figures; of a column pooling several seeds the first one is drawn. Each
+    figure's title names what it shows and on which data; OOD figures name their score in the
+    title, the caption and the file stem."""
     out = []
     groups = group_records(records)
     order = list(DRAWERS)  # the tables' order
-    colours = fig.method_colours(ordered_labels([method_label(r) for r in records]))
+    columns = {key: {label: pooled[0] for label, pooled in columns_of(members).items()}
+               for key, members in groups.items()}
+    colours = fig.method_colours(ordered_labels(list(dict.fromkeys(label for c in columns.values() for label in c))))
     for key in sorted(groups, key=lambda k: (k[1], k[2], order.index(k[0]), k[5], k[4])):
         analysis, dataset, split, _, _, score = key
-        columns: dict[str, Record] = {}
-        for record in groups[key]:
-            columns.setdefault(method_label(record), record)
-        columns = {label: columns[label] for label in ordered_labels(list(columns))}
-        drawn = DRAWERS[analysis](columns, colours, f"{dataset}/{split}")
+        drawn = DRAWERS[analysis](columns[key], colours, f"{dataset}/{split}")
         if drawn is None:
             continue
         name, caption, figure = drawn

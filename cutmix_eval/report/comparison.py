@@ -1,11 +1,14 @@
 """Comparison tables from stored records, in the paper's layout.
 
 Records are grouped by analysis and dataset (and, where records of one analysis
-differ in options, by those options); within a group each method label becomes a
-column. One record per label gives a value with a 95% percentile-bootstrap
-interval over test images (:mod:`cutmix_eval.metrics.bootstrap`, 1000 resamples,
-seed 0); several records under one label (several training seeds) give their
-mean and sample standard deviation. Values are shown in percent for rates and
+differ in options, by those options); within a group the records of one method
+label, architecture, training data and training recipe are one column, their
+seeds (:func:`columns_of`; a label given to two architectures is refused, a
+record without a label is a column of its own named by its file). A column of
+one record gives a value with a 95% percentile-bootstrap interval over test
+images (:mod:`cutmix_eval.metrics.bootstrap`, 1000 resamples, seed 0); a column
+of several gives their mean and sample standard deviation, and the table's note
+says what they are. Values are shown in percent for rates and
 errors. Where the setting matches one of the paper's, its numbers follow as
 reference rows (:mod:`cutmix_eval.report.paper`).
 """
@@ -15,11 +18,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cutmix_eval.corruptions.registry import BENCHMARK
+from cutmix_eval.errors import UserError
 from cutmix_eval.metrics import bootstrap as bs
 from cutmix_eval.metrics.corruption import CorruptionReference, mce
 from cutmix_eval.report.paper import paper_references
@@ -49,14 +54,84 @@ class Metric:
     digits: int = 1
 
 
-def method_label(record: Record) -> str:
-    return record.job["model"].get("method") or record.results[0].model.get("arch") or "model"
-
-
 def ordered_labels(labels: Sequence[str]) -> list[str]:
     """The four methods in the paper's order, then any other labels alphabetically."""
     unique = list(dict.fromkeys(labels))
     return [m for m in METHOD_ORDER if m in unique] + sorted(m for m in unique if m not in METHOD_ORDER)
+
+
+# --------------------------------------------------------------------------- columns: which records are seeds
+
+
+def declared_label(record: Record) -> str | None:
+    """The method label the record was made under (``--label``, a study's ``label``, or the
+    one our own checkpoints carry); ``None`` for official, timm, torchvision files and raw
+    state dicts evaluated without one."""
+    return record.job["model"].get("method") or None
+
+
+def _model(record: Record) -> dict[str, Any]:
+    return record.results[0].model if record.results else {}
+
+
+def _file_column(record: Record) -> str:
+    """An unlabelled record's column: its checkpoint's file name and SHA-256 prefix."""
+    name = Path(str(_model(record).get("checkpoint") or "model")).name
+    return f"{name} ({str(record.job['model'].get('checkpoint_sha256') or '')[:8]})"
+
+
+def seed_key(record: Record) -> tuple:
+    """What records must share to be pooled as seeds: the declared label, the architecture, the
+    training data and the training recipe (``train_config`` without the seed, see
+    :func:`~cutmix_eval.models.checkpoint.recipe_identity`). Files that record no recipe
+    (official, timm, torchvision) count as one recipe when label, architecture and training
+    data agree: giving them one label declares them runs of one recipe, which cannot be checked."""
+    model = _model(record)
+    return declared_label(record), model.get("arch"), model.get("training_data"), model.get("recipe")
+
+
+def _check_one_architecture(label: str, records: Sequence[Record]) -> None:
+    by_arch: dict[str, set[str]] = defaultdict(set)
+    for record in records:
+        by_arch[str(_model(record).get("arch"))].add(Path(str(_model(record).get("checkpoint"))).name)
+    if len(by_arch) > 1:
+        listed = "; ".join(f"{arch} ({', '.join(sorted(files))})" for arch, files in sorted(by_arch.items()))
+        raise UserError(f"label {label!r} is given to {len(by_arch)} architectures: {listed}; a label's checkpoints "
+                        "are pooled as seeds of one model, so evaluate them again with a distinct --label per "
+                        f"architecture (`label` in a study file) and delete the records of {label!r} from the "
+                        "results folder")
+
+
+def _pool_name(label: str, key: tuple, keys: Sequence[tuple]) -> str:
+    """The column of one pool of a label whose checkpoints differ in training data or recipe."""
+    parts = []
+    if len({k[2] for k in keys}) > 1:
+        parts.append(f"trained on {key[2] or 'unknown data'}")
+    if len({k[3] for k in keys}) > 1:
+        parts.append(f"recipe {key[3][:8]}" if key[3] else "no recipe")
+    return f"{label} ({', '.join(parts)})"
+
+
+def columns_of(records: Sequence[Record]) -> dict[str, list[Record]]:
+    """The report's columns of one table, in the paper's method order: records sharing a
+    :func:`seed_key` are one column (their seeds); a label given to several architectures is
+    a :class:`UserError`; a label with several recipes or training sets gets a column per
+    pool; an unlabelled record is a column of its own, named by :func:`_file_column`."""
+    columns: dict[str, list[Record]] = {}
+    labelled: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        if declared_label(record):
+            labelled[declared_label(record)].append(record)
+        else:
+            columns[_file_column(record)] = [record]
+    for label, members in labelled.items():
+        _check_one_architecture(label, members)
+        pools: dict[tuple, list[Record]] = defaultdict(list)
+        for record in members:
+            pools[seed_key(record)].append(record)
+        for key, pool in pools.items():
+            columns[label if len(pools) == 1 else _pool_name(label, key, list(pools))] = pool
+    return {label: columns[label] for label in ordered_labels(list(columns))}
 
 
 def result_of(record: Record, evaluator: str) -> Result | None:
@@ -326,11 +401,8 @@ def build_tables(records: Sequence[Record], intervals: bool = True) -> list[Tabl
         keys = [k for k in groups if k[0] == analysis]
         for key in sorted(keys, key=lambda k: (k[1], k[2], str(k[3]), k[5], k[4])):
             siblings = [k for k in keys if k[1:4] == key[1:4] and k[5] == key[5]]
-            columns: dict[str, list[Record]] = defaultdict(list)
-            for record in groups[key]:
-                columns[method_label(record)].append(record)
-            labels = ordered_labels(list(columns))
-            columns = {label: columns[label] for label in labels}
+            columns = columns_of(groups[key])
+            labels = list(columns)
             for table_key, base, metrics_of, convention_keys in makers:
                 everything = [r for rs in columns.values() for r in rs]
                 metrics = metrics_of(everything)
@@ -339,7 +411,7 @@ def build_tables(records: Sequence[Record], intervals: bool = True) -> list[Tabl
                 if analysis == "corruption" and (extra := corruption_mce_row(columns)):
                     rows.append(extra)
                 rows += reference_rows(analysis, key[1], everything, metrics, labels)
-                note = notes(analysis, everything, convention_keys)
+                note = notes(analysis, columns, convention_keys)
                 tables.append(Table(f"{table_key}-{key[1]}-{len(tables)}", _title(base, key, everything, siblings),
                                     labels, rows, note))
     return tables
@@ -363,21 +435,46 @@ def reference_rows(analysis: str, dataset: str, records: Sequence[Record], metri
     return rows
 
 
-def notes(analysis: str, records: Sequence[Record], keys: Sequence[str]) -> str:
+def notes(analysis: str, columns: dict[str, list[Record]], keys: Sequence[str]) -> str:
     """The conventions behind a table's numbers (``keys`` of the records' conventions), from
-    the records themselves."""
+    the records themselves, and what its columns are (:func:`column_notes`)."""
+    records = [r for rs in columns.values() for r in rs]
     result = records[0].results[0]
     conventions = {k: v for r in reversed(records[0].results) for k, v in r.conventions.items()}
     parts = []
     if analysis == "ood":
+        sizes = ", ".join(f"{name} {about['num_images']:,}" for name, about in result.dataset["ood_sets"].items())
         parts.append(f"Score: {result.config.get('score')} (higher = in-distribution); the ID test images are "
-                     "the positive class.")
+                     f"the positive class. Images scored: {result.dataset['num_images']:,} ID; OOD {sizes}.")
     for key in keys:
         if key in conventions:
             text = conventions[key].rstrip(".")
             parts.append((text if text[:1].isupper() else f"{key}: {text}") + ".")
     if analysis == "localization":
         parts.append("The MaxBoxAcc interval keeps the threshold chosen on all images fixed.")
-    if any(sum(method_label(r) == method_label(s) for s in records) > 1 for r in records):
-        parts.append("Where a method has several checkpoints: mean ± sample standard deviation over them.")
-    return " ".join(parts)
+    return " ".join(parts + column_notes(columns))
+
+
+def column_notes(columns: dict[str, list[Record]]) -> list[str]:
+    """What the ± of pooled columns is over, which labels were split by recipe, and which
+    columns are unlabelled files (with how to label them)."""
+    parts = []
+    for label, records in columns.items():
+        if len(records) < 2:
+            continue
+        if all(_model(r).get("recipe") for r in records):
+            parts.append(f"{label}: mean ± sample standard deviation over {len(records)} training runs of one "
+                         "recipe (same architecture and training settings apart from the seed).")
+        else:
+            parts.append(f"{label}: mean ± sample standard deviation over {len(records)} checkpoints given this "
+                         "label (same architecture; their files record no training recipe, so that they differ "
+                         "only in seed is taken on trust).")
+    split = sorted({declared_label(rs[0]) for name, rs in columns.items() if declared_label(rs[0]) not in (None, name)})
+    if split:
+        parts.append(f"Not pooled: checkpoints labelled {', '.join(split)} differ in training data or recipe "
+                     "(training settings apart from the seed), a column each.")
+    unlabelled = [name for name, rs in columns.items() if declared_label(rs[0]) is None]
+    if unlabelled:
+        parts.append(f"No method label: {', '.join(unlabelled)} (a column per file, named by file and SHA-256 "
+                     "prefix); give one with --label NAME, or `label` in a study file.")
+    return parts

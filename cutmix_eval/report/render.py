@@ -78,7 +78,7 @@ def _number(x: float, digits: int) -> str:
 
 
 def _shows_std(cell: Cell) -> bool:
-    """Whether the cell is a mean over seeds shown with ``± std``."""
+    """Whether the cell is a mean over pooled checkpoints shown with ``± std``."""
     return cell.seeds > 1 and cell.std is not None
 
 
@@ -101,7 +101,7 @@ def _cell_parts(cell: Cell, row: Row, intervals: bool) -> tuple[str, str]:
 
 def format_cell(cell: Cell, row: Row, intervals: bool = True) -> str:
     """The cell as text: ``23.4``, ``23.4 [22.1, 24.6]`` (bootstrap interval, when
-    ``intervals``) or ``23.4 ± 0.3`` (std over seeds, replacing the interval); a missing
+    ``intervals``) or ``23.4 ± 0.3`` (std over pooled checkpoints, replacing the interval); a missing
     (non-finite) value is an en dash. Decimals: ``row.digits``; no unit."""
     return " ".join(part for part in _cell_parts(cell, row, intervals) if part)
 
@@ -144,7 +144,8 @@ def _legend(tables: Sequence[Table], intervals: bool) -> list[tuple[str, str, st
     if intervals and any(_shows_interval(cell) for cell in cells):
         entries.append(("[a, b]", "", "95% percentile bootstrap interval over test images, 1000 resamples"))
     if intervals and any(_shows_std(cell) for cell in cells):
-        entries.append(("±", "", "standard deviation over seeds (the value is their mean)"))
+        entries.append(("±", "", "sample standard deviation over the checkpoints pooled in the column (the value "
+                                 "is their mean; the table's note says what they are)"))
     return entries
 
 
