@@ -52,7 +52,9 @@ def test_on_the_fly_equals_a_brute_force_loop_and_ignores_batch_size(small_label
                                 limit=40, progress=False)
     for name in CHEAP:
         np.testing.assert_array_equal(again.per_sample[f"{name}/correct"], result.per_sample[f"{name}/correct"])
-    assert "summaries" in result.conventions and "mean_corruption_error" not in result.metrics  # not all severities
+    outcomes = np.stack([result.per_sample[f"{name}/correct"] for name in CHEAP])  # C x N x 2 severities
+    assert result.metrics["mean_corruption_error"] == pytest.approx(1 - outcomes.mean())  # over severities 1 and 5
+    assert "severities 1, 5, not comparable" in result.conventions["mean_corruption_error"]
     json.loads(result.to_json())
 
 

@@ -152,7 +152,7 @@ def test_summary_of_a_full_table_and_of_a_chosen_list():
 # ------------------------------------------------------------------------------------------ checks
 
 @pytest.mark.parametrize("errors,names,message", [
-    ({"fog": [0.1, 0.2, 0.3, 0.4]}, None, "errors['fog'] has shape (4,); expected one error per severity 1-5"),
+    ({"fog": [0.1, 0.2, 0.3, 0.4]}, None, "errors['fog'] has shape (4,); expected one error per evaluated severity (severities 1-5: 5 values)"),
     (np.full((15, 4), 0.1), BENCHMARK, "has shape (4,)"),
     ({"fog": [10, 20, 30, 40, 50]}, None, "outside [0, 1] (e.g. 10); errors are fractions, not percentages"),
     ({"fog": [0.1, -0.2, 0.3, 0.4, 0.5]}, None, "1 values outside [0, 1]"),
@@ -163,7 +163,7 @@ def test_summary_of_a_full_table_and_of_a_chosen_list():
     (np.full((2, 5), 0.1), ["fog"], "one corruption name per row; got shape (2, 5) and 1 names"),
     (np.full(5, 0.1), None, "got shape (5,) and no names"),
     (np.full((2, 5), 0.1), ["fog", "fog"], "'fog' appears twice"),
-    ({"fog": [0.1] * 5}, ["fog"], "names go with a C x 5 array"),
+    ({"fog": [0.1] * 5}, ["fog"], "names go with a C x S array"),
 ])
 def test_bad_error_tables(errors, names, message):
     with pytest.raises(ValueError) as err:

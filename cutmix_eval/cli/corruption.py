@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
     report_outputs, save_outputs, stored_analysis
+from cutmix_eval.metrics.corruption import severity_scope
 
 #: released corrupted sets and the clean test set each one's clean error comes from
 CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
@@ -24,6 +25,20 @@ def corruption_rows(result) -> list[dict]:
     for group in result.curves["groups"]:
         rows.append({"corruption": f"{group} (mean)", "mean": 100 * m[f"{group}/error"]})
     return rows
+
+
+def summary_lines(result) -> list[str]:
+    """The clean error and the summaries, each with its convention; those over fewer than 5
+    severities say which, and a summary left out says why."""
+    scope = severity_scope(result.config["severities"])
+    lines = []
+    for key in ("clean_error", "mean_corruption_error", "mce", "relative_mce"):
+        label = key if key == "clean_error" else key + scope
+        if key in result.metrics:
+            lines.append(f"{label}: {100 * result.metrics[key]:.2f}%  ({result.conventions[key]})")
+        elif result.conventions.get(key, "").startswith("not reported"):
+            lines.append(f"{label}: {result.conventions[key]}")
+    return lines
 
 
 def corruption_examples_figure(result, dataset, model_table: str, count: int = 1):
@@ -151,8 +166,7 @@ class CorruptionCommand(Command):
         print(f"{info.arch} on {result.dataset['name']}: {result.metrics['num_images']} images, "
               f"{result.config['source']}" + (f", {result.config['table']} severity table" if not released else ""))
         print_table(corruption_rows(result), floatfmt=".1f")
-        for key in ("clean_error", "mean_corruption_error", "mce", "relative_mce"):
-            if key in result.metrics:
-                print(f"{key}: {100 * result.metrics[key]:.2f}%  ({result.conventions[key]})")
+        for line in summary_lines(result):
+            print(line)
         report_outputs(args, result, paths)
         return 0
