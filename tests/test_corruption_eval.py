@@ -4,9 +4,11 @@ import json
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from cutmix_eval.analyses import Subject, run_job
 from cutmix_eval.cli import main
 from cutmix_eval.corruptions import BENCHMARK, GROUPS, list_corruptions
 from cutmix_eval.data import corrupt_indexed, create_dataset
@@ -15,7 +17,9 @@ from cutmix_eval.evaluate.corruption import evaluate_corruption, evaluate_releas
 from cutmix_eval.metrics import corruption as summaries
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import load_checkpoint, save_checkpoint
+from cutmix_eval.report.comparison import build_tables
 from cutmix_eval.report.figures import corruption_heatmap
+from cutmix_eval.report.store import ResultStore
 from conftest import CLI, cli_env, fitted_pixel_classifier, tiny_checkpoint
 from test_data_corrupted import make_cifar_c, make_imagenet_c
 
@@ -311,3 +315,50 @@ def test_alexnet_normalizes_five_severities_only_and_the_command_says_why(tmp_pa
     _, model = small_labelled
     with pytest.raises(UserError, match="AlexNet's published .* cannot normalize CE over severity 2"):
         evaluate_corruption(model, small_labelled[0], corruptions="noise", severities=[2], reference="alexnet")
+
+
+SUBSETS = [[3], [3, 4, 5], [1, 3, 5], [1, 2, 3, 4, 5]]  # one severity, a run, a non-contiguous set, all five
+
+
+def test_report_tables_and_figures_at_any_severities(tmp_path, fitted_and_untrained):
+    store, dataset, errors = ResultStore(tmp_path / "results"), create_dataset("synthetic", "test"), {}
+    for path in fitted_and_untrained:
+        model, info = load_checkpoint(path)
+        subject = Subject(model, {"checkpoint_sha256": info.file_sha256, "method": info.method, "arch": info.arch},
+                          dataset, progress=False, limit=8)
+        for levels in SUBSETS:
+            record, _ = run_job(store, "corruption", subject, {"corruptions": "noise,fog", "severities": levels,
+                                                               "table": "imagenet"})
+            errors[info.method, tuple(levels)] = record.results[0].curves["errors"]
+    done = run_command(tmp_path, "report", "results", "--format", "md,csv", "--no-intervals", "--out", "report")
+    assert f"figures: {len(SUBSETS)} in" in done.stdout
+    cells = pd.read_csv(tmp_path / "report" / "report.csv").set_index(["metric", "method"])["value"]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    for levels in SUBSETS:
+        scope = summaries.severity_scope(levels)
+        for method in ("baseline", "cutmix"):
+            table = np.array([errors[method, tuple(levels)][c] for c in list_corruptions("noise,fog")])  # 4 x |S|
+            assert cells[f"mean corruption error (4 corruptions){scope}", method] == pytest.approx(100 * table.mean())
+            assert cells[f"noise (3): mean error{scope}", method] == pytest.approx(100 * table[:3].mean())
+            baseline = np.array([errors["baseline", tuple(levels)][c] for c in list_corruptions("noise,fog")])
+            assert cells[f"mCE relative to baseline (4 corruptions){scope}", method] == pytest.approx(
+                100 * np.mean(table.sum(axis=1) / baseline.sum(axis=1)))
+        if scope:
+            assert f"Top-1 error (%) per corruption and severity ({scope.removeprefix(' over ')} only)" in markdown
+    for figure in (tmp_path / "report" / "figures").glob("corruption-*.png"):
+        assert figure.stat().st_size > 5_000
+
+
+def test_the_report_says_why_an_mce_is_undefined(tmp_path, fitted_and_untrained):
+    """The fitted model as the baseline makes no error under gaussian noise at severity 1: no CE."""
+    store = ResultStore(tmp_path)
+    for path, method in zip(fitted_and_untrained, ("baseline", "cutmix")):
+        model, info = load_checkpoint(path)
+        subject = Subject(model, {"checkpoint_sha256": info.file_sha256, "method": method, "arch": info.arch},
+                          create_dataset("synthetic", "test"), progress=False, limit=8)
+        record, _ = run_job(store, "corruption", subject, {"corruptions": "gaussian_noise", "severities": [1],
+                                                           "table": "imagenet"})
+    row = build_tables(store.records(), intervals=False)[0].rows[-1]
+    assert row.label == ("mCE relative to baseline (1 corruptions) over severity 1: not reported, CE of "
+                         "'gaussian_noise' is undefined: reference baseline's error under it is 0")
+    assert all(np.isnan(cell.value) for cell in row.cells.values())

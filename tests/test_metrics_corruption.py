@@ -228,7 +228,8 @@ def test_alexnet_normalizes_five_severities_only():
 # ------------------------------------------------------------------------------------------ checks
 
 @pytest.mark.parametrize("errors,names,message", [
-    ({"fog": [0.1, 0.2, 0.3, 0.4]}, None, "errors['fog'] has shape (4,); expected one error per evaluated severity (severities 1-5: 5 values)"),
+    ({"fog": [0.1, 0.2, 0.3, 0.4]}, None,
+     "errors['fog'] has shape (4,); expected one error per evaluated severity (severities 1-5: 5 values)"),
     (np.full((15, 4), 0.1), BENCHMARK, "has shape (4,)"),
     ({"fog": [10, 20, 30, 40, 50]}, None, "outside [0, 1] (e.g. 10); errors are fractions, not percentages"),
     ({"fog": [0.1, -0.2, 0.3, 0.4, 0.5]}, None, "1 values outside [0, 1]"),

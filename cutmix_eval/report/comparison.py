@@ -12,6 +12,7 @@ reference rows (:mod:`cutmix_eval.report.paper`).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -241,7 +242,8 @@ def corruption_metrics(records: Sequence[Record]) -> list[Metric]:
 def corruption_mce_row(columns: dict[str, list[Record]]) -> Row | None:
     """mCE with the baseline column as the reference model (CE per corruption = sum over the
     severities evaluated of the model's errors / the baseline's; mean over the benchmark
-    corruptions evaluated, in percent, baseline = 100); no interval."""
+    corruptions evaluated, in percent, baseline = 100); no interval. Where the baseline makes
+    no error under a corruption, CE is undefined: the row says so and holds no numbers."""
     if "baseline" not in columns:
         return None
     first = columns["baseline"][0].results[0]
@@ -249,12 +251,14 @@ def corruption_mce_row(columns: dict[str, list[Record]]) -> Row | None:
     names = [c for c in first.config["corruptions"] if c in BENCHMARK] or list(first.config["corruptions"])
     reference = CorruptionReference.from_table({c: first.curves["errors"][c] for c in names}, name="baseline",
                                                severities=levels)
-    cells = {}
-    for label, records in columns.items():
-        values = [100 * mce({c: r.results[0].curves["errors"][c] for c in names}, reference, corruptions=names,
-                            severities=levels) for r in records]
-        cells[label] = _aggregate(values)
-    return Row(f"mCE relative to baseline ({len(names)} corruptions){severity_scope(levels)}", cells, LOWER, digits=1)
+    label = f"mCE relative to baseline ({len(names)} corruptions){severity_scope(levels)}"
+    try:
+        cells = {method: _aggregate([100 * mce({c: r.results[0].curves["errors"][c] for c in names}, reference,
+                                               corruptions=names, severities=levels) for r in records])
+                 for method, records in columns.items()}
+    except ValueError as err:  # the baseline's error under a corruption is 0
+        return Row(f"{label}: not reported, {err}", {method: Cell(math.nan) for method in columns}, unit="")
+    return Row(label, cells, LOWER, digits=1)
 
 
 # --------------------------------------------------------------------------- assembly
