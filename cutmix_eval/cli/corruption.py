@@ -89,14 +89,16 @@ class CorruptionCommand(Command):
         parser.add_argument("--corruptions", default="all",
                             help="all (19), benchmark (the 15), a group (noise, blur, weather, digital, extra) or a "
                                  "comma-separated list of groups and names (default all)")
-        parser.add_argument("--severities", default="1-5", help="1-5 (default), one level, or a list such as 1,3,5")
+        parser.add_argument("--severities", default="1-5",
+                            help="1-5 (default), a range such as 3-5, one level, or a list such as 1,3,5; every "
+                                 "summary is then over the severities given, and says so")
         parser.add_argument("--table", default="auto", choices=("auto", "cifar", "imagenet"),
                             help="severity parameters for on-the-fly corruption: the CIFAR-C table (32 px) or the "
                                  "ImageNet-C one (224 px); auto picks by image size (<= 84 px: cifar)")
         parser.add_argument("--reference-ckpt", metavar="PATH",
                             help="a reference model (e.g. the study's baseline) evaluated on the same corrupted "
                                  "images; CE, mCE and relative mCE are normalized by its errors (default: AlexNet's "
-                                 "published errors on ImageNet data, none elsewhere)")
+                                 "published errors on ImageNet data at all 5 severities, none elsewhere)")
         parser.add_argument("--clean-data", metavar="NAME",
                             help="with a released set: the clean test set for the clean error (default: cifar10, "
                                  "cifar100 or imagenet when found under the data root)")
