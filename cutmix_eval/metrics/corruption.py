@@ -63,13 +63,13 @@ __all__ = [
     "corruption_errors",
     "corruption_summary",
     "describe_severities",
-    "severity_scope",
     "error_table",
     "group_mean_errors",
     "mce",
     "mean_corruption_error",
     "relative_corruption_errors",
     "relative_mce",
+    "severity_scope",
 ]
 
 #: an error table: ``{corruption: one error per severity}`` or a ``C x |S|`` array (with ``names``)
@@ -104,7 +104,7 @@ def severity_scope(severities: Sequence[int], form: str = " over {}") -> str:
     return "" if tuple(severities) == SEVERITIES else form.format(describe_severities(severities))
 
 
-def check_severities(severities: Sequence[int] | None) -> tuple[int, ...]:
+def _check_severities(severities: Sequence[int] | None) -> tuple[int, ...]:
     """The evaluated severities as a tuple (None: all five); a ``ValueError`` unless they are
     ascending, distinct and among 1..5."""
     if severities is None:
@@ -126,7 +126,7 @@ def error_table(errors: Errors, names: Sequence[str] | None = None, what: str = 
     unknown or repeated name, a row that is not one error per severity, a value that is
     NaN, infinite or outside [0, 1], or an empty table.
     """
-    levels = check_severities(severities)
+    levels = _check_severities(severities)
     if isinstance(errors, Mapping):
         if names is not None:
             raise ValueError(f"{what}: names go with a C x S array, not with a mapping (its keys are the names)")
@@ -179,7 +179,7 @@ class CorruptionReference:
 
     def __post_init__(self) -> None:
         what = f"reference {self.name}"
-        object.__setattr__(self, "severities", check_severities(self.severities))
+        object.__setattr__(self, "severities", _check_severities(self.severities))
         for corruption, value in self.mean_errors.items():
             if corruption not in ALL:
                 raise ValueError(f"{what}: unknown corruption {corruption!r}; expected names from {', '.join(ALL)}")
@@ -196,7 +196,7 @@ class CorruptionReference:
         """A reference from another model's error table at ``severities`` (default all 5) and
         its clean error."""
         table = error_table(errors, names, f"reference {name} errors", severities)
-        return cls(name, {c: float(row.mean()) for c, row in table.items()}, clean_error, check_severities(severities))
+        return cls(name, {c: float(row.mean()) for c, row in table.items()}, clean_error, _check_severities(severities))
 
 
 ALEXNET_ERRORS = CorruptionReference("AlexNet", {
@@ -277,7 +277,7 @@ def corruption_errors(errors: Errors, reference: Reference = ALEXNET_ERRORS, *,
     in table order. ``reference`` is a :class:`CorruptionReference` over the same severities
     (default AlexNet, 5 severities only) or another model's 5-severity error table; every
     chosen corruption must be in it with a nonzero error."""
-    levels = check_severities(severities)
+    levels = _check_severities(severities)
     table, ref = error_table(errors, names, severities=levels), _as_reference(reference)
     result = {}
     for c in _selection(table, corruptions):
@@ -304,7 +304,7 @@ def relative_corruption_errors(errors: Errors, clean_error: float, reference: Re
     benchmark ones in the table), in table order. ``reference`` (over the same severities)
     must carry a clean error (AlexNet's, 0.4348, by default), and its mean error under each
     chosen corruption must exceed it (else relCE is undefined)."""
-    levels = check_severities(severities)
+    levels = _check_severities(severities)
     table, ref = error_table(errors, names, severities=levels), _as_reference(reference)
     clean = _check_error(clean_error, "clean_error")
     if ref.clean_error is None:
@@ -368,7 +368,7 @@ def corruption_summary(errors: Errors, clean_error: float | None = None, referen
     in the table) and the evaluated severities (default all 5), normalized by ``reference``
     when one is given (``ALEXNET_ERRORS`` for ImageNet-C at 5 severities; a reference model
     of the study evaluated at the same severities elsewhere)."""
-    levels = check_severities(severities)
+    levels = _check_severities(severities)
     table = error_table(errors, names, severities=levels)
     chosen = _selection(table, corruptions)
     metrics = {"mean_error": mean_corruption_error(table, corruptions=chosen, severities=levels)}
