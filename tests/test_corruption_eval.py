@@ -1,21 +1,27 @@
 """The corruption evaluator (on the fly and on released files), its summaries and the `corruption` command."""
 
 import json
+import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from cutmix_eval.analyses import Subject, run_job
 from cutmix_eval.cli import main
+from cutmix_eval.corruptions import BENCHMARK, GROUPS, list_corruptions
 from cutmix_eval.data import corrupt_indexed, create_dataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.corruption import evaluate_corruption, evaluate_released_corruption, parse_severities
 from cutmix_eval.metrics import corruption as summaries
 from cutmix_eval.models import create_model
-from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.models.checkpoint import load_checkpoint, save_checkpoint
+from cutmix_eval.report.comparison import build_tables
 from cutmix_eval.report.figures import corruption_heatmap
-from conftest import fitted_pixel_classifier
-from test_data_corrupted import make_cifar_c
+from cutmix_eval.report.store import ResultStore
+from conftest import CLI, cli_env, fitted_pixel_classifier, tiny_checkpoint
+from test_data_corrupted import make_cifar_c, make_imagenet_c
 
 CHEAP = ["gaussian_noise", "impulse_noise", "defocus_blur"]
 
@@ -52,7 +58,9 @@ def test_on_the_fly_equals_a_brute_force_loop_and_ignores_batch_size(small_label
                                 limit=40, progress=False)
     for name in CHEAP:
         np.testing.assert_array_equal(again.per_sample[f"{name}/correct"], result.per_sample[f"{name}/correct"])
-    assert "summaries" in result.conventions and "mean_corruption_error" not in result.metrics  # not all severities
+    outcomes = np.stack([result.per_sample[f"{name}/correct"] for name in CHEAP])  # C x N x 2 severities
+    assert result.metrics["mean_corruption_error"] == pytest.approx(1 - outcomes.mean())  # over severities 1 and 5
+    assert "severities 1, 5, not comparable" in result.conventions["mean_corruption_error"]
     json.loads(result.to_json())
 
 
@@ -153,3 +161,204 @@ def test_corruption_command(tmp_path, capsys):
                           (["--clean-data", "cifar10"], "released corrupted set")):
         assert main(["corruption", "--ckpt", str(ckpt), "--data", "synthetic", *argv]) == 2
         assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------- fewer than 5 severities, through the command
+
+@pytest.fixture(scope="module")
+def fitted_and_untrained(tmp_path_factory):
+    """Two checkpoints for the 64 x 64 synthetic images: a gapnet fitted to the first 8 test
+    images ("cutmix": right on them when clean, wrong more often as the corruption grows) and an
+    untrained one ("baseline", the reference model)."""
+    folder = tmp_path_factory.mktemp("checkpoints")
+    dataset = create_dataset("synthetic", "test")
+    images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(8)])
+    labels = torch.as_tensor([int(dataset[i]["label"]) for i in range(8)])
+    torch.manual_seed(0)
+    model = create_model("gapnet:width=4", 10, input_size=(3, 64, 64))
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(40):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    fitted = save_checkpoint(folder / "cutmix.pth", model.eval(), method="cutmix", dataset="synthetic")
+    return fitted, tiny_checkpoint(folder / "baseline.pth", method="baseline")
+
+
+def run_command(cwd, *argv: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(CLI + list(argv), capture_output=True, text=True, env=cli_env(), cwd=cwd)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def expected_summaries(record: dict) -> dict[str, float]:
+    """The record's summaries recomputed with numpy from its per-image outcomes at the severities
+    it holds (and the reference model's errors in its curves)."""
+    samples = {k: np.asarray(v) for k, v in record["per_sample"].items()}
+    names, levels = record["config"]["corruptions"], record["config"]["severities"]
+    errors = {c: 1 - samples[f"{c}/correct"].mean(axis=0) for c in names}  # one per severity evaluated
+    assert all(e.shape == (len(levels),) for e in errors.values())
+    benchmark = [c for c in names if c in BENCHMARK] or names
+    expected = {f"{c}/error@{s}": e[j] for c, e in errors.items() for j, s in enumerate(levels)}
+    expected["mean_corruption_error"] = np.mean([errors[c] for c in benchmark])
+    expected |= {f"{g}/error": np.mean([errors[c] for c in members if c in errors])
+                 for g, members in GROUPS.items() if any(c in errors for c in members)}
+    reference = record["curves"].get("reference")
+    if reference:
+        ces = [errors[c].sum() / np.sum(reference["errors"][c]) for c in benchmark]
+        expected["mce"] = np.mean(ces)
+    return expected
+
+
+def check_command(done: subprocess.CompletedProcess, record: dict, levels: list[int]) -> None:
+    """The printed table has one column per severity evaluated and the group means; every
+    summary printed is the record's, labelled with the severities; the record's numbers are
+    numpy's from its own per-image outcomes."""
+    m, out = record["metrics"], done.stdout
+    assert record["config"]["severities"] == levels
+    expected = expected_summaries(record)
+    assert {k: m[k] for k in expected} == pytest.approx(expected)
+    header = next(line for line in out.splitlines() if line.startswith("| corruption"))
+    assert [c.strip() for c in header.strip("|").split("|")][:len(levels) + 2] == \
+        ["corruption", *(f"s{s}" for s in levels), "mean"]
+    for group in record["curves"]["groups"]:
+        assert f"| {group} (mean)" in out
+    scope = "" if levels == [1, 2, 3, 4, 5] else f" over {summaries.describe_severities(levels)}"
+    for key in ("mean_corruption_error", "mce"):
+        assert f"{key}{scope}: {100 * m[key]:.2f}%" in out
+    if "clean_error" in m and "relative_mce" not in m:  # an untrained reference errs as much corrupted as clean
+        assert f"relative_mce{scope}: not reported: relative CE of" in out
+    if scope:
+        assert scope.strip() in record["conventions"]["mce"] and "not comparable" in \
+            record["conventions"]["mean_corruption_error"]
+
+
+@pytest.mark.parametrize("severities,corruptions", [("3", "all"), ("3-5", "gaussian_noise"),
+                                                    ("1,3,5", "noise,fog,speckle_noise"), ("1-5", "gaussian_noise")])
+def test_any_severities_on_the_fly_through_the_command(tmp_path, fitted_and_untrained, severities, corruptions):
+    fitted, untrained = fitted_and_untrained
+    argv = ["corruption", "--ckpt", str(fitted), "--data", "synthetic", "--limit", "8", "--table", "imagenet",
+            "--corruptions", corruptions, "--severities", severities, "--reference-ckpt", str(untrained),
+            "--results", "results", "--output-dir", "out"]
+    done = run_command(tmp_path, *argv)
+    record = json.loads((tmp_path / "out" / "corruption.json").read_text())
+    levels = parse_severities(severities)
+    check_command(done, record, levels)
+    assert record["config"]["reference"] == "baseline" and record["metrics"]["clean_error"] == 0  # fitted to them
+    assert record["config"]["corruptions"] == list_corruptions(corruptions)
+    model, _ = load_checkpoint(fitted)
+    dataset = create_dataset("synthetic", "test")
+    for j, severity in enumerate(levels):  # column j is severity levels[j]
+        expected = brute_force_correct(model, dataset, "gaussian_noise", severity, 0, "imagenet", 8)
+        np.testing.assert_array_equal(np.asarray(record["per_sample"]["gaussian_noise/correct"])[:, j], expected)
+    for name in ("heatmap", "examples"):
+        assert (tmp_path / "out" / f"corruption-{name}.png").stat().st_size > 5_000
+    if severities == "3-5":  # the README's example: the rerun reuses the record and prints the same
+        again = run_command(tmp_path, *argv)
+        assert "reused the recorded" in again.stdout + again.stderr
+        assert again.stdout.split("| corruption")[1] == done.stdout.split("| corruption")[1]
+
+
+WRONG = {1: 1, 2: 2, 3: 3, 4: 0, 5: 1}  # images the fitted model gets wrong under released gaussian_noise, by severity
+
+
+@pytest.fixture(scope="module")
+def released_root(tmp_path_factory, fitted_and_untrained):
+    """A tiny CIFAR-10-C (gaussian_noise and fog, 3 images) labelled so that the fitted model
+    gets exactly ``WRONG[s]`` of the 3 gaussian_noise images of severity ``s`` wrong: an error
+    that says which slice was read for which column."""
+    root = tmp_path_factory.mktemp("data")
+    folder = make_cifar_c(root, corruptions=("gaussian_noise", "fog"))
+    model, _ = load_checkpoint(fitted_and_untrained[0])
+    labels = []
+    for severity in range(1, 6):
+        part = create_dataset("cifar10-c", "test", root=root, corruption="gaussian_noise", severity=severity)
+        with torch.no_grad():
+            predicted = model(torch.stack([part[i]["image"].as_subclass(torch.Tensor) for i in range(3)])).argmax(1)
+        labels += [(int(p) + (i < WRONG[severity])) % 10 for i, p in enumerate(predicted)]
+    np.save(folder / "labels.npy", np.asarray(labels, dtype=np.int64))
+    return root
+
+
+@pytest.mark.parametrize("severities,corruptions", [("2", "gaussian_noise"), ("1,3,5", "all")])
+def test_any_severities_of_a_released_set_through_the_command(tmp_path, fitted_and_untrained, released_root,
+                                                              severities, corruptions):
+    fitted, untrained = fitted_and_untrained
+    done = run_command(tmp_path, "corruption", "--ckpt", str(fitted), "--data", "cifar10-c", "--data-root",
+                       str(released_root), "--corruptions", corruptions, "--severities", severities,
+                       "--reference-ckpt", str(untrained), "--results", "results", "--output-dir", "out")
+    record = json.loads((tmp_path / "out" / "corruption.json").read_text())
+    levels = parse_severities(severities)
+    check_command(done, record, levels)
+    assert [record["metrics"][f"gaussian_noise/error@{s}"] for s in levels] == pytest.approx(
+        [WRONG[s] / 3 for s in levels])
+    on_disk = ["gaussian_noise", "fog"] if corruptions == "all" else ["gaussian_noise"]
+    assert record["config"]["corruptions"] == on_disk and record["metrics"]["num_images"] == 3
+    for name in ("heatmap", "examples"):
+        assert (tmp_path / "out" / f"corruption-{name}.png").stat().st_size > 5_000
+
+
+def test_alexnet_normalizes_five_severities_only_and_the_command_says_why(tmp_path, small_labelled):
+    root = make_imagenet_c(tmp_path / "data" / "ImageNet-C",
+                           slices=[("gaussian_noise", s) for s in range(1, 6)]).parent
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "imagenet1k.pth", create_model("gapnet:width=4", 1000), method="cutmix")
+    done = run_command(tmp_path, "corruption", "--ckpt", str(ckpt), "--data", "imagenet-c", "--data-root", str(root),
+                       "--corruptions", "gaussian_noise", "--severities", "3-5", "--output-dir", "out",
+                       "--examples", "0")
+    record = json.loads((tmp_path / "out" / "corruption.json").read_text())
+    assert "mce" not in record["metrics"] and record["config"]["reference"] is None
+    assert record["metrics"]["mean_corruption_error"] == pytest.approx(expected_summaries(record)[
+        "mean_corruption_error"])
+    assert ("mce over severities 3-5: not reported: AlexNet's published ImageNet-C errors are means over all 5 "
+            "severities, so they cannot normalize CE over severities 3-5") in done.stdout
+    _, model = small_labelled
+    with pytest.raises(UserError, match="AlexNet's published .* cannot normalize CE over severity 2"):
+        evaluate_corruption(model, small_labelled[0], corruptions="noise", severities=[2], reference="alexnet")
+
+
+SUBSETS = [[3], [3, 4, 5], [1, 3, 5], [1, 2, 3, 4, 5]]  # one severity, a run, a non-contiguous set, all five
+
+
+def test_report_tables_and_figures_at_any_severities(tmp_path, fitted_and_untrained):
+    store, dataset, errors = ResultStore(tmp_path / "results"), create_dataset("synthetic", "test"), {}
+    for path in fitted_and_untrained:
+        model, info = load_checkpoint(path)
+        subject = Subject(model, {"checkpoint_sha256": info.file_sha256, "method": info.method, "arch": info.arch},
+                          dataset, progress=False, limit=8)
+        for levels in SUBSETS:
+            record, _ = run_job(store, "corruption", subject, {"corruptions": "noise,fog", "severities": levels,
+                                                               "table": "imagenet"})
+            errors[info.method, tuple(levels)] = record.results[0].curves["errors"]
+    done = run_command(tmp_path, "report", "results", "--format", "md,csv", "--no-intervals", "--out", "report")
+    assert f"figures: {len(SUBSETS)} in" in done.stdout
+    cells = pd.read_csv(tmp_path / "report" / "report.csv").set_index(["metric", "method"])["value"]
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    for levels in SUBSETS:
+        scope = summaries.severity_scope(levels)
+        for method in ("baseline", "cutmix"):
+            table = np.array([errors[method, tuple(levels)][c] for c in list_corruptions("noise,fog")])  # 4 x |S|
+            assert cells[f"mean corruption error (4 corruptions){scope}", method] == pytest.approx(100 * table.mean())
+            assert cells[f"noise (3): mean error{scope}", method] == pytest.approx(100 * table[:3].mean())
+            baseline = np.array([errors["baseline", tuple(levels)][c] for c in list_corruptions("noise,fog")])
+            assert cells[f"mCE relative to baseline (4 corruptions){scope}", method] == pytest.approx(
+                100 * np.mean(table.sum(axis=1) / baseline.sum(axis=1)))
+        if scope:
+            assert f"Top-1 error (%) per corruption and severity ({scope.removeprefix(' over ')} only)" in markdown
+    for figure in (tmp_path / "report" / "figures").glob("corruption-*.png"):
+        assert figure.stat().st_size > 5_000
+
+
+def test_the_report_says_why_an_mce_is_undefined(tmp_path, fitted_and_untrained):
+    """The fitted model as the baseline makes no error under gaussian noise at severity 1: no CE."""
+    store = ResultStore(tmp_path)
+    for path, method in zip(fitted_and_untrained, ("baseline", "cutmix")):
+        model, info = load_checkpoint(path)
+        subject = Subject(model, {"checkpoint_sha256": info.file_sha256, "method": method, "arch": info.arch},
+                          create_dataset("synthetic", "test"), progress=False, limit=8)
+        record, _ = run_job(store, "corruption", subject, {"corruptions": "gaussian_noise", "severities": [1],
+                                                           "table": "imagenet"})
+    row = build_tables(store.records(), intervals=False)[0].rows[-1]
+    assert row.label == ("mCE relative to baseline (1 corruptions) over severity 1: not reported, CE of "
+                         "'gaussian_noise' is undefined: reference baseline's error under it is 0")
+    assert all(np.isnan(cell.value) for cell in row.cells.values())

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cutmix_eval.corruptions import ALL, BENCHMARK, GROUPS
+from cutmix_eval.corruptions import ALL, BENCHMARK, GROUPS, SEVERITIES
 from cutmix_eval.metrics.corruption import (ALEXNET_ERRORS, CorruptionReference, corruption_errors, corruption_summary,
-                                            error_table, group_mean_errors, mce, mean_corruption_error,
-                                            relative_corruption_errors, relative_mce)
+                                            describe_severities, error_table, group_mean_errors, mce,
+                                            mean_corruption_error, relative_corruption_errors, relative_mce,
+                                            severity_scope)
 
 # two corruptions, round numbers: sums over severities 1.5 and 1.5
 MODEL = {"gaussian_noise": [0.1, 0.2, 0.3, 0.4, 0.5], "fog": [0.3, 0.3, 0.3, 0.3, 0.3]}
@@ -149,10 +150,86 @@ def test_summary_of_a_full_table_and_of_a_chosen_list():
     assert chosen.metrics["mean_error"] == pytest.approx(np.mean([table["fog"], table["speckle_noise"]]))
 
 
+# ------------------------------------------------------------------------------- partial severities
+
+SUBSETS = [(3,), (3, 4, 5), (1, 3, 5), (1, 2, 3, 4, 5)]  # one, a run, a non-contiguous set, all five
+
+
+def test_partial_severities_by_hand():
+    # severities 3-5 of MODEL and of the reference: gaussian_noise 0.3 + 0.4 + 0.5 = 1.2 over 0.5 x 3 = 1.5,
+    # fog 0.9 over 0.4 + 0.5 + 0.6 = 1.5
+    model = {c: row[2:] for c, row in MODEL.items()}
+    reference = CorruptionReference.from_table({"gaussian_noise": [0.5] * 3, "fog": [0.4, 0.5, 0.6]},
+                                               clean_error=0.3, name="baseline", severities=[3, 4, 5])
+    assert reference.mean_errors == {"gaussian_noise": 0.5, "fog": 0.5} and reference.severities == (3, 4, 5)
+    assert mean_corruption_error(model, severities=[3, 4, 5]) == pytest.approx((1.2 + 0.9) / 6)
+    assert corruption_errors(model, reference, severities=[3, 4, 5]) == pytest.approx({"gaussian_noise": 0.8,
+                                                                                       "fog": 0.6})
+    # relCE: (1.2 - 0.3) / (1.5 - 0.9) = 1.5 and (0.9 - 0.3) / (1.5 - 0.9) = 1
+    assert relative_mce(model, MODEL_CLEAN, reference, severities=[3, 4, 5]) == pytest.approx(1.25)
+    one = CorruptionReference.from_table({"gaussian_noise": [0.5], "fog": [0.6]}, name="baseline", severities=[5])
+    assert mce({"gaussian_noise": [0.5], "fog": [0.3]}, one, severities=[5]) == pytest.approx((1.0 + 0.5) / 2)
+
+
+@pytest.mark.parametrize("levels", SUBSETS)
+def test_partial_severities_are_the_formulas_over_the_columns_evaluated(levels):
+    rng = np.random.default_rng(sum(levels))
+    full, ref_full = random_table(rng), random_table(rng)
+    columns = [s - 1 for s in levels]
+    table, ref_table = ({c: row[columns] for c, row in t.items()} for t in (full, ref_full))
+    clean, ref_clean = 0.02, 0.01
+    reference = CorruptionReference.from_table(ref_table, ref_clean, name="baseline", severities=levels)
+    benchmark = np.array([table[c] for c in BENCHMARK])  # 15 x |S|
+    ref_sums = np.array([ref_table[c].sum() for c in BENCHMARK])
+    expected_ce = benchmark.sum(axis=1) / ref_sums
+    expected_rel = (benchmark - clean).sum(axis=1) / (ref_sums - len(levels) * ref_clean)
+
+    summary = corruption_summary(table, clean, reference, severities=levels)
+    m = summary.metrics
+    assert m["mean_error"] == pytest.approx(benchmark.mean())
+    for group, members in GROUPS.items():
+        assert m[f"group/{group}"] == pytest.approx(np.mean([table[c] for c in members]))
+    assert [m[f"ce/{c}"] for c in BENCHMARK] == pytest.approx(expected_ce)
+    assert m["mce"] == pytest.approx(expected_ce.mean()) and m["relative_mce"] == pytest.approx(expected_rel.mean())
+    assert [m[f"relative_ce/{c}"] for c in BENCHMARK] == pytest.approx(expected_rel)
+    assert summary.severities == levels
+    if levels == (1, 2, 3, 4, 5):  # the published convention, said as before; the default
+        assert summary.note == "means over all 15 benchmark corruptions x 5 severities; CE normalized by baseline"
+        assert corruption_summary(full, clean, ref_full).metrics["mce"] == pytest.approx(m["mce"])
+    else:
+        assert summary.note.startswith(f"means over all 15 benchmark corruptions x {describe_severities(levels)}, "
+                                       "not comparable with full-benchmark numbers")
+        with pytest.raises(ValueError, match="one error per evaluated severity"):
+            mean_corruption_error(full, severities=levels)  # 5 columns are not these severities
+
+
+def test_severities_in_words():
+    assert describe_severities([3]) == "severity 3" and describe_severities([3, 4, 5]) == "severities 3-5"
+    assert describe_severities([1, 3, 5]) == "severities 1, 3, 5" and describe_severities(SEVERITIES) == \
+        "severities 1-5"
+    assert severity_scope(SEVERITIES) == "" and severity_scope([3, 4, 5]) == " over severities 3-5"
+    assert severity_scope([2], " ({} only)") == " (severity 2 only)"
+
+
+def test_alexnet_normalizes_five_severities_only():
+    spread = np.array([-0.04, -0.02, 0.0, 0.02, 0.04])
+    alexnet = {c: (mean + spread)[2:] for c, mean in ALEXNET_ERRORS.mean_errors.items()}  # at severities 3-5
+    for call in (lambda: mce(alexnet, severities=[3, 4, 5]),
+                 lambda: relative_mce(alexnet, 0.4348, severities=[3, 4, 5]),
+                 lambda: corruption_summary(alexnet, 0.4, ALEXNET_ERRORS, severities=[3, 4, 5])):
+        with pytest.raises(ValueError, match="reference AlexNet's errors are means over severities 1-5, so CE over "
+                                             "severities 3-5 cannot be computed from them"):
+            call()
+    five = CorruptionReference.from_table(random_table(np.random.default_rng(0)), name="baseline")
+    with pytest.raises(ValueError, match="baseline's errors are means over severities 1-5, so CE over severity 2"):
+        mce({"fog": [0.2]}, five, severities=[2])
+
+
 # ------------------------------------------------------------------------------------------ checks
 
 @pytest.mark.parametrize("errors,names,message", [
-    ({"fog": [0.1, 0.2, 0.3, 0.4]}, None, "errors['fog'] has shape (4,); expected one error per severity 1-5"),
+    ({"fog": [0.1, 0.2, 0.3, 0.4]}, None,
+     "errors['fog'] has shape (4,); expected one error per evaluated severity (severities 1-5: 5 values)"),
     (np.full((15, 4), 0.1), BENCHMARK, "has shape (4,)"),
     ({"fog": [10, 20, 30, 40, 50]}, None, "outside [0, 1] (e.g. 10); errors are fractions, not percentages"),
     ({"fog": [0.1, -0.2, 0.3, 0.4, 0.5]}, None, "1 values outside [0, 1]"),
@@ -163,7 +240,7 @@ def test_summary_of_a_full_table_and_of_a_chosen_list():
     (np.full((2, 5), 0.1), ["fog"], "one corruption name per row; got shape (2, 5) and 1 names"),
     (np.full(5, 0.1), None, "got shape (5,) and no names"),
     (np.full((2, 5), 0.1), ["fog", "fog"], "'fog' appears twice"),
-    ({"fog": [0.1] * 5}, ["fog"], "names go with a C x 5 array"),
+    ({"fog": [0.1] * 5}, ["fog"], "names go with a C x S array"),
 ])
 def test_bad_error_tables(errors, names, message):
     with pytest.raises(ValueError) as err:
@@ -202,3 +279,6 @@ def test_bad_selections_references_and_clean_errors():
         CorruptionReference("bad", {"fgo": 0.5})
     with pytest.raises(ValueError, match="reference baseline errors\\['fog'\\] has shape \\(3,\\)"):
         CorruptionReference.from_table({"fog": [0.1, 0.2, 0.3]}, name="baseline")
+    for bad in ([5, 3], [0, 1], [], [3, 3], [6]):
+        with pytest.raises(ValueError, match="severities must be ascending, distinct levels among 1-5"):
+            mean_corruption_error({"fog": [0.1] * len(bad)}, severities=bad)

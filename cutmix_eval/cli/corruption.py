@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
     report_outputs, save_outputs, stored_analysis
+from cutmix_eval.metrics.corruption import severity_scope
 
 #: released corrupted sets and the clean test set each one's clean error comes from
 CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
@@ -24,6 +25,20 @@ def corruption_rows(result) -> list[dict]:
     for group in result.curves["groups"]:
         rows.append({"corruption": f"{group} (mean)", "mean": 100 * m[f"{group}/error"]})
     return rows
+
+
+def summary_lines(result) -> list[str]:
+    """The clean error and the summaries, each with its convention; those over fewer than 5
+    severities say which, and a summary left out says why."""
+    scope = severity_scope(result.config["severities"])
+    lines = []
+    for key in ("clean_error", "mean_corruption_error", "mce", "relative_mce"):
+        label = key if key == "clean_error" else key + scope
+        if key in result.metrics:
+            lines.append(f"{label}: {100 * result.metrics[key]:.2f}%  ({result.conventions[key]})")
+        elif result.conventions.get(key, "").startswith("not reported"):
+            lines.append(f"{label}: {result.conventions[key]}")
+    return lines
 
 
 def corruption_examples_figure(result, dataset, model_table: str, count: int = 1):
@@ -76,14 +91,16 @@ class CorruptionCommand(Command):
         parser.add_argument("--corruptions", default="all",
                             help="all (19), benchmark (the 15), a group (noise, blur, weather, digital, extra) or a "
                                  "comma-separated list of groups and names (default all)")
-        parser.add_argument("--severities", default="1-5", help="1-5 (default), one level, or a list such as 1,3,5")
+        parser.add_argument("--severities", default="1-5",
+                            help="1-5 (default), a range such as 3-5, one level, or a list such as 1,3,5; every "
+                                 "summary is then over the severities given, and says so")
         parser.add_argument("--table", default="auto", choices=("auto", "cifar", "imagenet"),
                             help="severity parameters for on-the-fly corruption: the CIFAR-C table (32 px) or the "
                                  "ImageNet-C one (224 px); auto picks by image size (<= 84 px: cifar)")
         parser.add_argument("--reference-ckpt", metavar="PATH",
                             help="a reference model (e.g. the study's baseline) evaluated on the same corrupted "
                                  "images; CE, mCE and relative mCE are normalized by its errors (default: AlexNet's "
-                                 "published errors on ImageNet data, none elsewhere)")
+                                 "published errors on ImageNet data at all 5 severities, none elsewhere)")
         parser.add_argument("--clean-data", metavar="NAME",
                             help="with a released set: the clean test set for the clean error (default: cifar10, "
                                  "cifar100 or imagenet when found under the data root)")
@@ -158,8 +175,7 @@ class CorruptionCommand(Command):
         print(f"{info.arch} on {result.dataset['name']}: {result.metrics['num_images']} images, "
               f"{result.config['source']}" + (f", {result.config['table']} severity table" if not released else ""))
         print_table(corruption_rows(result), floatfmt=".1f")
-        for key in ("clean_error", "mean_corruption_error", "mce", "relative_mce"):
-            if key in result.metrics:
-                print(f"{key}: {100 * result.metrics[key]:.2f}%  ({result.conventions[key]})")
+        for line in summary_lines(result):
+            print(line)
         report_outputs(args, result, paths)
         return 0

@@ -13,14 +13,19 @@ released files (:func:`evaluate_released_corruption`)
     the CIFAR-10-C / CIFAR-100-C arrays and ImageNet-C folders, one pass per slice on disk;
     the clean error comes from the matching clean test set when it is given.
 
-Summaries (:mod:`cutmix_eval.metrics.corruption`): mean error per corruption and per group,
-the CIFAR-C mean corruption error (unnormalized mean over the 15 benchmark corruptions and
-the severities evaluated), and, against a reference (AlexNet's published ImageNet-C errors
-by default on ImageNet data, or a reference model of the study), CE / mCE and relative mCE.
+Summaries (:mod:`cutmix_eval.metrics.corruption`), all over the severities evaluated (all 5
+by default, or any subset: then every convention names them): mean error per corruption and
+per group, the CIFAR-C mean corruption error (unnormalized mean over the 15 benchmark
+corruptions and the severities), and, against a reference, CE / mCE and relative mCE. The
+reference is a reference model of the study evaluated in the same sweep (any severities), or
+AlexNet's published ImageNet-C errors (the default on ImageNet data), which are means over all
+5 severities only: with fewer, the record leaves mCE out and says why (asked for explicitly,
+``reference="alexnet"`` is refused before any work).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -52,6 +57,18 @@ def check_selection(corruptions: str | Sequence[str], severities: Iterable[int])
     if not levels or any(s not in SEVERITIES for s in levels):
         raise UserError(f"severities must be among 1-5, not {list(severities)}")
     return names, levels
+
+
+def _check_reference(reference: Classifier | str | None, levels: Sequence[int]) -> None:
+    """Refuse, before any work, a reference that is unknown or cannot normalize ``levels``."""
+    if reference is None or isinstance(reference, Classifier):
+        return
+    if reference != "alexnet":
+        raise UserError(f"unknown reference {reference!r}; give a model or 'alexnet'")
+    if tuple(levels) != SEVERITIES:
+        raise UserError(f"AlexNet's published ImageNet-C errors are means over all 5 severities, so they cannot "
+                        f"normalize CE over {summaries.describe_severities(levels)}; evaluate severities 1-5 or give "
+                        f"a reference model")
 
 
 def parse_severities(text: str) -> list[int]:
@@ -93,6 +110,7 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
     for ImageNet data at the ImageNet table, no normalization otherwise).
     """
     names, levels = check_selection(corruptions, severities)
+    _check_reference(reference, levels)
     check_compatible(model, dataset)
     data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
     device = resolve_device(device)
@@ -144,6 +162,7 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
     from cutmix_eval.data import corrupted_slices, create_dataset
 
     names, levels = check_selection(corruptions, severities)
+    _check_reference(reference, levels)
     present = set(corrupted_slices(name, root))
     absent = [c for c in names if not any((c, s) in present for s in levels)]  # left out, and said so
     names = [c for c in names if c not in absent]
@@ -199,15 +218,15 @@ def _pass(models: dict[str, Classifier], data, batch_size: int, num_workers: int
 
 
 def _reference(reference: Classifier | str | None, label: str, dataset_name: str, table: str,
-               errors: dict[str, dict[str, np.ndarray]], clean: dict[str, float]):
-    """The :class:`~cutmix_eval.metrics.corruption.CorruptionReference` to normalize by, or None."""
+               errors: dict[str, dict[str, np.ndarray]], clean: dict[str, float], levels: list[int]):
+    """The :class:`~cutmix_eval.metrics.corruption.CorruptionReference` to normalize by, or
+    None (``reference`` was checked by :func:`_check_reference`)."""
     if isinstance(reference, Classifier):
-        return summaries.CorruptionReference.from_table(errors[REFERENCE], clean.get(REFERENCE), name=label)
+        return summaries.CorruptionReference.from_table(errors[REFERENCE], clean.get(REFERENCE), name=label,
+                                                        severities=levels)
     if reference == "alexnet" or (reference is None and dataset_name.startswith("imagenet")
                                   and table in ("imagenet", "released")):
         return summaries.ALEXNET_ERRORS
-    if reference is not None:
-        raise UserError(f"unknown reference {reference!r}; give a model or 'alexnet'")
     return None
 
 
@@ -218,36 +237,44 @@ def _metric_name(key: str) -> str:
             "relative_ce": f"{tail}/relative_ce"}.get(head, key)
 
 
-def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref) -> tuple[dict[str, float], dict[str, str]]:
-    """Mean corruption error, group means and, with a reference, CE / mCE / relative mCE of a
-    full (5-severity) error table, with their conventions."""
+def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref,
+             levels: list[int]) -> tuple[dict[str, float], dict[str, str]]:
+    """Mean corruption error, group means and, with a reference, CE / mCE / relative mCE of an
+    error table at ``levels`` (one error per severity evaluated), with their conventions."""
     chosen = None if any(c in BENCHMARK for c in errors) else list(errors)  # None: the benchmark ones present
     if ref is not None and not all(c in ref.mean_errors for c in chosen or BENCHMARK if c in errors):
         ref = None  # AlexNet's table has no extra corruptions
+    over = summaries.describe_severities(levels)
     conventions = {}
+    if ref is summaries.ALEXNET_ERRORS and tuple(levels) != SEVERITIES:
+        conventions["mce"] = conventions["relative_mce"] = (
+            f"not reported: AlexNet's published ImageNet-C errors are means over all 5 severities, so they cannot "
+            f"normalize CE over {over}; evaluate severities 1-5 or give a reference model (--reference-ckpt)")
+        ref = None
     # a reference error of 0 leaves CE undefined, one not above the reference's clean error relative CE:
     # report what is defined and say why the rest is missing
-    attempts = [ref, summaries.CorruptionReference(ref.name, ref.mean_errors), None] if ref is not None else [None]
+    attempts = [ref, dataclasses.replace(ref, clean_error=None), None] if ref is not None else [None]
     for attempt in attempts:
         try:
-            summary = summaries.corruption_summary(errors, clean_error, attempt, corruptions=chosen)
+            summary = summaries.corruption_summary(errors, clean_error, attempt, corruptions=chosen, severities=levels)
             break
         except ValueError as err:
             conventions.setdefault("relative_mce" if "relative" in str(err) else "mce", f"not reported: {err}")
     ref = attempt
     metrics = {_metric_name(k): v for k, v in summary.metrics.items()}
     conventions |= {
-        "mean_corruption_error": "CIFAR-C convention: unnormalized mean of the error over corruptions and the 5 "
-                                 f"severities; {summary.note}",
-        "group_error": "{group}/error: mean error over the group's corruptions evaluated and the 5 severities",
+        "mean_corruption_error": f"CIFAR-C convention: unnormalized mean of the error over corruptions and {over}; "
+                                 f"{summary.note}",
+        "group_error": f"{{group}}/error: mean error over the group's corruptions evaluated and {over}",
     }
     if ref is not None:
         origin = (" (its published ImageNet-C per-corruption means x 5)" if ref is summaries.ALEXNET_ERRORS
                   else ", evaluated on the same corrupted images")
-        conventions["mce"] = (f"mean over corruptions of CE_c = sum_s E(c, s) / sum_s E_ref(c, s), reference "
-                              f"{ref.name}{origin}")
+        conventions["mce"] = (f"mean over corruptions of CE_c = sum_s E(c, s) / sum_s E_ref(c, s), s over {over}, "
+                              f"reference {ref.name}{origin}")
         conventions.setdefault("relative_mce", "mean over corruptions of sum_s (E(c, s) - E_clean) / "
-                                               f"sum_s (E_ref(c, s) - E_ref_clean), reference {ref.name}")
+                                               f"sum_s (E_ref(c, s) - E_ref_clean), s over {over}, reference "
+                                               f"{ref.name}")
     return metrics, conventions
 
 
@@ -275,15 +302,10 @@ def _result(model: Classifier, dataset, count: int, names: list[str], levels: li
     if MODEL in clean_error:
         metrics["clean_error"] = clean_error[MODEL]
         conventions["clean_error"] = "top-1 error on the uncorrupted images"
-    ref = None
-    if levels == list(SEVERITIES):
-        ref = _reference(reference, reference_label, dataset_name, source["table"], errors, clean_error)
-        more, notes = _summary(errors[MODEL], clean_error.get(MODEL), ref)
-        metrics, conventions = metrics | more, conventions | notes
-        ref = ref if "mce" in more else None
-    else:
-        conventions["summaries"] = ("mean corruption error, mCE and relative mCE are defined over all 5 severities; "
-                                    f"only {levels} were evaluated, so they are not reported")
+    ref = _reference(reference, reference_label, dataset_name, source["table"], errors, clean_error, levels)
+    more, notes = _summary(errors[MODEL], clean_error.get(MODEL), ref, levels)
+    metrics, conventions = metrics | more, conventions | notes
+    ref = ref if "mce" in more else None
     metrics["num_images"] = int(count)
     curves: dict[str, Any] = {
         "severities": levels, "errors": {c: e.tolist() for c, e in errors[MODEL].items()},

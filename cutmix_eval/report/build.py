@@ -35,6 +35,7 @@ import numpy as np
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.fileio import atomic_save_figure, atomic_write_text, writable_folder
+from cutmix_eval.metrics.corruption import severity_scope
 from cutmix_eval.metrics.ood import roc_points
 from cutmix_eval.report import figures as fig
 from cutmix_eval.report import render
@@ -277,7 +278,8 @@ def _adversarial(columns, colours, where):
 def _corruption(columns, colours, where):
     results = _results(columns)
     first = next(iter(results.values()))
-    return ("corruption", "Top-1 error (%) per corruption and severity",
+    return ("corruption", "Top-1 error (%) per corruption and severity"
+            + severity_scope(first.curves["severities"], " ({} only)"),
             fig.corruption_heatmap({k: r.curves["errors"] for k, r in results.items()}, first.curves["severities"],
                                    groups=first.curves["group_of"], colours=colours,
                                    title=f"Top-1 error (%) under common corruptions — {where}"))

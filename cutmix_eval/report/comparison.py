@@ -15,6 +15,7 @@ reference rows (:mod:`cutmix_eval.report.paper`).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import numpy as np
 from cutmix_eval.corruptions.registry import BENCHMARK
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics import bootstrap as bs
-from cutmix_eval.metrics.corruption import CorruptionReference, mce
+from cutmix_eval.metrics.corruption import CorruptionReference, mce, severity_scope
 from cutmix_eval.report.paper import paper_references
 from cutmix_eval.report.store import Record, canonical_json
 from cutmix_eval.report.table import HIGHER, LOWER, Cell, Row, Table
@@ -285,9 +286,12 @@ def adversarial_metrics(records: Sequence[Record]) -> list[Metric]:
 
 
 def corruption_metrics(records: Sequence[Record]) -> list[Metric]:
+    """Clean error, the mean error over the corruptions evaluated and per group; means over
+    the severities the records hold, said in each label when they are not all 5."""
     result = records[0].results[0]
     names = list(result.config["corruptions"])
     group_of = result.curves["group_of"]
+    scope = severity_scope(result.config["severities"])
 
     def error_of(label: str, members: Sequence[str], key: str) -> Metric:
         def value(r: Record) -> float:
@@ -303,30 +307,33 @@ def corruption_metrics(records: Sequence[Record]) -> list[Metric]:
     if "clean_error" in result.metrics:
         rows.append(Metric("clean error", lambda r: 100 * r.results[0].metrics["clean_error"], LOWER,
                            lambda r: ([r.results[0].per_sample["clean_correct"]], _error), key="clean_error"))
-    rows.append(error_of(f"mean corruption error ({len(names)} corruptions)", names, "error"))
+    rows.append(error_of(f"mean corruption error ({len(names)} corruptions){scope}", names, "error"))
     for group in result.curves["groups"]:
         members = [c for c in names if group_of.get(c) == group]
-        rows.append(error_of(f"{group} ({len(members)}): mean error", members, f"{group}/error"))
+        rows.append(error_of(f"{group} ({len(members)}): mean error{scope}", members, f"{group}/error"))
     return rows
 
 
 def corruption_mce_row(columns: dict[str, list[Record]]) -> Row | None:
-    """mCE with the baseline column as the reference model (CE per corruption = sum over
-    severities of the model's errors / the baseline's; mean over the benchmark corruptions
-    evaluated, in percent, baseline = 100). Needs all 5 severities; no interval."""
+    """mCE with the baseline column as the reference model (CE per corruption = sum over the
+    severities evaluated of the model's errors / the baseline's; mean over the benchmark
+    corruptions evaluated, in percent, baseline = 100); no interval. Where the baseline makes
+    no error under a corruption, CE is undefined: the row says so and holds no numbers."""
     if "baseline" not in columns:
         return None
     first = columns["baseline"][0].results[0]
-    if list(first.config["severities"]) != [1, 2, 3, 4, 5]:
-        return None
+    levels = first.config["severities"]
     names = [c for c in first.config["corruptions"] if c in BENCHMARK] or list(first.config["corruptions"])
-    reference = CorruptionReference.from_table({c: first.curves["errors"][c] for c in names}, name="baseline")
-    cells = {}
-    for label, records in columns.items():
-        values = [100 * mce({c: r.results[0].curves["errors"][c] for c in names}, reference, corruptions=names)
-                  for r in records]
-        cells[label] = _aggregate(values)
-    return Row(f"mCE relative to baseline ({len(names)} corruptions)", cells, LOWER, digits=1)
+    reference = CorruptionReference.from_table({c: first.curves["errors"][c] for c in names}, name="baseline",
+                                               severities=levels)
+    label = f"mCE relative to baseline ({len(names)} corruptions){severity_scope(levels)}"
+    try:
+        cells = {method: _aggregate([100 * mce({c: r.results[0].curves["errors"][c] for c in names}, reference,
+                                               corruptions=names, severities=levels) for r in records])
+                 for method, records in columns.items()}
+    except ValueError as err:  # the baseline's error under a corruption is 0
+        return Row(f"{label}: not reported, {err}", {method: Cell(math.nan) for method in columns}, unit="")
+    return Row(label, cells, LOWER, digits=1)
 
 
 # --------------------------------------------------------------------------- assembly
