@@ -91,7 +91,7 @@ def ours(model, dataset, count: int, keep: dict, analyses=SHARED_ANALYSES):
 
 def record_writing_seconds(full, dataset, count: int) -> float:
     """Seconds to write the three records of one full evaluation (JSON + compressed npz each)."""
-    from cutmix_eval.report.store import ResultStore, example_arrays
+    from cutmix_eval.report.store import ResultStore
 
     with tempfile.TemporaryDirectory() as folder:
         store = ResultStore(folder)
@@ -99,7 +99,7 @@ def record_writing_seconds(full, dataset, count: int) -> float:
         for name, results in full.results.items():
             job = {"analysis": name, "model": {"checkpoint_sha256": "bench", "method": "bench"},
                    "dataset": {"name": dataset.name, "split": dataset.split, "limit": count}, "options": {}}
-            store.save(job, results, example_arrays(full.examples) if name == "localization" else {})
+            store.save(job, results)
         return time.perf_counter() - start
 
 

@@ -1,6 +1,6 @@
 """The analyses a study, the quick start and the evaluation commands run, by name.
 
-Each analysis is a function ``run(subject, **options) -> Outcome`` over one model
+Each analysis is a function ``run(subject, **options) -> list[Result]`` over one model
 on one labelled dataset (a :class:`Subject`), with every option's default in its
 signature. :func:`make_job` turns (analysis, model, dataset, options) into the
 job dict the result store keys records by, and :func:`run_job` runs a job unless
@@ -21,23 +21,22 @@ corruption      error under the common corruptions, on the fly
 from __future__ import annotations
 
 import inspect
+import math
 from fractions import Fraction
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cutmix_eval.distributed import is_main_process, main_decides
 from cutmix_eval.errors import UserError, where_things_stand
 from cutmix_eval.evaluate.adversarial import DEFAULT_EPS
 from cutmix_eval.evaluate.inbetween import DEFAULT_GRID
 from cutmix_eval.evaluate.occlusion import DEFAULT_FRACTIONS, MODES
-from cutmix_eval.report.store import Record, ResultStore, example_arrays, job_key
+from cutmix_eval.report.store import Record, ResultStore, job_key
 from cutmix_eval.results import Result
 
-Outcome = tuple[list[Result], dict[str, np.ndarray]]
+Outcome = list[Result]  # what an analysis returns: its Results, in the order they are recorded
 
 
 def effective_limit(limit: int | None, dataset: Any) -> int | None:
@@ -99,15 +98,14 @@ def classification(subject: Subject, holdout: int = 0, n_bins: int = 15) -> Outc
     if results[0].metrics["num_nonfinite_logits"] == 0:
         results.append(calibration_result(predictions, holdout=holdout, n_bins=n_bins, **info,
                                           config={"limit": subject.limit}))
-    return results, {}
+    return results
 
 
 def localization(subject: Subject, cam: str = "cam", protocol: str = "wsolevaluation", examples: int = 16) -> Outcome:
     from cutmix_eval.evaluate.localization import evaluate_localization
 
-    result, kept = evaluate_localization(subject.model, subject.dataset, cam=cam, protocol=protocol,
-                                         model_info=subject.model_info, keep_examples=examples, **subject.common())
-    return [result], example_arrays(kept)
+    return [evaluate_localization(subject.model, subject.dataset, cam=cam, protocol=protocol,
+                                  model_info=subject.model_info, keep_examples=examples, **subject.common())]
 
 
 def ood(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, ...] = ("all",),
@@ -122,12 +120,11 @@ def ood(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, .
     ood_sets, fit = _ood_data(subject.dataset, subject.limit, subject.data_root, subject.cache, scores, sets,
                               num_noise, fit_data)
     shared = subject.labelled_pass()[0] if list(scores) == ["msp"] else None
-    results = evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
-                           score_options={"energy": {"temperature": energy_temperature},
-                                          "odin": {"holdout": odin_holdout}},
-                           fit_dataset=fit, fit_limit=fit_limit, model_info=subject.model_info,
-                           id_predictions=shared, **subject.common())
-    return list(results.values()), {}
+    return evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
+                        score_options={"energy": {"temperature": energy_temperature},
+                                       "odin": {"holdout": odin_holdout}},
+                        fit_dataset=fit, fit_limit=fit_limit, model_info=subject.model_info,
+                        id_predictions=shared, **subject.common())
 
 
 def occlusion(subject: Subject, fractions: tuple[float, ...] = DEFAULT_FRACTIONS, modes: tuple[str, ...] = MODES,
@@ -135,7 +132,7 @@ def occlusion(subject: Subject, fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     from cutmix_eval.evaluate.occlusion import evaluate_occlusion
 
     return [evaluate_occlusion(subject.model, subject.dataset, fractions=fractions, modes=modes, fill=fill, seed=seed, model_info=subject.model_info,
-                               **subject.common())], {}
+                               **subject.common())]
 
 
 def inbetween(subject: Subject, num_pairs: int | None = None, seed: int = 0,
@@ -144,7 +141,7 @@ def inbetween(subject: Subject, num_pairs: int | None = None, seed: int = 0,
 
     return [evaluate_inbetween(subject.model, subject.dataset, num_pairs=num_pairs, seed=seed,
                                mix_grid=mix_grid, cut_grid=cut_grid,
-                               model_info=subject.model_info, **subject.common())], {}
+                               model_info=subject.model_info, **subject.common())]
 
 
 def adversarial(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tuple[float, ...] = DEFAULT_EPS,
@@ -156,7 +153,7 @@ def adversarial(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tup
     return [evaluate_adversarial(subject.model, subject.dataset, attacks=list(attacks), eps=eps,
                                  targeted=targeted, target=target, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size,
                                  pgd_restarts=pgd_restarts, random_start=random_start, seed=seed,
-                                 model_info=subject.model_info, **subject.common())], {}
+                                 model_info=subject.model_info, **subject.common())]
 
 
 def corruption(subject: Subject, corruptions: str | tuple[str, ...] = "all",
@@ -174,7 +171,7 @@ def corruption(subject: Subject, corruptions: str | tuple[str, ...] = "all",
         label = info.method or info.arch
     return [evaluate_corruption(subject.model, subject.dataset, corruptions=corruptions, severities=severities,
                                 table=table, seed=seed, reference=model, reference_label=label,
-                                model_info=subject.model_info, **subject.common())], {}
+                                model_info=subject.model_info, **subject.common())]
 
 
 def _ood_data(dataset: Any, limit: int | None, data_root: str | None, cache: dict[Any, Any],
@@ -275,7 +272,7 @@ def _number(positive: bool = False, optional: bool = False) -> Callable[[Any, st
             number = float(Fraction(value) if isinstance(value, str) else value)
         except (TypeError, ValueError, ZeroDivisionError):
             number = float("nan")
-        if not np.isfinite(number) or (positive and number <= 0):
+        if not math.isfinite(number) or (positive and number <= 0):
             raise UserError(f"option {option} must be a {'positive ' if positive else ''}number, not {value!r}")
         return number
     return check
@@ -480,8 +477,8 @@ def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[st
     main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
     record = store.load(job) if main and not force else None
     if main_decides(record is not None):
-        return record or Record(store.path_for(job), job, job_key(job), [], {}), True
+        return record or Record(store.path_for(job), job, job_key(job), []), True
     with where_things_stand(lambda: not_recorded([name], store)):
-        results, artifacts = compute() if compute else ANALYSES[name](subject, **job["options"])
-        path = store.save(job, results, artifacts) if main else store.path_for(job)
-    return Record(path, job, job_key(job), results, artifacts), False
+        results = compute() if compute else ANALYSES[name](subject, **job["options"])
+        path = store.save(job, results) if main else store.path_for(job)
+    return Record(path, job, job_key(job), results), False

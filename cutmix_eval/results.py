@@ -10,8 +10,10 @@ Results and write no files.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import numbers
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -35,7 +37,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass
+@dataclass(repr=False)
 class Result:
     """One evaluation of one model on one dataset.
 
@@ -43,7 +45,11 @@ class Result:
     tables render them as percentages); ``conventions`` maps the same names to a
     sentence saying exactly how each was computed; ``per_sample`` maps names to
     arrays with one entry per evaluated image (in dataset order); ``curves`` maps
-    names to ``{"x": [...], "y": [...]}``-style dicts.
+    names to ``{"x": [...], "y": [...]}``-style dicts; ``artifacts`` maps names to
+    arrays that are not per-image outcomes but are kept for figures (localization's
+    CAM examples: ``examples/image``, ``examples/map``...). Artifacts stay out of
+    :meth:`to_dict` and :meth:`summary` (the result store keeps them, with the
+    per-sample arrays, in its side file).
     """
 
     evaluator: str
@@ -57,9 +63,12 @@ class Result:
     versions: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=_now)
     schema_version: int = SCHEMA_VERSION
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return jsonable(asdict(self))
+        """Every field but ``artifacts``, JSON-serializable (arrays as lists)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "artifacts"}
+        return jsonable(data)
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -70,13 +79,68 @@ class Result:
         data.pop("per_sample")
         return data
 
+    def __repr__(self) -> str:
+        """One short line: evaluator, dataset, image count, the first metrics, and the
+        names and shapes of the arrays (never their values)."""
+        where = "/".join(str(self.dataset[k]) for k in ("name", "split") if self.dataset.get(k) is not None)
+        shown = [f"{k}={v:.4g}" if isinstance(v, numbers.Real) else f"{k}={v!r}"
+                 for k, v in list(self.metrics.items())[:_REPR_ITEMS]]
+        parts = [f"{self.evaluator} on {where or '?'}", f"{self.dataset.get('num_images', '?')} images",
+                 "metrics: " + _listed(shown, len(self.metrics))]
+        for name, arrays in (("per_sample", self.per_sample), ("artifacts", self.artifacts)):
+            if arrays:
+                shapes = [f"{k}{tuple(np.shape(v))}" for k, v in list(arrays.items())[:_REPR_ITEMS]]
+                parts.append(f"{name}: " + _listed(shapes, len(arrays)))
+        return f"Result({'; '.join(parts)})"
 
-def result_from_dict(data: dict[str, Any], per_sample: dict[str, np.ndarray] | None = None) -> Result:
-    """The inverse of :meth:`Result.to_dict` (per-sample arrays given separately, since
-    records keep them in a side file); unknown keys are refused."""
-    names = set(Result.__dataclass_fields__)
+
+_REPR_ITEMS = 4  # metrics and arrays named in a Result's repr; the rest are counted
+
+
+def _listed(items: list[str], total: int) -> str:
+    more = total - len(items)
+    return ", ".join(items) + (f" (+{more} more)" if more else "")
+
+
+def result_from_dict(data: dict[str, Any], per_sample: dict[str, np.ndarray] | None = None,
+                     artifacts: dict[str, np.ndarray] | None = None) -> Result:
+    """The inverse of :meth:`Result.to_dict` (per-sample arrays and artifacts given
+    separately, since records keep them in a side file); unknown keys are refused."""
+    names = set(Result.__dataclass_fields__) - {"artifacts"}
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown Result fields {sorted(unknown)}")
     fields = {k: v for k, v in data.items() if k != "per_sample"}
-    return Result(**fields, per_sample=dict(per_sample or {}))
+    return Result(**fields, per_sample=dict(per_sample or {}), artifacts=dict(artifacts or {}))
+
+
+# --------------------------------------------------------------------------- CAM examples as artifacts
+
+def example_arrays(examples: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """CAM examples (the localization evaluator's) as a Result's artifacts: images (N, 3, H, W) and maps (N, H, W) as
+    float16, boxes and predicted boxes padded with NaN to (N, K, 4), titles, threshold."""
+    def padded(boxes: list) -> np.ndarray:
+        width = max([len(b) for b in boxes] + [1])
+        out = np.full((len(boxes), width, 4), np.nan, dtype=np.float32)
+        for i, b in enumerate(boxes):
+            out[i, :len(b)] = np.asarray(b, dtype=np.float32).reshape(-1, 4)
+        return out
+
+    if not examples.get("image"):
+        return {}
+    return {"examples/image": np.stack(examples["image"]).astype(np.float16),
+            "examples/map": np.stack(examples["map"]).astype(np.float16),
+            "examples/boxes": padded(examples["boxes"]), "examples/pred_boxes": padded(examples["pred_boxes"]),
+            "examples/title": np.asarray(examples["title"], dtype=str),
+            "examples/threshold": np.asarray(examples["threshold"], dtype=np.float64)}
+
+
+def examples_from_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The inverse of :func:`example_arrays` (the evaluator's example lists)."""
+    def unpadded(boxes: np.ndarray) -> list[np.ndarray]:
+        return [b[np.isfinite(b).all(axis=1)] for b in boxes]
+
+    return {"image": list(arrays["examples/image"].astype(np.float32)),
+            "map": list(arrays["examples/map"].astype(np.float32)),
+            "boxes": unpadded(arrays["examples/boxes"]), "pred_boxes": unpadded(arrays["examples/pred_boxes"]),
+            "title": [str(t) for t in arrays["examples/title"]], "threshold": float(arrays["examples/threshold"])}

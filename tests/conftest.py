@@ -130,7 +130,7 @@ def tiny_checkpoint(path: Path, method: str = "cutmix", seed: int = 0) -> Path:
     from cutmix_eval.models.checkpoint import save_checkpoint
 
     torch.manual_seed(seed)
-    return save_checkpoint(path, create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), method=method,
+    return save_checkpoint(create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), path, method=method,
                            dataset="synthetic")
 
 

@@ -181,7 +181,7 @@ def test_figure(small_labelled):
 
 def test_adversarial_command(tmp_path, capsys):
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10), method="cutmix")
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
     out_dir = tmp_path / "out"
     code = main(["adversarial", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "12", "--attack", "fgsm,pgd",
                  "--eps", "2/255,8/255", "--pgd-steps", "2", "--output-dir", str(out_dir), "--json"])

@@ -51,7 +51,7 @@ def test_bad_logits_and_holdouts_are_clear_errors():
 
 
 def test_calibration_and_evaluate_commands(tmp_path, capsys):
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10))
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth")
     code = main(["calibration", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "40", "--holdout", "10",
                  "--output-dir", str(tmp_path / "cal"), "--json"])
     out = capsys.readouterr().out

@@ -60,7 +60,7 @@ def _roundtrip_logits(model, other, size=32):
 
 def test_our_format_round_trip_and_weights_only(tmp_path):
     model = create_model("cifar_resnet20", 10, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4))
-    path = save_checkpoint(tmp_path / "sub" / "m.pth", model, method="cutmix", dataset="cifar10",
+    path = save_checkpoint(model, tmp_path / "sub" / "m.pth", method="cutmix", dataset="cifar10",
                            train_config={"lr": 0.1, "beta": 1.0, "milestones": (150, 225)})
     raw = torch.load(path, weights_only=True)  # plain types only
     assert raw["format"] == "cutmix-eval" and raw["method"] == "cutmix"
@@ -76,7 +76,7 @@ def test_our_format_round_trip_and_weights_only(tmp_path):
 
 def test_tampered_weights_are_detected(tmp_path):
     model = create_model("gapnet", 4)
-    path = save_checkpoint(tmp_path / "m.pth", model)
+    path = save_checkpoint(model, tmp_path / "m.pth")
     raw = torch.load(path, weights_only=True)
     raw["state_dict"]["fc.bias"] += 1
     torch.save(raw, path)
@@ -130,7 +130,7 @@ def test_timm_training_checkpoint_with_namespace_and_ema(tmp_path):
     model, info = load_checkpoint(tmp_path / "timm.pth.tar")
     assert (info.format, info.arch, info.num_classes) == ("timm", "timm/resnet10t", 6)
     assert info.training["args"]["lr"] == 0.2 and info.training["weights_key"] == "state_dict"
-    ema_model, ema_info = load_checkpoint(tmp_path / "timm.pth.tar", use_ema=True)
+    ema_model, ema_info = load_checkpoint(tmp_path / "timm.pth.tar", ema=True)
     assert ema_info.training["weights_key"] == "state_dict_ema"
     torch.testing.assert_close(ema_model.net.fc.bias, model.net.fc.bias + 0.5)
 

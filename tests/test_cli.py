@@ -71,7 +71,7 @@ def test_models_and_datasets_listings(capsys, tmp_path):
 
 
 def test_evaluate_on_embedded_data(capsys, tmp_path):
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=8", 10, input_size=(3, 64, 64)),
+    ckpt = save_checkpoint(create_model("gapnet:width=8", 10, input_size=(3, 64, 64)), tmp_path / "m.pth",
                            method="baseline", dataset="synthetic")
     code, out, err = run(capsys, "evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "40",
                          "--batch-size", "16", "--json")
@@ -93,7 +93,7 @@ def test_evaluate_on_embedded_data(capsys, tmp_path):
     (["evaluate", "--ckpt", "{tmp}/m.pth", "--data", "synthetic", "--device", "cuda:0"], None),
 ])
 def test_user_errors_are_one_line_exit_2(capsys, tmp_path, argv, match):
-    save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 3))
+    save_checkpoint(create_model("gapnet:width=4", 3), tmp_path / "m.pth")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     import torch
 

@@ -139,8 +139,8 @@ def test_heatmap_panels():
 
 def test_corruption_command(tmp_path, capsys):
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10), method="cutmix")
-    ref = save_checkpoint(tmp_path / "b.pth", create_model("gapnet:width=4", 10), method="baseline")
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
+    ref = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "b.pth", method="baseline")
     out_dir = tmp_path / "out"
     code = main(["corruption", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--corruptions",
                  "gaussian_noise,defocus_blur", "--reference-ckpt", str(ref), "--output-dir", str(out_dir), "--json"])
@@ -181,7 +181,7 @@ def fitted_and_untrained(tmp_path_factory):
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(model(images), labels).backward()
         optimizer.step()
-    fitted = save_checkpoint(folder / "cutmix.pth", model.eval(), method="cutmix", dataset="synthetic")
+    fitted = save_checkpoint(model.eval(), folder / "cutmix.pth", method="cutmix", dataset="synthetic")
     return fitted, tiny_checkpoint(folder / "baseline.pth", method="baseline")
 
 
@@ -302,7 +302,7 @@ def test_alexnet_normalizes_five_severities_only_and_the_command_says_why(tmp_pa
     root = make_imagenet_c(tmp_path / "data" / "ImageNet-C",
                            slices=[("gaussian_noise", s) for s in range(1, 6)]).parent
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "imagenet1k.pth", create_model("gapnet:width=4", 1000), method="cutmix")
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 1000), tmp_path / "imagenet1k.pth", method="cutmix")
     done = run_command(tmp_path, "corruption", "--ckpt", str(ckpt), "--data", "imagenet-c", "--data-root", str(root),
                        "--corruptions", "gaussian_noise", "--severities", "3-5", "--output-dir", "out",
                        "--examples", "0")

@@ -61,7 +61,7 @@ def test_one_process_helpers_are_identities():
 def checkpoint(tmp_path_factory):
     root = tmp_path_factory.mktemp("dist")
     torch.manual_seed(3)
-    save_checkpoint(root / "model.pth", create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), method="cutmix",
+    save_checkpoint(create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), root / "model.pth", method="cutmix",
                     dataset="synthetic")
     return root
 
@@ -94,11 +94,11 @@ def assert_same_records(one, two, count: int) -> None:
             assert a.per_sample.keys() == b.per_sample.keys()
             for key, value in a.per_sample.items():
                 np.testing.assert_allclose(b.per_sample[key], value, rtol=1e-5, atol=1e-5, err_msg=f"{file} {key}")
-        for key, value in single.artifacts.items():  # CAM examples: float16 images and maps, titles
-            if value.dtype.kind == "f":
-                np.testing.assert_allclose(double.artifacts[key], value, atol=2e-3, err_msg=key)
-            else:
-                np.testing.assert_array_equal(double.artifacts[key], value, err_msg=key)
+            for key, value in a.artifacts.items():  # CAM examples: float16 images and maps, titles
+                if value.dtype.kind == "f":
+                    np.testing.assert_allclose(b.artifacts[key], value, atol=2e-3, err_msg=key)
+                else:
+                    np.testing.assert_array_equal(b.artifacts[key], value, err_msg=key)
 
 
 def test_gradient_scores_fitted_scores_and_released_corruptions_under_torchrun(checkpoint, tmp_path):

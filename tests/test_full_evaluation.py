@@ -54,6 +54,9 @@ def assert_same_results(ours, theirs):
         for key, value in a.per_sample.items():
             np.testing.assert_array_equal(value, b.per_sample[key], err_msg=key)
         assert a.dataset == b.dataset and a.model == b.model
+        assert a.artifacts.keys() == b.artifacts.keys()
+        for key, value in a.artifacts.items():
+            np.testing.assert_array_equal(value, b.artifacts[key], err_msg=key)
         curves = [json.dumps(r.summary()["curves"], sort_keys=True, default=str) for r in (a, b)]
         assert curves[0] == curves[1]
         assert {k: v for k, v in a.config.items() if k != "batch_size"} == \
@@ -76,15 +79,13 @@ def test_all_records_equal_the_individual_analyses(tmp_path, data, model, record
         assert not reused and not their_reused
         assert record.key == theirs.key and record.path.name == theirs.path.name  # same job, same file name
         assert_same_results(record.results, theirs.results)
-        assert record.artifacts.keys() == theirs.artifacts.keys()
-        for key, value in record.artifacts.items():
-            np.testing.assert_array_equal(value, theirs.artifacts[key])
         stored = ResultStore(folder).load(record.job)  # what was written reads back the same
         assert_same_results(stored.results, theirs.results)
     assert records["classification"][0].job["options"] == analysis_options("classification")
     assert records["localization"][0].job["options"] == analysis_options("localization")
     assert records["ood"][0].job["options"]["sets"] == ("uniform", "gaussian")
     assert len(records["classification"][0].results) == 2  # classification, calibration
+    assert records["localization"][0].results[0].artifacts["examples/image"].shape == (16, 3, 64, 64)
 
 
 def test_the_model_runs_once_per_id_image(monkeypatch, data, model):
@@ -122,7 +123,7 @@ def test_a_dataset_without_boxes_skips_localization_with_a_note(tmp_path, capsys
     model = create_model("gapnet:width=4", 2).eval()
     full = evaluate_all(model, dataset, options={"ood": {"sets": ["uniform"]}}, batch_size=4, progress=False)
     assert list(full.results) == ["classification", "ood"] and "no bounding boxes" in full.notes["localization"]
-    ckpt = save_checkpoint(tmp_path / "m.pth", model, method="baseline")
+    ckpt = save_checkpoint(model, tmp_path / "m.pth", method="baseline")
     code = main(["evaluate", "--ckpt", str(ckpt), "--data", "imagefolder", "--data-root", str(tmp_path / "data"),
                  "--all", "--out-sets", "uniform", "--results", str(tmp_path / "results"), "--json"])
     out = capsys.readouterr().out
@@ -132,7 +133,7 @@ def test_a_dataset_without_boxes_skips_localization_with_a_note(tmp_path, capsys
 
 
 def test_cli_all_json_and_reuse_by_the_individual_commands(tmp_path, capsys):
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10, input_size=(3, 64, 64)),
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), tmp_path / "m.pth",
                            method="cutmix", dataset="synthetic")
     argv = ["--ckpt", str(ckpt), "--data", "synthetic", "--limit", "24", "--batch-size", "16",
             "--results", str(tmp_path / "results")]
@@ -146,7 +147,7 @@ def test_cli_all_json_and_reuse_by_the_individual_commands(tmp_path, capsys):
     code = main(["evaluate", *argv, "--all", "--out-sets", "uniform", "gaussian", "--json"])
     out = capsys.readouterr().out
     assert code == 0 and all(json.loads(out.strip().splitlines()[-1])["reused"].values())
-    code = main(["localize", *argv, "--out", str(tmp_path / "loc")])
+    code = main(["localize", *argv, "--output-dir", str(tmp_path / "loc")])
     assert code == 0 and "reused the recorded" in capsys.readouterr().out
     code = main(["evaluate", *argv])
     assert code == 0 and "reused the recorded" in capsys.readouterr().out
@@ -199,7 +200,7 @@ def test_all_under_torchrun_writes_the_records_of_one_process(tmp_path):
     import sys
 
     torch.manual_seed(3)
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10, input_size=(3, 64, 64)),
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10, input_size=(3, 64, 64)), tmp_path / "m.pth",
                            method="cutmix", dataset="synthetic")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     argv = ["-m", "cutmix_eval", "evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "21",
@@ -221,8 +222,8 @@ def test_all_under_torchrun_writes_the_records_of_one_process(tmp_path):
                 assert b.metrics[key] == pytest.approx(value, abs=1e-5, nan_ok=True), (file, key)
             for key, value in a.per_sample.items():
                 np.testing.assert_allclose(b.per_sample[key], value, atol=1e-5, err_msg=f"{file} {key}")
-        for key, value in single.artifacts.items():
-            if value.dtype.kind == "f":
-                np.testing.assert_allclose(double.artifacts[key], value, atol=2e-3, err_msg=key)
-            else:
-                np.testing.assert_array_equal(double.artifacts[key], value, err_msg=key)
+            for key, value in a.artifacts.items():
+                if value.dtype.kind == "f":
+                    np.testing.assert_allclose(b.artifacts[key], value, atol=2e-3, err_msg=key)
+                else:
+                    np.testing.assert_array_equal(b.artifacts[key], value, err_msg=key)

@@ -141,7 +141,7 @@ def test_inbetween_command(tmp_path, capsys):
     from cutmix_eval.models import create_model
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10), method="mixup")
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="mixup")
     out_dir = tmp_path / "out"
     code = main(["inbetween", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "20", "--pairs", "8",
                  "--mix-grid", "0:0.25:1", "--cut-grid", "0,0.5,1", "--output-dir", str(out_dir), "--json"])

@@ -10,6 +10,7 @@ from cutmix_eval.cli import main
 from cutmix_eval.data import create_dataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.localization import evaluate_localization, inclusive_boxes
+from cutmix_eval.results import examples_from_arrays
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
@@ -23,8 +24,8 @@ def synthetic_test():
 @pytest.mark.parametrize("protocol", ["wsolevaluation", "paper"])
 def test_evaluator_metrics_and_per_image_outcomes(synthetic_test, protocol):
     model = create_model("gapnet:width=8", 10)
-    result, examples = evaluate_localization(model, synthetic_test, protocol=protocol, batch_size=16,
-                                             progress=False, keep_examples=4)
+    result = evaluate_localization(model, synthetic_test, protocol=protocol, batch_size=16, progress=False,
+                                   keep_examples=4)
     m = result.metrics
     assert m["num_images"] == 48 and 0 <= m["maxboxacc"] <= 1
     assert len(result.per_sample["index"]) == 48 and len(result.curves["thresholds"]) == 100
@@ -35,7 +36,9 @@ def test_evaluator_metrics_and_per_image_outcomes(synthetic_test, protocol):
         assert m["top1_loc"] <= m["gt_known_loc"]
         assert m["top1_loc"] == pytest.approx(result.per_sample["top1_loc"].mean())
     assert "one threshold" in result.conventions["maxboxacc"] and result.config["protocol"] == protocol
+    examples = examples_from_arrays(result.artifacts)
     assert len(examples["image"]) == 4 and examples["map"][0].shape == (64, 64)
+    assert "artifacts" not in result.summary() and "examples/image" not in result.to_json()
 
 
 def test_evaluator_matches_the_metric_functions_on_the_same_maps(synthetic_test):
@@ -44,7 +47,7 @@ def test_evaluator_matches_the_metric_functions_on_the_same_maps(synthetic_test)
     from cutmix_eval.evaluate.localization import PROTOCOLS, WSOL_THRESHOLDS, resize_and_normalize
 
     model = create_model("gapnet:width=8", 10).eval()
-    result, _ = evaluate_localization(model, synthetic_test, batch_size=7, progress=False)
+    result = evaluate_localization(model, synthetic_test, batch_size=7, progress=False)
     samples = [synthetic_test[i] for i in range(len(synthetic_test))]
     import torch
 
@@ -73,9 +76,9 @@ def test_dataset_without_boxes_is_a_clear_error(tmp_path):
 
 
 def test_localize_command_writes_record_and_figure(tmp_path, capsys):
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10), method="cutmix")
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
     code = main(["localize", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "24", "--protocol", "paper",
-                 "--out", str(tmp_path / "out"), "--json"])
+                 "--output-dir", str(tmp_path / "out"), "--json"])
     out = capsys.readouterr().out
     summary = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and summary["evaluator"] == "localization" and summary["model"]["method"] == "cutmix"

@@ -191,7 +191,7 @@ def test_occlusion_command(tmp_path, capsys):
     from cutmix_eval.models import create_model
 
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10), method="cutmix")
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
     out_dir = tmp_path / "out"
     code = main(["occlusion", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "12", "--fractions", "0,0.5,1",
                  "--fill", "mean", "--output-dir", str(out_dir), "--json"])

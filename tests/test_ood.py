@@ -162,8 +162,9 @@ def test_evaluator_shares_passes_and_its_numbers_follow_from_the_scores(model, s
     results = evaluate_ood(model, synthetic_test, sets, scores=["msp", "energy", "mahalanobis"], fit_dataset=fit,
                            limit=30, batch_size=16, progress=False)
     assert len(calls) == 4  # ID, two OOD sets, the fitting set: shared by all three scores
-    for name, result in results.items():
-        assert result.config["score"] == name and result.dataset["ood_sets"]["uniform"]["num_images"] == 30
+    assert [result.config["score"] for result in results] == ["msp", "energy", "mahalanobis"]
+    for result in results:
+        assert result.dataset["ood_sets"]["uniform"]["num_images"] == 30
         pairs = score_pairs(result)
         assert set(pairs) == {"synthetic-unseen", "uniform"} and len(pairs["uniform"][1]) == 30
         for set_name, (id_scores, ood_scores) in pairs.items():
@@ -173,14 +174,14 @@ def test_evaluator_shares_passes_and_its_numbers_follow_from_the_scores(model, s
         assert result.metrics["mean/tnr_at_tpr95"] == pytest.approx(
             np.mean([result.metrics[f"{s}/tnr_at_tpr95"] for s in pairs]))
         assert "higher = more in-distribution" in result.conventions["score"]
-    assert results["mahalanobis"].config["fit_data"]["num_images"] == 200
+    assert results[2].config["fit_data"]["num_images"] == 200
 
 
 def test_odin_tunes_on_held_out_images_and_reports_on_the_rest(model, synthetic_test):
     sets = create_ood_sets(synthetic_test, ["gaussian"], num_noise=40)
     odin = {"temperatures": (1, 100), "noises": (0.0, 0.002), "holdout": 10}
-    result = evaluate_ood(model, synthetic_test, sets, scores=["odin"], score_options={"odin": odin},
-                          batch_size=16, progress=False)["odin"]
+    [result] = evaluate_ood(model, synthetic_test, sets, scores=["odin"], score_options={"odin": odin},
+                            batch_size=16, progress=False)
     assert result.dataset["num_images"] == 30 and result.dataset["ood_sets"]["gaussian"]["num_images"] == 30
     assert result.per_sample["id/index"][0] == 10 and len(result.per_sample["id/score@gaussian"]) == 30
     chosen = result.config["chosen"]["gaussian"]
@@ -217,7 +218,7 @@ def test_folders_of_images_grayscale_and_other_sizes_become_rgb_at_the_id_size(s
 
 
 def test_ood_command_table_record_and_figure(tmp_path, capsys):
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 10), method="cutmix")
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
     out_dir = tmp_path / "out"
     code = main(["ood", "--ckpt", str(ckpt), "--in", "synthetic", "--out", "synthetic-background", "--out", "noise",
                  "--limit", "24", "--num-noise", "24", "--score", "msp,maxlogit", "--output-dir", str(out_dir),

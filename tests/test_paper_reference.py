@@ -302,7 +302,7 @@ def test_other_keys_are_written_by_our_evaluators():
     written = {
         "classification": evaluate_classification(model, dataset, **common).metrics,
         "localization": evaluate_localization(model, dataset, cam="cam", protocol="paper", keep_examples=0,
-                                              **common)[0].metrics,
+                                              **common).metrics,
         "adversarial": evaluate_adversarial(model, dataset, attacks=("fgsm",), eps=(8 / 255,), **common).metrics,
     }
     used = set()

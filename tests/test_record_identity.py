@@ -33,7 +33,7 @@ def two_class_checkpoint(path: Path) -> Path:
     from cutmix_eval.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    return save_checkpoint(path, create_model("gapnet:width=4", 2), method="baseline")
+    return save_checkpoint(create_model("gapnet:width=4", 2), path, method="baseline")
 
 
 def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:

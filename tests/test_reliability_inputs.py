@@ -72,9 +72,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     model, _ = load_checkpoint(paths["good"])
     with torch.no_grad():
         model.net.fc.weight.fill_(float("nan"))
-        paths["nan"] = save_checkpoint(root / "nan.pth", model)
+        paths["nan"] = save_checkpoint(model, root / "nan.pth")
         model.net.fc.weight.zero_()
-        paths["flat"] = save_checkpoint(root / "flat.pth", model)
+        paths["flat"] = save_checkpoint(model, root / "flat.pth")
     return paths
 
 
@@ -169,7 +169,7 @@ def _html(good: Path, folder: Path) -> Path:
 
 
 def _three_classes(good: Path, folder: Path) -> Path:
-    return save_checkpoint(folder / "three.pth", create_model("gapnet:width=4", 3))
+    return save_checkpoint(create_model("gapnet:width=4", 3), folder / "three.pth")
 
 
 @pytest.mark.parametrize("make,extra,fix", [
@@ -205,7 +205,7 @@ def test_a_corrupt_image_stops_the_run_naming_the_file(capsys, tmp_path, workers
     """The documented rule (docs/datasets.md): never skipped, one line naming the file, also when
     DataLoader worker processes decode the images."""
     bad = image_folder(tmp_path / "images")
-    ckpt = save_checkpoint(tmp_path / "m.pth", create_model("gapnet:width=4", 2))
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 2), tmp_path / "m.pth")
     assert_user_error(cli(capsys, "evaluate", "--ckpt", ckpt, "--data", "imagefolder", "--data-root",
                           tmp_path / "images", "--workers", workers, "--batch-size", "2", "--results",
                           tmp_path / "res"),
@@ -348,7 +348,7 @@ def test_study_counts_out_of_range_are_refused_before_any_work(capsys, tmp_path,
 def test_empty_folders_are_one_line_errors(capsys, tmp_path, models):
     (tmp_path / "data" / "a").mkdir(parents=True)
     (tmp_path / "ood").mkdir()
-    ckpt = save_checkpoint(tmp_path / "m1.pth", create_model("gapnet:width=4", 1))
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 1), tmp_path / "m1.pth")
     assert_user_error(cli(capsys, "evaluate", "--ckpt", ckpt, "--data", "imagefolder", "--data-root",
                           tmp_path / "data", "--results", tmp_path / "res"), "no image files", str(tmp_path / "data"))
     assert_user_error(cli(capsys, "ood", "--ckpt", models["good"], "--in", "synthetic", "--limit", "8", "--out",
@@ -385,7 +385,7 @@ def test_images_too_small_for_the_network(capsys, tmp_path):
     with pytest.raises(UserError, match=r"torchvision/googlenet cannot run on 8 x 8 images .*224 x 224") as err:
         create_model("torchvision/googlenet", 10).eval()(torch.rand(2, 3, 8, 8))
     assert "\n" not in str(err.value)
-    vit = save_checkpoint(tmp_path / "vit.pth", create_model("timm/vit_tiny_patch16_224:depth=1", 10))
+    vit = save_checkpoint(create_model("timm/vit_tiny_patch16_224:depth=1", 10), tmp_path / "vit.pth")
     assert_user_error(cli(capsys, "evaluate", "--ckpt", vit, *SYNTHETIC, "--results", tmp_path / "res"),
                       "timm/vit_tiny_patch16_224 cannot run on 64 x 64 images", "built for 224 x 224")
     assert files_under(tmp_path / "res") == []

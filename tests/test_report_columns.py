@@ -30,7 +30,7 @@ def own(path: Path, seed: int, width: int = 4, method: str | None = "cutmix", **
     changed by ``recipe``, its seed ``seed``."""
     torch.manual_seed(seed)
     model = create_model(f"gapnet:width={width}", 10, input_size=(3, 64, 64))
-    return save_checkpoint(path, model, method=method, dataset="synthetic",
+    return save_checkpoint(model, path, method=method, dataset="synthetic",
                            train_config=RECIPE | {"seed": seed} | recipe)
 
 

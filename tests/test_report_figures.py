@@ -15,7 +15,8 @@ from matplotlib.colors import to_hex
 
 from conftest import CLI, cli_env, tiny_checkpoint
 from cutmix_eval.corruptions.registry import ALL, GROUPS
-from cutmix_eval.report.store import Record, example_arrays
+from cutmix_eval.report.store import Record
+from cutmix_eval.results import example_arrays
 from cutmix_eval.results import Result
 
 #: 8 method labels: the paper's four, then others (their colours come from the fallback palette)
@@ -116,7 +117,7 @@ def command_figures() -> dict[str, object]:
     from cutmix_eval.cli.ood import ood_figure
     from cutmix_eval.evaluate.localization import examples_figure
     from cutmix_eval.report.figures import adversarial_figure, corruption_heatmap, inbetween_figure, occlusion_figure
-    from cutmix_eval.report.store import examples_from_arrays
+    from cutmix_eval.results import examples_from_arrays
 
     records = {r.analysis: r for r in model_records("cutmix", 3)}
     calibrated = records["classification"].results[1]

@@ -29,16 +29,21 @@ def result(seed=0, n=50):
 
 def test_round_trip_keeps_every_field_and_array(tmp_path):
     store = ResultStore(tmp_path)
-    artifacts = {"examples/image": np.zeros((2, 3, 4, 4), np.float16), "examples/title": np.array(["a", "b"])}
-    path = store.save(job(), [result(0), result(1)], artifacts)
+    results = [result(0), result(1)]
+    results[1].artifacts = {"examples/image": np.zeros((2, 3, 4, 4), np.float16),
+                            "examples/title": np.array(["a", "b"])}
+    path = store.save(job(), results)
     record = store.load(job())
     assert record.path == path and record.key == job_key(job()) and record.analysis == "occlusion"
-    for original, loaded in zip([result(0), result(1)], record.results):
+    for original, loaded in zip(results, record.results):
         assert loaded.summary() == original.summary()
         for name, array in original.per_sample.items():
             np.testing.assert_array_equal(loaded.per_sample[name], array)
             assert loaded.per_sample[name].dtype == array.dtype
-    assert record.artifacts["examples/title"].tolist() == ["a", "b"]
+        assert loaded.per_sample.keys() == original.per_sample.keys()
+    assert record.results[0].artifacts == {}
+    assert record.results[1].artifacts["examples/title"].tolist() == ["a", "b"]
+    assert record.results[1].artifacts["examples/image"].dtype == np.float16
     data = json.loads(path.read_text())
     assert data["record_schema"] == RECORD_SCHEMA and "per_sample" not in data["results"][0]
     assert path.name.startswith("occlusion-cutmix-synthetic-") and path.with_suffix(".npz").exists()

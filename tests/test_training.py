@@ -87,7 +87,7 @@ def test_resume_errors(tmp_path):
         train("cutmix", tiny(epochs=3), tmp_path / "run", resume=True, progress=False)
     # a run of another class count in the folder
     other = tmp_path / "other"
-    save_checkpoint(other / "last.pth", create_model("gapnet:width=4", 5), method="cutmix", dataset="synthetic",
+    save_checkpoint(create_model("gapnet:width=4", 5), other / "last.pth", method="cutmix", dataset="synthetic",
                     train_config=tiny().to_dict(), train_state={"epoch": 1})
     (other / "log.jsonl").write_text("")
     with pytest.raises(UserError, match="has 5 classes but synthetic has 10"):

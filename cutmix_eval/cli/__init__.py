@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for command in COMMANDS:
         epilog = "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
+        # no abbreviations: `--out` must not silently become `--output-dir` or `--out-sets`
         p = sub.add_parser(command.name, help=command.help, description=command.help, epilog=epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
         command.add_arguments(p)
         _prepare(p)
         p.set_defaults(_command=command)

@@ -90,7 +90,7 @@ def load_model_from_args(args: argparse.Namespace, num_classes: int | None = Non
     from cutmix_eval.models.checkpoint import load_checkpoint
 
     return load_checkpoint(args.ckpt, arch=args.arch, num_classes=args.num_classes or num_classes,
-                           mean=args.mean, std=args.std, trust=args.trust_checkpoint, use_ema=args.ema)
+                           mean=args.mean, std=args.std, trust=args.trust_checkpoint, ema=args.ema)
 
 
 def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: str, data_option: str = "--data") -> None:
@@ -120,7 +120,7 @@ def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model,
                     options: dict[str, Any], compute=None, inputs: dict[str, Any] | None = None):
     """The record of analysis ``name`` with ``options`` from the ``--results`` store: reused when
     recorded (unless ``--force``), else computed with the command's batching (by ``compute()
-    -> (results, artifacts)`` when given, reading ``inputs`` besides) and saved."""
+    -> list[Result]`` when given, reading ``inputs`` besides) and saved."""
     from cutmix_eval.analyses import Subject, run_job
     from cutmix_eval.distributed import is_main_process
     from cutmix_eval.report.store import ResultStore

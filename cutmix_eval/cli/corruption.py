@@ -149,7 +149,7 @@ class CorruptionCommand(Command):
                     model, args.data, root=args.data_root, split=dataset.split, clean=clean,
                     corruptions=args.corruptions, severities=severities, reference=reference,
                     reference_label=reference_label, batch_size=args.batch_size, device=device,
-                    num_workers=args.workers, limit=args.limit, model_info=model_info)], {}
+                    num_workers=args.workers, limit=args.limit, model_info=model_info)]
             options |= {"table": "released", "seed": None}  # the clean set is one of the job's inputs
             inputs = {"released": released_identity(args.data, args.data_root),
                       "clean": clean.identity if clean else None}

@@ -107,7 +107,7 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
     from cutmix_eval.distributed import is_main_process, main_decides
     from cutmix_eval.errors import where_things_stand
     from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all, localization_note
-    from cutmix_eval.report.store import Record, example_arrays, job_key
+    from cutmix_eval.report.store import Record, job_key
 
     names = list(analyses or SHARED_ANALYSES)
     jobs = {name: subject_job(name, subject, analysis_options(name, (options or {}).get(name))) for name in names}
@@ -119,7 +119,7 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
     loaded = {name: store.load(job) if main and not force else None for name, job in jobs.items()}
     exists = main_decides({name: record is not None for name, record in loaded.items()})
     records: dict[str, tuple[Record, bool]] = {
-        name: (loaded[name] or Record(store.path_for(job), job, job_key(job), [], {}), True)
+        name: (loaded[name] or Record(store.path_for(job), job, job_key(job), []), True)
         for name, job in jobs.items() if exists[name]}
     missing = [name for name in jobs if name not in records]
     if missing:
@@ -130,9 +130,8 @@ def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None
             notes |= full.notes
             for name, results in full.results.items():
                 job = jobs[name]
-                artifacts = example_arrays(full.examples) if name == "localization" else {}
-                path = store.save(job, results, artifacts) if main else store.path_for(job)
-                records[name] = (Record(path, job, job_key(job), results, artifacts), False)
+                path = store.save(job, results) if main else store.path_for(job)
+                records[name] = (Record(path, job, job_key(job), results), False)
     return {name: records[name] for name in jobs if name in records}, notes
 
 

@@ -21,20 +21,19 @@ class LocalizeCommand(Command):
         parser.add_argument("--cam", default="cam", choices=list_cams(), help="map method (default: native CAM)")
         parser.add_argument("--protocol", default="wsolevaluation", choices=sorted(PROTOCOLS),
                             help="; ".join(f"{k}: {v.description}" for k, v in PROTOCOLS.items()))
-        parser.add_argument("--output-dir", "--out", dest="output_dir", metavar="DIR",
+        parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the result record and figure "
                                  "(default: reports/localize/<checkpoint>-<sha256[:8]>-<data>-<cam>-<protocol>)")
 
     def run(self, args):
         from cutmix_eval.evaluate.localization import write_outputs
-        from cutmix_eval.report.store import examples_from_arrays
 
         device, dataset, model, info, model_info = prepare_evaluation(args)
         record = stored_analysis(args, "localization", device, dataset, model, model_info,
                                  {"cam": args.cam, "protocol": args.protocol})
-        result, examples = record.results[0], examples_from_arrays(record.artifacts)
-        record, figure = write_outputs(result, examples,
-                                       default_output_dir(args, "localize", dataset.name, args.cam, args.protocol))
+        result = record.results[0]
+        record, figure = write_outputs(result, default_output_dir(args, "localize", dataset.name, args.cam,
+                                                                  args.protocol))
         metrics = result.metrics
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {metrics['num_images']} images, {args.cam} maps, "
               f"protocol {args.protocol}")

@@ -1,4 +1,5 @@
-"""Evaluators: functions of (model, data, config) -> Result. They write no files."""
+"""Evaluators: functions of (model, data, config) -> Result (``evaluate_ood``: a list of
+Results, one per score, in the order asked). They write no files."""
 
 from cutmix_eval.evaluate.classification import evaluate_classification
 from cutmix_eval.evaluate.passes import Predictions, predict

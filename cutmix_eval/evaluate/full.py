@@ -135,12 +135,10 @@ def shared_pass(model: Classifier, dataset: ImageDataset, *, localization: Local
 class FullEvaluation:
     """What :func:`evaluate_all` returns. ``results``: per analysis (registry name) its
     Results, in the registry's order (classification: classification then calibration;
-    ood: one per score); ``examples``: localization's CAM examples (as
-    :func:`~cutmix_eval.evaluate.localization.evaluate_localization` returns them);
-    ``notes``: analyses left out and why; ``predictions``: the shared ID pass."""
+    ood: one per score, in the order asked; localization: one, its CAM examples in its
+    ``artifacts``); ``notes``: analyses left out and why; ``predictions``: the shared ID pass."""
 
     results: dict[str, list[Result]] = field(default_factory=dict)
-    examples: dict[str, Any] | None = None
     notes: dict[str, str] = field(default_factory=dict)
     predictions: Predictions | None = None
 
@@ -198,14 +196,12 @@ def evaluate_all(model: Classifier, dataset: ImageDataset, *, analyses: Sequence
         if native and shared.localization is None:
             full.notes["localization"] = shared.note
         elif native:
-            result, full.examples = shared.localization.finish(info, batch_size=batch_size, limit=limit,
-                                                               num_images=shared.dataset_info["num_images"])
-            full.results["localization"] = [result]
+            full.results["localization"] = [shared.localization.finish(
+                info, batch_size=batch_size, limit=limit, num_images=shared.dataset_info["num_images"])]
     if localize and not native:
-        result, full.examples = evaluate_localization(model, dataset, cam=loc_options["cam"],
-                                                      protocol=loc_options["protocol"], model_info=info,
-                                                      keep_examples=loc_options["examples"], **batching)
-        full.results["localization"] = [result]
+        full.results["localization"] = [evaluate_localization(model, dataset, cam=loc_options["cam"],
+                                                              protocol=loc_options["protocol"], model_info=info,
+                                                              keep_examples=loc_options["examples"], **batching)]
     full.results = {name: full.results[name] for name in SHARED_ANALYSES if name in full.results}
     return full
 
@@ -246,9 +242,8 @@ def _ood(model: Classifier, dataset: ImageDataset, predictions: Predictions, inp
     from cutmix_eval.evaluate.ood import evaluate_ood
 
     ood_sets, fit = inputs
-    results = evaluate_ood(model, dataset, ood_sets, scores=list(scores),
-                           score_options={"energy": {"temperature": energy_temperature},
-                                          "odin": {"holdout": odin_holdout}},
-                           fit_dataset=fit, fit_limit=fit_limit, model_info=model_info,
-                           id_predictions=predictions, **batching)
-    return list(results.values())
+    return evaluate_ood(model, dataset, ood_sets, scores=list(scores),
+                        score_options={"energy": {"temperature": energy_temperature},
+                                       "odin": {"holdout": odin_holdout}},
+                        fit_dataset=fit, fit_limit=fit_limit, model_info=model_info,
+                        id_predictions=predictions, **batching)

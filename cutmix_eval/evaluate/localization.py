@@ -41,7 +41,7 @@ from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.progress import progress_bar
-from cutmix_eval.results import Result
+from cutmix_eval.results import Result, example_arrays, examples_from_arrays
 from cutmix_eval.runtime import resolve_device
 
 
@@ -77,10 +77,11 @@ def resize_and_normalize(maps: np.ndarray, height: int, width: int, interpolatio
 def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str = "cam",
                           protocol: str = "wsolevaluation", batch_size: int = 64, device: str = "auto",
                           num_workers: int = 0, limit: int | None = None, model_info: dict[str, Any] | None = None,
-                          progress: bool = True, keep_examples: int = 16) -> tuple[Result, dict[str, Any]]:
+                          progress: bool = True, keep_examples: int = 16) -> Result:
     """Localization metrics of ``model``'s class activation maps on ``dataset``.
 
-    Returns the Result and a few examples (images, normalized maps, boxes) for a figure.
+    The Result's ``artifacts`` hold the first ``keep_examples`` examples for a figure
+    (:func:`~cutmix_eval.results.example_arrays`; :func:`~cutmix_eval.results.examples_from_arrays` gives them back as lists).
     """
     accumulator = LocalizationAccumulator(dataset, cam=cam, protocol=protocol, keep_examples=keep_examples)
     check_compatible(model, dataset)
@@ -104,8 +105,9 @@ class LocalizationAccumulator:
     :meth:`update` reduces one batch's raw maps at once to per-image outcomes (best IoUs
     over the threshold grid, pixel histograms for PxAP) and keeps the first examples, so
     memory does not grow with the split; :meth:`finish` gathers this rank's outcomes over
-    ranks (rank order = dataset order under ``torchrun``) and returns the Result and the
-    examples. ``dataset`` must have boxes; ``protocol`` is a key of :data:`PROTOCOLS`.
+    ranks (rank order = dataset order under ``torchrun``) and returns the Result, the
+    examples in its artifacts. ``dataset`` must have boxes; ``protocol`` is a key of
+    :data:`PROTOCOLS`.
     """
 
     def __init__(self, dataset: ImageDataset, *, cam: str = "cam", protocol: str = "wsolevaluation",
@@ -144,9 +146,10 @@ class LocalizationAccumulator:
         _keep_examples(self.examples, self.keep_examples, batch, maps, dataset)
 
     def finish(self, model_info: dict[str, Any], *, batch_size: int, limit: int | None,
-               num_images: int) -> tuple[Result, dict[str, Any]]:
-        """The Result (``num_images``: images of the split evaluated, over all ranks) and the
-        examples with their predicted boxes; call once, after the last :meth:`update`."""
+               num_images: int) -> Result:
+        """The Result (``num_images``: images of the split evaluated, over all ranks), with
+        the examples and their predicted boxes as its artifacts (:func:`example_arrays`);
+        call once, after the last :meth:`update`."""
         spec, dataset, pixels = self.spec, self.dataset, self.pixels
         arrays = {k: gather_rows(np.concatenate(v)) for k, v in self.outcomes.items() if v}
         if pixels is not None:
@@ -160,7 +163,8 @@ class LocalizationAccumulator:
         threshold = PAPER_THRESHOLD if spec.name == "paper" else result.metrics["threshold_maxboxacc"]
         examples["pred_boxes"] = [loc.boxes_from_map(m, threshold, "largest") for m in examples["map"]]
         examples["threshold"] = threshold
-        return result, examples
+        result.artifacts = example_arrays(examples)
+        return result
 
 
 def inclusive_boxes(boxes: np.ndarray, dataset: ImageDataset) -> np.ndarray:
@@ -253,7 +257,9 @@ def examples_figure(examples: dict[str, list]):
                              f"{examples['threshold']:.2f} (red, dashed)")
 
 
-def write_outputs(result: Result, examples: dict[str, list], out_dir: Path) -> tuple[Path, Path]:
-    """Write the record (``result.json``) and the example figure (``examples.png``) atomically."""
+def write_outputs(result: Result, out_dir: Path) -> tuple[Path, Path]:
+    """Write the record (``result.json``) and the figure of the examples in the Result's
+    artifacts (``examples.png``) atomically."""
+    examples = examples_from_arrays(result.artifacts)
     record = atomic_write_text(out_dir / "result.json", result.to_json(indent=1))
     return record, atomic_save_figure(out_dir / "examples.png", examples_figure(examples), dpi=120)

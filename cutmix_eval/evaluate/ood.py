@@ -147,8 +147,10 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
                  fit_dataset: ImageDataset | None = None, fit_limit: int | None = None, batch_size: int = 256,
                  device: str = "auto", num_workers: int = 0, limit: int | None = None,
                  model_info: dict[str, Any] | None = None, progress: bool = True,
-                 id_predictions: Predictions | None = None) -> dict[str, Result]:
-    """OOD detection of ``model`` with each score in ``scores``: one Result per score.
+                 id_predictions: Predictions | None = None) -> list[Result]:
+    """OOD detection of ``model`` with each score in ``scores``: a list of Results, one per
+    score, in the order asked (a score named twice counts once); ``result.config["score"]``
+    names each. A single score gives a one-item list (``[result] = evaluate_ood(...)``).
 
     ``limit`` keeps the first N images of the ID set and of each OOD set.
     ``fit_dataset`` (labelled, e.g. the ID training split; ``fit_limit`` images) is
@@ -224,7 +226,7 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
         results[detector.name] = _evaluate_odin(detector, model, id_dataset.name, id_data, ood_data, result,
                                                 batch_size=batch_size, device=device, num_workers=num_workers,
                                                 progress=progress)
-    return results
+    return [results[detector.name] for detector in detectors]
 
 
 def _evaluate_odin(detector: ODIN, model: Classifier, id_name: str, id_data: Dataset,

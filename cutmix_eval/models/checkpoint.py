@@ -55,6 +55,8 @@ from cutmix_eval.models.registry import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, I
 FORMAT_NAME = "cutmix-eval"
 FORMAT_VERSION = 1
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: file suffixes checkpoints are saved under (``.tar`` covers ``.pth.tar``)
+CHECKPOINT_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt", ".bin")
 # harmless types that timm and other training scripts pickle next to the weights
 _NP_CORE = getattr(np, "_core", None) or np.core
 _EXTRA_SAFE_GLOBALS = [argparse.Namespace, np.dtype, _NP_CORE.multiarray.scalar,
@@ -166,16 +168,21 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} in a checkpoint; use plain types")
 
 
-def save_checkpoint(path: str | os.PathLike, model: Classifier, *, method: str | None = None,
+def save_checkpoint(model: Classifier, path: str | os.PathLike, *, method: str | None = None,
                     dataset: str | None = None, train_config: Mapping[str, Any] | None = None,
                     extra: Mapping[str, Any] | None = None,
                     train_state: Mapping[str, Any] | None = None) -> Path:
-    """Write ``model`` in our format (atomically). Returns the path written.
+    """Write ``model`` to ``path`` in our format (atomically), in ``torch.save(obj, f)``'s
+    order. Returns the path written.
 
-    ``train_config`` and ``extra`` must hold plain types; ``train_state`` (what
-    ``--resume`` needs: optimizer, scheduler and scaler state dicts, history) may
-    also hold tensors. All of it stays readable by ``weights_only`` loading.
+    ``method`` and ``dataset`` label the weights (``inspect``, records and reports show
+    them); ``train_config`` and ``extra`` must hold plain types; ``train_state`` (what
+    ``--resume`` needs: optimizer, scheduler and scaler state dicts, history) may also
+    hold tensors. All of it stays readable by ``weights_only`` loading.
     """
+    if not isinstance(model, Classifier):
+        raise TypeError(f"save_checkpoint(model, path): the model comes first (as in torch.save), got a "
+                        f"{type(model).__name__}")
     state = {k: v.detach().cpu() for k, v in model.net.state_dict().items()}
     payload = {
         "format": FORMAT_NAME,
@@ -214,6 +221,8 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
     missing, empty, HTML, truncated or unsafe file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise _folder_error(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; check the path given to --ckpt")
     size = path.stat().st_size
@@ -248,6 +257,19 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
         raise _unreadable(path, err) from err
+
+
+def _folder_error(path: Path) -> CheckpointError:
+    """A folder given as a checkpoint: name the checkpoint files it holds (``*.pth``,
+    ``*.pth.tar``, ``*.pt``, ``*.ckpt``, ``*.bin``), best and last first."""
+    found = sorted((p.name for p in path.iterdir() if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES),
+                   key=lambda name: (name.split(".")[0] not in ("best", "last"), name))
+    if not found:
+        return CheckpointError(f"checkpoint {path} is a folder, not a file, and holds no checkpoint file "
+                               f"({', '.join('*' + s for s in CHECKPOINT_SUFFIXES)}); pass the file itself")
+    listed = ", ".join(found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+    return CheckpointError(f"checkpoint {path} is a folder, not a file; pass one of its checkpoint files, "
+                           f"e.g. --ckpt {path / found[0]} (it holds {listed})")
 
 
 def _unreadable(path: Path, err: BaseException) -> CheckpointError:
@@ -286,8 +308,9 @@ class _Parsed:
     meta: dict[str, Any]
 
 
-def parse_checkpoint(obj: Any, *, use_ema: bool = False) -> _Parsed:
-    """Tell which format a loaded checkpoint object is and pull out its state dict."""
+def parse_checkpoint(obj: Any, *, ema: bool = False) -> _Parsed:
+    """Tell which format a loaded checkpoint object is and pull out its state dict
+    (``ema``: prefer a training checkpoint's EMA weights, ``state_dict_ema`` / ``model_ema``)."""
     if isinstance(obj, nn.Module):
         return _Parsed("pickled-module", _strip_prefixes(obj.state_dict()), {})
     if not isinstance(obj, Mapping):
@@ -296,7 +319,7 @@ def parse_checkpoint(obj: Any, *, use_ema: bool = False) -> _Parsed:
         return _Parsed(FORMAT_NAME, dict(obj["state_dict"]), {k: v for k, v in obj.items() if k != "state_dict"})
     if _is_state_dict(obj):
         return _Parsed("state-dict", _strip_prefixes(obj), {})
-    keys = ["state_dict_ema", "model_ema", "state_dict", "model"] if use_ema else \
+    keys = ["state_dict_ema", "model_ema", "state_dict", "model"] if ema else \
         ["state_dict", "model", "state_dict_ema", "model_ema"]
     for key in keys:
         if _is_state_dict(obj.get(key)):
@@ -418,14 +441,20 @@ def _check_fit(model: Classifier, state: Mapping[str, torch.Tensor], path: Path)
 
 def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_classes: int | None = None,
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                    trust: bool = False, use_ema: bool = False) -> tuple[Classifier, CheckpointInfo]:
+                    trust: bool = False, ema: bool = False) -> tuple[Classifier, CheckpointInfo]:
     """Load any supported checkpoint into a pixel-space :class:`Classifier` (on CPU, eval mode).
 
-    Arguments override what the file says or what is inferred from it. Returns the
-    model and a :class:`CheckpointInfo` describing the file and every assumption made.
+    ``arch`` (a registry string such as ``pyramidnet:depth=200,alpha=240``),
+    ``num_classes``, ``mean`` and ``std`` (per channel, in [0, 1]) override what the file
+    says or what is inferred from it. ``trust=True`` allows full unpickling of a file that
+    safe loading refuses (only for files from a source you trust; ``--trust-checkpoint``).
+    ``ema=True`` loads a training checkpoint's EMA weights (timm's ``state_dict_ema``)
+    when it has them, as ``--ema`` does; files without EMA weights load their only ones.
+    Returns the model and a :class:`CheckpointInfo` describing the file and every
+    assumption made (``info.training["weights_key"]`` names the weights loaded).
     """
     path = Path(path)
-    parsed = parse_checkpoint(read_checkpoint_file(path, trust=trust), use_ema=use_ema)
+    parsed = parse_checkpoint(read_checkpoint_file(path, trust=trust), ema=ema)
     state, meta = parsed.state_dict, parsed.meta
     digest = weights_sha256(state)
     if parsed.format == FORMAT_NAME:

@@ -37,6 +37,17 @@ class Classifier(nn.Module):
     Attributes: ``arch`` (registry name), ``arch_kwargs`` (its constructor
     arguments), ``num_classes``, ``mean``/``std`` (per-channel, applied inside),
     ``input_size`` (``(3, H, W)`` the net was trained at).
+
+    Two views of the same net:
+
+    * **pixel space** (what every evaluator uses): ``forward(x)``, ``features(x)``,
+      ``forward_all(x)`` take images in [0, 1] and normalize them first; ``pool(fmap)``
+      and ``head`` complete the pass;
+    * **timm's protocol**, as on any timm model: ``forward_features(x)`` takes the
+      net's *normalized* input (``normalize(pixels)``) and returns the last feature map;
+      ``forward_head(fmap, pre_logits=False)`` and ``get_classifier()`` are the net's.
+      So ``forward_features(normalize(x)) == features(x)``, and code written for timm
+      models' features runs on the wrapper unchanged.
     """
 
     def __init__(self, net: nn.Module, *, arch: str, arch_kwargs: dict[str, Any] | None = None,
@@ -67,7 +78,7 @@ class Classifier(nn.Module):
         (a fixed-size ViT, or images smaller than its downsampling allows, e.g. GoogLeNet
         below 16 px) raises a one-line :class:`UserError` naming both sizes."""
         try:
-            return self.net.forward_features(self.normalize(x))
+            return self.forward_features(self.normalize(x))
         except (RuntimeError, AssertionError) as err:
             if isinstance(err, torch.OutOfMemoryError) or tuple(x.shape[-2:]) == self.input_size[-2:]:
                 raise
@@ -79,14 +90,28 @@ class Classifier(nn.Module):
                          f"{self.input_size[-2]} x {self.input_size[-1]}: {reason[:160]}); evaluate it on images of "
                          "its input size or use a model that accepts this size")
 
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """timm's ``forward_features``: the net's normalized input (``normalize(pixels)``)
+        -> last feature map ``B x C x h x w``. For pixels use :meth:`features`."""
+        return self.net.forward_features(x)
+
+    def forward_head(self, fmap: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """timm's ``forward_head``: feature map -> logits, or with ``pre_logits`` the
+        classifier's input ``B x D``."""
+        return self.net.forward_head(fmap, pre_logits=pre_logits)
+
+    def get_classifier(self) -> nn.Module:
+        """timm's ``get_classifier``: the classifier head module."""
+        return self.net.get_classifier()
+
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
         """Feature map -> the classifier's input ``B x D`` (global average pooling here)."""
-        return self.net.forward_head(fmap, pre_logits=True)
+        return self.forward_head(fmap, pre_logits=True)
 
     @property
     def head(self) -> nn.Module:
         """The classifier head: ``head(pool(fmap)) -> B x num_classes`` logits."""
-        return self.net.get_classifier()
+        return self.get_classifier()
 
     def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One pass returning ``(logits B x K, pooled B x D, feature map B x C x h x w)``,

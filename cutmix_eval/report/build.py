@@ -40,7 +40,8 @@ from cutmix_eval.metrics.ood import roc_points
 from cutmix_eval.report import figures as fig
 from cutmix_eval.report import render
 from cutmix_eval.report.comparison import build_tables, columns_of, group_records, ordered_labels, result_of
-from cutmix_eval.report.store import Record, ResultStore, examples_from_arrays
+from cutmix_eval.report.store import Record, ResultStore
+from cutmix_eval.results import examples_from_arrays
 
 FORMATS = ("md", "tex", "csv", "html")
 MANIFEST = "report-manifest.json"
@@ -238,7 +239,7 @@ def _roc(columns, colours, where):
 
 
 def _cams(columns, colours, where):
-    shown = {label: examples_from_arrays(r.artifacts) for label, r in columns.items()
+    shown = {label: examples_from_arrays(r.artifacts) for label, r in _results(columns).items()
              if "examples/image" in r.artifacts}
     if not shown:
         return None

@@ -19,7 +19,7 @@ they do not change the numbers beyond float rounding.
 A record is two files named ``<analysis>-<method>-<dataset>-<key[:12]>``:
 
 * ``.npz``: the per-sample arrays of every Result of the job (``<i>/<name>``)
-  and the job's artifacts (``artifact/<name>``, e.g. CAM examples), written first;
+  and its artifacts (``<i>/artifact/<name>``, e.g. CAM examples), written first;
 * ``.json``: the job, its key, the Results without their per-sample arrays, the
   side file's name and SHA-256, and ``record_schema``. Written second, it is the
   commit point: a record exists once its JSON does.
@@ -45,7 +45,7 @@ import re
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,8 @@ import numpy as np
 from cutmix_eval.fileio import atomic_write, atomic_write_text
 from cutmix_eval.results import Result, jsonable, result_from_dict
 
-RECORD_SCHEMA = 2  # 2: jobs identify the data (dataset identity, inputs, loading overrides)
-ARTIFACT = "artifact/"
+RECORD_SCHEMA = 2  # 2: jobs identify the data (dataset identity, inputs, loading overrides); artifacts per Result
+ARTIFACT = "artifact/"  # after a Result's ``<i>/``: its artifacts, not per-sample arrays
 
 
 def canonical_json(value: Any) -> str:
@@ -73,13 +73,12 @@ def _slug(text: Any) -> str:
 
 @dataclass
 class Record:
-    """One stored job: its Results (per-sample arrays loaded) and artifacts."""
+    """One stored job: its Results (per-sample arrays and artifacts loaded)."""
 
     path: Path
     job: dict[str, Any]
     key: str
     results: list[Result]
-    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def analysis(self) -> str:
@@ -105,13 +104,15 @@ class ResultStore:
         parts = [job["analysis"], job["model"].get("method") or "model", job["dataset"]["name"], key[:12]]
         return self.root / ("-".join(_slug(p) for p in parts) + ".json")
 
-    def save(self, job: Mapping[str, Any], results: Sequence[Result],
-             artifacts: Mapping[str, np.ndarray] | None = None) -> Path:
+    def save(self, job: Mapping[str, Any], results: Sequence[Result]) -> Path:
         """Write the job's record (side file, then JSON); returns the JSON's path."""
         path = self.path_for(job)
-        arrays = {f"{i}/{name}": np.asarray(value) for i, result in enumerate(results)
-                  for name, value in result.per_sample.items()}
-        arrays |= {ARTIFACT + name: np.asarray(value) for name, value in (artifacts or {}).items()}
+        arrays = {}
+        for i, result in enumerate(results):
+            if clash := [name for name in result.per_sample if name.startswith(ARTIFACT)]:
+                raise ValueError(f"per-sample array names may not start with {ARTIFACT!r}: {clash}")
+            arrays |= {f"{i}/{name}": np.asarray(value) for name, value in result.per_sample.items()}
+            arrays |= {f"{i}/{ARTIFACT}{name}": np.asarray(value) for name, value in result.artifacts.items()}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)  # dates every member 1980-01-01: same arrays, same bytes
         payload = buffer.getvalue()
@@ -174,41 +175,8 @@ def read_record(path: Path) -> Record:
         raise StoreError(f"record {path} has an unreadable side file {side.name} ({error})") from None
     results = []
     for i, summary in enumerate(data["results"]):
-        prefix = f"{i}/"
-        per_sample = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-        results.append(result_from_dict(summary, per_sample))
-    artifacts = {k[len(ARTIFACT):]: v for k, v in arrays.items() if k.startswith(ARTIFACT)}
-    return Record(path=path, job=data["job"], key=data["key"], results=results, artifacts=artifacts)
-
-
-# --------------------------------------------------------------------------- CAM examples as artifacts
-
-
-def example_arrays(examples: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """CAM examples as arrays for the store: images (N, 3, H, W) and maps (N, H, W) as
-    float16, boxes and predicted boxes padded with NaN to (N, K, 4), titles, threshold."""
-    def padded(boxes: list) -> np.ndarray:
-        width = max([len(b) for b in boxes] + [1])
-        out = np.full((len(boxes), width, 4), np.nan, dtype=np.float32)
-        for i, b in enumerate(boxes):
-            out[i, :len(b)] = np.asarray(b, dtype=np.float32).reshape(-1, 4)
-        return out
-
-    if not examples.get("image"):
-        return {}
-    return {"examples/image": np.stack(examples["image"]).astype(np.float16),
-            "examples/map": np.stack(examples["map"]).astype(np.float16),
-            "examples/boxes": padded(examples["boxes"]), "examples/pred_boxes": padded(examples["pred_boxes"]),
-            "examples/title": np.asarray(examples["title"], dtype=str),
-            "examples/threshold": np.asarray(examples["threshold"], dtype=np.float64)}
-
-
-def examples_from_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """The inverse of :func:`example_arrays` (the evaluator's example lists)."""
-    def unpadded(boxes: np.ndarray) -> list[np.ndarray]:
-        return [b[np.isfinite(b).all(axis=1)] for b in boxes]
-
-    return {"image": list(arrays["examples/image"].astype(np.float32)),
-            "map": list(arrays["examples/map"].astype(np.float32)),
-            "boxes": unpadded(arrays["examples/boxes"]), "pred_boxes": unpadded(arrays["examples/pred_boxes"]),
-            "title": [str(t) for t in arrays["examples/title"]], "threshold": float(arrays["examples/threshold"])}
+        own = {k[len(f"{i}/"):]: v for k, v in arrays.items() if k.startswith(f"{i}/")}
+        per_sample = {k: v for k, v in own.items() if not k.startswith(ARTIFACT)}
+        artifacts = {k[len(ARTIFACT):]: v for k, v in own.items() if k.startswith(ARTIFACT)}
+        results.append(result_from_dict(summary, per_sample, artifacts))
+    return Record(path=path, job=data["job"], key=data["key"], results=results)

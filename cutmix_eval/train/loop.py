@@ -283,6 +283,6 @@ def _save(out_dir: Path, model: Classifier, method: str, recipe: Recipe, history
     state = {"epoch": latest["epoch"], "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "scaler": scaler.state_dict(), "history": history}
     if best is latest:
-        save_checkpoint(out_dir / BEST, model, extra=summary, **common)
-    save_checkpoint(out_dir / LAST, model, extra=summary, train_state=state, **common)
+        save_checkpoint(model, out_dir / BEST, extra=summary, **common)
+    save_checkpoint(model, out_dir / LAST, extra=summary, train_state=state, **common)
     atomic_write_text(out_dir / LOG, "".join(json.dumps(h) + "\n" for h in history))
