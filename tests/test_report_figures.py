@@ -93,14 +93,13 @@ def model_records(label: str, seed: int) -> list[Record]:
     boxes = [np.array([[8.0, 10.0, 40.0, 38.0]]) for _ in images]
     examples = {"image": list(images), "map": [np.roll(blob, rng.integers(-6, 6)) for _ in images], "boxes": boxes,
                 "pred_boxes": [b + rng.integers(-4, 4, 4) for b in boxes], "title": CUB_CLASSES, "threshold": 0.2}
-    localization = _result("localization", label)
-    records = [(_job("classification", label), [classification, calibration], {}),
-               (_job("localization", label), [localization], example_arrays(examples)),
-               (_job("ood", label), ood, {}), (_job("occlusion", label), [occlusion], {}),
-               (_job("inbetween", label), [inbetween], {}), (_job("adversarial", label), [adversarial], {}),
-               (_job("corruption", label), [corruption], {})]
-    return [Record(Path(f"{job['analysis']}-{label}.json"), job, label, results, artifacts)
-            for job, results, artifacts in records]
+    localization = _result("localization", label, artifacts=example_arrays(examples))
+    records = [(_job("classification", label), [classification, calibration]),
+               (_job("localization", label), [localization]),
+               (_job("ood", label), ood), (_job("occlusion", label), [occlusion]),
+               (_job("inbetween", label), [inbetween]), (_job("adversarial", label), [adversarial]),
+               (_job("corruption", label), [corruption])]
+    return [Record(Path(f"{job['analysis']}-{label}.json"), job, label, results) for job, results in records]
 
 
 def report_figures(count: int) -> dict[str, object]:
@@ -128,7 +127,7 @@ def command_figures() -> dict[str, object]:
     return {
         "calibration-reliability": reliability_figure(calibrated),
         **{f"ood-{r.config['score']}-scores": ood_figure(r) for r in records["ood"].results},
-        "localize-examples": examples_figure(examples_from_arrays(records["localization"].artifacts)),
+        "localize-examples": examples_figure(examples_from_arrays(records["localization"].results[0].artifacts)),
         "occlusion-curves": occlusion_figure({"cutmix": records["occlusion"].results[0].curves}, fill="black",
                                              title=title),
         "inbetween-neither": inbetween_figure({"cutmix": records["inbetween"].results[0].curves}, title=title),
