@@ -137,6 +137,20 @@ def test_study_and_report_commands(tmp_path, capsys):
     assert summary["reused"] is False and Path(summary["report"]["md"]).exists()
     assert "[2/2] classification · cutmix · synthetic" in out
     results = tmp_path / "out" / "results"
+    mtimes = {p: p.stat().st_mtime_ns for p in results.glob("*.json")}
+
+    def rerun(*flags: str) -> tuple[str, dict]:
+        assert main(["study", str(path), "--json", *flags]) == 0
+        out = capsys.readouterr().out
+        return out, json.loads(out.strip().splitlines()[-1])
+
+    out, summary = rerun()
+    assert summary["reused"] is True and out.count(": reused (") == 2
+    out, summary = rerun("--rerender")  # the report again, from the same records
+    assert summary["reused"] is False and out.count(": reused (") == 2
+    assert {p: p.stat().st_mtime_ns for p in results.glob("*.json")} == mtimes
+    out, summary = rerun("--force")  # every job evaluated again, as --force does for a command
+    assert ": reused (" not in out and all(p.stat().st_mtime_ns != t for p, t in mtimes.items())
     assert main(["report", str(results), "--format", "md,tex", "--out", str(tmp_path / "r"), "--no-intervals"]) == 0
     assert "report (written)" in capsys.readouterr().out
     tex = (tmp_path / "r" / "report.tex").read_text()

@@ -14,7 +14,8 @@ def _formats(text: str) -> list[str]:
 def add_report_options(parser) -> None:
     parser.add_argument("--no-intervals", dest="intervals", action="store_false",
                         help="hide the 95%% bootstrap intervals (and seed standard deviations) in the tables")
-    parser.add_argument("--force", action="store_true", help="render again even when nothing changed")
+    parser.add_argument("--rerender", action="store_true",
+                        help="render the report again even when its records did not change")
     add_json(parser)
 
 
@@ -59,7 +60,7 @@ class ReportCommand(Command):
         results = Path(args.results)
         out = Path(args.out) if args.out else default_report_folder(results)
         outcome = write_report(results, out, args.formats, intervals=args.intervals, title=args.title,
-                               force=args.force)
+                               force=args.rerender)
         print_outcome(args, outcome)
         return 0
 
@@ -69,14 +70,15 @@ class StudyCommand(Command):
     help = "run a study file (checkpoints x datasets x analyses): compute what is missing, then the report"
     examples = ("cutmix-eval study examples/embedded.toml",
                 "cutmix-eval study examples/cifar100-paper.toml --data-root ~/data",
-                "cutmix-eval study my-study.toml --recompute")
+                "cutmix-eval study my-study.toml --force")
 
     def add_arguments(self, parser):
         parser.add_argument("file", metavar="STUDY.toml", help="the study (see examples/ and docs/studies.md)")
         parser.add_argument("--data-root", metavar="DIR", help="overrides the study's data_root")
         parser.add_argument("--device", help="overrides the study's device")
-        parser.add_argument("--recompute", action="store_true",
-                            help="evaluate every job again, even those already recorded")
+        parser.add_argument("--force", action="store_true",
+                            help="evaluate every job again, even those already recorded (as --force does "
+                                 "for an evaluation command)")
         add_report_options(parser)
 
     def run(self, args):
@@ -88,7 +90,7 @@ class StudyCommand(Command):
         study.intervals = study.intervals and args.intervals
         print(f"study {study.name}: {len(study.checkpoints)} checkpoints x {len(study.datasets)} datasets x "
               f"{len(study.analyses)} analyses; records in {study.results}")
-        outcome = run_study(study, force=args.recompute, render_force=args.force)
+        outcome = run_study(study, force=args.force, render_force=args.rerender)
         if outcome is not None:  # None on torchrun ranks other than 0
             print_outcome(args, outcome, {"results": str(study.results)})
         return 0
