@@ -20,6 +20,15 @@ SECONDS_ENV = "CUTMIX_EVAL_PROGRESS_SECONDS"
 LINE_SECONDS = 30.0
 
 
+class _Bar(tqdm):
+    """tqdm whose ``set_postfix`` waits for the next scheduled redraw. tqdm's own redraws at once,
+    which in a log writes one line per batch, each with a stale count (the count is only
+    brought up to date at scheduled redraws)."""
+
+    def set_postfix(self, ordered_dict=None, refresh: bool = False, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=refresh, **kwargs)
+
+
 class _Lines:
     """A stream that turns tqdm's in-place redraws into whole lines (blank redraws dropped)."""
 
@@ -35,13 +44,13 @@ class _Lines:
         self.stream.flush()
 
 
-def progress_bar(iterable: Iterable | None = None, *, desc: str, enabled: bool = True, **kwargs: Any) -> tqdm:
+def progress_bar(iterable: Iterable | None = None, *, desc: str, enabled: bool = True, **kwargs: Any) -> _Bar:
     """``tqdm(iterable, desc=desc, **kwargs)`` on stderr: see the module docstring. ``enabled``
     False shows nothing (tests, ranks other than 0)."""
     if not enabled:
-        return tqdm(iterable, desc=desc, disable=True, **kwargs)
+        return _Bar(iterable, desc=desc, disable=True, **kwargs)
     if sys.stderr.isatty():
-        return tqdm(iterable, desc=desc, leave=False, **kwargs)
+        return _Bar(iterable, desc=desc, leave=False, **kwargs)
     seconds = float(os.environ.get(SECONDS_ENV, LINE_SECONDS))
-    return tqdm(iterable, desc=desc, file=_Lines(sys.stderr), disable=False, leave=True, delay=seconds,
+    return _Bar(iterable, desc=desc, file=_Lines(sys.stderr), disable=False, leave=True, delay=seconds,
                 mininterval=seconds, ascii=True, **kwargs)

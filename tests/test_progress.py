@@ -24,6 +24,23 @@ def test_lines_not_carriage_returns_and_nothing_for_short_work(capsys, monkeypat
     assert capsys.readouterr().err == ""
 
 
+def test_postfix_updates_wait_for_the_interval(capsys, monkeypatch):
+    """Training sets a postfix every batch: that once wrote a line per batch, each saying 0/N."""
+    monkeypatch.setenv(SECONDS_ENV, "30")
+    bar = progress_bar(range(50), desc="train", unit="batch")
+    for i in bar:
+        bar.set_postfix(loss=f"{1 / (i + 1):.3f}")
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv(SECONDS_ENV, "0.02")
+    bar = progress_bar(range(10), desc="train", unit="batch")
+    for i in bar:
+        time.sleep(0.005)
+        bar.set_postfix(loss=f"{1 / (i + 1):.3f}")
+    lines = capsys.readouterr().err.splitlines()
+    assert 1 <= len(lines) <= 5 and "10/10" in lines[-1] and "loss=0.100" in lines[-1]
+    assert not any(line.startswith("train:   0%") for line in lines)
+
+
 def test_a_command_in_a_log_file_says_how_far_it_is(tmp_path):
     """adversarial used to print nothing for 5 minutes when stdout/stderr were files."""
     ckpt = tiny_checkpoint(tmp_path / "m.pth")
