@@ -211,11 +211,33 @@ def job_inputs(name: str, dataset: Any, limit: int | None, data_root: str | None
     return {}
 
 
-ANALYSES: dict[str, Callable[..., Outcome]] = {
-    f.__name__: f for f in (classification, localization, ood, occlusion, inbetween, adversarial, corruption)}
+@dataclass(frozen=True)
+class Analysis:
+    """An analysis by name: ``run(subject, **options) -> list[Result]`` and its ``version``.
+
+    The version is part of every job (:func:`make_job`), so a record is reused only by the
+    version that computed it. **Bump it in any change that alters the analysis's numbers**
+    (a metric fix, another default, another convention): records of the old version are then
+    computed again, with a warning naming them, and reports keep only the newest record of a
+    checkpoint (:func:`cutmix_eval.report.comparison.current_records`)."""
+
+    name: str
+    version: int
+    run: Callable[..., Outcome]
 
 
-def check_analysis(name: str) -> Callable[..., Outcome]:
+ANALYSES: dict[str, Analysis] = {a.name: a for a in (
+    Analysis("classification", 1, classification),
+    Analysis("localization", 1, localization),
+    Analysis("ood", 1, ood),
+    Analysis("occlusion", 1, occlusion),
+    Analysis("inbetween", 1, inbetween),
+    Analysis("adversarial", 1, adversarial),
+    Analysis("corruption", 1, corruption),
+)}
+
+
+def check_analysis(name: str) -> Analysis:
     if name not in ANALYSES:
         raise UserError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}")
     return ANALYSES[name]
@@ -228,7 +250,7 @@ def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[
     ``eps = ["8/255"]``, ``severities = "3-5"``) and every mistake is one UserError before any
     work. Values come out canonical (lists as tuples, numbers as floats), so the command line, a
     study and Python defaults key alike."""
-    parameters = list(inspect.signature(check_analysis(name)).parameters.values())[1:]
+    parameters = list(inspect.signature(check_analysis(name).run).parameters.values())[1:]
     defaults = {p.name: p.default for p in parameters}
     unknown = sorted(set(given or {}) - set(defaults))
     if unknown:
@@ -424,8 +446,9 @@ def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int 
     and the loading overrides given on top of the file (``model_info["loading"]``), so it can
     be looked up before loading a model; the dataset by name, split, :func:`effective_limit`
     and :attr:`~cutmix_eval.data.base.ImageDataset.identity` (where its files are and a
-    fingerprint of them); every option, defaults filled in; and the other data it reads
-    (:func:`job_inputs`, or ``inputs`` when the caller knows them)."""
+    fingerprint of them); every option, defaults filled in; the other data it reads
+    (:func:`job_inputs`, or ``inputs`` when the caller knows them); and the analysis's
+    :attr:`Analysis.version`."""
     options = analysis_options(name, options)
     limit = effective_limit(limit, dataset)
     if name == "inbetween":  # the pairs the images allow, checked before any work
@@ -434,7 +457,7 @@ def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int 
         check_num_pairs(options["num_pairs"], len(dataset) if limit is None else limit)
     if inputs is None:
         inputs = job_inputs(name, dataset, limit, data_root, options, {} if cache is None else cache)
-    return {"analysis": name,
+    return {"analysis": name, "version": ANALYSES[name].version,
             "model": {"checkpoint_sha256": model_info.get("checkpoint_sha256"), "method": model_info.get("method"),
                       "loading": dict(model_info.get("loading") or {})},
             "dataset": {"name": dataset.name, "split": dataset.split, "limit": limit, "identity": dataset.identity},
@@ -479,6 +502,6 @@ def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[st
     if main_decides(record is not None):
         return record or Record(store.path_for(job), job, job_key(job), []), True
     with where_things_stand(lambda: not_recorded([name], store)):
-        results = compute() if compute else ANALYSES[name](subject, **job["options"])
+        results = compute() if compute else ANALYSES[name].run(subject, **job["options"])
         path = store.save(job, results) if main else store.path_for(job)
     return Record(path, job, job_key(job), results), False

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import numbers
+import platform
+from functools import lru_cache
+from importlib import metadata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections.abc import Mapping
@@ -31,6 +34,22 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+@lru_cache(maxsize=1)
+def package_versions() -> dict[str, str]:
+    """The versions that can change an evaluation's numbers: this package, Python and the numeric
+    libraries (read from their installed metadata, so nothing heavy is imported)."""
+    from cutmix_eval import __version__
+
+    found = {"cutmix_eval": __version__, "python": platform.python_version()}
+    for package in ("torch", "torchvision", "timm", "grad-cam", "numpy", "scipy", "scikit-learn", "opencv-python",
+                    "opencv-python-headless"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
 
 
 def _now() -> str:
@@ -60,7 +79,7 @@ class Result:
     config: dict[str, Any] = field(default_factory=dict)
     per_sample: dict[str, np.ndarray] = field(default_factory=dict)
     curves: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=lambda: dict(package_versions()))
     created: str = field(default_factory=_now)
     schema_version: int = SCHEMA_VERSION
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)

@@ -1,5 +1,6 @@
 """Studies: parsing with one-line errors, running what is missing, resuming, the study and report commands."""
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -42,14 +43,13 @@ def write_study(tmp_path: Path, analyses_: dict, methods=("baseline", "cutmix"),
 
 def test_the_study_reference_names_every_key_analysis_and_option():
     """docs/studies.md (which `study --help` points to) cannot fall behind the code."""
-    import dataclasses
     import inspect
 
     from cutmix_eval.study import Study, StudyCheckpoint, StudyDataset
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
     keys = [f.name for cls in (Study, StudyCheckpoint, StudyDataset) for f in dataclasses.fields(cls)]
-    options = [p for f in analyses.ANALYSES.values() for p in list(inspect.signature(f).parameters)[1:]]
+    options = [p for a in analyses.ANALYSES.values() for p in list(inspect.signature(a.run).parameters)[1:]]
     missing = [k for k in [*keys, *analyses.ANALYSES, *options]
                if k not in ("checkpoints", "datasets", "analyses") and f"`{k}`" not in text]
     assert not missing
@@ -100,13 +100,13 @@ def test_study_runs_what_is_missing_and_resumes(tmp_path, monkeypatch):
     original = dict(analyses.ANALYSES)
 
     def counting(name):
-        @functools.wraps(original[name])  # keeps the signature the options are checked against
+        @functools.wraps(original[name].run)  # keeps the signature the options are checked against
         def run(subject, **options):
             calls.append(name)
             if name == "occlusion" and subject.model_info["method"] == "cutmix" and len(calls) < 100:
                 raise KeyboardInterrupt  # the user presses Ctrl-C in the middle
-            return original[name](subject, **options)
-        return run
+            return original[name].run(subject, **options)
+        return dataclasses.replace(original[name], run=run)
 
     monkeypatch.setattr(analyses, "ANALYSES", {n: counting(n) for n in original})
     with pytest.raises(KeyboardInterrupt):

@@ -51,6 +51,7 @@ from cutmix_eval.fileio import atomic_write
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.registry import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD,
                                          create_model, format_arch, model_spec, parse_arch)
+from cutmix_eval.results import package_versions
 
 FORMAT_NAME = "cutmix-eval"
 FORMAT_VERSION = 1
@@ -142,15 +143,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 # --------------------------------------------------------------------------- saving
 
-def _package_versions() -> dict[str, str]:
-    import torchvision
-
-    from cutmix_eval import __version__
-
-    return {"cutmix_eval": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": np.__version__}
-
-
 def _plain(value: Any) -> Any:
     """Convert to the plain types ``weights_only`` loading accepts (dict/list/str/number/bool/None)."""
     if isinstance(value, Mapping):
@@ -197,7 +189,7 @@ def save_checkpoint(model: Classifier, path: str | os.PathLike, *, method: str |
         "dataset": dataset,
         "train_config": _plain(train_config or {}),
         "extra": _plain(extra or {}),
-        "versions": _plain(_package_versions()),
+        "versions": package_versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "weights_sha256": weights_sha256(state),
         "state_dict": state,

@@ -39,7 +39,8 @@ from cutmix_eval.metrics.corruption import severity_scope
 from cutmix_eval.metrics.ood import roc_points
 from cutmix_eval.report import figures as fig
 from cutmix_eval.report import render
-from cutmix_eval.report.comparison import build_tables, columns_of, group_records, ordered_labels, result_of
+from cutmix_eval.report.comparison import (build_tables, columns_of, current_records, group_records, ordered_labels,
+                                           result_of)
 from cutmix_eval.report.store import Record, ResultStore
 from cutmix_eval.results import examples_from_arrays
 
@@ -114,7 +115,7 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
     if not force and all(p.exists() for p in paths.values()) and previous.get("digest") == digest \
             and all(Path(p).exists() for p in previous.get("figures", [])):
         return ReportOutcome(paths, [Path(p) for p in previous["figures"]], reused=True)
-    records = ResultStore(results_dir).records(record_files)
+    records = current_records(ResultStore(results_dir).records(record_files))
     if not records:
         raise UserError(f"no records in {results_dir}; run an evaluation or a study into it first")
     tables = build_tables(records, intervals=intervals)

@@ -16,6 +16,7 @@ reference rows (:mod:`cutmix_eval.report.paper`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -365,6 +366,31 @@ def _cell(metric: Metric, records: Sequence[Record], intervals: bool) -> Cell:
     groups, statistic = metric.interval(records[0])
     low, high = bs.bootstrap_interval(statistic, groups, n_resamples=RESAMPLES)
     return Cell(float(values[0]), low=float(low), high=float(high))
+
+
+def current_records(records: Sequence[Record]) -> list[Record]:
+    """``records`` without the superseded ones: of records of one checkpoint (and loading
+    options, label) with one analysis, dataset name, split, limit and options, only the newest
+    is kept, by analysis version, then time. The others were computed by an older analysis
+    version or on data that has changed since; pooled, they would count one checkpoint as
+    several seeds. Those left out are warned about, by name."""
+    newest: dict[str, Record] = {}
+    for record in records:
+        job = record.job
+        same = canonical_json([job["analysis"], job["model"], job["dataset"]["name"], job["dataset"]["split"],
+                               job["dataset"].get("limit"), job["options"]])
+        if same not in newest or _recency(record) > _recency(newest[same]):
+            newest[same] = record
+    kept = {id(r) for r in newest.values()}
+    if left := [r.path.name for r in records if id(r) not in kept]:
+        warnings.warn(f"left out {len(left)} superseded record(s) ({', '.join(left)}): a newer record of the same "
+                      "checkpoint, analysis and options exists (a newer analysis version, or data changed since)",
+                      stacklevel=2)
+    return [r for r in records if id(r) in kept]
+
+
+def _recency(record: Record) -> tuple[int, str]:
+    return int(record.job.get("version") or 0), max((r.created for r in record.results), default="")
 
 
 def group_records(records: Sequence[Record]) -> dict[tuple, list[Record]]:

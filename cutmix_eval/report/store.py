@@ -7,7 +7,12 @@ A *job* is what decides an evaluation's outcome, as a JSON-able dict::
      "dataset": {"name": "imagefolder", "split": "test", "limit": None,
                  "identity": {"folder": "/data/pets", "files": 3680, "sha256": "..."}},
      "options": {...every option of the analysis, defaults filled in...},
-     "inputs": {...identities of the other data it reads: OOD sets, a reference model...}}
+     "inputs": {...identities of the other data it reads: OOD sets, a reference model...},
+     "version": 1}
+
+``version`` is the analysis's (:class:`cutmix_eval.analyses.Analysis`): a change that alters
+an analysis's numbers bumps it, so its old records are keyed apart and computed again.
+:meth:`ResultStore.load` warns when it finds only such a superseded record of a job.
 
 Its *key* is the SHA-256 of the job's canonical JSON (sorted keys, no spaces).
 The dataset's ``identity`` (:attr:`cutmix_eval.data.base.ImageDataset.identity`:
@@ -20,9 +25,10 @@ A record is two files named ``<analysis>-<method>-<dataset>-<key[:12]>``:
 
 * ``.npz``: the per-sample arrays of every Result of the job (``<i>/<name>``)
   and its artifacts (``<i>/artifact/<name>``, e.g. CAM examples), written first;
-* ``.json``: the job, its key, the Results without their per-sample arrays, the
-  side file's name and SHA-256, and ``record_schema``. Written second, it is the
-  commit point: a record exists once its JSON does.
+* ``.json``: the job, its key, the Results without their per-sample arrays (each with
+  its package versions and the analysis's version, ``versions``), the side file's name and
+  SHA-256, and ``record_schema``. Written second, it is the commit point: a record exists
+  once its JSON does.
 
 Both are written atomically (temp file ``.<name>.<random>.tmp`` in the folder,
 fsync, rename), so a reader never sees half a file and an interrupted run leaves
@@ -42,6 +48,7 @@ import hashlib
 import io
 import json
 import re
+from glob import escape as glob_escape
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -105,10 +112,12 @@ class ResultStore:
         return self.root / ("-".join(_slug(p) for p in parts) + ".json")
 
     def save(self, job: Mapping[str, Any], results: Sequence[Result]) -> Path:
-        """Write the job's record (side file, then JSON); returns the JSON's path."""
+        """Write the job's record (side file, then JSON); returns the JSON's path. Each Result's
+        ``versions`` gains the job's analysis version (``analysis``)."""
         path = self.path_for(job)
         arrays = {}
         for i, result in enumerate(results):
+            result.versions["analysis"] = str(job.get("version"))
             if clash := [name for name in result.per_sample if name.startswith(ARTIFACT)]:
                 raise ValueError(f"per-sample array names may not start with {ARTIFACT!r}: {clash}")
             arrays |= {f"{i}/{name}": np.asarray(value) for name, value in result.per_sample.items()}
@@ -124,15 +133,35 @@ class ResultStore:
         return atomic_write_text(path, json.dumps(record, indent=1))
 
     def load(self, job: Mapping[str, Any]) -> Record | None:
-        """The job's record, or ``None`` when there is none or it cannot be read (warned)."""
+        """The job's record, or ``None`` when there is none or it cannot be read (warned); a
+        record of the same job by another analysis version (:meth:`superseded`) is warned about."""
         path = self.path_for(job)
         if not path.exists():
+            for old, version in self.superseded(job):
+                warnings.warn(f"record {old} was computed by {job['analysis']} "
+                              f"{'version ' + str(version) if version else 'before analyses had versions'}; "
+                              f"this is version {job.get('version')}, so it is computed again", stacklevel=2)
             return None
         try:
             return read_record(path)
         except StoreError as error:
             warnings.warn(f"{error}; it will be recomputed", stacklevel=2)
             return None
+
+    def superseded(self, job: Mapping[str, Any]) -> list[tuple[Path, Any]]:
+        """``(path, version)`` of the records in the folder of ``job`` computed by another
+        version of its analysis: the same job but for ``version``."""
+        same = {k: v for k, v in jsonable(dict(job)).items() if k != "version"}
+        prefix = self.path_for(job).name.rsplit("-", 1)[0]
+        found = []
+        for path in sorted(self.root.glob(f"{glob_escape(prefix)}-*.json")) if self.root.is_dir() else []:
+            try:
+                other = json.loads(path.read_text(encoding="utf-8"))["job"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if {k: v for k, v in other.items() if k != "version"} == same and other.get("version") != job.get("version"):
+                found.append((path, other.get("version")))
+        return found
 
     def records(self, paths: Sequence[Path] | None = None) -> list[Record]:
         """Every readable record in the folder (or those at ``paths``), in file-name order;
