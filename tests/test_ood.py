@@ -250,3 +250,26 @@ def test_metrics_ood_command(tmp_path, capsys):
                  str(tmp_path / "ood.npy")]) == 2
     err = capsys.readouterr().err
     assert "finite" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_score_registry_refuses_what_would_silently_produce_nothing():
+    from cutmix_eval.evaluate.ood_scores import OODScore, register_score
+
+    class Twice(OODScore):
+        name = "msp"
+
+        def __call__(self, predictions):
+            return predictions.logits[:, 0]
+
+    class Unknown(OODScore):
+        name = "gradnorm-like"
+        kind = "gradient"
+
+    class Silent(OODScore):
+        name = "perturbed-msp"
+        kind = "perturbation"  # defines no evaluate_sets: it would have produced no Result
+
+    for cls, match in ((Twice, "'msp' is taken"), (Unknown, "kinds: posthoc, perturbation"),
+                       (Silent, "must define evaluate_sets")):
+        with pytest.raises(ValueError, match=match):
+            register_score(cls)

@@ -31,7 +31,7 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.data.ood import folder_set_names
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.evaluate.ood_scores import ODIN, OODScore, create_score
+from cutmix_eval.evaluate.ood_scores import OODScore, create_score
 from cutmix_eval.evaluate.passes import Predictions, predict
 from cutmix_eval.metrics.ood import CONVENTIONS as METRIC_CONVENTIONS
 from cutmix_eval.metrics.ood import ood_metrics
@@ -222,41 +222,11 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
             pairs = {n: (id_scores, s) for n, s in set_scores.items()}
             results[detector.name] = result(detector, pairs, per_sample, used,
                                             fit_config if detector.needs_fit else {})
-    for detector in (d for d in detectors if isinstance(d, ODIN)):
-        results[detector.name] = _evaluate_odin(detector, model, id_dataset.name, id_data, ood_data, result,
-                                                batch_size=batch_size, device=device, num_workers=num_workers,
-                                                progress=progress)
+    for detector in (d for d in detectors if d.kind == "perturbation"):
+        results[detector.name] = detector.evaluate_sets(model, id_dataset.name, id_data, ood_data, result,
+                                                        batch_size=batch_size, device=device,
+                                                        num_workers=num_workers, progress=progress)
     return [results[detector.name] for detector in detectors]
-
-
-def _evaluate_odin(detector: ODIN, model: Classifier, id_name: str, id_data: Dataset,
-                   ood_data: Mapping[str, Dataset], result, **run) -> Result:
-    """ODIN's protocol: tune per OOD set on the first ``holdout`` images of the ID set and of
-    that set, report on the rest of both."""
-    held = detector.holdout
-    for name, data in {id_name: id_data, **ood_data}.items():
-        if len(data) <= held:
-            raise UserError(f"ODIN holds out the first {held} images of every set to tune on, but {name} has "
-                            f"only {len(data)}; lower --odin-holdout or use more images")
-    tune = partial(detector.scores, model, **run)
-    grid = detector.grid()
-    id_tune = tune(Subset(id_data, range(held)), grid, desc=f"ODIN tune {id_name}")
-    chosen, ood_scores = {}, {}
-    for name, data in ood_data.items():
-        ood_tune = tune(Subset(data, range(held)), grid, desc=f"ODIN tune {name}")
-        quality = {s: ood_metrics(id_tune[s], ood_tune[s]) for s in grid}
-        chosen[name] = max(grid, key=lambda s: (quality[s].tnr_at_tpr95, quality[s].auroc))
-        ood_scores[name] = tune(Subset(data, range(held, len(data))), [chosen[name]], desc=f"ODIN {name}")[chosen[name]]
-    id_scores = tune(Subset(id_data, range(held, len(id_data))), list(dict.fromkeys(chosen.values())),
-                     desc=f"ODIN {id_name}")
-    per_sample: dict[str, np.ndarray] = {"id/index": np.arange(held, len(id_data))}
-    for name, data in ood_data.items():
-        per_sample |= {f"id/score@{name}": id_scores[chosen[name]], f"{name}/index": np.arange(held, len(data)),
-                       f"{name}/score": ood_scores[name]}
-    pairs = {n: (id_scores[chosen[n]], ood_scores[n]) for n in ood_data}
-    used = {id_name: len(id_data) - held} | {n: len(d) - held for n, d in ood_data.items()}
-    settings = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
-    return result(detector, pairs, per_sample, used, {"chosen": settings, "evaluated_from_index": held})
 
 
 def score_pairs(result: Result) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -6,9 +6,13 @@ Two kinds:
   penultimate features for Mahalanobis), so the ID pass is computed once and
   serves every OOD set and every such score: ``msp``, ``maxlogit``, ``energy``,
   ``mahalanobis`` (fitted on training features first).
-* **input-perturbation** scores make their own passes with gradients: ``odin``.
-  Its temperature and perturbation size are tuned on held-out images (see
-  :class:`ODIN`), never on the images it is evaluated on.
+* **input-perturbation** scores make their own passes with gradients and own their
+  protocol (:meth:`OODScore.evaluate_sets`): ``odin``. Its temperature and perturbation
+  size are tuned on held-out images (see :class:`ODIN`), never on the images it is
+  evaluated on.
+
+The evaluator dispatches on the kind a score declares, and :func:`register_score` refuses
+a duplicate name or a score lacking its kind's method.
 
 Softmax-based scores are computed in float64 from the float32 logits, so that
 confident predictions tie at 1.0 as late as possible.
@@ -16,26 +20,38 @@ confident predictions tie at 1.0 as late as possible.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.special import logsumexp, softmax
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import loss_gradient
 from cutmix_eval.distributed import gather_concat
 from cutmix_eval.evaluate.passes import Predictions, make_loader
+from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.progress import progress_bar
 
 
+#: what a score declares it needs; the OOD evaluator dispatches on it, never on a score's class
+KINDS = ("posthoc", "perturbation")
+
+
 class OODScore:
-    """A detector. ``kind`` is "posthoc" (``__call__(predictions) -> N scores``) or "perturbation"
-    (its own passes, see :class:`ODIN`). ``needs_features``: the pass must keep pooled features;
-    ``needs_fit``: :meth:`fit` on training predictions (with labels) before scoring."""
+    """A detector, one of :data:`KINDS`:
+
+    * ``"posthoc"``: ``__call__(predictions) -> N scores`` from the shared pass;
+      ``needs_features``: the pass keeps pooled features; ``needs_fit``: :meth:`fit` on
+      training predictions (with labels) before scoring;
+    * ``"perturbation"``: makes its own passes with input gradients, and owns its protocol:
+      :meth:`evaluate_sets` gives its Result for the ID set against every OOD set (see :class:`ODIN`).
+    """
 
     name = ""
     description = ""
@@ -53,12 +69,28 @@ class OODScore:
     def __call__(self, predictions: Predictions) -> np.ndarray:  # pragma: no cover - every post-hoc score defines it
         raise NotImplementedError
 
+    def evaluate_sets(self, model: Classifier, id_name: str, id_data: Dataset, ood_data: Mapping[str, Dataset],
+                      make_result: Callable[..., Any], **run: Any) -> Any:  # pragma: no cover - perturbation scores
+        """A perturbation score's Result: ``make_result(self, pairs, per_sample, used, config)``
+        with ``pairs`` ``{set: (ID scores, OOD scores)}``, the per-image arrays, the images
+        used per set and the settings chosen; ``run``: batch size, device, workers, progress."""
+        raise NotImplementedError
+
 
 _SCORES: dict[str, Callable[..., OODScore]] = {}
+_REQUIRED = {"posthoc": "__call__", "perturbation": "evaluate_sets"}
 
 
 def register_score(cls: type[OODScore]) -> type[OODScore]:
-    """Class decorator adding a score to the registry under ``cls.name``."""
+    """Class decorator adding a score to the registry under ``cls.name``. A name registered
+    twice, a kind not in :data:`KINDS`, or a kind whose method the class does not define is
+    refused (a score that would silently produce nothing)."""
+    if not cls.name or cls.name in _SCORES:
+        raise ValueError(f"OOD score name {cls.name!r} is {'taken' if cls.name else 'empty'}")
+    if cls.kind not in _REQUIRED:
+        raise ValueError(f"OOD score {cls.name!r} has kind {cls.kind!r}; kinds: {', '.join(KINDS)}")
+    if getattr(cls, _REQUIRED[cls.kind]) is getattr(OODScore, _REQUIRED[cls.kind]):
+        raise ValueError(f"OOD score {cls.name!r} of kind {cls.kind!r} must define {_REQUIRED[cls.kind]}")
     _SCORES[cls.name] = cls
     return cls
 
@@ -217,3 +249,32 @@ class ODIN(OODScore):
                         probs = torch.softmax(moved.double() / temperature, dim=1)
                         out[ODINSetting(temperature, noise)].append(probs.max(dim=1).values.cpu().numpy())
         return {s: gather_concat(v) for s, v in out.items()}
+
+    def evaluate_sets(self, model, id_name, id_data, ood_data, make_result, **run):
+        """ODIN's protocol: tune per OOD set on the first ``holdout`` images of the ID set and
+        of that set, report on the rest of both."""
+        held = self.holdout
+        for name, data in {id_name: id_data, **ood_data}.items():
+            if len(data) <= held:
+                raise UserError(f"ODIN holds out the first {held} images of every set to tune on, but {name} has "
+                                f"only {len(data)}; lower --odin-holdout or use more images")
+        tune = partial(self.scores, model, **run)
+        grid = self.grid()
+        id_tune = tune(Subset(id_data, range(held)), grid, desc=f"ODIN tune {id_name}")
+        chosen, ood_scores = {}, {}
+        for name, data in ood_data.items():
+            ood_tune = tune(Subset(data, range(held)), grid, desc=f"ODIN tune {name}")
+            quality = {s: ood_metrics(id_tune[s], ood_tune[s]) for s in grid}
+            chosen[name] = max(grid, key=lambda s: (quality[s].tnr_at_tpr95, quality[s].auroc))
+            rest = Subset(data, range(held, len(data)))
+            ood_scores[name] = tune(rest, [chosen[name]], desc=f"ODIN {name}")[chosen[name]]
+        id_scores = tune(Subset(id_data, range(held, len(id_data))), list(dict.fromkeys(chosen.values())),
+                         desc=f"ODIN {id_name}")
+        per_sample: dict[str, np.ndarray] = {"id/index": np.arange(held, len(id_data))}
+        for name, data in ood_data.items():
+            per_sample |= {f"id/score@{name}": id_scores[chosen[name]], f"{name}/index": np.arange(held, len(data)),
+                           f"{name}/score": ood_scores[name]}
+        pairs = {n: (id_scores[chosen[n]], ood_scores[n]) for n in ood_data}
+        used = {id_name: len(id_data) - held} | {n: len(d) - held for n, d in ood_data.items()}
+        settings = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
+        return make_result(self, pairs, per_sample, used, {"chosen": settings, "evaluated_from_index": held})
