@@ -243,6 +243,37 @@ def check_analysis(name: str) -> Analysis:
     return ANALYSES[name]
 
 
+def list_analyses() -> list[str]:
+    """The analyses' names, in the report's order."""
+    return list(ANALYSES)
+
+
+def run_analysis(name: str, model: Any, dataset: Any, *, model_info: Mapping[str, Any] | None = None,
+                 limit: int | None = None, batch_size: int = 128, device: str = "auto", num_workers: int = 0,
+                 progress: bool = True, data_root: str | None = None, **options: Any) -> Outcome:
+    """Analysis ``name`` of ``model`` on ``dataset`` (its first ``limit`` images): its Results,
+    nothing written. ``options`` are the analysis's (:func:`analysis_options`: the names and
+    syntaxes of study files, checked the same way, e.g. ``fractions="0:0.1:1"``); ``data_root``
+    is where the other data it reads are found (OOD sets, the Mahalanobis fit set);
+    ``model_info``: what the Results say about the model (default: its architecture and
+    class count; commands pass the checkpoint's identity)."""
+    options = analysis_options(name, options)
+    info = dict(model_info or {"arch": model.arch, "num_classes": model.num_classes})
+    subject = Subject(model, info, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
+                      progress=progress, data_root=data_root, limit=limit)
+    check_job(name, options, dataset, subject.limit)
+    return ANALYSES[name].run(subject, **options)
+
+
+def check_job(name: str, options: Mapping[str, Any], dataset: Any, limit: int | None) -> None:
+    """What can only be checked against the data, before any work: the in-between pairs the
+    images allow."""
+    if name == "inbetween":
+        from cutmix_eval.evaluate.inbetween import check_num_pairs
+
+        check_num_pairs(options["num_pairs"], len(dataset) if limit is None else limit)
+
+
 def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Every option of analysis ``name``: its defaults overridden by ``given`` (unknown names
     refused), each value read and checked by the parser its command uses (:data:`OPTION_CHECKS`),
@@ -451,10 +482,7 @@ def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int 
     :attr:`Analysis.version`."""
     options = analysis_options(name, options)
     limit = effective_limit(limit, dataset)
-    if name == "inbetween":  # the pairs the images allow, checked before any work
-        from cutmix_eval.evaluate.inbetween import check_num_pairs
-
-        check_num_pairs(options["num_pairs"], len(dataset) if limit is None else limit)
+    check_job(name, options, dataset, limit)
     if inputs is None:
         inputs = job_inputs(name, dataset, limit, data_root, options, {} if cache is None else cache)
     return {"analysis": name, "version": ANALYSES[name].version,

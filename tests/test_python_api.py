@@ -3,6 +3,8 @@ one return type for every evaluator, timm's names on the model wrapper, torch's 
 order for saving, a short ``Result`` repr, and checkpoint paths that are folders."""
 
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 from conftest import CLI, cli_env, tiny_checkpoint
 
 from cutmix_eval.data import create_dataset
+from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate import evaluate_classification
 from cutmix_eval.evaluate.localization import evaluate_localization
 from cutmix_eval.results import examples_from_arrays
@@ -127,3 +130,30 @@ def test_localize_has_no_out_option(tmp_path):
     done = cli(*common, "--out", str(tmp_path / "figures"))  # no longer an abbreviation of --output-dir either
     assert done.returncode == 2 and "unrecognized arguments: --out" in done.stderr
     assert not (tmp_path / "figures").exists() and not (tmp_path / "results").exists()
+
+
+def test_the_readme_api_block_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's first Python block under "From Python" is executed as written."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## From Python", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "'occlusion'" in out and "Result(occlusion on synthetic/test; 64 images" in out
+
+
+def test_the_top_level_api_is_lazy_and_complete():
+    code = ("import sys, cutmix_eval as ce; heavy = [m for m in ('torch', 'torchvision', 'timm') if m in sys.modules];"
+            "print(heavy); missing = [n for n in ce.__all__ if not hasattr(ce, n)]; print(missing)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.splitlines() == ["[]", "[]"], done.stderr
+    import cutmix_eval as ce
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        ce.nope
+    with pytest.raises(UserError, match="fractions need at least 2 values"):
+        ce.run_analysis("occlusion", ce.create_model("gapnet", num_classes=10),
+                        ce.create_dataset("synthetic", "test"), fractions="0:2:1")
