@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from fractions import Fraction
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -514,22 +515,98 @@ def not_recorded(names: list[str], store: ResultStore) -> str:
             f"rerun the same command to compute {'it' if len(names) == 1 else 'them'}")
 
 
+#: ``report(names, seconds, reused)``: told after each computation (or reuse) of ``names``
+Reporter = Callable[[list[str], float, bool], None]
+
+
 def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[str, Any] | None = None, *,
             force: bool = False, compute: Callable[[], Outcome] | None = None,
             inputs: Mapping[str, Any] | None = None) -> tuple[Record, bool]:
-    """The record of analysis ``name`` on ``subject``: read from ``store`` when it exists (and
-    not ``force``), else computed (by the registry, or by ``compute`` for a variant the registry
-    does not run, such as a released corrupted set, whose other data are then ``inputs``) and
-    saved. Returns ``(record, reused)``.
-    Under ``torchrun``, rank 0 decides whether the record exists and alone saves it; every
-    rank computes its shard (a reused record is read on rank 0 only). Ctrl-C while computing
-    raises a ``KeyboardInterrupt`` saying the job was not recorded (:func:`not_recorded`)."""
+    """The record of analysis ``name`` on ``subject`` (:func:`run_jobs` for one analysis);
+    ``compute`` computes a variant the registry does not run, such as a released corrupted
+    set, whose other data are then ``inputs``. Returns ``(record, reused)``."""
     job = subject_job(name, subject, options, inputs)
+    return _run(store, subject, {name: job}, force, compute=compute)[name]
+
+
+def run_jobs(store: ResultStore, subject: Subject, options: Mapping[str, Mapping[str, Any] | None], *,
+             force: bool = False, report: Reporter | None = None,
+             notes: dict[str, str] | None = None) -> dict[str, tuple[Record, bool]]:
+    """The records of the analyses ``options`` names (with their options) on ``subject``:
+    read from ``store`` when they exist (and not ``force``), else computed and saved. The
+    missing ones that share the clean pass over the images (classification, OOD detection,
+    native-CAM localization: :data:`cutmix_eval.evaluate.full.SHARED_ANALYSES`) are computed
+    together from ONE pass when two or more are missing (:func:`plan`); the others each by
+    their :attr:`Analysis.run`. Returns ``{name: (record, reused)}`` in the order asked.
+    An analysis the shared pass had to leave out (localization of a model native CAM cannot
+    explain) is then computed alone, which fails as it would alone; with ``notes`` (a dict,
+    ``evaluate --all``) it is left out instead, and ``notes[name]`` says why.
+
+    Under ``torchrun``, rank 0 decides what exists and alone saves; every rank computes its
+    shard (a reused record is read on rank 0 only). Ctrl-C while computing raises a
+    ``KeyboardInterrupt`` saying what was not recorded (:func:`not_recorded`)."""
+    jobs = {name: subject_job(name, subject, given) for name, given in options.items()}
+    return _run(store, subject, jobs, force, report=report, notes=notes)
+
+
+def plan(names: Sequence[str], dataset: Any) -> list[list[str]]:
+    """``names`` (missing analyses of one subject) as computations: the shared-pass ones
+    together when two or more can share it (localization only on data with boxes), each
+    other one alone; in the order of ``names``."""
+    from cutmix_eval.evaluate.full import SHARED_ANALYSES, localization_note
+
+    shared = [n for n in names if n in SHARED_ANALYSES and (n != "localization" or localization_note(dataset) is None)]
+    if len(shared) < 2:
+        return [[n] for n in names]
+    groups: list[list[str]] = []
+    for name in names:
+        if name not in shared:
+            groups.append([name])
+        elif name == shared[0]:
+            groups.append(shared)
+    return groups
+
+
+def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]], force: bool, *,
+         report: Reporter | None = None, compute: Callable[[], Outcome] | None = None,
+         notes: dict[str, str] | None = None) -> dict[str, tuple[Record, bool]]:
     main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
-    record = store.load(job) if main and not force else None
-    if main_decides(record is not None):
-        return record or Record(store.path_for(job), job, job_key(job), []), True
-    with where_things_stand(lambda: not_recorded([name], store)):
-        results = compute() if compute else ANALYSES[name].run(subject, **job["options"])
-        path = store.save(job, results) if main else store.path_for(job)
-    return Record(path, job, job_key(job), results), False
+    loaded = {name: store.load(job) if main and not force else None for name, job in jobs.items()}
+    exists = main_decides({name: record is not None for name, record in loaded.items()})
+    records = {name: (loaded[name] or Record(store.path_for(job), job, job_key(job), []), True)
+               for name, job in jobs.items() if exists[name]}
+    for name in records:
+        if report:
+            report([name], 0.0, True)
+    missing = [name for name in jobs if name not in records]
+    for group in plan(missing, subject.dataset) if compute is None else [missing][:len(missing)]:
+        start = time.perf_counter()
+        with where_things_stand(lambda group=group: not_recorded(group, store)):
+            outcomes = iter([(group[0], compute())]) if compute else _compute(group, subject, jobs, notes)
+            for name, results in outcomes:  # each saved as soon as it is computed
+                path = store.save(jobs[name], results) if main else store.path_for(jobs[name])
+                records[name] = (Record(path, jobs[name], job_key(jobs[name]), results), False)
+        if report:
+            report([name for name in group if name in records], time.perf_counter() - start, False)
+    return {name: records[name] for name in jobs if name in records}
+
+
+def _compute(group: list[str], subject: Subject, jobs: Mapping[str, dict[str, Any]],
+             notes: dict[str, str] | None) -> Iterator[tuple[str, Outcome]]:
+    """``(name, Results)`` of the analyses ``group`` (from :func:`plan`): one shared pass for
+    several, the analysis's own run for one and for any the shared pass left out (unless
+    ``notes`` takes its note, see :func:`run_jobs`)."""
+    left = list(group)
+    if len(group) > 1:
+        from cutmix_eval.evaluate.full import evaluate_all
+
+        full = evaluate_all(subject.model, subject.dataset, analyses=group,
+                            options={name: jobs[name]["options"] for name in group}, model_info=subject.model_info,
+                            data_root=subject.data_root, **subject.common())
+        yield from full.results.items()
+        left = [name for name in group if name not in full.results]
+        if notes is not None:
+            notes |= {name: full.notes[name] for name in left}
+            left = []
+    for name in left:
+        yield name, ANALYSES[name].run(subject, **jobs[name]["options"])

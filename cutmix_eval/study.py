@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, make_job, run_job
+from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, make_job, run_jobs
 from cutmix_eval.distributed import is_main_process, main_decides
 from cutmix_eval.errors import UserError, where_things_stand
 from cutmix_eval.report.build import FORMATS, ReportOutcome, check_formats, write_report
@@ -204,10 +204,12 @@ class Progress:
             return None
         return sum(_mean(self.seconds.get(name, every)) for name in pending)
 
-    def report(self, what: str, seconds: float, reused: bool, pending: Sequence[str], analysis: str) -> None:
-        self.done += 1
+    def report(self, names: Sequence[str], what: str, seconds: float, reused: bool, pending: Sequence[str]) -> None:
+        """``names`` (analyses) done in ``seconds``, together when several (one shared pass)."""
+        self.done += len(names)
         if not reused:
-            self.seconds.setdefault(analysis, []).append(seconds)
+            for name in names:
+                self.seconds.setdefault(name, []).append(seconds / len(names))
         left = self.remaining(pending)
         eta = f", about {_duration(left)} left" if left else ""
         state = "reused" if reused else f"{seconds:.1f} s"
@@ -299,22 +301,25 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
                                               trust=checkpoint.trust)
                 model_info = model_identity(info, checkpoint.method) | {
                     "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
-            subjects: dict[tuple[str, str, int | None], Subject] = {}
             for (where, name, job), kept in zip(jobs, flags):
-                pending.remove(name)
-                what = f"{name} · {checkpoint.method} · {job['dataset']['name']}"
                 if kept:
-                    counter.report(what, 0.0, True, pending, name)
-                    continue
-                subject_key = (*where, job["dataset"]["limit"])
-                if subject_key not in subjects:  # one labelled pass per (dataset, limit), shared by its analyses
-                    subjects[subject_key] = Subject(model, model_info, datasets[where], device=device,
-                                                    batch_size=study.batch_size, num_workers=study.workers,
-                                                    progress=progress, data_root=study.data_root,
-                                                    limit=job["dataset"]["limit"], cache=dict(caches[where]))
-                start = time.perf_counter()
-                run_job(store, name, subjects[subject_key], job["options"], force=True)
-                counter.report(what, time.perf_counter() - start, False, pending, name)
+                    pending.remove(name)
+                    counter.report([name], f"{name} · {checkpoint.method} · {job['dataset']['name']}", 0.0, True,
+                                   pending)
+            by_subject: dict[tuple[str, str, int | None], list[tuple[str, dict]]] = {}
+            for where, name, job in missing:  # one subject per (dataset, limit): its analyses share its passes
+                by_subject.setdefault((*where, job["dataset"]["limit"]), []).append((name, job))
+            for (*where, limit), named in by_subject.items():
+                subject = Subject(model, model_info, datasets[tuple(where)], device=device,
+                                  batch_size=study.batch_size, num_workers=study.workers, progress=progress,
+                                  data_root=study.data_root, limit=limit, cache=dict(caches[tuple(where)]))
+
+                def done(names: list[str], seconds: float, reused: bool, about=f"{checkpoint.method} · {where[0]}"):
+                    for name in names:
+                        pending.remove(name)
+                    counter.report(names, f"{' + '.join(names)} · {about}", seconds, reused, pending)
+
+                run_jobs(store, subject, {name: job["options"] for name, job in named}, force=True, report=done)
     if not main:
         return None
     return write_report(study.results, study.output, study.formats, intervals=study.intervals,

@@ -219,3 +219,37 @@ def _run_cli(argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(argv)
     return code, out.getvalue(), err.getvalue()
+
+
+def test_analyses_sharing_a_pass_make_one_pass_and_their_records_match_separate_runs(tmp_path, monkeypatch):
+    """Classification, localization and MSP OOD detection of one model on one dataset are one
+    pass over its images in a study (issue 17), with the records separate runs give."""
+    from cutmix_eval.models.classifier import Classifier
+    from cutmix_eval.report.store import ResultStore
+
+    seen = []
+
+    def counting(method):
+        def run(self, images, *args, **kwargs):
+            if images.shape[-1] == 64:  # the embedded images (not the model's own inner calls)
+                seen.append(len(images))
+            return method(self, images, *args, **kwargs)
+        return run
+
+    monkeypatch.setattr(Classifier, "forward_all", counting(Classifier.forward_all))
+    monkeypatch.setattr(Classifier, "forward", counting(Classifier.forward))
+    shared = {"classification": {}, "localization": {"examples": 2}, "ood": {"sets": ["uniform"], "num_noise": 8}}
+    lines = []
+    study = load_study(write_study(tmp_path, shared, methods=("cutmix",), limit=24))
+    run_study(study, progress=False, log=lines.append)
+    assert sum(seen) == 24 + 8  # the 24 ID images once, the 8 OOD images once
+    assert lines[0].startswith("[3/3] classification + localization + ood · cutmix · synthetic")
+    together = {r.analysis: r for r in ResultStore(tmp_path / "out" / "results").records()}
+    for name in shared:  # each alone, in its own folder: the same numbers
+        alone = load_study(write_study(tmp_path, {name: shared[name]}, methods=("cutmix",), limit=24,
+                                       output=f"alone-{name}"))
+        run_study(alone, progress=False, log=lambda _: None)
+        [record] = ResultStore(tmp_path / f"alone-{name}" / "results").records()
+        assert record.key == together[name].key
+        for mine, theirs in zip(together[name].results, record.results, strict=True):
+            assert mine.metrics == pytest.approx(theirs.metrics, abs=1e-9)

@@ -94,45 +94,21 @@ class EvaluateCommand(Command):
 def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None = None, *, force: bool = False,
                  analyses: Sequence[str] | None = None):
     """The records of the shared-pass analyses (``analyses``, default all of
-    :data:`cutmix_eval.evaluate.full.SHARED_ANALYSES`) of ``subject`` in ``store``, under the
-    registry's jobs (:func:`cutmix_eval.analyses.subject_job`: the same keys as the
-    individual commands and studies, options defaulted by the registry and overridden by
-    ``options[name]``). Recorded ones are reused unless ``force``; the missing ones are
-    computed together by :func:`cutmix_eval.evaluate.full.evaluate_all` (one shared pass)
-    and saved. Under ``torchrun`` every rank computes its shard of the missing ones; rank 0
-    alone decides what is recorded, reads and writes (other ranks get reused records without
-    Results). Returns ``({name: (Record, reused)}, notes)``,
-    ``notes`` naming the analyses left out and why."""
-    from cutmix_eval.analyses import analysis_options, not_recorded, subject_job
-    from cutmix_eval.distributed import is_main_process, main_decides
-    from cutmix_eval.errors import where_things_stand
-    from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all, localization_note
-    from cutmix_eval.report.store import Record, job_key
+    :data:`cutmix_eval.evaluate.full.SHARED_ANALYSES`) of ``subject`` in ``store``, with
+    ``options[name]`` over the registry's defaults: :func:`cutmix_eval.analyses.run_jobs`, so
+    recorded ones are reused unless ``force`` and the missing ones share one pass. Returns
+    ``({name: (Record, reused)}, notes)``, ``notes`` naming the analyses left out and why
+    (localization on data without boxes, or of a model native CAM cannot explain)."""
+    from cutmix_eval.analyses import run_jobs
+    from cutmix_eval.evaluate.full import SHARED_ANALYSES, localization_note
 
     names = list(analyses or SHARED_ANALYSES)
-    jobs = {name: subject_job(name, subject, analysis_options(name, (options or {}).get(name))) for name in names}
     notes: dict[str, str] = {}
-    if "localization" in jobs and (note := localization_note(subject.dataset)):
+    if "localization" in names and (note := localization_note(subject.dataset)):
         notes["localization"] = note
-        del jobs["localization"]
-    main = is_main_process()  # under torchrun rank 0 alone reads and writes the store and decides what exists
-    loaded = {name: store.load(job) if main and not force else None for name, job in jobs.items()}
-    exists = main_decides({name: record is not None for name, record in loaded.items()})
-    records: dict[str, tuple[Record, bool]] = {
-        name: (loaded[name] or Record(store.path_for(job), job, job_key(job), []), True)
-        for name, job in jobs.items() if exists[name]}
-    missing = [name for name in jobs if name not in records]
-    if missing:
-        with where_things_stand(lambda: not_recorded([n for n in missing if n not in records], store)):
-            full = evaluate_all(subject.model, subject.dataset, analyses=missing,
-                                options={name: jobs[name]["options"] for name in missing},
-                                model_info=subject.model_info, data_root=subject.data_root, **subject.common())
-            notes |= full.notes
-            for name, results in full.results.items():
-                job = jobs[name]
-                path = store.save(job, results) if main else store.path_for(job)
-                records[name] = (Record(path, job, job_key(job), results), False)
-    return {name: records[name] for name in jobs if name in records}, notes
+        names.remove("localization")
+    records = run_jobs(store, subject, {name: (options or {}).get(name) for name in names}, force=force, notes=notes)
+    return records, notes
 
 
 def print_headlines(records) -> dict[str, Any]:
