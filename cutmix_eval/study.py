@@ -301,7 +301,7 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
                                               trust=checkpoint.trust)
                 model_info = model_identity(info, checkpoint.method) | {
                     "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
-            for (where, name, job), kept in zip(jobs, flags):
+            for (_, name, job), kept in zip(jobs, flags):
                 if kept:
                     pending.remove(name)
                     counter.report([name], f"{name} · {checkpoint.method} · {job['dataset']['name']}", 0.0, True,

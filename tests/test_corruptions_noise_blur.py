@@ -20,7 +20,7 @@ import scipy.stats
 import torch
 import torch.nn.functional as F
 
-imagecorruptions = pytest.importorskip("imagecorruptions")
+pytest.importorskip("imagecorruptions")
 import imagecorruptions.corruptions  # noqa: E402
 from imagecorruptions import corrupt as reference  # noqa: E402
 from imagecorruptions.corruptions import _motion_blur as reference_motion_blur  # noqa: E402

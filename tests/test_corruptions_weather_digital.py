@@ -229,7 +229,7 @@ def test_elastic_cifar_table_matches_opencv_scipy_with_same_noise():
         jitter, fields = rng.random((1, 3, 2)), rng.random((1, 2, 32, 32))
         expected = cifar_elastic(image, param, jitter[0] * 2 - 1, fields[0] * 2 - 1)
         parts = [torch.from_numpy(jitter).float(), torch.from_numpy(fields).float()]
-        with mock.patch.object(digital, "per_image_draws", lambda *a, **k: parts):
+        with mock.patch.object(digital, "per_image_draws", lambda *a, parts=parts, **k: parts):
             ours = digital.elastic_transform(torch.from_numpy(image).permute(2, 0, 1)[None], param, torch.zeros(1))
         np.testing.assert_allclose(ours[0].permute(1, 2, 0).numpy(), expected, atol=2e-4)
 

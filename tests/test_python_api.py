@@ -153,7 +153,7 @@ def test_the_top_level_api_is_lazy_and_complete():
     import cutmix_eval as ce
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        ce.nope
+        ce.nope  # noqa: B018 (the attribute access is the test)
     with pytest.raises(UserError, match="fractions need at least 2 values"):
         ce.run_analysis("occlusion", ce.create_model("gapnet", num_classes=10),
                         ce.create_dataset("synthetic", "test"), fractions="0:2:1")

@@ -45,7 +45,8 @@ def test_two_writers_of_one_job_interleaved(tmp_path, monkeypatch, same_numbers)
 
     def b_finishes_first(path, text):
         monkeypatch.setattr(store_module, "atomic_write_text", commit_json)
-        monkeypatch.setattr(time, "time", lambda now=time.time(): now + 10)  # B writes 10 s later
+        now = time.time()
+        monkeypatch.setattr(time, "time", lambda: now + 10)  # B writes 10 s later
         store.save(job(), [result(seed=0 if same_numbers else 1)])
         return commit_json(path, text)
 

@@ -68,7 +68,7 @@ def test_methods_share_initial_weights_and_data_order(tmp_path):
 def test_same_seed_same_weights_and_existing_run_is_not_overwritten(tmp_path):
     a = train("cutmix", tiny(), tmp_path / "a", progress=False, log=lambda _: None)
     b = train("cutmix", tiny(), tmp_path / "b", progress=False, log=lambda _: None)
-    for (ka, va), (kb, vb) in zip(load_checkpoint(a.last)[0].net.state_dict().items(),
+    for (ka, va), (_, vb) in zip(load_checkpoint(a.last)[0].net.state_dict().items(),
                                   load_checkpoint(b.last)[0].net.state_dict().items()):
         assert torch.equal(va, vb), ka
     with pytest.raises(UserError, match="already holds a run"):
