@@ -36,10 +36,10 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.distributed import gather_objects, gather_rows, sum_arrays
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result, example_arrays, examples_from_arrays
 from cutmix_eval.runtime import resolve_device

@@ -27,8 +27,8 @@ from torch.utils.data import Dataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import loss_gradient
 from cutmix_eval.distributed import gather_concat
-from cutmix_eval.evaluate.passes import Predictions, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import Predictions, make_loader
 from cutmix_eval.progress import progress_bar
 
 
