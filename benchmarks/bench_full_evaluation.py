@@ -51,8 +51,8 @@ from _common import alternating_seconds, comparison, markdown_table, parse_round
 from cutmix_eval.data import create_dataset
 from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all
 from cutmix_eval.evaluate.ood import create_ood_sets
-from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.models import create_model
+from cutmix_eval.passes import make_loader
 
 TARGET = 1.3
 BATCH = 256

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import numbers
-import platform
-from functools import lru_cache
-from importlib import metadata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from cutmix_eval.versions import package_versions
 
 SCHEMA_VERSION = 1
 
@@ -34,22 +33,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-@lru_cache(maxsize=1)
-def package_versions() -> dict[str, str]:
-    """The versions that can change an evaluation's numbers: this package, Python and the numeric
-    libraries (read from their installed metadata, so nothing heavy is imported)."""
-    from cutmix_eval import __version__
-
-    found = {"cutmix_eval": __version__, "python": platform.python_version()}
-    for package in ("torch", "torchvision", "timm", "grad-cam", "numpy", "scipy", "scikit-learn", "opencv-python",
-                    "opencv-python-headless"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def _now() -> str:

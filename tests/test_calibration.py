@@ -8,10 +8,10 @@ import pytest
 from cutmix_eval.cli import main
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.calibration import calibration_result
-from cutmix_eval.evaluate.passes import Predictions
 from cutmix_eval.metrics import calibration as cal
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.passes import Predictions
 
 
 def predictions(n=400, classes=5, seed=0, scale=4.0):

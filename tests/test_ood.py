@@ -15,10 +15,10 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate import ood as ood_eval
 from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood, ood_set_names, score_pairs
 from cutmix_eval.evaluate.ood_scores import ODINSetting, create_score, list_scores
-from cutmix_eval.evaluate.passes import Predictions
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.passes import Predictions
 
 from conftest import CLI, cli_env, tiny_checkpoint
 

@@ -113,8 +113,8 @@ def report_figures(count: int) -> dict[str, object]:
 def command_figures() -> dict[str, object]:
     """The figures the per-analysis commands draw for one model, from the same records."""
     from cutmix_eval.cli.calibration import reliability_figure
+    from cutmix_eval.cli.localize import examples_figure
     from cutmix_eval.cli.ood import ood_figure
-    from cutmix_eval.evaluate.localization import examples_figure
     from cutmix_eval.report.figures import adversarial_figure, corruption_heatmap, inbetween_figure, occlusion_figure
     from cutmix_eval.results import examples_from_arrays
 

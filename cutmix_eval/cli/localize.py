@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
     print_table, stored_analysis
+
+
+def examples_figure(examples: dict[str, list]):
+    """The CAM example sheet: each image with its map, ground-truth boxes (green) and the box
+    at the split's threshold (red, dashed), titled with its class."""
+    import numpy as np
+
+    from cutmix_eval.report.figures import sample_grid
+
+    return sample_grid(np.stack(examples["image"]), boxes=examples["boxes"], heatmaps=examples["map"],
+                       titles=examples["title"], ncols=8, pred_boxes=examples["pred_boxes"], pred_inclusive=True,
+                       title=f"Class activation maps: ground truth (green) and largest-region box at threshold "
+                             f"{examples['threshold']:.2f} (red, dashed)")
+
+
+def write_outputs(result, out_dir: Path) -> tuple[Path, Path]:
+    """Write the record (``result.json``) and the figure of the examples in the Result's
+    artifacts (``examples.png``) atomically."""
+    from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
+    from cutmix_eval.results import examples_from_arrays
+
+    examples = examples_from_arrays(result.artifacts)
+    record = atomic_write_text(out_dir / "result.json", result.to_json(indent=1))
+    return record, atomic_save_figure(out_dir / "examples.png", examples_figure(examples), dpi=120)
 
 
 class LocalizeCommand(Command):
@@ -26,8 +52,6 @@ class LocalizeCommand(Command):
                                  "(default: reports/localize/<checkpoint>-<sha256[:8]>-<data>-<cam>-<protocol>)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.localization import write_outputs
-
         device, dataset, model, info, model_info = prepare_evaluation(args)
         record = stored_analysis(args, "localization", device, dataset, model, model_info,
                                  {"cam": args.cam, "protocol": args.protocol})

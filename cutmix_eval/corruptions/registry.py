@@ -10,6 +10,10 @@ Two parameter tables (``../shared/reference/corruptions.md``): ``cifar`` (the CI
 CIFAR-100-C definitions for 32 x 32 images) and ``imagenet`` (ImageNet-C, 224 x 224).
 ``table="auto"`` picks ``cifar`` for images whose longer side is at most
 :data:`CIFAR_MAX_SIDE` pixels and ``imagenet`` otherwise.
+
+The names, groups and severity levels (``GROUPS``, ``BENCHMARK``, ``ALL``, ``SEVERITIES``)
+are defined in :mod:`cutmix_eval.metrics.corruption`, whose aggregates need them without
+importing torch, and re-exported here.
 """
 
 from __future__ import annotations
@@ -22,18 +26,8 @@ from typing import Any
 import torch
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.metrics.corruption import ALL, BENCHMARK, GROUPS, SEVERITIES
 
-#: table order: the 15 benchmark corruptions by group, then the 4 extra (validation) ones
-GROUPS: dict[str, tuple[str, ...]] = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
-    "weather": ("snow", "frost", "fog", "brightness"),
-    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
-    "extra": ("speckle_noise", "gaussian_blur", "spatter", "saturate"),
-}
-BENCHMARK = tuple(name for group in ("noise", "blur", "weather", "digital") for name in GROUPS[group])
-ALL = BENCHMARK + GROUPS["extra"]
-SEVERITIES = (1, 2, 3, 4, 5)
 TABLES = ("cifar", "imagenet")
 #: geometric mean of 32 and 224, rounded: the size above which the ImageNet table applies
 CIFAR_MAX_SIDE = 84

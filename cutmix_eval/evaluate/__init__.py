@@ -2,6 +2,6 @@
 Results, one per score, in the order asked). They write no files."""
 
 from cutmix_eval.evaluate.classification import evaluate_classification
-from cutmix_eval.evaluate.passes import Predictions, predict
+from cutmix_eval.passes import Predictions, predict
 
 __all__ = ["Predictions", "evaluate_classification", "predict"]

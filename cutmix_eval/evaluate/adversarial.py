@@ -31,9 +31,9 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
-from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.folding import fold_batchnorm
+from cutmix_eval.passes import make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device

@@ -17,12 +17,12 @@ import numpy as np
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import labelled_pass
-from cutmix_eval.evaluate.passes import Predictions
 from cutmix_eval.metrics.calibration import CONVENTIONS as CALIBRATION_CONVENTIONS
 from cutmix_eval.metrics.calibration import brier_per_image, calibration_metrics, fit_temperature, nll_per_image, \
     reliability_bins, softmax
 from cutmix_eval.metrics.classification import topk_correct
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import Predictions
 from cutmix_eval.results import Result
 
 N_BINS = 15

@@ -8,9 +8,9 @@ from torch.utils.data import Subset
 
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
-from cutmix_eval.evaluate.passes import Predictions, predict
 from cutmix_eval.metrics.classification import topk_correct
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import Predictions, predict
 from cutmix_eval.results import Result
 
 CONVENTIONS = {

@@ -39,9 +39,9 @@ from cutmix_eval.data.corrupted import corrupt_indexed
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
-from cutmix_eval.evaluate.passes import make_loader
 from cutmix_eval.metrics import corruption as summaries
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device

@@ -9,7 +9,7 @@ and the classifier weights by :class:`~cutmix_eval.cam.native.NativeCAM` itself
 (handed the pass's outputs, so there is no second forward) and reduced at once by a
 :class:`~cutmix_eval.evaluate.localization.LocalizationAccumulator`; logits,
 labels, indices and pooled features are kept as a
-:class:`~cutmix_eval.evaluate.passes.Predictions`. Feature maps never outlive their
+:class:`~cutmix_eval.passes.Predictions`. Feature maps never outlive their
 batch.
 
 :func:`evaluate_all` turns the pass into the analyses' Results: classification and
@@ -41,8 +41,8 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.calibration import N_BINS, calibration_result
 from cutmix_eval.evaluate.classification import check_compatible, classification_result
 from cutmix_eval.evaluate.localization import LocalizationAccumulator, evaluate_localization
-from cutmix_eval.evaluate.passes import Predictions, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import Predictions, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device

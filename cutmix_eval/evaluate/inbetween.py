@@ -31,8 +31,8 @@ from cutmix_eval.distributed import gather_concat
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
-from cutmix_eval.evaluate.passes import DistinctPasses, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import DistinctPasses, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
@@ -146,7 +146,7 @@ def inbetween_sweep(model: Classifier, a: torch.Tensor, b: torch.Tensor, label_a
     nonfinite B bool)`` with codes ``PREDICTS_A`` / ``PREDICTS_B`` / ``PREDICTS_NEITHER``
     (a NaN or infinite logit counts as neither). A and B themselves (t or s at 0 and 1)
     and samples whose windows round to the same pixels go through the model once
-    (:class:`~cutmix_eval.evaluate.passes.DistinctPasses`)."""
+    (:class:`~cutmix_eval.passes.DistinctPasses`)."""
     height, width = a.shape[-2:]
     passes = DistinctPasses(model, len(a), a.device)
 

@@ -24,7 +24,6 @@ with the dataset.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -36,12 +35,11 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.distributed import gather_objects, gather_rows, sum_arrays
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.evaluate.passes import make_loader
-from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import make_loader
 from cutmix_eval.progress import progress_bar
-from cutmix_eval.results import Result, example_arrays, examples_from_arrays
+from cutmix_eval.results import Result, example_arrays
 from cutmix_eval.runtime import resolve_device
 
 
@@ -244,22 +242,3 @@ def _result(arrays: dict[str, np.ndarray], pixels, spec: Protocol, model_info, d
     conventions["protocol"] = spec.description
     return Result(evaluator="localization", metrics=metrics, conventions=conventions, model=model_info,
                   dataset=dataset_info, config=config, per_sample=per_sample, curves=curves)
-
-
-def examples_figure(examples: dict[str, list]):
-    """The CAM example sheet: each image with its map, ground-truth boxes (green) and the box
-    at the split's threshold (red, dashed), titled with its class."""
-    from cutmix_eval.report.figures import sample_grid
-
-    return sample_grid(np.stack(examples["image"]), boxes=examples["boxes"], heatmaps=examples["map"],
-                       titles=examples["title"], ncols=8, pred_boxes=examples["pred_boxes"], pred_inclusive=True,
-                       title=f"Class activation maps: ground truth (green) and largest-region box at threshold "
-                             f"{examples['threshold']:.2f} (red, dashed)")
-
-
-def write_outputs(result: Result, out_dir: Path) -> tuple[Path, Path]:
-    """Write the record (``result.json``) and the figure of the examples in the Result's
-    artifacts (``examples.png``) atomically."""
-    examples = examples_from_arrays(result.artifacts)
-    record = atomic_write_text(out_dir / "result.json", result.to_json(indent=1))
-    return record, atomic_save_figure(out_dir / "examples.png", examples_figure(examples), dpi=120)

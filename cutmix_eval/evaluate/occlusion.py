@@ -30,8 +30,8 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
-from cutmix_eval.evaluate.passes import DistinctPasses, make_loader
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import DistinctPasses, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import per_image_uniform, resolve_device
@@ -206,7 +206,7 @@ def occlusion_sweep(model: Classifier, images: torch.Tensor, labels: torch.Tenso
                     fractions: Sequence[float], modes: Sequence[str] = MODES) -> Sweep:
     """Every (mode, fraction) variant of one batch, and the clean batch, through ``model``.
 
-    The model sees each distinct image once (:class:`~cutmix_eval.evaluate.passes.DistinctPasses`):
+    The model sees each distinct image once (:class:`~cutmix_eval.passes.DistinctPasses`):
     centre at 0 and boundary at 1 *are* the clean image, and centre at 1 and boundary at 0
     the all-fill image (the same for noise too, as it is seeded per image), and fractions
     whose windows round to the same pixels give the same image; such variants reuse one

@@ -32,10 +32,10 @@ from cutmix_eval.data.ood import folder_set_names
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.ood_scores import OODScore, create_score
-from cutmix_eval.evaluate.passes import Predictions, predict
 from cutmix_eval.metrics.ood import CONVENTIONS as METRIC_CONVENTIONS
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import Predictions, predict
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 

@@ -33,9 +33,9 @@ from torch.utils.data import Dataset, Subset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import loss_gradient
 from cutmix_eval.distributed import gather_concat
-from cutmix_eval.evaluate.passes import Predictions, make_loader
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import Predictions, make_loader
 from cutmix_eval.progress import progress_bar
 
 

@@ -5,8 +5,8 @@ Input is an **error table** ``E``: ``E(c, s)``, the top-1 error of a model on co
 evaluated severities ``S`` are ``severities=`` (ascending, among 1..5; default all five),
 one column each, in that order. The table is given as a mapping ``{corruption: |S| errors,
 lowest severity first}`` or as a ``C x |S|`` array with ``names`` (one corruption name per
-row). Names and groups are those of
-:mod:`cutmix_eval.corruptions`: 15 benchmark corruptions in the groups noise, blur,
+row). Names and groups are :data:`GROUPS` (defined here, torch-free, and used by the registry
+of :mod:`cutmix_eval.corruptions`): 15 benchmark corruptions in the groups noise, blur,
 weather and digital, and 4 extra ("validation") ones. Clean errors are fractions too.
 
 **Which severities a mean or sum is over: the evaluated ones, ``S``.** With all five this
@@ -53,13 +53,16 @@ from typing import Union
 
 import numpy as np
 
-from cutmix_eval.corruptions.registry import ALL, BENCHMARK, GROUPS, SEVERITIES
 from cutmix_eval.metrics._checks import check_finite_real
 
 __all__ = [
     "ALEXNET_ERRORS",
+    "ALL",
+    "BENCHMARK",
     "CorruptionReference",
     "CorruptionSummary",
+    "GROUPS",
+    "SEVERITIES",
     "corruption_errors",
     "corruption_summary",
     "describe_severities",
@@ -71,6 +74,18 @@ __all__ = [
     "relative_mce",
     "severity_scope",
 ]
+
+#: table order: the 15 benchmark corruptions by group, then the 4 extra (validation) ones
+GROUPS: dict[str, tuple[str, ...]] = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("snow", "frost", "fog", "brightness"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+    "extra": ("speckle_noise", "gaussian_blur", "spatter", "saturate"),
+}
+BENCHMARK = tuple(name for group in ("noise", "blur", "weather", "digital") for name in GROUPS[group])
+ALL = BENCHMARK + GROUPS["extra"]
+SEVERITIES = (1, 2, 3, 4, 5)
 
 #: an error table: ``{corruption: one error per severity}`` or a ``C x |S|`` array (with ``names``)
 Errors = Union[Mapping[str, Sequence[float]], np.ndarray, Sequence[Sequence[float]]]

@@ -51,7 +51,7 @@ from cutmix_eval.fileio import atomic_write
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.registry import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD,
                                          create_model, format_arch, model_spec, parse_arch)
-from cutmix_eval.results import package_versions
+from cutmix_eval.versions import package_versions
 
 FORMAT_NAME = "cutmix-eval"
 FORMAT_VERSION = 1

@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from cutmix_eval.corruptions.registry import BENCHMARK
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics import bootstrap as bs
-from cutmix_eval.metrics.corruption import CorruptionReference, mce, severity_scope
+from cutmix_eval.metrics.corruption import BENCHMARK, CorruptionReference, mce, severity_scope
 from cutmix_eval.report.paper import paper_references
 from cutmix_eval.report.store import Record, canonical_json
 from cutmix_eval.report.table import HIGHER, LOWER, Cell, Row, Table

@@ -39,12 +39,12 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 from cutmix_eval.data import create_dataset, dataset_spec
 from cutmix_eval.data.base import collate_samples
 from cutmix_eval.errors import UserError
-from cutmix_eval.evaluate.passes import predict
 from cutmix_eval.fileio import atomic_write_text, writable_folder
 from cutmix_eval.metrics.classification import topk_error
 from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.passes import predict
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.runtime import Loader
 from cutmix_eval import distributed

@@ -1,4 +1,6 @@
-"""The clean forward pass, computed once and shared by every evaluator that needs it."""
+"""Passes of a model over a dataset: the streaming loader, the clean forward pass (computed
+once and shared by every evaluator that needs it, and by training's test error) and the
+distinct-image passes of robustness sweeps. Below both ``evaluate/`` and ``train/``."""
 
 from __future__ import annotations
 
