@@ -18,6 +18,7 @@ quickstart: $(VENV)/.installed
 	$(BIN)/cutmix-eval quickstart
 
 test: $(VENV)/.installed
+	$(BIN)/ruff check cutmix_eval tests benchmarks
 	$(BIN)/python -m pytest -q
 
 test-all: $(VENV)/.installed

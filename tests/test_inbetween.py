@@ -189,6 +189,6 @@ num_pairs = 7
     def no_job(*args, **kwargs):
         raise AssertionError("a job started")
 
-    monkeypatch.setattr("cutmix_eval.study.run_job", no_job)
+    monkeypatch.setattr("cutmix_eval.study.run_jobs", no_job)
     with pytest.raises(UserError, match="7 pairs asked for, but there are 6 images"):
         run_study(load_study(tmp_path / "s.toml"), progress=False, log=lambda _: None)

@@ -20,6 +20,7 @@ which depends on the model).
 from __future__ import annotations
 
 from fractions import Fraction
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -113,16 +114,7 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
                          model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
     """Clean and robust accuracy of ``model`` on ``dataset`` (its first ``limit`` images)
     under each attack at each eps; see the module docstring for the conventions."""
-    attacks = list(dict.fromkeys(attacks))
-    unknown = [a for a in attacks if a not in ATTACKS]
-    if unknown or not attacks:
-        raise UserError(f"unknown attack {', '.join(unknown) or '(none)'}; choose from {', '.join(ATTACKS)}")
-    if target not in TARGETS:
-        raise UserError(f"unknown target rule {target!r}; choose from {', '.join(TARGETS)}")
-    if pgd_steps < 1 or pgd_restarts < 1 or (pgd_step_size is not None and pgd_step_size <= 0):
-        raise UserError("PGD needs steps >= 1, restarts >= 1 and a positive step size")
-    if targeted and model.num_classes < 2:
-        raise UserError("a targeted attack needs a model with at least 2 classes")
+    attacks = _check_settings(attacks, target, pgd_steps, pgd_step_size, pgd_restarts, targeted, model.num_classes)
     eps = check_eps(eps)
     check_compatible(model, dataset)
     device = resolve_device(device)
@@ -168,19 +160,9 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
         clean.append((clean_logits.argmax(dim=1) == labels).cpu().numpy())
         chosen.append(goal.cpu().numpy())
     clean_correct = gather_concat(clean)
-    metrics: dict[str, float] = {"clean_accuracy": float(clean_correct.mean())}
-    curves: dict[str, Any] = {}
-    per_sample: dict[str, np.ndarray] = {"index": gather_concat(indices), "clean_correct": clean_correct}
-    for attack in attacks:
-        correct, on_goal = gather_concat(robust[attack]), gather_concat(hit[attack])
-        success = on_goal.mean(axis=0) if targeted else \
-            (clean_correct[:, None] & ~correct).sum(axis=0) / max(int(clean_correct.sum()), 1)
-        for j, e in enumerate(eps):
-            metrics[f"{attack}/accuracy@{eps_label(e)}"] = float(correct[:, j].mean())
-            metrics[f"{attack}/success_rate@{eps_label(e)}"] = float(success[j])
-        curves[attack] = {"eps": [0.0, *eps], "accuracy": [metrics["clean_accuracy"], *correct.mean(axis=0)],
-                          "success_rate": [0.0, *success]}
-        per_sample[f"{attack}/correct"] = correct
+    metrics, curves, per_sample = _summarize(eps, clean_correct, {a: gather_concat(robust[a]) for a in attacks},
+                                             {a: gather_concat(hit[a]) for a in attacks}, targeted)
+    per_sample = {"index": gather_concat(indices)} | per_sample
     if targeted:
         per_sample["target"] = gather_concat(chosen)
     if "fgsm" in attacks and any(abs(e - PAPER_EPS) < 1e-9 for e in eps) and not targeted:
@@ -197,6 +179,42 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
                   dataset={"name": dataset.name, "split": dataset.split, "num_images": len(data),
                            "num_classes": dataset.num_classes},
                   config=config, curves=curves, per_sample=per_sample)
+
+
+def _check_settings(attacks: Sequence[str], target: str, pgd_steps: int, pgd_step_size: float | None,
+                    pgd_restarts: int, targeted: bool, num_classes: int) -> list[str]:
+    """The attacks asked for, each once; every setting checked (one UserError each)."""
+    attacks = list(dict.fromkeys(attacks))
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown or not attacks:
+        raise UserError(f"unknown attack {', '.join(unknown) or '(none)'}; choose from {', '.join(ATTACKS)}")
+    if target not in TARGETS:
+        raise UserError(f"unknown target rule {target!r}; choose from {', '.join(TARGETS)}")
+    if pgd_steps < 1 or pgd_restarts < 1 or (pgd_step_size is not None and pgd_step_size <= 0):
+        raise UserError("PGD needs steps >= 1, restarts >= 1 and a positive step size")
+    if targeted and num_classes < 2:
+        raise UserError("a targeted attack needs a model with at least 2 classes")
+    return attacks
+
+
+def _summarize(eps: Sequence[float], clean_correct: np.ndarray, correct: dict[str, np.ndarray],
+               on_goal: dict[str, np.ndarray], targeted: bool) -> tuple[dict, dict, dict]:
+    """Metrics, curves and per-image outcomes from each attack's ``N x E`` outcomes: ``correct``
+    (still the label) and ``on_goal`` (the attack's goal class). Success rate: targeted, the
+    fraction on the target; untargeted, of the images right without attack, the fraction made wrong."""
+    metrics: dict[str, float] = {"clean_accuracy": float(clean_correct.mean())}
+    curves: dict[str, Any] = {}
+    per_sample: dict[str, np.ndarray] = {"clean_correct": clean_correct}
+    for attack, right in correct.items():
+        success = on_goal[attack].mean(axis=0) if targeted else \
+            (clean_correct[:, None] & ~right).sum(axis=0) / max(int(clean_correct.sum()), 1)
+        for j, e in enumerate(eps):
+            metrics[f"{attack}/accuracy@{eps_label(e)}"] = float(right[:, j].mean())
+            metrics[f"{attack}/success_rate@{eps_label(e)}"] = float(success[j])
+        curves[attack] = {"eps": [0.0, *eps], "accuracy": [metrics["clean_accuracy"], *right.mean(axis=0)],
+                          "success_rate": [0.0, *success]}
+        per_sample[f"{attack}/correct"] = right
+    return metrics, curves, per_sample
 
 
 def fgsm_predictions(model: Classifier, images: torch.Tensor, direction: torch.Tensor,

@@ -254,7 +254,7 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     bad = int(gather_concat(nonfinite).sum())
     if bad:
         warnings.warn(f"the model produced NaN or infinite logits for {bad} in-between pairs; those predictions "
-                      "count as neither class")
+                      "count as neither class", stacklevel=2)
     per_kind = {kind: gather_concat(parts) for kind, parts in outcomes.items()}
     metrics: dict[str, float] = {}
     curves: dict[str, Any] = {}

@@ -313,7 +313,7 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
     bad = int(gather_concat(nonfinite).sum())
     if bad:
         warnings.warn(f"the model produced NaN or infinite logits for {bad} images in some occlusion variant; "
-                      "those outcomes count as wrong")
+                      "those outcomes count as wrong", stacklevel=2)
     height, width = size
     metrics: dict[str, float] = {"clean_accuracy": float(gather_concat(clean).mean())}
     curves: dict[str, Any] = {}

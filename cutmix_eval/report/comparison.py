@@ -397,7 +397,7 @@ def group_records(records: Sequence[Record]) -> dict[tuple, list[Record]]:
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for record in records:
         job = record.job
-        for i, result in enumerate(record.results if job["analysis"] == "ood" else record.results[:1]):
+        for result in record.results if job["analysis"] == "ood" else record.results[:1]:
             one = record if job["analysis"] != "ood" else Record(record.path, job, record.key, [result])
             score = result.config.get("score", "") if job["analysis"] == "ood" else ""
             key = (job["analysis"], job["dataset"]["name"], job["dataset"]["split"], job["dataset"].get("limit"),
