@@ -47,6 +47,12 @@ class Predictions:
         return self
 
 
+def head(dataset: Dataset, count: int | None) -> Dataset:
+    """The first ``count`` items of ``dataset`` (every item when ``count`` is None or covers it):
+    what an evaluation's ``limit`` keeps, in dataset order."""
+    return Subset(dataset, range(count)) if count and count < len(dataset) else dataset
+
+
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle: bool = False,
                 generator: torch.Generator | None = None, drop_last: bool = False,
                 collate_fn=collate_samples) -> Loader:

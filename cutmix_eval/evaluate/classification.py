@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch.utils.data import Subset
 
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics.classification import topk_correct
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import Predictions, predict
+from cutmix_eval.passes import Predictions, head, predict
 from cutmix_eval.results import Result
 
 CONVENTIONS = {
@@ -51,7 +50,7 @@ def labelled_pass(model: Classifier, dataset: ImageDataset, *, batch_size: int =
     """The prediction pass over a labelled dataset (its first ``limit`` images if given) that
     classification and calibration share, and the dataset's description for their records."""
     check_compatible(model, dataset)
-    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    data = head(dataset, limit)
     predictions = predict(model, data, batch_size=batch_size, device=device, num_workers=num_workers,
                           progress=progress, desc=f"evaluate {dataset.name}")
     return predictions, {"name": dataset.name, "split": dataset.split, "num_images": len(data),

@@ -41,7 +41,7 @@ from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
 from cutmix_eval.metrics import corruption as summaries
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import make_loader
+from cutmix_eval.passes import head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
@@ -112,7 +112,7 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
     names, levels = check_selection(corruptions, severities)
     _check_reference(reference, levels)
     check_compatible(model, dataset)
-    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    data = head(dataset, limit)
     device = resolve_device(device)
     models = _models(model, reference, device)
     loader = make_loader(data, batch_size, num_workers)

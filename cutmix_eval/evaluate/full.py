@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import Subset
 
 from cutmix_eval.cam.native import NativeCAM
 from cutmix_eval.data.base import ImageDataset
@@ -42,7 +41,7 @@ from cutmix_eval.evaluate.calibration import N_BINS, calibration_result
 from cutmix_eval.evaluate.classification import check_compatible, classification_result
 from cutmix_eval.evaluate.localization import LocalizationAccumulator, evaluate_localization
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import Predictions, make_loader
+from cutmix_eval.passes import Predictions, head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
@@ -97,7 +96,7 @@ def shared_pass(model: Classifier, dataset: ImageDataset, *, localization: Local
     check_compatible(model, dataset)
     device = resolve_device(device)
     model = model.to(device).eval()
-    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    data = head(dataset, limit)
     note, outputs, cam = None, None, None
     if localization is not None:
         outputs = _PassOutputs(model)

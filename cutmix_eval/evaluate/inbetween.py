@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from cutmix_eval.data.base import ImageDataset, dataset_labels
 from cutmix_eval.distributed import gather_concat
@@ -32,7 +32,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import DistinctPasses, make_loader
+from cutmix_eval.passes import DistinctPasses, head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
@@ -228,7 +228,7 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     grids = {"mixup": check_fractions(mix_grid, "the mixup grid"),
              "cutmix": check_fractions(cut_grid, "the cutmix grid")}
     check_compatible(model, dataset)
-    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    data = head(dataset, limit)
     if len(data) == 0:
         raise UserError(f"dataset {dataset.name} is empty; nothing to pair")
     a_indices, b_indices = make_pairs(dataset_labels(data), num_pairs, seed)

@@ -28,7 +28,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from torch.utils.data import Subset
 
 from cutmix_eval.cam import create_cam
 from cutmix_eval.data.base import ImageDataset
@@ -37,7 +36,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import make_loader
+from cutmix_eval.passes import head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result, example_arrays
 from cutmix_eval.runtime import resolve_device
@@ -86,7 +85,7 @@ def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str 
     device = resolve_device(device)
     model = model.to(device).eval()
     method = create_cam(cam, model)
-    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    data = head(dataset, limit)
     for batch in progress_bar(make_loader(data, batch_size, num_workers), desc=f"localize {dataset.name}", unit="batch",
                               enabled=progress):
         images, labels = batch["image"].to(device), batch["label"].to(device)

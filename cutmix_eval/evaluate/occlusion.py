@@ -24,14 +24,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Subset
 
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import DistinctPasses, make_loader
+from cutmix_eval.passes import DistinctPasses, head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import per_image_uniform, resolve_device
@@ -289,7 +288,7 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
     modes = check_modes(modes)
     fill = parse_fill(fill)
     check_compatible(model, dataset)
-    data = Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    data = head(dataset, limit)
     device = resolve_device(device)
     model = model.to(device).eval()
     correct: dict[str, list[torch.Tensor]] = {mode: [] for mode in modes}

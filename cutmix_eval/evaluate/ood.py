@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from cutmix_eval.data import create_dataset, dataset_spec
 from cutmix_eval.data.base import ImageDataset
@@ -35,7 +35,7 @@ from cutmix_eval.evaluate.ood_scores import OODScore, create_score
 from cutmix_eval.metrics.ood import CONVENTIONS as METRIC_CONVENTIONS
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import Predictions, predict
+from cutmix_eval.passes import Predictions, head, predict
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -114,10 +114,6 @@ def create_ood_sets(id_dataset: ImageDataset, requested: Sequence[str], root: st
     return sets
 
 
-def _head(dataset: Dataset, count: int | None) -> Dataset:
-    return Subset(dataset, range(min(count, len(dataset)))) if count else dataset
-
-
 def _set_metrics(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     """``{set}/{metric}`` for each (ID scores, OOD scores) pair, and ``mean/{metric}`` over sets."""
     metrics: dict[str, float] = {}
@@ -176,8 +172,8 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
     detectors = [create_score(name, **options.get(name, {})) for name in dict.fromkeys(scores)]
     device = resolve_device(device)
     run = partial(predict, model, batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
-    id_data = _head(id_dataset, limit)
-    ood_data = {name: _head(data, limit) for name, data in ood_sets.items()}
+    id_data = head(id_dataset, limit)
+    ood_data = {name: head(data, limit) for name, data in ood_sets.items()}
     base_config = {"batch_size": batch_size, "limit": limit}
     info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
 
@@ -207,7 +203,7 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
             if fit_dataset is None:
                 raise UserError("the Mahalanobis score is fitted on labelled training images: pass --fit-data "
                                 "(default: the ID dataset's train split)")
-            fitted = run(_head(fit_dataset, fit_limit), keep_features=True,
+            fitted = run(head(fit_dataset, fit_limit), keep_features=True,
                          desc=f"fit {fit_dataset.name}").require_finite(MEANINGLESS, fit_dataset.name)
             fit_config = {"fit_data": {"name": fit_dataset.name, "split": fit_dataset.split,
                                        "num_images": len(fitted.labels)}}

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import Dataset, DistributedSampler, Subset
+from torch.utils.data import Dataset, DistributedSampler
 
 from cutmix_eval.data import create_dataset, dataset_spec
 from cutmix_eval.data.base import collate_samples
@@ -44,7 +44,7 @@ from cutmix_eval.metrics.classification import topk_error
 from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import predict
+from cutmix_eval.passes import head, predict
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.runtime import Loader
 from cutmix_eval import distributed
@@ -78,10 +78,6 @@ def epoch_seed(seed: int, epoch: int, rank: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def _first(dataset: Dataset, count: int | None) -> Dataset:
-    return Subset(dataset, range(min(count, len(dataset)))) if count else dataset
-
-
 def build_datasets(recipe: Recipe, image_size: int, data_root: str | None) -> tuple[Dataset, Dataset, int]:
     """(train set with augmentation, test set with the eval geometry, class count)."""
     spec = dataset_spec(recipe.dataset)
@@ -98,7 +94,7 @@ def build_datasets(recipe: Recipe, image_size: int, data_root: str | None) -> tu
     test_set = create_dataset(recipe.dataset, eval_split, root=data_root, **sized)
     if len(train_set) == 0 or len(test_set) == 0:
         raise UserError(f"{recipe.dataset}: the train or {eval_split} split is empty; nothing to train on")
-    return _first(train_set, recipe.train_samples), _first(test_set, recipe.test_samples), train_set.num_classes
+    return head(train_set, recipe.train_samples), head(test_set, recipe.test_samples), train_set.num_classes
 
 
 def _lr_factor(recipe: Recipe, steps_per_epoch: int) -> Callable[[int], float]:
