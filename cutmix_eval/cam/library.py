@@ -42,12 +42,8 @@ from torch import nn
 
 from cutmix_eval.cam.base import CAMMethod, CAMResult, TargetSpec, check_feature_map, check_targets
 from cutmix_eval.cam.registry import register_cam
+from cutmix_eval.catalog import LIBRARY_CAMS
 from cutmix_eval.models.classifier import Classifier
-
-#: our name -> pytorch-grad-cam class (imported on first use: the library takes seconds to import)
-LIBRARY_METHODS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
-                   "layercam": "LayerCAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM",
-                   "scorecam": "ScoreCAM"}
 
 
 class GraphStart(nn.Module):
@@ -130,7 +126,7 @@ class ScoreCAMMethod(LibraryCAM):
     """
 
     def __init__(self, model: Classifier, batch_size: int = 64):
-        super().__init__(model, "scorecam", LIBRARY_METHODS["scorecam"])
+        super().__init__(model, "scorecam", LIBRARY_CAMS["scorecam"])
         self.batch_size = int(batch_size)
 
     def _run(self, cam, images: torch.Tensor, per_image_targets: list) -> np.ndarray:
@@ -141,9 +137,9 @@ class ScoreCAMMethod(LibraryCAM):
 
 def _library_factory(name: str):
     def build(model: Classifier) -> LibraryCAM:
-        return LibraryCAM(model, name, LIBRARY_METHODS[name])
+        return LibraryCAM(model, name, LIBRARY_CAMS[name])
     return build
 
 
-for _name in LIBRARY_METHODS:
+for _name in LIBRARY_CAMS:
     register_cam(_name)(ScoreCAMMethod if _name == "scorecam" else _library_factory(_name))

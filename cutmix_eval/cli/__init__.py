@@ -4,6 +4,13 @@ Conventions for every command: user mistakes end in one line on stderr and exit
 status 2 (``--debug`` shows the traceback); with ``--json`` the last line of stdout
 is one JSON object with the command's results; progress bars go to stderr; Ctrl-C ends
 in one line saying what is kept (exit status 130).
+
+Imports are lazy: building the parser (every command's ``add_arguments``) imports only
+the standard library, NumPy, tabulate and light modules of ours (:mod:`cutmix_eval.catalog`
+for the names in choices and help, :mod:`cutmix_eval.train.recipes`, :mod:`cutmix_eval.errors`);
+torch, OpenCV, matplotlib, pandas and the modules of ours that import them are imported
+inside a command's ``run``, so ``--help`` answers at once and ``metrics ood`` never loads
+torch. ``tests/test_cli_imports.py`` checks this.
 """
 
 from __future__ import annotations
@@ -102,7 +109,7 @@ def _join_torchrun(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; Ctrl-C anywhere, even while the parser imports torch, ends in one line
+    """Run one command; Ctrl-C anywhere, even while a command imports torch, ends in one line
     saying where things stand (the interrupt's message, see
     :func:`cutmix_eval.errors.where_things_stand`) and exit status 130, without a traceback."""
     try:

@@ -11,6 +11,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from cutmix_eval.catalog import METHODS
+
 
 GENERIC_CHECKPOINT_NAMES = ("last", "best", "model_best", "checkpoint", "model")
 NO_LABEL = ("{path} has no method label: reports show it in a column of its own, named by its file; give it one "
@@ -47,8 +49,6 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def add_methods(parser: argparse.ArgumentParser) -> None:
-    from cutmix_eval.train import METHODS
-
     parser.add_argument("--methods", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
                         default=list(METHODS), help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
 
@@ -56,7 +56,6 @@ def add_methods(parser: argparse.ArgumentParser) -> None:
 def selected_methods(args: argparse.Namespace) -> list[str]:
     """The ``--methods`` list, checked against the known methods."""
     from cutmix_eval.errors import UserError
-    from cutmix_eval.train import METHODS
 
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
     report_outputs, save_outputs, stored_analysis
-from cutmix_eval.metrics.corruption import severity_scope
 
 #: released corrupted sets and the clean test set each one's clean error comes from
 CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
@@ -30,6 +29,8 @@ def corruption_rows(result) -> list[dict]:
 def summary_lines(result) -> list[str]:
     """The clean error and the summaries, each with its convention; those over fewer than 5
     severities say which, and a summary left out says why."""
+    from cutmix_eval.metrics.corruption import severity_scope
+
     scope = severity_scope(result.config["severities"])
     lines = []
     for key in ("clean_error", "mean_corruption_error", "mce", "relative_mce"):

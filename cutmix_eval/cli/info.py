@@ -7,7 +7,6 @@ import textwrap
 from cutmix_eval.cli._common import (NO_LABEL, Command, add_checkpoint, add_data_root, add_json, emit_json,
                                      load_model_from_args, print_table)
 from cutmix_eval.errors import DatasetNotFoundError
-from cutmix_eval.models.checkpoint import recipe_identity
 
 WIDTH = 100  # inspect's output fits a terminal this wide
 
@@ -112,6 +111,8 @@ class InspectCommand(Command):
         add_json(parser)
 
     def run(self, args):
+        from cutmix_eval.models.checkpoint import recipe_identity
+
         _, info = load_model_from_args(args)
         data = info.to_dict()
         flat = {k: v for k, v in info.training.items() if not isinstance(v, dict)}

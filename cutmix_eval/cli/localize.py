@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
     print_table, stored_analysis
+from cutmix_eval.catalog import CAMS, LOCALIZATION_PROTOCOLS
 
 
 def examples_figure(examples: dict[str, list]):
@@ -40,13 +41,10 @@ class LocalizeCommand(Command):
                 "cutmix-eval localize --ckpt model.pth --data cub-wsol --split test --protocol paper --json")
 
     def add_arguments(self, parser):
-        from cutmix_eval.cam import list_cams
-        from cutmix_eval.evaluate.localization import PROTOCOLS
-
         add_evaluation(parser, 64, "dataset with boxes (see `cutmix-eval datasets`)")
-        parser.add_argument("--cam", default="cam", choices=list_cams(), help="map method (default: native CAM)")
-        parser.add_argument("--protocol", default="wsolevaluation", choices=sorted(PROTOCOLS),
-                            help="; ".join(f"{k}: {v.description}" for k, v in PROTOCOLS.items()))
+        parser.add_argument("--cam", default="cam", choices=sorted(CAMS), help="map method (default: native CAM)")
+        parser.add_argument("--protocol", default="wsolevaluation", choices=sorted(LOCALIZATION_PROTOCOLS),
+                            help="; ".join(f"{k}: {v}" for k, v in LOCALIZATION_PROTOCOLS.items()))
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the result record and figure "
                                  "(default: reports/localize/<checkpoint>-<sha256[:8]>-<data>-<cam>-<protocol>)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
     print_table, save_outputs, stored_analysis
+from cutmix_eval.catalog import OOD_SCORES
 
 COLUMNS = {"tnr_at_tpr95": "TNR at TPR95", "auroc": "AUROC", "detection_accuracy": "Det. acc",
            "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}
@@ -37,8 +38,6 @@ class OODCommand(Command):
                 "cutmix-eval ood --ckpt model.pth --in cifar100 --out isun --score odin --odin-holdout 1000 --json")
 
     def add_arguments(self, parser):
-        from cutmix_eval.evaluate.ood_scores import list_scores
-
         add_evaluation(parser, 256, "in-distribution dataset (its test split unless --split)", data_option="--in")
         parser.add_argument("--out", dest="ood", action="append", required=True, metavar="NAME|DIR",
                             help="OOD set, repeatable: a name from `cutmix-eval datasets` (kind ood), lsun / "
@@ -47,7 +46,7 @@ class OODCommand(Command):
                                  "shortest path suffix no other folder shares: LSUN/test, Imagenet/test -> LSUN-test, "
                                  "Imagenet-test); each set once")
         parser.add_argument("--score", default="msp", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
-                            help=f"comma-separated scores from {', '.join(list_scores())} (default: msp, the "
+                            help=f"comma-separated scores from {', '.join(OOD_SCORES)} (default: msp, the "
                                  "paper's); post-hoc scores share one pass per set")
         parser.add_argument("--energy-temperature", type=float, default=1.0, help="energy score temperature")
         parser.add_argument("--fit-data", metavar="NAME", help="labelled set the Mahalanobis score is fitted on "

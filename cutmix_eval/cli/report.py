@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cutmix_eval.catalog import REPORT_FORMATS
 from cutmix_eval.cli._common import Command, add_json, emit_json
 
 
@@ -42,11 +43,9 @@ class ReportCommand(Command):
                 "cutmix-eval report reports/results --format md,tex --out paper/tables --no-intervals")
 
     def add_arguments(self, parser):
-        from cutmix_eval.report.build import FORMATS
-
         parser.add_argument("results", metavar="RESULTS_DIR", help="folder of records written by evaluations")
-        parser.add_argument("--format", dest="formats", type=_formats, default=list(FORMATS),
-                            help=f"comma-separated subset of {','.join(FORMATS)} (default: all)")
+        parser.add_argument("--format", dest="formats", type=_formats, default=list(REPORT_FORMATS),
+                            help=f"comma-separated subset of {','.join(REPORT_FORMATS)} (default: all)")
         parser.add_argument("--out", metavar="DIR",
                             help="output folder (default: RESULTS_DIR's name + `-report`, next to it: "
                                  "reports/results -> reports/results-report). The report replaces the one "

@@ -10,6 +10,7 @@ import time
 import typing
 from pathlib import Path
 
+from cutmix_eval.catalog import METHODS
 from cutmix_eval.cli._common import (Command, add_data_root, add_device, add_json, add_methods, emit_json,
                                      print_table, selected_methods)
 
@@ -117,8 +118,6 @@ class TrainCommand(Command):
                 "torchrun --nproc_per_node=4 -m cutmix_eval train --method cutmix --recipe imagenet-resnet50")
 
     def add_arguments(self, parser):
-        from cutmix_eval.train import METHODS
-
         parser.add_argument("--method", required=True, choices=sorted(METHODS))
         _add_common(parser)
 

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from cutmix_eval.cam import create_cam
+from cutmix_eval.catalog import LOCALIZATION_PROTOCOLS
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.distributed import gather_objects, gather_rows, sum_arrays
 from cutmix_eval.errors import UserError
@@ -49,16 +50,10 @@ class Protocol:
     description: str
 
 
-PROTOCOLS = {
-    "wsolevaluation": Protocol("wsolevaluation", cv2.INTER_CUBIC,
-                               "ground-truth-class map, bicubic resize to the input size, then min-max "
-                               "normalization (NaN/constant -> 0), uint8 quantization, foreground strictly above "
-                               "the threshold, thresholds 0:0.01:0.99, one threshold for the split, inclusive IoU"),
-    "paper": Protocol("paper", cv2.INTER_LINEAR,
-                      "ground-truth-class map, bilinear resize to the input size, binarized at 0.15 x its maximum, "
-                      "tight box of the largest connected component, inclusive IoU >= 0.5 (and correct top-1 "
-                      "class for top-1 localization)"),
-}
+#: the protocols named (and described) in the catalog, each with its interpolation
+INTERPOLATIONS = {"wsolevaluation": cv2.INTER_CUBIC, "paper": cv2.INTER_LINEAR}
+PROTOCOLS = {name: Protocol(name, INTERPOLATIONS[name], description)
+             for name, description in LOCALIZATION_PROTOCOLS.items()}
 WSOL_THRESHOLDS = loc.cam_thresholds(0.01)  # wsolevaluation's grid: 0, 0.01, ..., 0.99
 PAPER_THRESHOLD = 0.15
 

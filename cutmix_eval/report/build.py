@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from cutmix_eval.catalog import REPORT_FORMATS as FORMATS  # light: the CLI lists them without this module
 from cutmix_eval.errors import UserError
 from cutmix_eval.fileio import atomic_save_figure, atomic_write_text, writable_folder
 from cutmix_eval.metrics.corruption import severity_scope
@@ -44,7 +45,6 @@ from cutmix_eval.report.comparison import (build_tables, columns_of, current_rec
 from cutmix_eval.report.store import Record, ResultStore
 from cutmix_eval.results import examples_from_arrays
 
-FORMATS = ("md", "tex", "csv", "html")
 MANIFEST = "report-manifest.json"
 
 

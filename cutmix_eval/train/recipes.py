@@ -3,7 +3,8 @@
 A :class:`Recipe` holds every setting of a run; the loop reads nothing else. Named
 recipes reproduce the paper's settings (``paper.md`` section 2) and add a quick one
 for the embedded dataset; any field can be overridden (``get_recipe(name,
-epochs=5)``, or ``--epochs 5`` on the command line).
+epochs=5)``, or ``--epochs 5`` on the command line). Importing this module imports no
+torch: the command line builds its recipe options from it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.train.augment import AUGMENTATIONS
 
 
 def _doc(default: Any, help: str) -> Any:
@@ -120,6 +120,8 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
 
 
 def _validate(recipe: Recipe) -> None:
+    from cutmix_eval.train.augment import AUGMENTATIONS  # torch: this module stays light for the CLI's parsers
+
     problems = []
     if recipe.epochs < 1:
         problems.append(f"epochs must be >= 1 (got {recipe.epochs})")

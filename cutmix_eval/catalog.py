@@ -1,0 +1,39 @@
+"""The names the command line offers as choices, importable without torch.
+
+Building ``cutmix-eval``'s parsers must stay light (``docs/design.md``, "The command
+line imports lazily"), yet their choices and help name what registries hold: training
+methods, CAM methods, OOD scores, localization protocols, report formats. Those
+registries live in modules that import torch, OpenCV or matplotlib, so their names live
+here, the standard library's only import. Where a registry is plain data it is built
+from these (``cam/library.py``, ``evaluate/localization.py``, ``report/build.py``); where
+it is filled by classes (the mixers, native CAM, the OOD scores), each class names
+itself and ``tests/test_cli_imports.py`` checks that the registry holds exactly these
+names, in this order. Adding a method, CAM, score, protocol or format starts here.
+"""
+
+#: the training methods, in the order runs and reports list them (``train/mixing.py``)
+METHODS = ("baseline", "mixup", "cutout", "cutmix")
+
+#: our name -> pytorch-grad-cam class (``cam/library.py`` imports the library on first use)
+LIBRARY_CAMS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
+                "layercam": "LayerCAM", "hirescam": "HiResCAM", "eigencam": "EigenCAM",
+                "scorecam": "ScoreCAM"}
+
+#: every CAM method: native CAM (``cam/native.py``) and the library's
+CAMS = ("cam", *LIBRARY_CAMS)
+
+#: the OOD scores, in registration order (``evaluate/ood_scores.py``)
+OOD_SCORES = ("msp", "maxlogit", "energy", "mahalanobis", "odin")
+
+#: localization protocol -> its conventions (``evaluate/localization.py``)
+LOCALIZATION_PROTOCOLS = {
+    "wsolevaluation": "ground-truth-class map, bicubic resize to the input size, then min-max normalization "
+                      "(NaN/constant -> 0), uint8 quantization, foreground strictly above the threshold, thresholds "
+                      "0:0.01:0.99, one threshold for the split, inclusive IoU",
+    "paper": "ground-truth-class map, bilinear resize to the input size, binarized at 0.15 x its maximum, tight box "
+             "of the largest connected component, inclusive IoU >= 0.5 (and correct top-1 class for top-1 "
+             "localization)",
+}
+
+#: the formats a report is rendered in (``report/build.py``)
+REPORT_FORMATS = ("md", "tex", "csv", "html")
