@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import random
 import signal
 import sys
 import threading
@@ -71,17 +70,6 @@ def _quiet_worker(worker_init_fn, worker_id: int) -> None:
 def _drop_connection_errors(kind, error, traceback) -> None:
     if not issubclass(kind, (OSError, EOFError)):
         sys.__excepthook__(kind, error, traceback)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a CPU generator seeded the same way for
-    data order and augmentation, so a run is reproducible from its seed."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    generator = torch.Generator()
-    generator.manual_seed(seed)
-    return generator
 
 
 def per_image_uniform(keys, shape, *, like: torch.Tensor) -> torch.Tensor:

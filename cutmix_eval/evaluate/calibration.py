@@ -14,14 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
-from cutmix_eval.evaluate.classification import labelled_pass
 from cutmix_eval.metrics.calibration import CONVENTIONS as CALIBRATION_CONVENTIONS
 from cutmix_eval.metrics.calibration import brier_per_image, calibration_metrics, fit_temperature, nll_per_image, \
     reliability_bins, softmax
 from cutmix_eval.metrics.classification import topk_correct
-from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions
 from cutmix_eval.results import Result
 
@@ -71,15 +68,3 @@ def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: in
     return Result(evaluator="calibration", metrics=metrics, conventions=conventions, model=model_info,
                   dataset=dataset_info, config={"holdout": holdout, "n_bins": n_bins} | (config or {}),
                   curves=curves, per_sample=per_sample)
-
-
-def evaluate_calibration(model: Classifier, dataset: ImageDataset, *, holdout: int = 0, n_bins: int = N_BINS,
-                         batch_size: int = 256, device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                         model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
-    """Calibration of ``model`` on ``dataset`` (the first ``limit`` images if given); with
-    ``holdout`` the temperature is fitted on the first ``holdout`` of them."""
-    predictions, dataset_info = labelled_pass(model, dataset, batch_size=batch_size, device=device,
-                                              num_workers=num_workers, limit=limit, progress=progress)
-    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
-    return calibration_result(predictions, holdout=holdout, n_bins=n_bins, model_info=info,
-                              dataset_info=dataset_info, config={"batch_size": batch_size, "limit": limit})

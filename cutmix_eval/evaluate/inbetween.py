@@ -37,7 +37,6 @@ from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
-KINDS = ("mixup", "cutmix")
 DEFAULT_GRID = tuple(i / 10 for i in range(11))
 #: outcome codes of ``{kind}/outcome``
 PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER = 0, 1, 2
