@@ -116,10 +116,10 @@ def ood(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, .
     companions); ``num_noise``: images per noise set (default: as many as ID test images, at
     most 10,000); ``fit_data``: the labelled set Mahalanobis is fitted on (default: the ID
     dataset's train split)."""
-    from cutmix_eval.evaluate.ood import evaluate_ood
+    from cutmix_eval.evaluate.ood import evaluate_ood, ood_inputs
 
-    ood_sets, fit = _ood_data(subject.dataset, subject.limit, subject.data_root, subject.cache, scores, sets,
-                              num_noise, fit_data)
+    ood_sets, fit = ood_inputs(subject.dataset, subject.limit, subject.data_root, sets=sets, scores=scores,
+                               num_noise=num_noise, fit_data=fit_data, cache=subject.cache)
     shared = subject.labelled_pass()[0] if list(scores) == ["msp"] else None
     return evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
                         score_options={"energy": {"temperature": energy_temperature},
@@ -175,22 +175,6 @@ def corruption(subject: Subject, corruptions: str | tuple[str, ...] = "all",
                                 model_info=subject.model_info, **subject.common())]
 
 
-def _ood_data(dataset: Any, limit: int | None, data_root: str | None, cache: dict[Any, Any],
-              scores: tuple[str, ...], sets: tuple[str, ...], num_noise: int | None, fit_data: str | None):
-    """The OOD sets and the Mahalanobis fit set (or None) of the ``ood`` analysis, built once per ``cache``."""
-    from cutmix_eval.data import create_dataset
-    from cutmix_eval.evaluate.ood import create_ood_sets
-
-    count = num_noise or min(len(dataset) if limit is None else limit, 10_000)
-    ood_sets = cached(cache, ("ood sets", tuple(sets), count),
-                      lambda: create_ood_sets(dataset, list(sets), data_root, num_noise=count))
-    fit = None
-    if "mahalanobis" in scores:
-        name = fit_data or dataset.name
-        fit = cached(cache, ("fit set", name), lambda: create_dataset(name, "train", root=data_root))
-    return ood_sets, fit
-
-
 def job_inputs(name: str, dataset: Any, limit: int | None, data_root: str | None, options: Mapping[str, Any],
                cache: dict[Any, Any]) -> dict[str, Any]:
     """What analysis ``name`` reads besides its model and dataset, by identity: each OOD set and
@@ -198,8 +182,9 @@ def job_inputs(name: str, dataset: Any, limit: int | None, data_root: str | None
     corruption reference checkpoint (SHA-256). Part of the job: a record is never reused for
     other OOD images or another reference model."""
     if name == "ood":
-        ood_sets, fit = _ood_data(dataset, limit, data_root, cache, options["scores"], options["sets"],
-                                  options["num_noise"], options["fit_data"])
+        from cutmix_eval.evaluate.ood import INPUT_OPTIONS, ood_inputs
+
+        ood_sets, fit = ood_inputs(dataset, limit, data_root, cache=cache, **{k: options[k] for k in INPUT_OPTIONS})
         return {"ood_sets": {set_name: ood.identity for set_name, ood in ood_sets.items()},
                 **({"fit_set": fit.identity} if fit is not None else {})}
     if name == "corruption" and options.get("reference"):
@@ -575,11 +560,11 @@ def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]
     exists = main_decides({name: record is not None for name, record in loaded.items()})
     records = {name: (loaded[name] or Record(store.path_for(job), job, job_key(job), []), True)
                for name, job in jobs.items() if exists[name]}
-    for name in records:
-        if report:
-            report([name], 0.0, True)
+    for name in records if report else ():
+        report([name], 0.0, True)
     missing = [name for name in jobs if name not in records]
-    for group in plan(missing, subject.dataset) if compute is None else [missing][:len(missing)]:
+    groups = plan(missing, subject.dataset) if compute is None else [missing] if missing else []
+    for group in groups:
         start = time.perf_counter()
         with where_things_stand(lambda group=group: not_recorded(group, store)):
             outcomes = iter([(group[0], compute())]) if compute else _compute(group, subject, jobs, notes)
@@ -602,7 +587,7 @@ def _compute(group: list[str], subject: Subject, jobs: Mapping[str, dict[str, An
 
         full = evaluate_all(subject.model, subject.dataset, analyses=group,
                             options={name: jobs[name]["options"] for name in group}, model_info=subject.model_info,
-                            data_root=subject.data_root, **subject.common())
+                            data_root=subject.data_root, cache=subject.cache, **subject.common())
         yield from full.results.items()
         left = [name for name in group if name not in full.results]
         if notes is not None:

@@ -40,6 +40,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.calibration import N_BINS, calibration_result
 from cutmix_eval.evaluate.classification import check_compatible, classification_result
 from cutmix_eval.evaluate.localization import LocalizationAccumulator, evaluate_localization
+from cutmix_eval.evaluate.ood import INPUT_OPTIONS, evaluate_ood, ood_inputs
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, head, make_loader
 from cutmix_eval.progress import progress_bar
@@ -152,7 +153,8 @@ def localization_note(dataset: ImageDataset) -> str | None:
 def evaluate_all(model: Classifier, dataset: ImageDataset, *, analyses: Sequence[str] = SHARED_ANALYSES,
                  options: Mapping[str, Mapping[str, Any]] | None = None, model_info: dict[str, Any] | None = None,
                  batch_size: int = 256, device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                 progress: bool = True, data_root: str | None = None) -> FullEvaluation:
+                 progress: bool = True, data_root: str | None = None,
+                 cache: dict[Any, Any] | None = None) -> FullEvaluation:
     """Classification (+ calibration), OOD detection and native-CAM localization of
     ``model`` on ``dataset`` (its first ``limit`` images) from one shared pass over it (see
     the module docstring). ``analyses``: which of :data:`SHARED_ANALYSES` to run;
@@ -162,7 +164,8 @@ def evaluate_all(model: Classifier, dataset: ImageDataset, *, analyses: Sequence
     ``fit_limit``; localization ``cam``, ``protocol``, ``examples``). On a dataset without
     boxes localization is left out with a note; a CAM method other than native ``cam``
     (the gradient ones) makes its own pass. OOD sets are built before any pass, so a
-    missing one fails at once."""
+    missing one fails at once; ``cache`` as in :func:`~cutmix_eval.evaluate.ood.ood_inputs` (a
+    caller that keyed its job on the OOD sets hands them over, so they are not built twice)."""
     unknown = sorted(set(analyses) - set(SHARED_ANALYSES))
     if unknown:
         raise UserError(f"a full evaluation runs {', '.join(SHARED_ANALYSES)}, not {', '.join(unknown)}")
@@ -181,7 +184,10 @@ def evaluate_all(model: Classifier, dataset: ImageDataset, *, analyses: Sequence
         full.notes["localization"], localize = note, False
     loc_options = _localization_options(**options.get("localization", {}))
     native = localize and loc_options["cam"] == "cam"
-    ood_inputs = _ood_inputs(dataset, limit, data_root, **options["ood"]) if "ood" in options else None
+    ood_data = None
+    if "ood" in options:
+        ood_data = ood_inputs(dataset, limit, data_root, cache=cache,
+                              **{k: v for k, v in options["ood"].items() if k in INPUT_OPTIONS})
     if "classification" in options or "ood" in options or native:
         accumulator = (LocalizationAccumulator(dataset, cam="cam", protocol=loc_options["protocol"],
                                                keep_examples=loc_options["examples"]) if native else None)
@@ -190,7 +196,7 @@ def evaluate_all(model: Classifier, dataset: ImageDataset, *, analyses: Sequence
         if "classification" in options:
             full.results["classification"] = _classification(shared, info, limit, **options["classification"])
         if "ood" in options:
-            full.results["ood"] = _ood(model, dataset, shared.predictions, ood_inputs, info, batching,
+            full.results["ood"] = _ood(model, dataset, shared.predictions, ood_data, info, batching,
                                        **options["ood"])
         if native and shared.localization is None:
             full.notes["localization"] = shared.note
@@ -220,26 +226,11 @@ def _classification(shared: SharedPass, model_info: dict[str, Any], limit: int |
     return results
 
 
-def _ood_inputs(dataset: ImageDataset, limit: int | None, data_root: str | None, *,
-                sets: Sequence[str] = ("all",), scores: Sequence[str] = ("msp",), num_noise: int | None = None,
-                fit_data: str | None = None, **_: Any) -> tuple[dict[str, ImageDataset], ImageDataset | None]:
-    """The OOD sets and the Mahalanobis fitting set, as the registry's ``ood`` analysis makes them."""
-    from cutmix_eval.data import create_dataset
-    from cutmix_eval.evaluate.ood import create_ood_sets
-
-    used = len(dataset) if limit is None else min(limit, len(dataset))
-    ood_sets = create_ood_sets(dataset, list(sets), data_root, num_noise=num_noise or min(used, 10_000))
-    fit = create_dataset(fit_data or dataset.name, "train", root=data_root) if "mahalanobis" in scores else None
-    return ood_sets, fit
-
-
 def _ood(model: Classifier, dataset: ImageDataset, predictions: Predictions, inputs, model_info: dict[str, Any],
          batching: dict[str, Any], *, scores: Sequence[str] = ("msp",), energy_temperature: float = 1.0,
          odin_holdout: int = 1000, fit_limit: int | None = None, **_: Any) -> list[Result]:
     """As the registry's ``ood`` analysis, with the shared pass as the ID side of every
     post-hoc score (its pooled features serve the scores that need them)."""
-    from cutmix_eval.evaluate.ood import evaluate_ood
-
     ood_sets, fit = inputs
     return evaluate_ood(model, dataset, ood_sets, scores=list(scores),
                         score_options={"energy": {"temperature": energy_temperature},

@@ -125,6 +125,32 @@ def _set_metrics(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str
     return metrics
 
 
+#: the options of an OOD evaluation that decide which images it reads
+INPUT_OPTIONS = ("sets", "scores", "num_noise", "fit_data")
+
+
+def ood_inputs(dataset: ImageDataset, limit: int | None = None, data_root: str | None = None, *,
+               sets: Sequence[str] = ("all",), scores: Sequence[str] = ("msp",), num_noise: int | None = None,
+               fit_data: str | None = None, cache: dict[Any, Any] | None = None
+               ) -> tuple[dict[str, ImageDataset], ImageDataset | None]:
+    """The OOD sets and the Mahalanobis fitting set (None unless ``scores`` has ``mahalanobis``)
+    of an OOD evaluation of ``dataset``'s first ``limit`` images: noise sets of ``num_noise``
+    images (default as many as the ID images used, at most 10,000); the fitting set is the
+    train split of ``fit_data`` (default: the ID dataset). With ``cache`` (a dict), each is
+    built once per cache, so a job's identity and its evaluation read the same sets."""
+    cache = {} if cache is None else cache
+    count = num_noise or min(len(dataset) if limit is None else min(limit, len(dataset)), 10_000)
+    key = ("ood sets", tuple(sets), count)
+    if key not in cache:
+        cache[key] = create_ood_sets(dataset, list(sets), data_root, num_noise=count)
+    if "mahalanobis" not in scores:
+        return cache[key], None
+    name = fit_data or dataset.name
+    if ("fit set", name) not in cache:
+        cache["fit set", name] = create_dataset(name, "train", root=data_root)
+    return cache[key], cache["fit set", name]
+
+
 def _describe(name: str, dataset: Dataset, used: int) -> dict[str, Any]:
     registered = getattr(dataset, "name", name)
     if registered == "images":
