@@ -4,8 +4,9 @@ Seconds per full evaluation of one model on the first N embedded ``synthetic`` t
 images (64 x 64 px, gapnet), medians of alternating rounds in one process:
 
 ours
-    :func:`cutmix_eval.evaluate.full.evaluate_all`, the library function behind
-    ``cutmix-eval evaluate --all``, end to end but WITHOUT writing the records: building
+    :func:`cutmix_eval.analyses.run_analyses` of classification, localization and OOD
+    detection, the path behind ``cutmix-eval evaluate --all``, end to end but WITHOUT
+    writing the records: building
     the OOD sets, the shared pass (``forward_all`` per batch, native CAM maps from it,
     localization metrics per batch: MaxBoxAcc V1 and V2 curves, PxAP), classification,
     calibration, one pass per OOD set and the OOD metrics. Writing the three records
@@ -49,7 +50,7 @@ from torch.utils.data import Subset
 
 from _common import alternating_seconds, comparison, markdown_table, parse_rounds, print_summary
 from cutmix_eval.data import create_dataset
-from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all
+from cutmix_eval.analyses import run_analyses
 from cutmix_eval.evaluate.ood import create_ood_sets
 from cutmix_eval.models import create_model
 from cutmix_eval.passes import make_loader
@@ -82,9 +83,12 @@ def floor(model, dataset, count: int):
     return run
 
 
-def ours(model, dataset, count: int, keep: dict, analyses=SHARED_ANALYSES):
+SHARED = ("classification", "localization", "ood")  # the analyses `evaluate --all` runs
+
+
+def ours(model, dataset, count: int, keep: dict, analyses=SHARED):
     def run():
-        keep["last"] = evaluate_all(model, dataset, analyses=analyses, limit=count, batch_size=BATCH,
+        keep["last"] = run_analyses(model, dataset, dict.fromkeys(analyses), limit=count, batch_size=BATCH,
                                     progress=False)
     return run
 
@@ -96,7 +100,7 @@ def record_writing_seconds(full, dataset, count: int) -> float:
     with tempfile.TemporaryDirectory() as folder:
         store = ResultStore(folder)
         start = time.perf_counter()
-        for name, results in full.results.items():
+        for name, results in full.items():
             job = {"analysis": name, "model": {"checkpoint_sha256": "bench", "method": "bench"},
                    "dataset": {"name": dataset.name, "split": dataset.split, "limit": count}, "options": {}}
             store.save(job, results)
@@ -123,7 +127,7 @@ def main() -> None:
           f"alternating rounds, batch {BATCH}, {torch.get_num_threads()} CPU threads)\n")
     print(markdown_table(rows, {"model": "", "images": "", "ours (s)": ".2f", "floor (s)": ".2f", "ratio": ".2f",
                                 "no loc (s)": ".2f", "no loc ratio": ".2f", "writing (s)": ".3f"}))
-    print("\nours: `evaluate_all` end to end without writing records (classification, calibration, OOD detection "
+    print("\nours: `run_analyses` end to end without writing records (classification, calibration, OOD detection "
           "with MSP on the embedded companions and noise, native-CAM localization with MaxBoxAcc V1/V2 and PxAP); "
           "floor: building the same OOD sets, then forward_all over the ID images and one forward per OOD set, "
           "bare loops in inference mode; both include data decoding (same loader). no loc: ours without "

@@ -30,11 +30,12 @@ _EXPORTS = {
     "create_dataset": "cutmix_eval.data",
     "list_datasets": "cutmix_eval.data",
     "run_analysis": "cutmix_eval.analyses",
+    "run_analyses": "cutmix_eval.analyses",
     "list_analyses": "cutmix_eval.analyses",
     "Result": "cutmix_eval.results",
     "load_study": "cutmix_eval.study",
     "run_study": "cutmix_eval.study",
-    "write_report": "cutmix_eval.report.build",
+    "write_report": "cutmix_eval.analyses",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, make_job, run_jobs
+from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, make_job, run_jobs, write_report
 from cutmix_eval.distributed import is_main_process, main_decides
 from cutmix_eval.errors import UserError, where_things_stand
-from cutmix_eval.report.build import FORMATS, ReportOutcome, check_formats, write_report
+from cutmix_eval.report.build import FORMATS, ReportOutcome, check_formats
 from cutmix_eval.report.store import ResultStore
 
 
@@ -150,7 +150,7 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
     analyses = {}
     for name, options in _table(data, "analyses", dict, where).items():
         if name not in ANALYSES:
-            raise UserError(f"{where}: unknown analysis [analyses.{name}]; choose from {', '.join(ANALYSES)}")
+            raise UserError(f"{where}: unknown analysis [analyses.{name}]; choose from {', '.join(ANALYSES.names())}")
         options = dict(options)
         limit = _limit(options.pop("limit", None), f"{where} [analyses.{name}]")
         try:  # every value read and checked now, not after an hour of work

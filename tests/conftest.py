@@ -150,3 +150,10 @@ def whole_records(folder: Path) -> list:
     for file in folder.iterdir():
         assert file.suffix in (".json", ".npz") or (file.name.startswith(".") and file.suffix == ".tmp"), file
     return records
+
+
+def swap_analysis(monkeypatch, analysis) -> None:
+    """Stand ``analysis`` in for the registered analysis of its name, for one test."""
+    from cutmix_eval.analyses import ANALYSES
+
+    monkeypatch.setitem(ANALYSES._entries, analysis.name, analysis)

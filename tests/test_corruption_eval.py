@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from cutmix_eval.analyses import views
 from cutmix_eval.analyses import Subject, run_job
 from cutmix_eval.cli import main
 from cutmix_eval.corruptions import BENCHMARK, GROUPS, list_corruptions
@@ -358,7 +359,7 @@ def test_the_report_says_why_an_mce_is_undefined(tmp_path, fitted_and_untrained)
                           create_dataset("synthetic", "test"), progress=False, limit=8)
         record, _ = run_job(store, "corruption", subject, {"corruptions": "gaussian_noise", "severities": [1],
                                                            "table": "imagenet"})
-    row = build_tables(store.records(), intervals=False)[0].rows[-1]
+    row = build_tables(store.records(), views(), intervals=False)[0].rows[-1]
     assert row.label == ("mCE relative to baseline (1 corruptions) over severity 1: not reported, CE of "
                          "'gaussian_noise' is undefined: reference baseline's error under it is 0")
     assert all(np.isnan(cell.value) for cell in row.cells.values())

@@ -8,18 +8,19 @@ import pytest
 import torch
 from PIL import Image
 
-from cutmix_eval.analyses import Subject, analysis_options, run_job
+from cutmix_eval.analyses import ANALYSES, Subject, analysis_options, run_analyses, run_job
+from cutmix_eval.analyses.localization import boxes_note
 from cutmix_eval.cli import main
 from cutmix_eval.cli.evaluate import full_records
 from cutmix_eval.data import create_dataset
-from cutmix_eval.evaluate import full as full_module
-from cutmix_eval.evaluate.full import SHARED_ANALYSES, evaluate_all
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.report.store import ResultStore
 
 OOD = {"ood": {"sets": ["uniform", "gaussian"]}}  # noise sets: generated per image, nothing to build
 INFO = {"checkpoint_sha256": "0" * 64, "method": "baseline", "arch": "gapnet:width=8"}
+SHARED = ["classification", "localization", "ood"]  # the registry's analyses that can share the clean pass
+ALL = {"classification": None, "localization": None, "ood": OOD["ood"]}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,8 @@ def recorded(tmp_path_factory, data, model):
 
 def test_all_records_equal_the_individual_analyses(tmp_path, data, model, recorded):
     folder, (records, notes) = recorded
-    assert list(records) == list(SHARED_ANALYSES) and notes == {}
+    assert [n for n, a in ANALYSES.items() if a.shared] == SHARED
+    assert list(records) == SHARED and notes == {}
     alone = ResultStore(tmp_path / "alone")
     for name, (record, reused) in records.items():
         theirs, their_reused = run_job(alone, name, subject(model, data), OOD.get(name))
@@ -90,8 +92,8 @@ def test_all_records_equal_the_individual_analyses(tmp_path, data, model, record
 
 def test_the_model_runs_once_per_id_image(monkeypatch, data, model):
     seen = count_images(monkeypatch, model)
-    full = evaluate_all(model, data, options=OOD, batch_size=16, progress=False)
-    assert list(full.results) == list(SHARED_ANALYSES) and full.predictions.pooled.shape[0] == 48
+    results = run_analyses(model, data, ALL, batch_size=16, progress=False)
+    assert list(results) == SHARED and results["classification"][0].metrics["num_images"] == 48
     # the ID images once (CAM maps and localization included), then each of the two OOD sets once
     assert seen == [16] * 3 + [16] * 3 * 2
 
@@ -121,8 +123,7 @@ def test_a_dataset_without_boxes_skips_localization_with_a_note(tmp_path, capsys
             Image.new("RGB", (40, 40), colour).save(tmp_path / "data" / cls / f"{i}.png")
     dataset = create_dataset("imagefolder", "test", root=tmp_path / "data", image_size=32)
     model = create_model("gapnet:width=4", 2).eval()
-    full = evaluate_all(model, dataset, options={"ood": {"sets": ["uniform"]}}, batch_size=4, progress=False)
-    assert list(full.results) == ["classification", "ood"] and "no bounding boxes" in full.notes["localization"]
+    assert "no bounding boxes" in boxes_note(dataset)
     ckpt = save_checkpoint(model, tmp_path / "m.pth", method="baseline")
     code = main(["evaluate", "--ckpt", str(ckpt), "--data", "imagefolder", "--data-root", str(tmp_path / "data"),
                  "--all", "--out-sets", "uniform", "--results", str(tmp_path / "results"), "--json"])
@@ -140,7 +141,7 @@ def test_cli_all_json_and_reuse_by_the_individual_commands(tmp_path, capsys):
     code = main(["evaluate", *argv, "--all", "--out-sets", "uniform,gaussian", "--json"])
     out = capsys.readouterr().out
     summary = json.loads(out.strip().splitlines()[-1])
-    assert code == 0 and set(summary["records"]) == set(SHARED_ANALYSES) and not any(summary["reused"].values())
+    assert code == 0 and set(summary["records"]) == set(SHARED) and not any(summary["reused"].values())
     assert summary["classification"]["metrics"]["num_images"] == 24 and "calibration" in summary
     assert set(summary["ood"]) == {"msp"} and "localization" in summary
     assert "top-1 err" in out and "AUROC" in out and "maxboxacc_v2" in out
@@ -159,10 +160,10 @@ def test_unknown_options_are_refused(data, model):
     from cutmix_eval.errors import UserError
 
     with pytest.raises(UserError, match="no option"):
-        evaluate_all(model, data, options={"localization": {"cams": "cam"}}, progress=False)
-    with pytest.raises(UserError, match="runs classification"):
-        evaluate_all(model, data, analyses=("occlusion",), progress=False)
-    assert full_module.localization_note(data) is None
+        run_analyses(model, data, {"localization": {"cams": "cam"}}, progress=False)
+    with pytest.raises(UserError, match="unknown analysis 'ocllusion'; did you mean 'occlusion'"):
+        run_analyses(model, data, {"ocllusion": None}, progress=False)
+    assert boxes_note(data) is None
 
 
 class FlattenedPixels(torch.nn.Module):
@@ -183,12 +184,17 @@ class FlattenedPixels(torch.nn.Module):
 
 
 def test_a_model_native_cam_cannot_explain_skips_localization_with_a_note(data):
+    from cutmix_eval.errors import UserError
     from cutmix_eval.models.classifier import Classifier
 
     model = Classifier(FlattenedPixels(), arch="flattened-pixels", num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3,
                        input_size=(3, 64, 64)).eval()
-    full = evaluate_all(model, data, analyses=("classification", "localization"), batch_size=16, progress=False)
-    assert list(full.results) == ["classification"] and "native CAM needs" in full.notes["localization"]
+    notes = {}
+    results = run_analyses(model, data, {"classification": None, "localization": None}, batch_size=16,
+                           progress=False, notes=notes)
+    assert list(results) == ["classification"] and "native CAM needs" in notes["localization"]
+    with pytest.raises(UserError, match="native CAM needs"):  # without notes: computed alone, failing as alone
+        run_analyses(model, data, {"classification": None, "localization": None}, batch_size=16, progress=False)
 
 
 @pytest.mark.slow

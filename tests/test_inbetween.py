@@ -11,7 +11,8 @@ import torch
 from cutmix_eval.cli import main
 from cutmix_eval.data.base import dataset_labels
 from cutmix_eval.errors import UserError
-from cutmix_eval.evaluate.inbetween import (DEFAULT_GRID, PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER, cut,
+from cutmix_eval.metrics.inbetween import PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER
+from cutmix_eval.evaluate.inbetween import (DEFAULT_GRID, cut,
                                             equal_share_point, evaluate_inbetween, inbetween_examples,
                                             inbetween_sweep, make_pairs, mix, partner_share)
 from cutmix_eval.evaluate.occlusion import centre_window

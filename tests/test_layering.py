@@ -22,7 +22,8 @@ PACKAGE = "cutmix_eval"
 TORCH = frozenset({"torch", "torchvision", "timm", "pytorch_grad_cam"})
 
 #: small shared modules at the bottom, importable by every layer above them
-SHARED = frozenset({"cutmix_eval", "errors", "fileio", "progress", "runtime", "distributed", "versions", "catalog"})
+SHARED = frozenset({"cutmix_eval", "errors", "fileio", "progress", "runtime", "distributed", "versions", "catalog",
+                    "registry"})
 #: the foundations, which know nothing above the shared modules
 FOUNDATIONS = frozenset({"metrics", "results", "models", "corruptions"})
 #: what the evaluators and the training loop build on
@@ -39,6 +40,7 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
     "runtime": (frozenset({"errors"}), "a shared module at the bottom"),
     "distributed": (frozenset({"errors", "runtime"}), "a shared module at the bottom"),
     "catalog": (frozenset(), "the names parsers list, so building them imports nothing heavy"),
+    "registry": (frozenset({"errors"}), "a shared module at the bottom: the one registry every family uses"),
     "versions": (frozenset({"cutmix_eval"}), "a shared module at the bottom (reads the package's __version__)"),
     "metrics": (frozenset(), "metrics are pure: arrays in, numbers out, no I/O"),
     "results": (frozenset({"errors", "versions"}), "the Result type lives below evaluate/ and report/"),

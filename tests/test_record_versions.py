@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_checkpoint
+from conftest import swap_analysis, tiny_checkpoint
 from cutmix_eval import __version__, analyses
 from cutmix_eval.cli import main
 from cutmix_eval.report.comparison import current_records
@@ -24,14 +24,14 @@ def occlusion(tmp_path: Path, ckpt: Path, capsys) -> tuple[int, str, str]:
 
 
 def bump(monkeypatch, name: str, version: int) -> None:
-    monkeypatch.setitem(analyses.ANALYSES, name, dataclasses.replace(analyses.ANALYSES[name], version=version))
+    swap_analysis(monkeypatch, dataclasses.replace(analyses.get_analysis(name), version=version))
 
 
 def test_a_record_names_its_versions(tmp_path, capsys):
     assert occlusion(tmp_path, tiny_checkpoint(tmp_path / "m.pth"), capsys)[0] == 0
     [path] = (tmp_path / "R").glob("*.json")
     record = json.loads(path.read_text())
-    assert record["job"]["version"] == analyses.ANALYSES["occlusion"].version
+    assert record["job"]["version"] == analyses.get_analysis("occlusion").version
     versions = record["results"][0]["versions"]
     assert versions["cutmix_eval"] == __version__ and versions["analysis"] == str(record["job"]["version"])
     assert {"torch", "numpy", "python"} <= set(versions)
@@ -44,7 +44,7 @@ def test_a_new_analysis_version_recomputes_and_the_report_keeps_the_newest(tmp_p
     code, out, _ = occlusion(tmp_path, ckpt, capsys)
     assert code == 0 and "reused the recorded" in out
     [old] = (tmp_path / "R").glob("*.json")
-    bump(monkeypatch, "occlusion", analyses.ANALYSES["occlusion"].version + 1)
+    bump(monkeypatch, "occlusion", analyses.get_analysis("occlusion").version + 1)
     code, out, err = occlusion(tmp_path, ckpt, capsys)
     assert code == 0 and "recorded in" in out
     assert f"record {old} was computed by occlusion version 1; this is version 2, so it is computed again" in err

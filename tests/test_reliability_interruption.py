@@ -179,11 +179,11 @@ def test_ctrl_c_in_the_shared_pass_of_evaluate_all_names_what_is_missing(tmp_pat
     def pressed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cutmix_eval.evaluate.full.evaluate_all", pressed)
+    monkeypatch.setattr("cutmix_eval.evaluate.full.shared_pass", pressed)
     assert main(["evaluate", "--all", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "16", "--results",
                  str(results)]) == 130
     assert capsys.readouterr().err.splitlines() == [
-        f"cutmix-eval: interrupted; ood, localization not recorded (nothing half-written was kept in {results}); "
+        f"cutmix-eval: interrupted; localization, ood not recorded (nothing half-written was kept in {results}); "
         "rerun the same command to compute them"]
     assert set(results.iterdir()) == before
 

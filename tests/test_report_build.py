@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cutmix_eval.analyses import views, write_report
 from cutmix_eval.analyses import Subject, run_job
 from cutmix_eval.metrics import bootstrap as bs
-from cutmix_eval.report.build import write_report
 from cutmix_eval.report.comparison import build_tables
 from cutmix_eval.report.store import ResultStore
 from cutmix_eval.results import Result
@@ -46,7 +46,7 @@ def results_dir(tmp_path_factory, small_labelled):
 
 @pytest.fixture(scope="session")
 def tables(results_dir):
-    return {t.key.rsplit("-", 2)[0]: t for t in build_tables(ResultStore(results_dir).records())}
+    return {t.key.rsplit("-", 2)[0]: t for t in build_tables(ResultStore(results_dir).records(), views())}
 
 
 def test_one_table_per_analysis_methods_in_paper_order(tables):
@@ -111,7 +111,7 @@ def test_several_checkpoints_per_method_give_mean_and_std(results_dir, tmp_path)
         store.save(job2, [seed2])
         if record.job["model"]["method"] == "cutmix":
             values = [100 * record.results[0].metrics["top1_error"], 50.0]
-    cell = build_tables(store.records())[0].rows[0].cells["cutmix"]
+    cell = build_tables(store.records(), views())[0].rows[0].cells["cutmix"]
     assert cell.seeds == 2 and cell.low is None
     assert cell.value == pytest.approx(np.mean(values)) and cell.std == pytest.approx(np.std(values, ddof=1))
 
@@ -126,12 +126,12 @@ def test_paper_reference_rows_when_the_setting_matches(tmp_path):
                         per_sample={"top1_correct": correct, "top5_correct": correct | True})
         store.save({"analysis": "classification", "model": {"checkpoint_sha256": method, "method": method},
                     "dataset": {"name": "cifar100", "split": "test", "limit": None}, "options": {}}, [result])
-    table = build_tables(store.records())[0]
+    table = build_tables(store.records(), views())[0]
     reference = [r for r in table.rows if r.reference]
     assert [r.label for r in reference] == ["top-1 error", "top-5 error"]
     assert {k: c.value for k, c in reference[0].cells.items()} == {"baseline": 16.45, "cutmix": 14.47}
     assert "CutMix paper" in reference[0].source and reference[0].best() == set()
-    assert not [r for r in build_tables(store.records())[0].rows if r.reference and "mixup" in r.cells]
+    assert not [r for r in build_tables(store.records(), views())[0].rows if r.reference and "mixup" in r.cells]
 
 
 def test_report_in_every_format(results_dir, tmp_path):
@@ -195,7 +195,7 @@ def test_ece_interval_resamples_each_image_whole(tmp_path):
     store = ResultStore(tmp_path)
     store.save({"analysis": "classification", "model": {"checkpoint_sha256": "x", "method": "baseline"},
                 "dataset": {"name": "toy", "split": "test", "limit": None}, "options": {}}, [cls, cal])
-    cell = next(r for r in build_tables(store.records())[0].rows if r.label.startswith("ECE")).cells["baseline"]
+    cell = next(r for r in build_tables(store.records(), views())[0].rows if r.label.startswith("ECE")).cells["baseline"]
     loop = []
     for _ in range(1000):
         i = rng.integers(0, n, n)

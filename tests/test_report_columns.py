@@ -148,11 +148,12 @@ def test_a_second_report_replaces_the_first_whole(runs, tmp_path):
 
 
 def test_an_interrupted_render_leaves_the_previous_report_whole(runs, tmp_path, monkeypatch):
-    from cutmix_eval.report import build, render
+    from cutmix_eval.analyses import write_report
+    from cutmix_eval.report import render
 
     _, folders = runs
     out = tmp_path / "out"
-    build.write_report(folders["seeds"], out, intervals=False)
+    write_report(folders["seeds"], out, intervals=False)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def interrupted(*args, **kwargs):
@@ -160,7 +161,7 @@ def test_an_interrupted_render_leaves_the_previous_report_whole(runs, tmp_path, 
 
     monkeypatch.setattr(render, "html", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        build.write_report(folders["split"], out, intervals=False)
+        write_report(folders["split"], out, intervals=False)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 

@@ -14,6 +14,7 @@ import pytest
 from matplotlib.colors import to_hex
 
 from conftest import CLI, cli_env, tiny_checkpoint
+from cutmix_eval.analyses import views
 from cutmix_eval.corruptions.registry import ALL, GROUPS
 from cutmix_eval.report.store import Record
 from cutmix_eval.results import example_arrays
@@ -107,7 +108,7 @@ def report_figures(count: int) -> dict[str, object]:
     from cutmix_eval.report.build import comparison_figures
 
     records = [r for i, label in enumerate(LABELS[:count]) for r in model_records(label, i)]
-    return {f"report-{name}": figure for name, _, figure in comparison_figures(records)}
+    return {f"report-{name}": figure for name, _, figure in comparison_figures(records, views())}
 
 
 def command_figures() -> dict[str, object]:

@@ -11,7 +11,7 @@ from cutmix_eval import analyses
 from cutmix_eval.cli import main
 from cutmix_eval.errors import UserError
 from cutmix_eval.study import load_study, run_study, study_from_dict
-from conftest import tiny_checkpoint
+from conftest import swap_analysis, tiny_checkpoint
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -43,14 +43,13 @@ def write_study(tmp_path: Path, analyses_: dict, methods=("baseline", "cutmix"),
 
 def test_the_study_reference_names_every_key_analysis_and_option():
     """docs/studies.md (which `study --help` points to) cannot fall behind the code."""
-    import inspect
 
     from cutmix_eval.study import Study, StudyCheckpoint, StudyDataset
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
     keys = [f.name for cls in (Study, StudyCheckpoint, StudyDataset) for f in dataclasses.fields(cls)]
-    options = [p for a in analyses.ANALYSES.values() for p in list(inspect.signature(a.run).parameters)[1:]]
-    missing = [k for k in [*keys, *analyses.ANALYSES, *options]
+    options = [o.name for _, a in analyses.ANALYSES.items() for o in a.options]
+    missing = [k for k in [*keys, *analyses.list_analyses(), *options]
                if k not in ("checkpoints", "datasets", "analyses") and f"`{k}`" not in text]
     assert not missing
 
@@ -59,7 +58,7 @@ def test_examples_parse_with_paths_relative_to_the_file():
     embedded = load_study(EXAMPLES / "embedded.toml")
     assert [c.method for c in embedded.checkpoints] == ["baseline", "mixup", "cutout", "cutmix"]
     assert embedded.checkpoints[0].path == EXAMPLES.parent / "checkpoints/quickstart/baseline/last.pth"
-    assert set(embedded.analyses) == set(analyses.ANALYSES)
+    assert set(embedded.analyses) == set(analyses.list_analyses())
     paper = load_study(EXAMPLES / "cifar100-paper.toml")
     assert paper.datasets[0].name == "cifar100" and {c.arch for c in paper.checkpoints} == {
         "pyramidnet:depth=200,alpha=240"}
@@ -97,7 +96,7 @@ def test_study_mistakes_are_one_line_user_errors(data, match):
 def test_study_runs_what_is_missing_and_resumes(tmp_path, monkeypatch):
     study = load_study(write_study(tmp_path, SMALL))
     calls = []
-    original = dict(analyses.ANALYSES)
+    original = dict(analyses.ANALYSES.items())
 
     def counting(name):
         @functools.wraps(original[name].run)  # keeps the signature the options are checked against
@@ -108,13 +107,15 @@ def test_study_runs_what_is_missing_and_resumes(tmp_path, monkeypatch):
             return original[name].run(subject, **options)
         return dataclasses.replace(original[name], run=run)
 
-    monkeypatch.setattr(analyses, "ANALYSES", {n: counting(n) for n in original})
+    for name in original:
+        swap_analysis(monkeypatch, counting(name))
     with pytest.raises(KeyboardInterrupt):
         run_study(study, progress=False, log=lambda _: None)
     assert calls == ["classification", "ood", "occlusion", "adversarial", "classification", "ood", "occlusion"]
     assert len(list((tmp_path / "out" / "results").glob("*.json"))) == 6  # nothing half-written
     calls.clear()
-    monkeypatch.setattr(analyses, "ANALYSES", {n: counting(n) for n in original} | {"occlusion": original["occlusion"]})
+    for name in original:
+        swap_analysis(monkeypatch, counting(name) if name != "occlusion" else original[name])
     lines = []
     outcome = run_study(study, progress=False, log=lines.append)
     assert calls == ["adversarial"] and not outcome.reused

@@ -93,18 +93,18 @@ class EvaluateCommand(Command):
 
 def full_records(store, subject, options: Mapping[str, Mapping[str, Any]] | None = None, *, force: bool = False,
                  analyses: Sequence[str] | None = None):
-    """The records of the shared-pass analyses (``analyses``, default all of
-    :data:`cutmix_eval.evaluate.full.SHARED_ANALYSES`) of ``subject`` in ``store``, with
+    """The records of the shared-pass analyses (``analyses``, default the registry's analyses
+    that can share the clean pass, in its order) of ``subject`` in ``store``, with
     ``options[name]`` over the registry's defaults: :func:`cutmix_eval.analyses.run_jobs`, so
     recorded ones are reused unless ``force`` and the missing ones share one pass. Returns
     ``({name: (Record, reused)}, notes)``, ``notes`` naming the analyses left out and why
     (localization on data without boxes, or of a model native CAM cannot explain)."""
-    from cutmix_eval.analyses import run_jobs
-    from cutmix_eval.evaluate.full import SHARED_ANALYSES, localization_note
+    from cutmix_eval.analyses import ANALYSES, run_jobs
+    from cutmix_eval.analyses.localization import boxes_note
 
-    names = list(analyses or SHARED_ANALYSES)
+    names = list(analyses or [name for name, analysis in ANALYSES.items() if analysis.shared])
     notes: dict[str, str] = {}
-    if "localization" in names and (note := localization_note(subject.dataset)):
+    if "localization" in names and (note := boxes_note(subject.dataset)):
         notes["localization"] = note
         names.remove("localization")
     records = run_jobs(store, subject, {name: (options or {}).get(name) for name in names}, force=force, notes=notes)

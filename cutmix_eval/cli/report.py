@@ -54,7 +54,7 @@ class ReportCommand(Command):
         add_report_options(parser)
 
     def run(self, args):
-        from cutmix_eval.report.build import write_report
+        from cutmix_eval.analyses import write_report
 
         results = Path(args.results)
         out = Path(args.out) if args.out else default_report_folder(results)

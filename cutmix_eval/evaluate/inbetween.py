@@ -31,6 +31,7 @@ from cutmix_eval.distributed import gather_concat
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
+from cutmix_eval.metrics.inbetween import PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER, outcome_rates
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import DistinctPasses, head, make_loader
 from cutmix_eval.progress import progress_bar
@@ -38,8 +39,6 @@ from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
 DEFAULT_GRID = tuple(i / 10 for i in range(11))
-#: outcome codes of ``{kind}/outcome``
-PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER = 0, 1, 2
 
 
 def check_num_pairs(num_pairs: int | None, num_images: int) -> None:
@@ -261,8 +260,7 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     for kind, codes in per_kind.items():
         grid = grids[kind]
         shares = partner_share(kind, grid, height, width)
-        rates = {name: (codes == code).mean(axis=0) for name, code in
-                 (("rate_a", PREDICTS_A), ("rate_b", PREDICTS_B), ("rate_neither", PREDICTS_NEITHER))}
+        rates = outcome_rates(codes)
         curves[kind] = {"grid": grid, "partner_share": shares, **{k: v.tolist() for k, v in rates.items()}}
         cells[kind] = equal_share_point(shares)
         metrics[f"{kind}/neither_auc"] = trapezoid_mean(grid, rates["rate_neither"])

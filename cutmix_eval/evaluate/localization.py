@@ -236,3 +236,57 @@ def _result(arrays: dict[str, np.ndarray], pixels, spec: Protocol, model_info, d
     conventions["protocol"] = spec.description
     return Result(evaluator="localization", metrics=metrics, conventions=conventions, model=model_info,
                   dataset=dataset_info, config=config, per_sample=per_sample, curves=curves)
+
+
+class _PassOutputs:
+    """Stands in for the model inside :class:`~cutmix_eval.cam.native.NativeCAM`:
+    ``forward_all`` returns the outputs a shared pass already computed, so NativeCAM's maps
+    (``sum_k W[c, k] A_k``) and its checks are reused as they are, without a second forward
+    pass. Every other attribute is the model's."""
+
+    def __init__(self, model: Classifier):
+        self._model = model
+        self.outputs: tuple | None = None
+
+    def forward_all(self, images):
+        return self.outputs
+
+    def __getattr__(self, name: str):
+        return getattr(self._model, name)
+
+
+class NativeCAMInPass:
+    """Native-CAM localization as a consumer of a shared pass
+    (:func:`~cutmix_eval.evaluate.full.shared_pass`): each batch's CAM maps of the labels'
+    classes come from the pass's own feature map and the classifier weights, and go at once to
+    a :class:`LocalizationAccumulator`. A model native CAM cannot explain (no linear head on
+    average-pooled features, found when built or on the first batch) leaves localization out:
+    :meth:`finish` then returns the note saying why (on every rank when one rank had to)."""
+
+    def __init__(self, model: Classifier, dataset: ImageDataset, *, protocol: str = "wsolevaluation",
+                 keep_examples: int = 16):
+        from cutmix_eval.cam.native import NativeCAM
+
+        self.accumulator = LocalizationAccumulator(dataset, cam="cam", protocol=protocol, keep_examples=keep_examples)
+        self.outputs, self.cam, self.note = _PassOutputs(model), None, None
+        try:
+            self.cam = NativeCAM(self.outputs)
+        except UserError as error:
+            self.note = f"localization skipped: {error}"
+
+    def update(self, batch: dict, images, logits, pooled, fmap) -> None:
+        if self.cam is None:
+            return
+        self.outputs.outputs = (logits, pooled, fmap)
+        try:
+            maps = self.cam(images, batch["label"].to(images.device)).maps
+        except UserError as error:  # e.g. features not average-pooled: found on the first batch
+            self.cam, self.note = None, f"localization skipped: {error}"
+        else:
+            self.accumulator.update(batch, logits, maps)
+
+    def finish(self, model_info: dict[str, Any], *, batch_size: int, limit: int | None, num_images: int) -> Result | str:
+        """The Result, or the note saying why localization was left out."""
+        if notes := [n for n in gather_objects(self.note) if n]:
+            return notes[0]
+        return self.accumulator.finish(model_info, batch_size=batch_size, limit=limit, num_images=num_images)

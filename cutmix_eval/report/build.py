@@ -26,24 +26,18 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cutmix_eval.catalog import REPORT_FORMATS as FORMATS  # light: the CLI lists them without this module
 from cutmix_eval.errors import UserError
 from cutmix_eval.fileio import atomic_save_figure, atomic_write_text, writable_folder
-from cutmix_eval.metrics.corruption import severity_scope
-from cutmix_eval.metrics.ood import roc_points
-from cutmix_eval.report import figures as fig
 from cutmix_eval.report import render
-from cutmix_eval.report.comparison import (build_tables, columns_of, current_records, group_records, ordered_labels,
-                                           result_of)
+from cutmix_eval.report.comparison import build_tables, columns_of, current_records, group_records, ordered_labels
 from cutmix_eval.report.store import Record, ResultStore
-from cutmix_eval.results import examples_from_arrays
+from cutmix_eval.report.view import View
 
 MANIFEST = "report-manifest.json"
 
@@ -91,12 +85,14 @@ def _previous_manifest(manifest: Path) -> dict[str, Any]:
 
 
 def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence[str] = FORMATS, *,
-                 intervals: bool = True, title: str = "cutmix-eval report", intro: str = "",
+                 views: Mapping[str, View], intervals: bool = True, title: str = "cutmix-eval report", intro: str = "",
                  force: bool = False, extra_figures: Sequence[tuple[str, Path]] = (),
                  only: Sequence[Path] | None = None) -> ReportOutcome:
     """Render the report of the records in ``results_dir`` (or of the record files ``only``,
-    e.g. a study's, when given) into ``out_dir`` (see the module docstring); ``extra_figures``
-    (caption, PNG path) are shown before the comparison figures.
+    e.g. a study's, when given) into ``out_dir`` (see the module docstring), each analysis as
+    its view in ``views`` shows it (:func:`cutmix_eval.analyses.write_report` passes the
+    registered ones); ``extra_figures`` (caption, PNG path) are shown before the comparison
+    figures.
 
     The report is written whole: every file is rendered into a hidden staging folder in
     ``out_dir`` first, then moved into place, and what the previous render of ``out_dir``
@@ -118,12 +114,12 @@ def write_report(results_dir: str | Path, out_dir: str | Path, formats: Sequence
     records = current_records(ResultStore(results_dir).records(record_files))
     if not records:
         raise UserError(f"no records in {results_dir}; run an evaluation or a study into it first")
-    tables = build_tables(records, intervals=intervals)
+    tables = build_tables(records, views, intervals=intervals)
     writable_folder(out_dir, "output folder")
     stage = Path(tempfile.mkdtemp(prefix=".report-staging.", suffix=".tmp", dir=out_dir))
     try:
         drawn = [(caption, Path("figures") / f"{name}.png", figure)
-                 for name, caption, figure in comparison_figures(records)]
+                 for name, caption, figure in comparison_figures(records, views)]
         for _, name, figure in drawn:
             atomic_save_figure(stage / name, figure, dpi=150)
         shown = [(caption, Path(path)) for caption, path in extra_figures]
@@ -185,109 +181,28 @@ def markdown_document(tables, figures, out_dir: Path, title: str, intro: str, in
 # --------------------------------------------------------------------------- figures
 
 
-def comparison_figures(records: Sequence[Record]) -> list[tuple[str, str, Any]]:
-    """``(file stem, caption, matplotlib Figure)`` per analysis group, the tables' columns
-    (:func:`~cutmix_eval.report.comparison.columns_of`) in the paper's order, each in one colour
-    across all the figures; of a column pooling several seeds the first one is drawn. Each
-    figure's title names what it shows and on which data; OOD figures name their score in the
-    title, the caption and the file stem."""
+def comparison_figures(records: Sequence[Record], views: Mapping[str, View]) -> list[tuple[str, str, Any]]:
+    """``(file stem, caption, matplotlib Figure)`` per analysis group that the analysis's view
+    draws, the tables' columns (:func:`~cutmix_eval.report.comparison.columns_of`) in the paper's
+    order, each in one colour across all the figures; of a column pooling several seeds the
+    first one is drawn. Each figure's title names what it shows and on which data; split groups
+    (OOD scores) name their part in the title, the caption and the file stem."""
+    from cutmix_eval.report import figures as fig
+
     out = []
-    groups = group_records(records)
-    order = list(DRAWERS)  # the tables' order
+    groups = group_records(records, views)
+    order = list(views)  # the tables' order
     columns = {key: {label: pooled[0] for label, pooled in columns_of(members).items()}
                for key, members in groups.items()}
     colours = fig.method_colours(ordered_labels(list(dict.fromkeys(label for c in columns.values() for label in c))))
     for key in sorted(groups, key=lambda k: (k[1], k[2], order.index(k[0]), k[5], k[4])):
-        analysis, dataset, split, _, _, score = key
-        drawn = DRAWERS[analysis](columns[key], colours, f"{dataset}/{split}")
+        analysis, dataset, split, _, _, part = key
+        drawer = views[analysis].figure
+        drawn = drawer(columns[key], colours, f"{dataset}/{split}") if drawer else None
         if drawn is None:
             continue
         name, caption, figure = drawn
-        stem = "-".join(p for p in (name, score, dataset, split) if p)
+        stem = "-".join(p for p in (name, part, dataset, split) if p)
         suffix = sum(1 for s, _, _ in out if s.startswith(stem))
         out.append((stem + (f"-{suffix + 1}" if suffix else ""), f"{caption} ({dataset}/{split})", figure))
     return out
-
-
-def _results(columns: dict[str, Record], evaluator: str | None = None) -> dict[str, Any]:
-    return {label: (result_of(r, evaluator) if evaluator else r.results[0]) for label, r in columns.items()}
-
-
-def _reliability(columns, colours, where):
-    results = {k: v for k, v in _results(columns, "calibration").items() if v is not None}
-    if not results:
-        return None
-    labels = [f"{label} (ECE {100 * r.metrics['ece']:.2f}%)" for label, r in results.items()]
-    return ("reliability", "Reliability diagrams, 15 confidence bins",
-            fig.reliability_diagram([r.curves["reliability"] for r in results.values()], labels,
-                                    colours=[colours[label] for label in results],
-                                    title=f"Reliability diagrams — {where}"))
-
-
-def _roc(columns, colours, where):
-    results = _results(columns)
-    first = next(iter(results.values()))
-    if "id/score" not in first.per_sample:
-        return None  # per-set ID scores (ODIN): no shared ROC
-    score = first.config["score"].upper()
-    sets = list(first.dataset["ood_sets"])
-    panels = [{"title": name, "xlabel": "false positive rate (OOD accepted)",
-               "ylabel": "true positive rate (ID accepted)"} for name in sets]
-    series = {label: [roc_points(r.per_sample["id/score"], r.per_sample[f"{n}/score"]) for n in sets]
-              for label, r in results.items()}
-    return "roc", f"ROC curves of the {score} score per OOD set, ID positive", fig.line_panels(
-        panels, series, percent=False, markers=False, colours=colours, title=f"ROC curves, {score} score — {where}")
-
-
-def _cams(columns, colours, where):
-    shown = {label: examples_from_arrays(r.artifacts) for label, r in _results(columns).items()
-             if "examples/image" in r.artifacts}
-    if not shown:
-        return None
-    count = min(8, *(len(e["image"]) for e in shown.values()))
-
-    def joined(key: str) -> list:
-        return [x for e in shown.values() for x in e[key][:count]]
-
-    titles = next(iter(shown.values()))["title"][:count] + [""] * (count * (len(shown) - 1))
-    figure = fig.sample_grid(np.stack(joined("image")), boxes=joined("boxes"), heatmaps=joined("map"),
-                             pred_boxes=joined("pred_boxes"), pred_inclusive=True, titles=titles, ncols=count,
-                             row_labels=list(shown), title=f"Class activation maps — {where}")
-    return ("cam", "Class activation maps of the same test images: ground-truth box green, the box at each "
-                   "model's best threshold red (dashed)", figure)
-
-
-def _occlusion(columns, colours, where):
-    results = _results(columns)
-    fill = next(iter(results.values())).config.get("fill", "")
-    return ("occlusion", "Top-1 accuracy under centre and boundary occlusion (paper Fig. 5a)",
-            fig.occlusion_figure({k: r.curves for k, r in results.items()}, fill=str(fill), colours=colours,
-                                 title=f"Top-1 accuracy under occlusion — {where}"))
-
-
-def _inbetween(columns, colours, where):
-    return ("inbetween", "Rate of predicting neither class of in-between samples (paper Fig. 5b), lower is better",
-            fig.inbetween_figure({k: r.curves for k, r in _results(columns).items()}, colours=colours,
-                                 title=f"Predicting neither class of in-between samples — {where}"))
-
-
-def _adversarial(columns, colours, where):
-    return ("adversarial", "Top-1 accuracy against the attack radius eps",
-            fig.adversarial_figure({k: r.curves for k, r in _results(columns).items()}, colours=colours,
-                                   title=f"Top-1 accuracy under attack — {where}"))
-
-
-def _corruption(columns, colours, where):
-    results = _results(columns)
-    first = next(iter(results.values()))
-    return ("corruption", "Top-1 error (%) per corruption and severity"
-            + severity_scope(first.curves["severities"], " ({} only)"),
-            fig.corruption_heatmap({k: r.curves["errors"] for k, r in results.items()}, first.curves["severities"],
-                                   groups=first.curves["group_of"], colours=colours,
-                                   title=f"Top-1 error (%) under common corruptions — {where}"))
-
-
-#: per analysis: ``(columns {label: Record}, colours {label: colour}, "dataset/split")`` ->
-#: ``(file stem, caption, Figure)`` or None when the records hold nothing to draw
-DRAWERS = {"classification": _reliability, "localization": _cams, "ood": _roc, "occlusion": _occlusion,
-           "inbetween": _inbetween, "adversarial": _adversarial, "corruption": _corruption}

@@ -1,0 +1,80 @@
+"""Adversarial robustness: top-1 accuracy under white-box FGSM (and PGD) in [0, 1] pixel
+space, untargeted or targeted; the paper's Table 11 is FGSM at eps 8/255."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cutmix_eval.analyses.base import Analysis, Option, Outcome, Subject, register_analysis
+from cutmix_eval.analyses.options import choice, choices, count, flag
+from cutmix_eval.evaluate.adversarial import ATTACKS, DEFAULT_EPS, TARGETS
+from cutmix_eval.report.comparison import percent_rows
+from cutmix_eval.report.store import Record
+from cutmix_eval.report.table import HIGHER
+from cutmix_eval.report.view import Metric, TableSpec, View
+
+
+def run(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tuple[float, ...] = DEFAULT_EPS,
+        targeted: bool = False, target: str = "random", pgd_steps: int = 10, pgd_step_size: float | None = None,
+        pgd_restarts: int = 1, random_start: bool = True, seed: int = 0) -> Outcome:
+    from cutmix_eval.evaluate.adversarial import evaluate_adversarial
+
+    return [evaluate_adversarial(subject.model, subject.dataset, attacks=list(attacks), eps=eps, targeted=targeted,
+                                 target=target, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size,
+                                 pgd_restarts=pgd_restarts, random_start=random_start, seed=seed,
+                                 model_info=subject.model_info, **subject.common())]
+
+
+def _eps(value: Any, option: str) -> tuple[float, ...]:
+    from cutmix_eval.evaluate.adversarial import parse_eps
+
+    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    return tuple(parse_eps(items if isinstance(items, str) else ",".join(str(v) for v in items)))
+
+
+def _step_size(value: Any, option: str) -> float | None:
+    return None if value is None else _eps([value], option)[0]
+
+
+def table(records: Sequence[Record]) -> list[Metric]:
+    """Clean accuracy, then accuracy per attack and radius; untargeted FGSM at 8/255 is keyed
+    ``accuracy``, the paper's Table 11 cell."""
+    result = records[0].results[0]
+    rows = [Metric("clean accuracy", lambda r: 100 * r.results[0].metrics["clean_accuracy"], HIGHER,
+                   lambda r: ([r.results[0].per_sample["clean_correct"]], percent_rows), key="clean_accuracy")]
+    targeted = " (targeted)" if result.config.get("targeted") else ""
+    for attack in result.curves:
+        labels = [k.split("@", 1)[1] for k in result.metrics if k.startswith(f"{attack}/accuracy@")]
+        for j, label in enumerate(labels):
+            key = f"{attack}/accuracy@{label}"
+            paper = attack == "fgsm" and label == "8/255" and not targeted
+            rows.append(Metric(f"{attack.upper()}{targeted} eps {label}: accuracy",
+                               lambda r, key=key: 100 * r.results[0].metrics[key], HIGHER,
+                               lambda r, a=attack, j=j: ([r.results[0].per_sample[f"{a}/correct"][:, j]],
+                                                         percent_rows),
+                               key="accuracy" if paper else key))
+    return rows
+
+
+def figure(columns, colours, where):
+    from cutmix_eval.report.figures import adversarial_figure
+
+    return ("adversarial", "Top-1 accuracy against the attack radius eps",
+            adversarial_figure({label: r.results[0].curves for label, r in columns.items()}, colours=colours,
+                               title=f"Top-1 accuracy under attack — {where}"))
+
+
+ANALYSIS = register_analysis(Analysis(
+    "adversarial", 1, "accuracy under FGSM (and PGD) in pixel space",
+    options=(Option("attacks", ("fgsm",), choices(lambda: ATTACKS), "fgsm and/or pgd"),
+             Option("eps", DEFAULT_EPS, _eps, "L-infinity radii in [0, 1] pixel space (8/255 reads as a fraction)"),
+             Option("targeted", False, flag, "targeted attacks, toward the target classes"),
+             Option("target", "random", choice(lambda: TARGETS), "target class of targeted attacks"),
+             Option("pgd_steps", 10, count(1), "PGD iterations"),
+             Option("pgd_step_size", None, _step_size, "PGD step size in pixel units (default: eps / 4)"),
+             Option("pgd_restarts", 1, count(1), "PGD random restarts (an image is robust only if no restart succeeds)"),
+             Option("random_start", True, flag, "PGD starts at a uniform point of the eps ball"),
+             Option("seed", 0, count(0), "seed of random starts and random targets")),
+    run=run, view=View((TableSpec("adversarial", "Adversarial robustness", table, ("success_rate",)),),
+                       figure=figure)))

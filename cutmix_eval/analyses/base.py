@@ -1,0 +1,209 @@
+"""What an analysis is, and the registry that holds them.
+
+An :class:`Analysis` is one registered object: its name and version, its options (each
+with its default, its parser and its help), ``run(subject, **options) -> list[Result]``
+over one model on one labelled dataset (a :class:`Subject`), how it joins the clean pass
+over the images it shares with other analyses (:class:`PassUse`), what else it reads
+(``inputs``, part of its job key) and its report view (tables, figure:
+:class:`~cutmix_eval.report.view.View`). Each analysis is one module of this package
+that calls :func:`register_analysis`; ``analyses/__init__.py`` imports them, in the
+report's order. The command line, studies, the quick start, ``evaluate --all`` and
+reports iterate the registry.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cutmix_eval.errors import UserError
+from cutmix_eval.registry import Registry
+from cutmix_eval.report.view import View
+from cutmix_eval.results import Result
+
+Outcome = list[Result]  # what an analysis returns: its Results, in the order they are recorded
+
+
+def effective_limit(limit: int | None, dataset: Any) -> int | None:
+    """``limit`` as a job keys it: ``None`` (every image) when it covers the whole dataset, so
+    ``--limit 5000`` on 2,000 images is the same job as no limit."""
+    return None if limit is None or limit >= len(dataset) else limit
+
+
+def cached(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made by ``make()`` the first time."""
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+@dataclass
+class Subject:
+    """One model (with its identity record) on one dataset, and how to run it.
+
+    ``limit`` is stored as :func:`effective_limit` makes it. The labelled pass (logits of
+    every image) is computed once and shared by classification, calibration and the ID
+    side of OOD detection; datasets an analysis reads besides (OOD sets, the Mahalanobis fit
+    set) are built once and shared by the job's identity and the analysis (``cache``).
+    """
+
+    model: Any
+    model_info: dict[str, Any]
+    dataset: Any
+    device: str = "cpu"
+    batch_size: int = 128
+    num_workers: int = 0
+    progress: bool = True
+    data_root: str | None = None
+    limit: int | None = None
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.limit = effective_limit(self.limit, self.dataset)
+
+    def common(self) -> dict[str, Any]:
+        """The run settings every evaluator takes: batch size, device, workers, limit, progress."""
+        return {"batch_size": self.batch_size, "device": self.device, "num_workers": self.num_workers,
+                "limit": self.limit, "progress": self.progress}
+
+    @property
+    def num_images(self) -> int:
+        return len(self.dataset) if self.limit is None else self.limit
+
+    def labelled_pass(self):
+        from cutmix_eval.evaluate.classification import labelled_pass
+
+        return cached(self.cache, "labelled pass", lambda: labelled_pass(self.model, self.dataset, **self.common()))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of an analysis: its ``name`` (the keyword of ``run``, of a study's
+    ``[analyses.NAME]`` table and of :func:`run_analysis`), its ``default`` and ``parse(value,
+    name) -> canonical value`` (accepts the command line's text and what TOML gives; raises
+    a UserError naming the option), and ``help``."""
+
+    name: str
+    default: Any
+    parse: Callable[[Any, str], Any]
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class PassUse:
+    """How an analysis joins the clean pass a subject's analyses share (one forward per image
+    giving logits, pooled features and the last feature map, :func:`~cutmix_eval.evaluate.full.shared_pass`).
+
+    ``joins(subject, options)``: whether it can (else it runs alone, by its ``run``);
+    ``consumer(subject, options)``: an object whose
+    ``update(batch, images, logits, pooled, fmap)`` sees each batch of the pass (or None);
+    ``finish(subject, shared, consumer, options)``: its Results from the pass's
+    :class:`~cutmix_eval.evaluate.full.SharedPass`, or a note (str) when the pass had to leave
+    it out."""
+
+    finish: Callable[..., Outcome | str]
+    joins: Callable[[Subject, Mapping[str, Any]], bool] = lambda subject, options: True
+    consumer: Callable[[Subject, Mapping[str, Any]], Any] = lambda subject, options: None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An analysis by name (see the module docstring).
+
+    The ``version`` is part of every job (:func:`~cutmix_eval.analyses.jobs.make_job`), so a
+    record is reused only by the version that computed it. **Bump it in any change that alters
+    the analysis's numbers** (a metric fix, another default, another convention): records of
+    the old version are then computed again, with a warning naming them, and reports keep only
+    the newest record of a checkpoint (:func:`cutmix_eval.report.comparison.current_records`).
+
+    ``inputs(subject, options)``: what it reads besides its model and dataset, by identity (OOD
+    sets, a reference checkpoint's SHA-256), part of the job; ``check(options, num_images)``:
+    what can only be checked against the data, before any work."""
+
+    name: str
+    version: int
+    summary: str
+    options: tuple[Option, ...]
+    run: Callable[..., Outcome]
+    view: View
+    shared: PassUse | None = None
+    inputs: Callable[[Subject, Mapping[str, Any]], dict[str, Any]] | None = None
+    check: Callable[[Mapping[str, Any], int], None] | None = None
+
+    def __post_init__(self) -> None:
+        names = list(inspect.signature(self.run).parameters)[1:]
+        if names != [o.name for o in self.options]:
+            raise ValueError(f"analysis {self.name}: run takes {names}, its options are "
+                             f"{[o.name for o in self.options]}")
+
+    def defaults(self) -> dict[str, Any]:
+        return {o.name: o.default for o in self.options}
+
+    def parse_options(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Every option: the defaults overridden by ``given`` (unknown names refused), each value
+        read by its parser, so a study file may write the command line's syntax (``fractions =
+        "0:0.1:1"``, ``eps = ["8/255"]``) and every mistake is one UserError before any work.
+        Values come out canonical (lists as tuples, numbers as floats), so the command line, a
+        study and Python defaults key alike."""
+        unknown = sorted(set(given or {}) - {o.name for o in self.options})
+        if unknown:
+            raise UserError(f"analysis {self.name} has no option {', '.join(unknown)}; its options: "
+                            f"{', '.join(o.name for o in self.options)}")
+        merged = self.defaults() | dict(given or {})
+        parsed = {o.name: o.parse(merged[o.name], o.name) for o in self.options}
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()}
+
+
+ANALYSES: Registry[Analysis] = Registry("analysis")
+
+
+def register_analysis(analysis: Analysis) -> Analysis:
+    """Add ``analysis`` to the registry (a second analysis of one name is refused)."""
+    ANALYSES.register(analysis.name, analysis)
+    return analysis
+
+
+def get_analysis(name: str) -> Analysis:
+    """The registered analysis ``name``; a UserError naming the close matches when unknown."""
+    return ANALYSES.get(name)
+
+
+def list_analyses(pattern: str = "*") -> list[str]:
+    """The analyses' names, in the report's order (``pattern``: a shell wildcard)."""
+    return ANALYSES.names(pattern)
+
+
+def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:meth:`Analysis.parse_options` of analysis ``name``."""
+    return get_analysis(name).parse_options(given)
+
+
+def check_job(name: str, options: Mapping[str, Any], num_images: int) -> None:
+    analysis = get_analysis(name)
+    if analysis.check is not None:
+        analysis.check(options, num_images)
+
+
+def views() -> dict[str, View]:
+    """Each analysis's report view, in the report's order."""
+    return {name: analysis.view for name, analysis in ANALYSES.items()}
+
+
+def run_analysis(name: str, model: Any, dataset: Any, *, model_info: Mapping[str, Any] | None = None,
+                 limit: int | None = None, batch_size: int = 128, device: str = "auto", num_workers: int = 0,
+                 progress: bool = True, data_root: str | None = None, **options: Any) -> Outcome:
+    """Analysis ``name`` of ``model`` on ``dataset`` (its first ``limit`` images): its Results,
+    nothing written. ``options`` are the analysis's (:func:`analysis_options`: the names and
+    syntaxes of study files, checked the same way, e.g. ``fractions="0:0.1:1"``); ``data_root``
+    is where the other data it reads are found (OOD sets, the Mahalanobis fit set);
+    ``model_info``: what the Results say about the model (default: its architecture and
+    class count; commands pass the checkpoint's identity)."""
+    analysis = get_analysis(name)
+    options = analysis.parse_options(options)
+    info = dict(model_info or {"arch": model.arch, "num_classes": model.num_classes})
+    subject = Subject(model, info, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
+                      progress=progress, data_root=data_root, limit=limit)
+    check_job(name, options, subject.num_images)
+    return analysis.run(subject, **options)

@@ -1,0 +1,142 @@
+"""Common corruptions, applied on the fly: top-1 error per corruption and severity, means
+per group, and CE/mCE against a reference model (AlexNet's published errors on ImageNet
+data, a reference checkpoint, or in reports the baseline column)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cutmix_eval.analyses.base import Analysis, Option, Outcome, Subject, cached, register_analysis
+from cutmix_eval.analyses.options import choice, count, path, texts
+from cutmix_eval.errors import UserError
+from cutmix_eval.metrics.corruption import BENCHMARK, CorruptionReference, mce, severity_scope
+from cutmix_eval.report.comparison import aggregate, error_rows
+from cutmix_eval.report.store import Record
+from cutmix_eval.report.table import LOWER, Cell, Row
+from cutmix_eval.report.view import Interval, Metric, TableSpec, View
+
+
+def run(subject: Subject, corruptions: str | tuple[str, ...] = "all", severities: tuple[int, ...] = (1, 2, 3, 4, 5),
+        table: str = "auto", seed: int = 0, reference: str | None = None) -> Outcome:
+    """``reference``: a checkpoint file whose errors on the same images normalize CE and mCE
+    (default: AlexNet's published errors on ImageNet data, none elsewhere)."""
+    from cutmix_eval.evaluate.corruption import evaluate_corruption
+    from cutmix_eval.models.checkpoint import load_checkpoint
+
+    model, label = None, "reference model"
+    if reference:
+        model, info = load_checkpoint(reference, num_classes=subject.model.num_classes)
+        label = info.method or info.arch
+    return [evaluate_corruption(subject.model, subject.dataset, corruptions=corruptions, severities=severities,
+                                table=table, seed=seed, reference=model, reference_label=label,
+                                model_info=subject.model_info, **subject.common())]
+
+
+def inputs(subject: Subject, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The reference checkpoint by SHA-256: a record is never reused for another reference."""
+    if not options.get("reference"):
+        return {}
+    from cutmix_eval.models.checkpoint import file_sha256
+
+    file = Path(options["reference"]).expanduser()
+    if not file.is_file():
+        raise UserError(f"reference checkpoint {file} not found; give the file of the reference model")
+    return {"reference_sha256": cached(subject.cache, ("sha256", str(file)), lambda: file_sha256(file))}
+
+
+def _corruptions(value: Any, option: str) -> str | tuple[str, ...]:
+    from cutmix_eval.evaluate.corruption import check_selection
+
+    check_selection(value, [1])  # names, groups or "all"/"benchmark": refused here when unknown
+    return value if isinstance(value, str) else tuple(texts(value))
+
+
+def _severities(value: Any, option: str) -> tuple[int, ...]:
+    from cutmix_eval.evaluate.corruption import check_selection, parse_severities
+
+    if isinstance(value, str):
+        return tuple(parse_severities(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    return tuple(check_selection("all", [count(1)(v, option) for v in value])[1])
+
+
+def table(records: Sequence[Record]) -> list[Metric]:
+    """Clean error, the mean error over the corruptions evaluated and per group; means over
+    the severities the records hold, said in each label when they are not all 5."""
+    result = records[0].results[0]
+    names = list(result.config["corruptions"])
+    group_of = result.curves["group_of"]
+    scope = severity_scope(result.config["severities"])
+
+    def error_of(label: str, members: Sequence[str], key: str) -> Metric:
+        def value(r: Record) -> float:
+            return 100 * float(np.mean([r.results[0].metrics[f"{c}/error"] for c in members]))
+
+        def interval(r: Record) -> Interval:
+            s = r.results[0].per_sample
+            stacked = np.concatenate([s[f"{c}/correct"].reshape(len(s["index"]), -1) for c in members], axis=1)
+            return [stacked], error_rows
+        return Metric(label, value, LOWER, interval, key)
+
+    rows = []
+    if "clean_error" in result.metrics:
+        rows.append(Metric("clean error", lambda r: 100 * r.results[0].metrics["clean_error"], LOWER,
+                           lambda r: ([r.results[0].per_sample["clean_correct"]], error_rows), key="clean_error"))
+    rows.append(error_of(f"mean corruption error ({len(names)} corruptions){scope}", names, "error"))
+    for group in result.curves["groups"]:
+        members = [c for c in names if group_of.get(c) == group]
+        rows.append(error_of(f"{group} ({len(members)}): mean error{scope}", members, f"{group}/error"))
+    return rows
+
+
+def mce_row(columns: dict[str, list[Record]]) -> list[Row]:
+    """mCE with the baseline column as the reference model (CE per corruption = sum over the
+    severities evaluated of the model's errors / the baseline's; mean over the benchmark
+    corruptions evaluated, in percent, baseline = 100); no interval. Where the baseline makes
+    no error under a corruption, CE is undefined: the row says so and holds no numbers."""
+    if "baseline" not in columns:
+        return []
+    first = columns["baseline"][0].results[0]
+    levels = first.config["severities"]
+    names = [c for c in first.config["corruptions"] if c in BENCHMARK] or list(first.config["corruptions"])
+    reference = CorruptionReference.from_table({c: first.curves["errors"][c] for c in names}, name="baseline",
+                                               severities=levels)
+    label = f"mCE relative to baseline ({len(names)} corruptions){severity_scope(levels)}"
+    try:
+        cells = {method: aggregate([100 * mce({c: r.results[0].curves["errors"][c] for c in names}, reference,
+                                              corruptions=names, severities=levels) for r in records])
+                 for method, records in columns.items()}
+    except ValueError as err:  # the baseline's error under a corruption is 0
+        return [Row(f"{label}: not reported, {err}", {method: Cell(math.nan) for method in columns}, unit="")]
+    return [Row(label, cells, LOWER, digits=1)]
+
+
+def figure(columns, colours, where):
+    from cutmix_eval.report.figures import corruption_heatmap
+
+    results = {label: r.results[0] for label, r in columns.items()}
+    first = next(iter(results.values()))
+    return ("corruption", "Top-1 error (%) per corruption and severity"
+            + severity_scope(first.curves["severities"], " ({} only)"),
+            corruption_heatmap({k: r.curves["errors"] for k, r in results.items()}, first.curves["severities"],
+                               groups=first.curves["group_of"], colours=colours,
+                               title=f"Top-1 error (%) under common corruptions — {where}"))
+
+
+ANALYSIS = register_analysis(Analysis(
+    "corruption", 1, "error under the common corruptions, on the fly",
+    options=(Option("corruptions", "all", _corruptions, "corruption names or groups, all or benchmark (the 15)"),
+             Option("severities", (1, 2, 3, 4, 5), _severities, "severities 1-5: a list or a range such as 3-5"),
+             Option("table", "auto", choice(lambda: ("auto", "cifar", "imagenet", "released")),
+                    "severity parameters: cifar (CIFAR-10-C), imagenet (ImageNet-C), auto (by image size)"),
+             Option("seed", 0, count(0, optional=True), "seed of the random corruptions"),
+             Option("reference", None, path, "checkpoint whose errors normalize CE and mCE")),
+    run=run, inputs=inputs,
+    view=View((TableSpec("corruption", "Common corruptions", table, ("error", "source"), extra_rows=mce_row),),
+              figure=figure)))
