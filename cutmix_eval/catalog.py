@@ -37,3 +37,17 @@ LOCALIZATION_PROTOCOLS = {
 
 #: the formats a report is rendered in (``report/build.py``)
 REPORT_FORMATS = ("md", "tex", "csv", "html")
+
+#: occlusion: the modes (a centred hole, or only a centred window kept) and the default grid of
+#: the hole's side as a fraction of the image side (``evaluate/occlusion.py``)
+OCCLUSION_MODES = ("centre", "boundary")
+OCCLUSION_FRACTIONS = tuple(i / 10 for i in range(11))
+
+#: in-between samples: the default grid of the partner's share t (mixup) and window side s (cutmix)
+INBETWEEN_GRID = tuple(i / 10 for i in range(11))
+
+#: adversarial: the attacks, the target rules of targeted attacks, the default L-infinity radii in
+#: [0, 1] pixel space (``evaluate/adversarial.py``)
+ATTACKS = ("fgsm", "pgd")
+ATTACK_TARGETS = ("random", "least-likely")
+ATTACK_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)

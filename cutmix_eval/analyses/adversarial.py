@@ -8,14 +8,14 @@ from typing import Any
 
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, Subject, register_analysis
 from cutmix_eval.analyses.options import choice, choices, count, flag
-from cutmix_eval.evaluate.adversarial import ATTACKS, DEFAULT_EPS, TARGETS
-from cutmix_eval.report.comparison import percent_rows
+from cutmix_eval.errors import UserError
+from cutmix_eval.catalog import ATTACK_EPS, ATTACK_TARGETS, ATTACKS
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import HIGHER
 from cutmix_eval.report.view import Metric, TableSpec, View
 
 
-def run(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tuple[float, ...] = DEFAULT_EPS,
+def run(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tuple[float, ...] = ATTACK_EPS,
         targeted: bool = False, target: str = "random", pgd_steps: int = 10, pgd_step_size: float | None = None,
         pgd_restarts: int = 1, random_start: bool = True, seed: int = 0) -> Outcome:
     from cutmix_eval.evaluate.adversarial import evaluate_adversarial
@@ -34,12 +34,19 @@ def _eps(value: Any, option: str) -> tuple[float, ...]:
 
 
 def _step_size(value: Any, option: str) -> float | None:
-    return None if value is None else _eps([value], option)[0]
+    if value is None:
+        return None
+    steps = _eps(value, option)
+    if len(steps) != 1:
+        raise UserError(f"{option} takes one value, not {value!r}")
+    return steps[0]
 
 
 def table(records: Sequence[Record]) -> list[Metric]:
     """Clean accuracy, then accuracy per attack and radius; untargeted FGSM at 8/255 is keyed
     ``accuracy``, the paper's Table 11 cell."""
+    from cutmix_eval.report.comparison import percent_rows
+
     result = records[0].results[0]
     rows = [Metric("clean accuracy", lambda r: 100 * r.results[0].metrics["clean_accuracy"], HIGHER,
                    lambda r: ([r.results[0].per_sample["clean_correct"]], percent_rows), key="clean_accuracy")]
@@ -67,14 +74,19 @@ def figure(columns, colours, where):
 
 ANALYSIS = register_analysis(Analysis(
     "adversarial", 1, "accuracy under FGSM (and PGD) in pixel space",
-    options=(Option("attacks", ("fgsm",), choices(lambda: ATTACKS), "fgsm and/or pgd"),
-             Option("eps", DEFAULT_EPS, _eps, "L-infinity radii in [0, 1] pixel space (8/255 reads as a fraction)"),
-             Option("targeted", False, flag, "targeted attacks, toward the target classes"),
-             Option("target", "random", choice(lambda: TARGETS), "target class of targeted attacks"),
+    options=(Option("attacks", ("fgsm",), choices(lambda: ATTACKS, "attack"), "comma-separated attacks: fgsm, pgd",
+                    shown="fgsm, the paper's"),
+             Option("eps", ATTACK_EPS, _eps, "L-infinity radii in [0, 1] pixel space, comma-separated, e.g. 8/255 "
+                    "or 0.03", shown="1/255,2/255,4/255,8/255; the paper reports 8/255"),
+             Option("targeted", False, flag, "aim every image at a target class"),
+             Option("target", "random", choice(lambda: ATTACK_TARGETS),
+                    "target rule of targeted attacks: random (another class, seeded per image, the same for every "
+                    "model) or least-likely (the clean image's least likely class)"),
              Option("pgd_steps", 10, count(1), "PGD iterations"),
-             Option("pgd_step_size", None, _step_size, "PGD step size in pixel units (default: eps / 4)"),
-             Option("pgd_restarts", 1, count(1), "PGD random restarts (an image is robust only if no restart succeeds)"),
-             Option("random_start", True, flag, "PGD starts at a uniform point of the eps ball"),
-             Option("seed", 0, count(0), "seed of random starts and random targets")),
+             Option("pgd_step_size", None, _step_size, "PGD step size in pixel units, e.g. 2/255 (default eps / 4)"),
+             Option("pgd_restarts", 1, count(1), "PGD random restarts (an image is robust only if none succeeds)"),
+             Option("random_start", True, flag, "start PGD at a random point in the eps-ball (--no-random-start: "
+                    "at the clean image)"),
+             Option("seed", 0, count(0), "seed of PGD's random starts and random targets")),
     run=run, view=View((TableSpec("adversarial", "Adversarial robustness", table, ("success_rate",)),),
                        figure=figure)))

@@ -83,12 +83,15 @@ class Option:
     """One option of an analysis: its ``name`` (the keyword of ``run``, of a study's
     ``[analyses.NAME]`` table and of :func:`run_analysis`), its ``default`` and ``parse(value,
     name) -> canonical value`` (accepts the command line's text and what TOML gives; raises
-    a UserError naming the option), and ``help``."""
+    a UserError naming the option), ``help`` and ``shown``: the default as the command line
+    writes it, when that is not ``str(default)`` (``"0:0.1:1"``, ``"1/255,2/255"``). The command
+    line builds its flags from these (:func:`cutmix_eval.cli._common.add_options`)."""
 
     name: str
     default: Any
     parse: Callable[[Any, str], Any]
     help: str = ""
+    shown: str = ""
 
 
 @dataclass(frozen=True)

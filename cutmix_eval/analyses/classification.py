@@ -7,12 +7,9 @@ from collections.abc import Callable, Sequence
 
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, PassUse, Subject, register_analysis
 from cutmix_eval.analyses.options import count
-from cutmix_eval.metrics import bootstrap as bs
-from cutmix_eval.report.comparison import error_rows, result_of
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import LOWER
 from cutmix_eval.report.view import Metric, TableSpec, View
-from cutmix_eval.results import Result
 
 
 def results(predictions, dataset_info, subject: Subject, holdout: int, n_bins: int) -> Outcome:
@@ -37,7 +34,10 @@ def from_pass(subject: Subject, shared, consumer, options) -> Outcome:
 
 
 def table(records: Sequence[Record]) -> list[Metric]:
-    def cls(r: Record) -> Result:
+    from cutmix_eval.metrics import bootstrap as bs
+    from cutmix_eval.report.comparison import error_rows, result_of
+
+    def cls(r: Record):
         return result_of(r, "classification")
 
     def cal(name: str) -> Callable[[Record], float]:
@@ -69,6 +69,7 @@ def table(records: Sequence[Record]) -> list[Metric]:
 
 def figure(columns, colours, where):
     """Reliability diagrams of the columns with a calibration Result."""
+    from cutmix_eval.report.comparison import result_of
     from cutmix_eval.report.figures import reliability_diagram
 
     shown = {label: result_of(r, "calibration") for label, r in columns.items() if result_of(r, "calibration")}
@@ -82,8 +83,9 @@ def figure(columns, colours, where):
 
 ANALYSIS = register_analysis(Analysis(
     "classification", 1, "top-1/top-5 error and calibration from one labelled pass",
-    options=(Option("holdout", 0, count(0), "the first N images fit a temperature; every number is computed on the rest (0: none)"),
-             Option("n_bins", 15, count(1), "equal-width confidence bins of ECE and the reliability diagram")),
+    options=(Option("holdout", 0, count(0), "hold out the first N images to fit a temperature minimizing their NLL; "
+                    "every number is then computed on the other images", shown="0: no scaling"),
+             Option("n_bins", 15, count(1), "equal-width confidence bins for ECE and the reliability diagram")),
     run=run, shared=PassUse(finish=from_pass),
     view=View((TableSpec("classification", "Classification and calibration", table,
                          ("top1_error", "nll", "brier", "ece")),), figure=figure)))

@@ -9,13 +9,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, Subject, cached, register_analysis
 from cutmix_eval.analyses.options import choice, count, path, texts
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics.corruption import BENCHMARK, CorruptionReference, mce, severity_scope
-from cutmix_eval.report.comparison import aggregate, error_rows
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import LOWER, Cell, Row
 from cutmix_eval.report.view import Interval, Metric, TableSpec, View
@@ -69,6 +66,10 @@ def _severities(value: Any, option: str) -> tuple[int, ...]:
 def table(records: Sequence[Record]) -> list[Metric]:
     """Clean error, the mean error over the corruptions evaluated and per group; means over
     the severities the records hold, said in each label when they are not all 5."""
+    import numpy as np
+
+    from cutmix_eval.report.comparison import error_rows
+
     result = records[0].results[0]
     names = list(result.config["corruptions"])
     group_of = result.curves["group_of"]
@@ -100,6 +101,8 @@ def mce_row(columns: dict[str, list[Record]]) -> list[Row]:
     severities evaluated of the model's errors / the baseline's; mean over the benchmark
     corruptions evaluated, in percent, baseline = 100); no interval. Where the baseline makes
     no error under a corruption, CE is undefined: the row says so and holds no numbers."""
+    from cutmix_eval.report.comparison import aggregate
+
     if "baseline" not in columns:
         return []
     first = columns["baseline"][0].results[0]
@@ -131,12 +134,18 @@ def figure(columns, colours, where):
 
 ANALYSIS = register_analysis(Analysis(
     "corruption", 1, "error under the common corruptions, on the fly",
-    options=(Option("corruptions", "all", _corruptions, "corruption names or groups, all or benchmark (the 15)"),
-             Option("severities", (1, 2, 3, 4, 5), _severities, "severities 1-5: a list or a range such as 3-5"),
+    options=(Option("corruptions", "all", _corruptions, "all (19), benchmark (the 15), a group (noise, blur, "
+                    "weather, digital, extra) or a comma-separated list of groups and names"),
+             Option("severities", (1, 2, 3, 4, 5), _severities, "a range such as 3-5, one level, or a list such as "
+                    "1,3,5; every summary is then over the severities given, and says so", shown="1-5"),
              Option("table", "auto", choice(lambda: ("auto", "cifar", "imagenet", "released")),
-                    "severity parameters: cifar (CIFAR-10-C), imagenet (ImageNet-C), auto (by image size)"),
-             Option("seed", 0, count(0, optional=True), "seed of the random corruptions"),
-             Option("reference", None, path, "checkpoint whose errors normalize CE and mCE")),
+                    "severity parameters for on-the-fly corruption: cifar (the CIFAR-C table, 32 px), imagenet "
+                    "(the ImageNet-C one, 224 px) or auto (by image size, <= 84 px: cifar); records of released "
+                    "sets say released"),
+             Option("seed", 0, count(0, optional=True), "seed of the on-the-fly corruptions"),
+             Option("reference", None, path, "a reference model's checkpoint (e.g. the study's baseline) evaluated "
+                    "on the same corrupted images; CE, mCE and relative mCE are normalized by its errors (default: "
+                    "AlexNet's published errors on ImageNet data at all 5 severities, none elsewhere)")),
     run=run, inputs=inputs,
     view=View((TableSpec("corruption", "Common corruptions", table, ("error", "source"), extra_rows=mce_row),),
               figure=figure)))

@@ -7,20 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, Subject, register_analysis
 from cutmix_eval.analyses.options import count, grid
-from cutmix_eval.evaluate.inbetween import DEFAULT_GRID
-from cutmix_eval.metrics import bootstrap as bs
+from cutmix_eval.catalog import INBETWEEN_GRID
 from cutmix_eval.metrics.inbetween import PREDICTS_NEITHER
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import LOWER
 from cutmix_eval.report.view import Metric, TableSpec, View
 
 
-def run(subject: Subject, num_pairs: int | None = None, seed: int = 0, mix_grid: tuple[float, ...] = DEFAULT_GRID,
-        cut_grid: tuple[float, ...] = DEFAULT_GRID) -> Outcome:
+def run(subject: Subject, num_pairs: int | None = None, seed: int = 0, mix_grid: tuple[float, ...] = INBETWEEN_GRID,
+        cut_grid: tuple[float, ...] = INBETWEEN_GRID) -> Outcome:
     from cutmix_eval.evaluate.inbetween import evaluate_inbetween
 
     return [evaluate_inbetween(subject.model, subject.dataset, num_pairs=num_pairs, seed=seed, mix_grid=mix_grid,
@@ -36,6 +33,10 @@ def check(options: Mapping[str, Any], num_images: int) -> None:
 
 def table(records: Sequence[Record]) -> list[Metric]:
     """Per kind, the area under the rate of predicting neither class, over the grid."""
+    import numpy as np
+
+    from cutmix_eval.metrics import bootstrap as bs
+
     result = records[0].results[0]
     grids = {"mixup": result.config["mix_grid"], "cutmix": result.config["cut_grid"]}
 
@@ -61,11 +62,14 @@ def figure(columns, colours, where):
 ANALYSIS = register_analysis(Analysis(
     "inbetween", 1, "predicting neither class of Mixup/CutMix in-between samples",
     options=(Option("num_pairs", None, count(1, optional=True),
-                    "pairs of images of different classes, at most the number of images (default: every image "
-                    "once as A)"),
+                    "pairs of images of different classes, at most the number of images (each image is A of at "
+                    "most one pair; more is refused) (default: every image once as A, as the paper's 50,000 pairs "
+                    "on ImageNet validation)"),
              Option("seed", 0, count(0), "seed of the pairing; the same seed gives every model the same pairs"),
-             Option("mix_grid", DEFAULT_GRID, grid, "Mixup-style shares t of the partner"),
-             Option("cut_grid", DEFAULT_GRID, grid, "CutMix-style patch sides s, as fractions of the image side")),
+             Option("mix_grid", INBETWEEN_GRID, grid, "Mixup-style shares t of the partner: start:step:stop or a comma "
+                    "list", shown="0:0.1:1"),
+             Option("cut_grid", INBETWEEN_GRID, grid, "CutMix-style window sides s as fractions of the image side: "
+                    "start:step:stop or a comma list", shown="0:0.1:1")),
     run=run, check=check,
     view=View((TableSpec("inbetween", "In-between class samples", table,
                          ("mixup/neither_auc", "cutmix/neither_auc", "num_pairs")),), figure=figure,

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from cutmix_eval.analyses.base import ANALYSES, Outcome, Subject, check_job, effective_limit, get_analysis
-from cutmix_eval.distributed import is_main_process, main_decides
 from cutmix_eval.errors import where_things_stand
 from cutmix_eval.report.store import Record, ResultStore, job_key
 
@@ -125,6 +124,8 @@ def plan(subject: Subject, jobs: Mapping[str, Mapping[str, Any]]) -> list[list[s
 def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]], force: bool, *,
          report: Reporter | None = None, compute: Callable[[], Outcome] | None = None,
          notes: dict[str, str] | None = None) -> dict[str, tuple[Record, bool]]:
+    from cutmix_eval.distributed import is_main_process, main_decides
+
     main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
     loaded = {name: store.load(job) if main and not force else None for name, job in jobs.items()}
     exists = main_decides({name: record is not None for name, record in loaded.items()})

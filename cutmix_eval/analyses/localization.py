@@ -9,8 +9,7 @@ from typing import Any
 
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, PassUse, Subject, register_analysis
 from cutmix_eval.analyses.options import choice, count
-from cutmix_eval.catalog import LOCALIZATION_PROTOCOLS
-from cutmix_eval.report.comparison import percent_rows
+from cutmix_eval.catalog import CAMS, LOCALIZATION_PROTOCOLS
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import HIGHER
 from cutmix_eval.report.view import Metric, TableSpec, View
@@ -56,6 +55,8 @@ def from_pass(subject: Subject, shared, consumer, options) -> Outcome | str:
 
 
 def table(records: Sequence[Record]) -> list[Metric]:
+    from cutmix_eval.report.comparison import percent_rows
+
     present = set.intersection(*(set(r.results[0].metrics) for r in records))
 
     def value(key: str) -> Callable[[Record], float]:
@@ -106,10 +107,10 @@ def figure(columns, colours, where):
 
 ANALYSIS = register_analysis(Analysis(
     "localization", 1, "CAM weakly supervised localization (needs boxes)",
-    options=(Option("cam", "cam", choice(_cams), "class activation map method"),
+    options=(Option("cam", "cam", choice(_cams), f"map method: {', '.join(CAMS)}", shown="cam, native CAM"),
              Option("protocol", "wsolevaluation", choice(lambda: sorted(LOCALIZATION_PROTOCOLS)),
-                    "wsolevaluation (MaxBoxAccV2, PxAP) or paper (0.15 x max, top-1 loc.)"),
-             Option("examples", 16, count(0), "CAM examples kept for the report's figure")),
+                    "; ".join(f"{k}: {v}" for k, v in LOCALIZATION_PROTOCOLS.items())),
+             Option("examples", 16, count(0), "images whose maps the record keeps for figures")),
     run=run, shared=PassUse(finish=from_pass, joins=joins, consumer=consumer),
     view=View((TableSpec("localization", "Weakly supervised localization", table,
                          ("maxboxacc_v2", "maxboxacc", "top1_loc", "protocol"),

@@ -6,18 +6,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, Subject, register_analysis
 from cutmix_eval.analyses.options import count, grid, texts
-from cutmix_eval.evaluate.occlusion import DEFAULT_FRACTIONS, MODES
-from cutmix_eval.metrics import bootstrap as bs
+from cutmix_eval.catalog import OCCLUSION_FRACTIONS, OCCLUSION_MODES
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import HIGHER
 from cutmix_eval.report.view import Metric, TableSpec, View
 
 
-def run(subject: Subject, fractions: tuple[float, ...] = DEFAULT_FRACTIONS, modes: tuple[str, ...] = MODES,
+def run(subject: Subject, fractions: tuple[float, ...] = OCCLUSION_FRACTIONS, modes: tuple[str, ...] = OCCLUSION_MODES,
         fill: str | float = "black", seed: int = 0) -> Outcome:
     from cutmix_eval.evaluate.occlusion import evaluate_occlusion
 
@@ -38,6 +35,10 @@ def _fill(value: Any, option: str) -> str | float:
 
 
 def table(records: Sequence[Record]) -> list[Metric]:
+    import numpy as np
+
+    from cutmix_eval.metrics import bootstrap as bs
+
     result = records[0].results[0]
     fractions = np.asarray(result.config["fractions"], dtype=float)
 
@@ -62,8 +63,11 @@ def figure(columns, colours, where):
 
 ANALYSIS = register_analysis(Analysis(
     "occlusion", 1, "accuracy as a centred hole grows / the image shrinks to it",
-    options=(Option("fractions", DEFAULT_FRACTIONS, grid, "hole sides as fractions of the image side, in [0, 1]"),
-             Option("modes", MODES, _modes, "centre (hole) and/or boundary (window)"),
-             Option("fill", "black", _fill, "what fills the occluded pixels: black, mean, noise or a grey level in [0, 1]"),
+    options=(Option("fractions", OCCLUSION_FRACTIONS, grid, "hole sides as fractions of the image side: "
+                    "start:step:stop or a comma list", shown="0:0.1:1, 11 sizes"),
+             Option("modes", OCCLUSION_MODES, _modes, "comma-separated: centre (hide the centred s x s window), "
+                    "boundary (hide everything outside it)", shown="both"),
+             Option("fill", "black", _fill, "what hidden pixels become: black (pixel value 0), mean (the model's "
+                    "normalization mean), noise (uniform, seeded per image) or a grey level in [0, 1]"),
              Option("seed", 0, count(0), "seed of the noise fill")),
     run=run, view=View((TableSpec("occlusion", "Occlusion robustness", table, ("fill", "auc")),), figure=figure)))

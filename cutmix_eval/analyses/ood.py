@@ -6,20 +6,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, PassUse, Subject, register_analysis
 from cutmix_eval.analyses.options import choices, count, number, texts
+from cutmix_eval.catalog import OOD_SCORES
 from cutmix_eval.errors import UserError
-from cutmix_eval.metrics import bootstrap as bs
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import HIGHER
 from cutmix_eval.report.view import Interval, Metric, TableSpec, View
 
 #: the table of each metric: its title and the bootstrap statistic of (ID scores, OOD scores)
-COLUMNS = {"tnr_at_tpr95": ("TNR at TPR95", bs.tnr_at_tpr95_rows),
-           "auroc": ("AUROC", bs.auroc_rows),
-           "detection_accuracy": ("detection accuracy", bs.detection_accuracy_rows)}
+#: (:mod:`cutmix_eval.metrics.bootstrap`)
+COLUMNS = {"tnr_at_tpr95": ("TNR at TPR95", "tnr_at_tpr95_rows"),
+           "auroc": ("AUROC", "auroc_rows"),
+           "detection_accuracy": ("detection accuracy", "detection_accuracy_rows")}
 
 
 def _inputs(subject: Subject, sets, scores, num_noise, fit_data):
@@ -84,12 +83,15 @@ def _dataset_name(value: Any, option: str) -> str | None:
 
 def table_of(metric: str) -> Callable[[Sequence[Record]], list[Metric]]:
     """Rows of one OOD metric: one per OOD set, then the mean over sets."""
-    rows_fn = COLUMNS[metric][1]
-
     def build(records: Sequence[Record]) -> list[Metric]:
+        import numpy as np
+
+        from cutmix_eval.metrics import bootstrap
+
+        rows_fn = getattr(bootstrap, COLUMNS[metric][1])
         sets = list(records[0].results[0].dataset["ood_sets"])
 
-        def samples(r: Record, ood_set: str) -> list[np.ndarray] | None:
+        def samples(r: Record, ood_set: str) -> list | None:
             s = r.results[0].per_sample
             return [s["id/score"], s[f"{ood_set}/score"]] if "id/score" in s else None
 
@@ -140,16 +142,19 @@ def figure(columns, colours, where):
 
 ANALYSIS = register_analysis(Analysis(
     "ood", 1, "out-of-distribution detection against the companion sets",
-    options=(Option("scores", ("msp",), choices(_scores), "OOD scores, higher = in-distribution"),
+    options=(Option("scores", ("msp",), choices(_scores, "OOD score"),
+                    f"comma-separated scores from {', '.join(OOD_SCORES)}; post-hoc scores share one pass per set",
+                    shown="msp, the paper's"),
              Option("sets", ("all",), _sets, "OOD set names or image folders (all: the paper's seven, or the "
                                              "embedded companions)"),
              Option("num_noise", None, count(1, optional=True), "images per noise set (default: as many as ID "
                                                                 "test images, at most 10,000)"),
-             Option("energy_temperature", 1.0, number(positive=True), "temperature of the energy score"),
-             Option("odin_holdout", 1000, count(1), "images of each set ODIN tunes on (left out of its numbers)"),
+             Option("energy_temperature", 1.0, number(positive=True), "energy score temperature"),
+             Option("odin_holdout", 1000, count(1), "ODIN: images held out at the start of every set to tune T and "
+                    "noise"),
              Option("fit_data", None, _dataset_name, "the labelled set Mahalanobis is fitted on (default: the ID "
                                                      "dataset's train split)"),
-             Option("fit_limit", None, count(1, optional=True), "images of the fit set (default: all)")),
+             Option("fit_limit", None, count(1, optional=True), "fit on the first N images only")),
     run=run, shared=PassUse(finish=from_pass), inputs=inputs,
     view=View(tuple(TableSpec(f"ood-{m}", f"Out-of-distribution detection: {title}", table_of(m), (m,), notes=notes)
                     for m, (title, _) in COLUMNS.items()), figure=figure, split_by="score")))

@@ -30,10 +30,12 @@ def texts(value: Any) -> list[str]:
 
 
 def count(least: int, optional: bool = False) -> Parser:
-    """A whole number of at least ``least`` (``optional``: or None)."""
+    """A whole number of at least ``least`` (``optional``: or None); text such as ``"12"`` too."""
     def check(value: Any, option: str) -> int | None:
         if value is None and optional:
             return None
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise UserError(f"option {option} must be a whole number of at least {least}"
                             f"{' (or left out)' if optional else ''}, not {value!r}")
@@ -65,14 +67,15 @@ def choice(choices: Callable[[], Sequence[str]]) -> Parser:
     return check
 
 
-def choices(known: Callable[[], Sequence[str]]) -> Parser:
-    """One or more of ``known()``, duplicates dropped, in the order given."""
+def choices(known: Callable[[], Sequence[str]], what: str = "") -> Parser:
+    """One or more of ``known()`` (``what`` they are, for the error), duplicates dropped, in the
+    order given."""
     def check(value: Any, option: str) -> tuple[str, ...]:
         values = texts(value)
         unknown = [v for v in values if v not in known()]
         if unknown or not values:
-            raise UserError(f"option {option}: unknown {', '.join(unknown) or '(none given)'}; choose from "
-                            f"{', '.join(known())}")
+            raise UserError(f"option {option}: unknown {what + ' ' if what else ''}"
+                            f"{', '.join(unknown) or '(none given)'}; choose from {', '.join(known())}")
         return tuple(dict.fromkeys(values))
     return check
 

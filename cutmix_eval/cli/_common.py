@@ -115,6 +115,39 @@ def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: 
     add_json(parser)
 
 
+def add_options(parser: argparse.ArgumentParser, analysis: str, flags: dict[str, str] | None = None, *,
+                skip: Sequence[str] = ()) -> None:
+    """A flag per option of ``analysis`` (not in ``skip``), built from the registry's
+    :class:`~cutmix_eval.analyses.base.Option`: ``--name-with-dashes`` unless ``flags`` names it
+    otherwise, the option's help and default (``--X`` / ``--no-X`` for true-or-false options).
+    A flag not given leaves the value None, so the analysis's own default applies
+    (:func:`given_options`); studies and Python calls share those defaults."""
+    from cutmix_eval.analyses import get_analysis
+
+    for option in get_analysis(analysis).options:
+        if option.name in skip:
+            continue
+        flag = (flags or {}).get(option.name) or f"--{option.name.replace('_', '-')}"
+        shown = option.shown or ("" if option.default is None else str(option.default))
+        help_text = f"{option.help} (default {shown})" if shown else option.help  # None: the help says what
+        if isinstance(option.default, bool):
+            parser.add_argument(flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=option.name, metavar=flag.lstrip("-").upper().replace("-", "_"),
+                                help=help_text)
+
+
+def given_options(args: argparse.Namespace, analysis: str) -> dict[str, Any]:
+    """The options of ``analysis`` given on the command line (:func:`add_options`), each read by
+    its parser, so a bad value is one error naming the flag before any work."""
+    from cutmix_eval.analyses import get_analysis
+
+    flags = {a.dest: a.option_strings[0] for a in args._parser._actions if a.option_strings}
+    return {o.name: o.parse(getattr(args, o.name), flags.get(o.name, o.name))
+            for o in get_analysis(analysis).options if getattr(args, o.name, None) is not None}
+
+
 def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model, model_info: dict[str, Any],
                     options: dict[str, Any], compute=None, inputs: dict[str, Any] | None = None):
     """The record of analysis ``name`` with ``options`` from the ``--results`` store: reused when

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs, stored_analysis
+from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, given_options, \
+    prepare_evaluation, print_table, report_outputs, save_outputs, stored_analysis
 
 SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE (%)"}
 
@@ -41,20 +41,15 @@ class CalibrationCommand(Command):
 
     def add_arguments(self, parser):
         add_evaluation(parser, 256, "labelled dataset (see `cutmix-eval datasets`)")
-        parser.add_argument("--holdout", type=int, default=0,
-                            help="hold out the first N images to fit a temperature minimizing their NLL; every "
-                                 "number is then computed on the other images (default 0: no scaling)")
-        parser.add_argument("--bins", type=int, default=15, help="equal-width confidence bins for ECE (default 15)")
+        add_options(parser, "classification", {"n_bins": "--bins"})
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the record and figure (default: reports/calibration/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
         from cutmix_eval.errors import UserError
-        if args.bins < 1:
-            raise UserError(f"--bins must be at least 1, not {args.bins}")
+        options = given_options(args, "classification")
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        record = stored_analysis(args, "classification", device, dataset, model, model_info,
-                                 {"holdout": args.holdout, "n_bins": args.bins})
+        record = stored_analysis(args, "classification", device, dataset, model, model_info, options)
         if len(record.results) < 2:
             metrics = record.results[0].metrics
             raise UserError(f"checkpoint {args.ckpt} produced NaN or infinite logits for "
@@ -64,9 +59,10 @@ class CalibrationCommand(Command):
         result = record.results[1]
         paths = save_outputs(result, default_output_dir(args, "calibration", dataset.name), "calibration",
                              {"reliability": reliability_figure(result)})
-        held = f"; first {args.holdout} held out for the temperature" if args.holdout else ""
+        holdout, bins = result.config["holdout"], result.config["n_bins"]
+        held = f"; first {holdout} held out for the temperature" if holdout else ""
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {result.metrics['num_images']} images{held}")
         print_table(calibration_rows(result), floatfmt=".4g")
-        print(f"ECE: {args.bins} equal-width confidence bins (i/{args.bins}, (i+1)/{args.bins}], weighted by count")
+        print(f"ECE: {bins} equal-width confidence bins (i/{bins}, (i+1)/{bins}], weighted by count")
         report_outputs(args, result, paths)
         return 0

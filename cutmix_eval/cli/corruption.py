@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs, stored_analysis
+from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, given_options, \
+    prepare_evaluation, print_table, report_outputs, save_outputs, stored_analysis
 
 #: released corrupted sets and the clean test set each one's clean error comes from
 CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
@@ -89,37 +89,26 @@ class CorruptionCommand(Command):
     def add_arguments(self, parser):
         add_evaluation(parser, 128, "a labelled dataset corrupted on the fly (cifar100, synthetic, ...) or a released "
                                     "corrupted set (cifar10-c, cifar100-c, imagenet-c)")
-        parser.add_argument("--corruptions", default="all",
-                            help="all (19), benchmark (the 15), a group (noise, blur, weather, digital, extra) or a "
-                                 "comma-separated list of groups and names (default all)")
-        parser.add_argument("--severities", default="1-5",
-                            help="1-5 (default), a range such as 3-5, one level, or a list such as 1,3,5; every "
-                                 "summary is then over the severities given, and says so")
-        parser.add_argument("--table", default="auto", choices=("auto", "cifar", "imagenet"),
-                            help="severity parameters for on-the-fly corruption: the CIFAR-C table (32 px) or the "
-                                 "ImageNet-C one (224 px); auto picks by image size (<= 84 px: cifar)")
-        parser.add_argument("--reference-ckpt", metavar="PATH",
-                            help="a reference model (e.g. the study's baseline) evaluated on the same corrupted "
-                                 "images; CE, mCE and relative mCE are normalized by its errors (default: AlexNet's "
-                                 "published errors on ImageNet data at all 5 severities, none elsewhere)")
+        add_options(parser, "corruption", {"reference": "--reference-ckpt"})
         parser.add_argument("--clean-data", metavar="NAME",
                             help="with a released set: the clean test set for the clean error (default: cifar10, "
                                  "cifar100 or imagenet when found under the data root)")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the on-the-fly corruptions (default 0)")
         parser.add_argument("--examples", type=int, default=1,
                             help="images shown under every corruption and severity in the example sheet (default 1)")
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the record and figures (default: reports/corruption/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
+        from cutmix_eval.analyses import get_analysis
         from cutmix_eval.data import corrupted_slices, create_dataset, dataset_spec
         from cutmix_eval.data.corrupted import released_identity
         from cutmix_eval.errors import DatasetNotFoundError, UserError
-        from cutmix_eval.evaluate.corruption import evaluate_released_corruption, parse_severities
+        from cutmix_eval.evaluate.corruption import evaluate_released_corruption
         from cutmix_eval.models.checkpoint import load_checkpoint
         from cutmix_eval.report.figures import corruption_heatmap
 
-        severities = parse_severities(args.severities)
+        options = get_analysis("corruption").parse_options(given_options(args, "corruption"))
+        severities, reference_ckpt = list(options["severities"]), options["reference"]
         released = dataset_spec(args.data).name in CLEAN_OF
         first = {}  # a released set is read slice by slice; the first one on disk stands for it here
         if released:
@@ -128,8 +117,6 @@ class CorruptionCommand(Command):
                 raise UserError(f"no {args.data} slices under the data root; see `cutmix-eval datasets` for the layout")
             first = {"corruption": slices[0][0], "severity": slices[0][1]}
         device, dataset, model, info, model_info = prepare_evaluation(args, **first)
-        options = {"corruptions": args.corruptions, "severities": severities, "table": args.table,
-                   "seed": args.seed, "reference": args.reference_ckpt}
         if released:
             clean_name, clean_split = (args.clean_data, "test") if args.clean_data else CLEAN_OF[args.data]
             try:
@@ -140,21 +127,21 @@ class CorruptionCommand(Command):
                 clean = None
                 print(f"note: {clean_name} not found under the data root: no clean error, no relative mCE")
             reference, reference_label = None, "reference model"
-            if args.reference_ckpt:
-                reference, reference_info = load_checkpoint(args.reference_ckpt, num_classes=model.num_classes,
+            if reference_ckpt:
+                reference, reference_info = load_checkpoint(reference_ckpt, num_classes=model.num_classes,
                                                             trust=args.trust_checkpoint)
                 reference_label = reference_info.method or reference_info.arch
 
             def compute():
                 return [evaluate_released_corruption(
                     model, args.data, root=args.data_root, split=dataset.split, clean=clean,
-                    corruptions=args.corruptions, severities=severities, reference=reference,
+                    corruptions=options["corruptions"], severities=severities, reference=reference,
                     reference_label=reference_label, batch_size=args.batch_size, device=device,
                     num_workers=args.workers, limit=args.limit, model_info=model_info)]
             options |= {"table": "released", "seed": None}  # the clean set is one of the job's inputs
             inputs = {"released": released_identity(args.data, args.data_root),
                       "clean": clean.identity if clean else None}
-            if args.reference_ckpt:
+            if reference_ckpt:
                 inputs["reference_sha256"] = reference_info.file_sha256
             result = stored_analysis(args, "corruption", device, dataset, model, model_info, options,
                                      compute=compute, inputs=inputs).results[0]
@@ -164,7 +151,7 @@ class CorruptionCommand(Command):
             result = stored_analysis(args, "corruption", device, dataset, model, model_info, options).results[0]
         label = model_info["method"] or info.arch
         errors = {label: result.curves["errors"]}
-        if "reference" in result.curves and args.reference_ckpt:
+        if "reference" in result.curves and reference_ckpt:
             errors[result.config["reference"]] = result.curves["reference"]["errors"]
         figures = {"heatmap": corruption_heatmap(errors, severities, groups=result.curves["group_of"],
                                                  title=f"{label} on {result.dataset['name']}: top-1 error (%)")}

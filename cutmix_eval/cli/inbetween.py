@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs, stored_analysis
+from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, given_options, \
+    prepare_evaluation, print_table, report_outputs, save_outputs, stored_analysis
 
 
 def inbetween_rows(result) -> list[dict]:
@@ -53,31 +53,17 @@ class InbetweenCommand(Command):
 
     def add_arguments(self, parser):
         add_evaluation(parser, 128, "labelled dataset (see `cutmix-eval datasets`)")
-        parser.add_argument("--pairs", type=int,
-                            help="number of pairs, at most the number of images (each image is A of at most one "
-                                 "pair; more is refused) (default: every image once as A, as the paper's 50,000 "
-                                 "pairs on ImageNet validation)")
-        parser.add_argument("--seed", type=int, default=0,
-                            help="seed of the pairing (default 0); the same seed gives every model the same pairs")
-        parser.add_argument("--mix-grid", default="0:0.1:1",
-                            help="Mixup-style shares t of the partner: start:step:stop or a comma list "
-                                 "(default 0:0.1:1)")
-        parser.add_argument("--cut-grid", default="0:0.1:1",
-                            help="CutMix-style patch sides s (fraction of the image side): start:step:stop or a "
-                                 "comma list (default 0:0.1:1)")
+        add_options(parser, "inbetween", {"num_pairs": "--pairs"})
         parser.add_argument("--examples", type=int, default=2, help="pairs shown in the example figure (default 2)")
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the record and figures (default: reports/inbetween/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.occlusion import parse_grid
         from cutmix_eval.report.figures import inbetween_figure
 
-        mix_grid, cut_grid = parse_grid(args.mix_grid, "the mixup grid"), parse_grid(args.cut_grid, "the cutmix grid")
+        options = given_options(args, "inbetween")
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        result = stored_analysis(args, "inbetween", device, dataset, model, model_info,
-                                 {"num_pairs": args.pairs, "seed": args.seed, "mix_grid": mix_grid,
-                                  "cut_grid": cut_grid}).results[0]
+        result = stored_analysis(args, "inbetween", device, dataset, model, model_info, options).results[0]
         label = model_info["method"] or info.arch
         figures = {"neither": inbetween_figure({label: result.curves},
                                                title=f"{label} on {dataset.name}/{dataset.split}")}
@@ -85,7 +71,7 @@ class InbetweenCommand(Command):
             figures["examples"] = inbetween_example_figure(dataset, result, args.examples)
         paths = save_outputs(result, default_output_dir(args, "inbetween", dataset.name), "inbetween", figures)
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {result.metrics['num_pairs']} pairs (A, B) of "
-              f"different classes, seed {args.seed}")
+              f"different classes, seed {result.config['seed']}")
         print_table(inbetween_rows(result), floatfmt=".1f")
         print("mixup: (1 - t) A + t B; cutmix: A with its centred s x s window from B; neither: the top-1 class is "
               "neither A's nor B's (lower is better); area: trapezoid rule over the grid divided by its span")

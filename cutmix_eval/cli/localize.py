@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table, stored_analysis
-from cutmix_eval.catalog import CAMS, LOCALIZATION_PROTOCOLS
+from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, emit_json, \
+    given_options, prepare_evaluation, print_table, stored_analysis
 
 
 def examples_figure(examples: dict[str, list]):
@@ -42,23 +41,21 @@ class LocalizeCommand(Command):
 
     def add_arguments(self, parser):
         add_evaluation(parser, 64, "dataset with boxes (see `cutmix-eval datasets`)")
-        parser.add_argument("--cam", default="cam", choices=sorted(CAMS), help="map method (default: native CAM)")
-        parser.add_argument("--protocol", default="wsolevaluation", choices=sorted(LOCALIZATION_PROTOCOLS),
-                            help="; ".join(f"{k}: {v}" for k, v in LOCALIZATION_PROTOCOLS.items()))
+        add_options(parser, "localization")
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the result record and figure "
                                  "(default: reports/localize/<checkpoint>-<sha256[:8]>-<data>-<cam>-<protocol>)")
 
     def run(self, args):
+        options = given_options(args, "localization")
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        record = stored_analysis(args, "localization", device, dataset, model, model_info,
-                                 {"cam": args.cam, "protocol": args.protocol})
+        record = stored_analysis(args, "localization", device, dataset, model, model_info, options)
         result = record.results[0]
-        record, figure = write_outputs(result, default_output_dir(args, "localize", dataset.name, args.cam,
-                                                                  args.protocol))
+        cam, protocol = result.config["cam"], result.config["protocol"]
+        record, figure = write_outputs(result, default_output_dir(args, "localize", dataset.name, cam, protocol))
         metrics = result.metrics
-        print(f"{info.arch} on {dataset.name}/{dataset.split}: {metrics['num_images']} images, {args.cam} maps, "
-              f"protocol {args.protocol}")
+        print(f"{info.arch} on {dataset.name}/{dataset.split}: {metrics['num_images']} images, {cam} maps, "
+              f"protocol {protocol}")
         print_table([{"metric": k, "value (%)": 100 * v} for k, v in metrics.items()
                      if k != "num_images" and not k.startswith("threshold")])
         print(f"record: {record}\nfigure: {figure}")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, prepare_evaluation, print_table, \
-    report_outputs, save_outputs, stored_analysis
+from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, given_options, \
+    prepare_evaluation, print_table, report_outputs, save_outputs, stored_analysis
 
 
 def occlusion_rows(result) -> list[dict]:
@@ -47,29 +47,18 @@ class OcclusionCommand(Command):
 
     def add_arguments(self, parser):
         add_evaluation(parser, 256, "labelled dataset (see `cutmix-eval datasets`)")
-        parser.add_argument("--fractions", default="0:0.1:1",
-                            help="hole sides as fractions of the image side: start:step:stop or a comma list "
-                                 "(default 0:0.1:1, 11 sizes)")
-        parser.add_argument("--modes", default="centre,boundary",
-                            help="comma-separated: centre (hide the centred s x s window), boundary (hide "
-                                 "everything outside it); default both")
-        parser.add_argument("--fill", default="black",
-                            help="what hidden pixels become: black (pixel value 0, the default), mean (the model's "
-                                 "normalization mean), noise (uniform, seeded per image) or a grey level in [0, 1]")
-        parser.add_argument("--seed", type=int, default=0, help="seed of the noise fill (default 0)")
+        add_options(parser, "occlusion")
         parser.add_argument("--examples", type=int, default=2, help="images shown in the example figure (default 2)")
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the record and figures (default: reports/occlusion/<checkpoint>-<sha256[:8]>-<data>)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.occlusion import check_modes, parse_fill, parse_grid
         from cutmix_eval.report.figures import occlusion_figure
 
-        fractions, fill = parse_grid(args.fractions), parse_fill(args.fill)
-        modes = check_modes([m.strip() for m in args.modes.split(",") if m.strip()])
+        options = given_options(args, "occlusion")
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        result = stored_analysis(args, "occlusion", device, dataset, model, model_info,
-                                 {"fractions": fractions, "modes": modes, "fill": fill, "seed": args.seed}).results[0]
+        result = stored_analysis(args, "occlusion", device, dataset, model, model_info, options).results[0]
+        fill = result.config["fill"]
         label = model_info["method"] or info.arch
         figures = {"curves": occlusion_figure({label: result.curves}, fill=str(fill),
                                               title=f"{label} on {dataset.name}/{dataset.split}")}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from cutmix_eval.cli._common import Command, add_evaluation, default_output_dir, emit_json, prepare_evaluation, \
-    print_table, save_outputs, stored_analysis
-from cutmix_eval.catalog import OOD_SCORES
+from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, emit_json, \
+    given_options, prepare_evaluation, print_table, save_outputs, stored_analysis
 
 COLUMNS = {"tnr_at_tpr95": "TNR at TPR95", "auroc": "AUROC", "detection_accuracy": "Det. acc",
            "aupr_in": "AUPR-In", "aupr_out": "AUPR-Out"}
@@ -45,31 +44,13 @@ class OODCommand(Command):
                                  "or the embedded companions for --in synthetic), or a folder of images (named by its "
                                  "shortest path suffix no other folder shares: LSUN/test, Imagenet/test -> LSUN-test, "
                                  "Imagenet-test); each set once")
-        parser.add_argument("--score", default="msp", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
-                            help=f"comma-separated scores from {', '.join(OOD_SCORES)} (default: msp, the "
-                                 "paper's); post-hoc scores share one pass per set")
-        parser.add_argument("--energy-temperature", type=float, default=1.0, help="energy score temperature")
-        parser.add_argument("--fit-data", metavar="NAME", help="labelled set the Mahalanobis score is fitted on "
-                                                               "(default: the ID dataset's train split)")
-        parser.add_argument("--fit-limit", type=int, help="fit on the first N images only")
-        parser.add_argument("--odin-holdout", type=int, default=1000,
-                            help="ODIN: images held out at the start of every set to tune T and noise (default 1000)")
-        parser.add_argument("--num-noise", type=int,
-                            help="images per noise set (default: as many as ID images, at most 10,000)")
+        add_options(parser, "ood", {"scores": "--score"}, skip=("sets",))
         parser.add_argument("--output-dir", metavar="DIR",
                             help="folder for the records and figures (default: reports/ood/<checkpoint>-<sha256[:8]>-<in>)")
 
     def run(self, args):
-        from cutmix_eval.evaluate.ood_scores import list_scores
-        from cutmix_eval.errors import UserError
-
-        unknown = [s for s in args.score if s not in list_scores()]
-        if unknown or not args.score:
-            raise UserError(f"unknown OOD score {', '.join(unknown) or '(none)'}; choose from {', '.join(list_scores())}")
+        options = given_options(args, "ood") | {"sets": args.ood}
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        options = {"scores": args.score, "sets": args.ood, "num_noise": args.num_noise,
-                   "energy_temperature": args.energy_temperature, "odin_holdout": args.odin_holdout,
-                   "fit_data": args.fit_data, "fit_limit": args.fit_limit}
         record = stored_analysis(args, "ood", device, dataset, model, model_info, options)
         results = {result.config["score"]: result for result in record.results}
         out_dir = default_output_dir(args, "ood", dataset.name)
@@ -80,7 +61,7 @@ class OODCommand(Command):
             chosen = result.config.get("chosen")
             print(f"\n{info.arch}: {dataset.name}/{dataset.split} ({used} images) = positive class; score "
                   f"{score} (higher = in-distribution)" + (f"; ODIN settings per set {chosen}, evaluated on images "
-                                                           f"from index {args.odin_holdout}" if chosen else ""))
+                                                           f"from index {result.config['evaluated_from_index']}" if chosen else ""))
             for name, about in result.dataset["ood_sets"].items():
                 print(f"  {name}: {about['num_images']} images; {about['description']}")
             print_table(ood_table(result), floatfmt=".1f")

@@ -27,6 +27,9 @@ import numpy as np
 import torch
 
 from cutmix_eval.data.base import ImageDataset
+from cutmix_eval.catalog import ATTACK_EPS as DEFAULT_EPS
+from cutmix_eval.catalog import ATTACK_TARGETS as TARGETS
+from cutmix_eval.catalog import ATTACKS
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
 from cutmix_eval.evaluate.classification import check_compatible
@@ -38,10 +41,7 @@ from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
-ATTACKS = ("fgsm", "pgd")
-TARGETS = ("random", "least-likely")
 PAPER_EPS = 8 / 255
-DEFAULT_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
 
 def eps_label(eps: float) -> str:

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 
 from cutmix_eval.data.base import ImageDataset, dataset_labels
 from cutmix_eval.distributed import gather_concat
+from cutmix_eval.catalog import INBETWEEN_GRID as DEFAULT_GRID
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
@@ -38,7 +39,6 @@ from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
-DEFAULT_GRID = tuple(i / 10 for i in range(11))
 
 
 def check_num_pairs(num_pairs: int | None, num_images: int) -> None:

@@ -27,6 +27,8 @@ import torch
 
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
+from cutmix_eval.catalog import OCCLUSION_FRACTIONS as DEFAULT_FRACTIONS
+from cutmix_eval.catalog import OCCLUSION_MODES as MODES
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.distributed import gather_concat
 from cutmix_eval.models.classifier import Classifier
@@ -35,9 +37,7 @@ from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import per_image_uniform, resolve_device
 
-MODES = ("centre", "boundary")
 FILLS = ("black", "mean", "noise")
-DEFAULT_FRACTIONS = tuple(i / 10 for i in range(11))
 #: the table cells: accuracy at these fractions of the side (or the nearest grid points)
 TABLE_FRACTIONS = (0.25, 0.5, 0.75)
 _EPS = 1e-9
