@@ -227,15 +227,19 @@ def _duration(seconds: float) -> str:
 
 def study_datasets(study: Study) -> dict[tuple[str, str], Any]:
     """Every (dataset, split) of ``study``, built once: a missing or malformed dataset fails here,
-    before any model is loaded or evaluated, and each dataset's identity keys its jobs."""
+    before any model is loaded or evaluated, and each dataset's identity keys its jobs. A released
+    corrupted set (``cifar100-c``...) is its first slice on disk, which stands for the release
+    (the corruption analysis reads every slice with ``table = "released"``)."""
     from cutmix_eval.data import create_dataset, dataset_spec
+    from cutmix_eval.data.corrupted import first_slice, is_released
 
     built: dict[tuple[str, str], Any] = {}
     for dataset in study.datasets:
         spec = dataset_spec(dataset.name)
         split = dataset.split or ("test" if "test" in spec.splits else spec.splits[-1])
         if (spec.name, split) not in built:
-            built[spec.name, split] = create_dataset(spec.name, split, root=study.data_root)
+            first = first_slice(spec.name, study.data_root) if is_released(spec.name) else {}
+            built[spec.name, split] = create_dataset(spec.name, split, root=study.data_root, **first)
     return built
 
 

@@ -363,3 +363,40 @@ def test_the_report_says_why_an_mce_is_undefined(tmp_path, fitted_and_untrained)
     assert row.label == ("mCE relative to baseline (1 corruptions) over severity 1: not reported, CE of "
                          "'gaussian_noise' is undefined: reference baseline's error under it is 0")
     assert all(np.isnan(cell.value) for cell in row.cells.values())
+
+
+def test_a_released_set_is_the_corruption_analysis_with_table_released(tmp_path, capsys):
+    """The command, a study and Python reach the same analysis: the study finds the command's
+    record (same job: table released, no seed, every slice file and the clean set by identity),
+    and a released set without table = "released" (or that table on other data) is one line."""
+    from cutmix_eval.analyses import run_analysis
+    from cutmix_eval.study import load_study, run_study
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
+    make_cifar_c(tmp_path / "data", corruptions=("gaussian_noise", "fog"))
+    argv = ["--ckpt", str(ckpt), "--data", "cifar10-c", "--data-root", str(tmp_path / "data"), "--severities", "1,3",
+            "--results", str(tmp_path / "study" / "results"), "--output-dir", str(tmp_path / "out"), "--examples", "0"]
+    assert main(["corruption", *argv]) == 0 and "recorded in" in capsys.readouterr().out
+    study = tmp_path / "study.toml"
+    study.write_text(f'[study]\nname = "released"\noutput = "{tmp_path / "study"}"\ndata_root = "{tmp_path / "data"}"\n'
+                     f'[[checkpoints]]\npath = "{ckpt}"\nlabel = "cutmix"\n[[datasets]]\nname = "cifar10-c"\n'
+                     '[analyses.corruption]\ntable = "released"\nseverities = [1, 3]\n')
+    lines = []
+    run_study(load_study(study), progress=False, log=lines.append)
+    assert any("reused" in line for line in lines), lines
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "study" / "results").glob("corruption-*.json")]
+    assert record["job"]["options"]["table"] == "released" and record["job"]["options"]["seed"] is None
+    assert set(record["job"]["inputs"]) == {"released", "clean"} and record["job"]["inputs"]["clean"] is None
+
+    model, _ = load_checkpoint(ckpt)
+    first = create_dataset("cifar10-c", "test", root=tmp_path / "data", corruption="gaussian_noise", severity=1)
+    [result] = run_analysis("corruption", model, first, data_root=str(tmp_path / "data"), table="released",
+                            severities="1,3", progress=False, device="cpu")
+    assert result.metrics["gaussian_noise/error@3"] == pytest.approx(record["results"][0]["metrics"][
+        "gaussian_noise/error@3"])
+    with pytest.raises(UserError, match='released corrupted set: evaluate its own files with table = "released"'):
+        run_analysis("corruption", model, first, data_root=str(tmp_path / "data"), progress=False)
+    with pytest.raises(UserError, match='table = "released" reads a released corrupted set'):
+        run_analysis("corruption", model, create_dataset("synthetic", "test", num_samples=4), table="released",
+                     progress=False)

@@ -180,7 +180,7 @@ def test_evaluation_commands_store_and_reuse_records(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"ood": {"scores": ["enrgy"]}}, "[analyses.ood]: option scores: unknown enrgy; choose from msp"),
+    ({"ood": {"scores": ["enrgy"]}}, "[analyses.ood]: option scores: unknown OOD score enrgy; choose from msp"),
     ({"occlusion": {"fractions": "0:0:1"}}, "[analyses.occlusion]: cannot read fractions '0:0:1'"),
     ({"adversarial": {"eps": ["8/0"]}}, "[analyses.adversarial]: cannot read eps '8/0'"),
     ({"inbetween": {"num_pairs": 0}}, "[analyses.inbetween]: option num_pairs must be a whole number of at least 1"),

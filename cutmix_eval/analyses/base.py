@@ -122,8 +122,10 @@ class Analysis:
     the newest record of a checkpoint (:func:`cutmix_eval.report.comparison.current_records`).
 
     ``inputs(subject, options)``: what it reads besides its model and dataset, by identity (OOD
-    sets, a reference checkpoint's SHA-256), part of the job; ``check(options, num_images)``:
-    what can only be checked against the data, before any work."""
+    sets, a reference checkpoint's SHA-256), part of the job; ``check(options, dataset,
+    num_images)``: what can only be checked against the data, before any work; ``settle(options)
+    -> options``: options that fix others, applied after parsing (a released corrupted set's
+    table has no seed), so equal evaluations key alike."""
 
     name: str
     version: int
@@ -133,7 +135,8 @@ class Analysis:
     view: View
     shared: PassUse | None = None
     inputs: Callable[[Subject, Mapping[str, Any]], dict[str, Any]] | None = None
-    check: Callable[[Mapping[str, Any], int], None] | None = None
+    check: Callable[[Mapping[str, Any], Any, int], None] | None = None
+    settle: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         names = list(inspect.signature(self.run).parameters)[1:]
@@ -156,7 +159,8 @@ class Analysis:
                             f"{', '.join(o.name for o in self.options)}")
         merged = self.defaults() | dict(given or {})
         parsed = {o.name: o.parse(merged[o.name], o.name) for o in self.options}
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()}
+        parsed = {k: tuple(v) if isinstance(v, list) else v for k, v in parsed.items()}
+        return self.settle(parsed) if self.settle else parsed
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis")
@@ -183,10 +187,11 @@ def analysis_options(name: str, given: Mapping[str, Any] | None = None) -> dict[
     return get_analysis(name).parse_options(given)
 
 
-def check_job(name: str, options: Mapping[str, Any], num_images: int) -> None:
+def check_job(name: str, options: Mapping[str, Any], dataset: Any, num_images: int) -> None:
+    """The analysis's own check of its options against the data (its first ``num_images``)."""
     analysis = get_analysis(name)
     if analysis.check is not None:
-        analysis.check(options, num_images)
+        analysis.check(options, dataset, num_images)
 
 
 def views() -> dict[str, View]:
@@ -208,5 +213,5 @@ def run_analysis(name: str, model: Any, dataset: Any, *, model_info: Mapping[str
     info = dict(model_info or {"arch": model.arch, "num_classes": model.num_classes})
     subject = Subject(model, info, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
                       progress=progress, data_root=data_root, limit=limit)
-    check_job(name, options, subject.num_images)
+    check_job(name, options, dataset, subject.num_images)
     return analysis.run(subject, **options)

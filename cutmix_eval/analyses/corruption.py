@@ -19,31 +19,84 @@ from cutmix_eval.report.view import Interval, Metric, TableSpec, View
 
 
 def run(subject: Subject, corruptions: str | tuple[str, ...] = "all", severities: tuple[int, ...] = (1, 2, 3, 4, 5),
-        table: str = "auto", seed: int = 0, reference: str | None = None) -> Outcome:
-    """``reference``: a checkpoint file whose errors on the same images normalize CE and mCE
-    (default: AlexNet's published errors on ImageNet data, none elsewhere)."""
-    from cutmix_eval.evaluate.corruption import evaluate_corruption
+        table: str = "auto", seed: int | None = 0, reference: str | None = None) -> Outcome:
+    """On-the-fly corruptions of ``subject.dataset``, or with ``table="released"`` the slices of
+    the released corrupted set it is (``cifar10-c``, ``cifar100-c``, ``imagenet-c``: the first
+    slice on disk stands for the release) and the clean error from its clean counterpart
+    (:func:`clean_set`). ``reference``: a checkpoint file whose errors on the same images
+    normalize CE and mCE (default: AlexNet's published errors on ImageNet data, none elsewhere)."""
+    from cutmix_eval.evaluate.corruption import evaluate_corruption, evaluate_released_corruption
     from cutmix_eval.models.checkpoint import load_checkpoint
 
     model, label = None, "reference model"
     if reference:
         model, info = load_checkpoint(reference, num_classes=subject.model.num_classes)
         label = info.method or info.arch
+    if table == "released":
+        data = subject.dataset
+        return [evaluate_released_corruption(
+            subject.model, data.name, root=subject.data_root, split=data.split, clean=clean_set(subject),
+            corruptions=corruptions, severities=severities, reference=model, reference_label=label,
+            model_info=subject.model_info, **subject.common())]
     return [evaluate_corruption(subject.model, subject.dataset, corruptions=corruptions, severities=severities,
                                 table=table, seed=seed, reference=model, reference_label=label,
                                 model_info=subject.model_info, **subject.common())]
 
 
-def inputs(subject: Subject, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The reference checkpoint by SHA-256: a record is never reused for another reference."""
-    if not options.get("reference"):
-        return {}
-    from cutmix_eval.models.checkpoint import file_sha256
+def clean_set(subject: Subject):
+    """The clean counterpart of the released set ``subject.dataset`` (``cifar100-c`` ->
+    ``cifar100``/test; :data:`~cutmix_eval.data.corrupted.CLEAN_OF`) under the data root, or
+    None when it is not there (no clean error then); built once per subject. A caller may put
+    another labelled set in ``subject.cache["released clean set"]`` (``corruption --clean-data``)."""
+    def build():
+        from cutmix_eval.data import create_dataset
+        from cutmix_eval.data.corrupted import CLEAN_OF
+        from cutmix_eval.errors import DatasetNotFoundError
 
-    file = Path(options["reference"]).expanduser()
-    if not file.is_file():
-        raise UserError(f"reference checkpoint {file} not found; give the file of the reference model")
-    return {"reference_sha256": cached(subject.cache, ("sha256", str(file)), lambda: file_sha256(file))}
+        name, split = CLEAN_OF[subject.dataset.name]
+        try:
+            return create_dataset(name, split, root=subject.data_root)
+        except DatasetNotFoundError:
+            return None
+    return cached(subject.cache, "released clean set", build)
+
+
+def inputs(subject: Subject, options: Mapping[str, Any]) -> dict[str, Any]:
+    """What the numbers depend on besides the model and the dataset object: a released set's
+    every slice file and its clean set (identities), and the reference checkpoint (SHA-256), so a
+    record is never reused for other files or another reference."""
+    found: dict[str, Any] = {}
+    if options["table"] == "released":
+        from cutmix_eval.data.corrupted import released_identity
+
+        clean = clean_set(subject)
+        found |= {"released": released_identity(subject.dataset.name, subject.data_root),
+                  "clean": clean.identity if clean is not None else None}
+    if options.get("reference"):
+        from cutmix_eval.models.checkpoint import file_sha256
+
+        file = Path(options["reference"]).expanduser()
+        if not file.is_file():
+            raise UserError(f"reference checkpoint {file} not found; give the file of the reference model")
+        found["reference_sha256"] = cached(subject.cache, ("sha256", str(file)), lambda: file_sha256(file))
+    return found
+
+
+def check(options: Mapping[str, Any], dataset: Any, num_images: int) -> None:
+    """A released corrupted set is evaluated on its own files (``table = "released"``), any other
+    dataset corrupted on the fly (any other table)."""
+    from cutmix_eval.data.corrupted import is_released
+
+    if is_released(dataset.name) != (options["table"] == "released"):
+        raise UserError(f"{dataset.name} is a released corrupted set: evaluate its own files with table = "
+                        "\"released\"" if is_released(dataset.name) else
+                        f"table = \"released\" reads a released corrupted set (cifar10-c, cifar100-c, imagenet-c), "
+                        f"not {dataset.name}; choose auto, cifar or imagenet to corrupt it on the fly")
+
+
+def settle(options: dict[str, Any]) -> dict[str, Any]:
+    """A released set's corruptions are in its files: no seed."""
+    return options | {"seed": None} if options["table"] == "released" else options
 
 
 def _corruptions(value: Any, option: str) -> str | tuple[str, ...]:
@@ -140,12 +193,12 @@ ANALYSIS = register_analysis(Analysis(
                     "1,3,5; every summary is then over the severities given, and says so", shown="1-5"),
              Option("table", "auto", choice(lambda: ("auto", "cifar", "imagenet", "released")),
                     "severity parameters for on-the-fly corruption: cifar (the CIFAR-C table, 32 px), imagenet "
-                    "(the ImageNet-C one, 224 px) or auto (by image size, <= 84 px: cifar); records of released "
-                    "sets say released"),
+                    "(the ImageNet-C one, 224 px), auto (by image size, <= 84 px: cifar), or released: the files "
+                    "of a released corrupted set (cifar10-c, cifar100-c, imagenet-c)"),
              Option("seed", 0, count(0, optional=True), "seed of the on-the-fly corruptions"),
              Option("reference", None, path, "a reference model's checkpoint (e.g. the study's baseline) evaluated "
                     "on the same corrupted images; CE, mCE and relative mCE are normalized by its errors (default: "
                     "AlexNet's published errors on ImageNet data at all 5 severities, none elsewhere)")),
-    run=run, inputs=inputs,
+    run=run, inputs=inputs, check=check, settle=settle,
     view=View((TableSpec("corruption", "Common corruptions", table, ("error", "source"), extra_rows=mce_row),),
               figure=figure)))

@@ -24,7 +24,7 @@ def run(subject: Subject, num_pairs: int | None = None, seed: int = 0, mix_grid:
                                cut_grid=cut_grid, model_info=subject.model_info, **subject.common())]
 
 
-def check(options: Mapping[str, Any], num_images: int) -> None:
+def check(options: Mapping[str, Any], dataset: Any, num_images: int) -> None:
     """No more pairs than images (each image is A of at most one pair), refused before any work."""
     from cutmix_eval.evaluate.inbetween import check_num_pairs
 

@@ -21,23 +21,22 @@ from cutmix_eval.report.store import Record, ResultStore, job_key
 
 def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int | None,
              options: Mapping[str, Any] | None = None, *, data_root: str | None = None,
-             cache: dict[Any, Any] | None = None, inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+             cache: dict[Any, Any] | None = None) -> dict[str, Any]:
     """The store's job for analysis ``name`` on ``dataset`` (see :mod:`cutmix_eval.report.store`):
     everything that decides its numbers. The model by its checkpoint's SHA-256, method label
     and the loading overrides given on top of the file (``model_info["loading"]``), so it can
     be looked up before loading a model; the dataset by name, split, :func:`effective_limit`
     and :attr:`~cutmix_eval.data.base.ImageDataset.identity` (where its files are and a
     fingerprint of them); every option, defaults filled in; the other data it reads (the
-    analysis's ``inputs``, or ``inputs`` when the caller knows them); and the analysis's
+    analysis's ``inputs``); and the analysis's
     :attr:`~cutmix_eval.analyses.base.Analysis.version`."""
     analysis = get_analysis(name)
     options = analysis.parse_options(options)
     limit = effective_limit(limit, dataset)
-    check_job(name, options, len(dataset) if limit is None else limit)
-    if inputs is None:
-        about = Subject(None, dict(model_info), dataset, data_root=data_root, limit=limit,
-                        cache={} if cache is None else cache)
-        inputs = analysis.inputs(about, options) if analysis.inputs else {}
+    check_job(name, options, dataset, len(dataset) if limit is None else limit)
+    about = Subject(None, dict(model_info), dataset, data_root=data_root, limit=limit,
+                    cache={} if cache is None else cache)
+    inputs = analysis.inputs(about, options) if analysis.inputs else {}
     return {"analysis": name, "version": analysis.version,
             "model": {"checkpoint_sha256": model_info.get("checkpoint_sha256"), "method": model_info.get("method"),
                       "loading": dict(model_info.get("loading") or {})},
@@ -45,10 +44,9 @@ def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int 
             "options": options, "inputs": dict(inputs)}
 
 
-def subject_job(name: str, subject: Subject, options: Mapping[str, Any] | None = None,
-                inputs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def subject_job(name: str, subject: Subject, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return make_job(name, subject.model_info, subject.dataset, subject.limit, options, data_root=subject.data_root,
-                    cache=subject.cache, inputs=inputs)
+                    cache=subject.cache)
 
 
 def describe_job(job: Mapping[str, Any]) -> str:
@@ -72,13 +70,10 @@ Reporter = Callable[[list[str], float, bool], None]
 
 
 def run_job(store: ResultStore, name: str, subject: Subject, options: Mapping[str, Any] | None = None, *,
-            force: bool = False, compute: Callable[[], Outcome] | None = None,
-            inputs: Mapping[str, Any] | None = None) -> tuple[Record, bool]:
-    """The record of analysis ``name`` on ``subject`` (:func:`run_jobs` for one analysis);
-    ``compute`` computes a variant the registry does not run, such as a released corrupted
-    set, whose other data are then ``inputs``. Returns ``(record, reused)``."""
-    job = subject_job(name, subject, options, inputs)
-    return _run(store, subject, {name: job}, force, compute=compute)[name]
+            force: bool = False) -> tuple[Record, bool]:
+    """The record of analysis ``name`` on ``subject`` (:func:`run_jobs` for one analysis).
+    Returns ``(record, reused)``."""
+    return _run(store, subject, {name: subject_job(name, subject, options)}, force)[name]
 
 
 def run_jobs(store: ResultStore, subject: Subject, options: Mapping[str, Mapping[str, Any] | None], *,
@@ -122,8 +117,7 @@ def plan(subject: Subject, jobs: Mapping[str, Mapping[str, Any]]) -> list[list[s
 
 
 def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]], force: bool, *,
-         report: Reporter | None = None, compute: Callable[[], Outcome] | None = None,
-         notes: dict[str, str] | None = None) -> dict[str, tuple[Record, bool]]:
+         report: Reporter | None = None, notes: dict[str, str] | None = None) -> dict[str, tuple[Record, bool]]:
     from cutmix_eval.distributed import is_main_process, main_decides
 
     main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
@@ -134,12 +128,11 @@ def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]
     for name in records if report else ():
         report([name], 0.0, True)
     missing = [name for name in jobs if name not in records]
-    groups = plan(subject, {name: jobs[name] for name in missing}) if compute is None else [missing] if missing else []
+    groups = plan(subject, {name: jobs[name] for name in missing})
     for group in groups:
         start = time.perf_counter()
         with where_things_stand(lambda group=group: not_recorded(group, store)):
-            outcomes = iter([(group[0], compute())]) if compute else _compute(group, subject, jobs, notes)
-            for name, results in outcomes:  # each saved as soon as it is computed
+            for name, results in _compute(group, subject, jobs, notes):  # each saved as soon as it is computed
                 path = store.save(jobs[name], results) if main else store.path_for(jobs[name])
                 records[name] = (Record(path, jobs[name], job_key(jobs[name]), results), False)
         if report:
@@ -185,6 +178,6 @@ def run_analyses(model: Any, dataset: Any, analyses: Mapping[str, Mapping[str, A
                       progress=progress, data_root=data_root, limit=limit)
     jobs = {name: {"options": get_analysis(name).parse_options(given)} for name, given in analyses.items()}
     for name, job in jobs.items():
-        check_job(name, job["options"], subject.num_images)
+        check_job(name, job["options"], dataset, subject.num_images)
     done = {name: outcome for group in plan(subject, jobs) for name, outcome in _compute(group, subject, jobs, notes)}
     return {name: done[name] for name in jobs if name in done}

@@ -149,18 +149,19 @@ def given_options(args: argparse.Namespace, analysis: str) -> dict[str, Any]:
 
 
 def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model, model_info: dict[str, Any],
-                    options: dict[str, Any], compute=None, inputs: dict[str, Any] | None = None):
+                    options: dict[str, Any], cache: dict[Any, Any] | None = None):
     """The record of analysis ``name`` with ``options`` from the ``--results`` store: reused when
-    recorded (unless ``--force``), else computed with the command's batching (by ``compute()
-    -> list[Result]`` when given, reading ``inputs`` besides) and saved."""
+    recorded (unless ``--force``), else computed with the command's batching and saved. ``cache``
+    starts the subject's cache (data the analysis reads besides, see
+    :class:`~cutmix_eval.analyses.base.Subject`) and is filled by it."""
     from cutmix_eval.analyses import Subject, run_job
     from cutmix_eval.distributed import is_main_process
     from cutmix_eval.report.store import ResultStore
 
     subject = Subject(model, model_info, dataset, device=str(device), batch_size=args.batch_size,
-                      num_workers=args.workers, data_root=args.data_root, limit=args.limit)
-    record, reused = run_job(ResultStore(args.results), name, subject, options, force=args.force, compute=compute,
-                             inputs=inputs)
+                      num_workers=args.workers, data_root=args.data_root, limit=args.limit,
+                      cache={} if cache is None else cache)
+    record, reused = run_job(ResultStore(args.results), name, subject, options, force=args.force)
     if not is_main_process():
         raise SystemExit(0)  # torchrun: this rank did its shard; rank 0 prints and writes
     print(record_line(record, reused))

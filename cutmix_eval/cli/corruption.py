@@ -5,8 +5,6 @@ from __future__ import annotations
 from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, given_options, \
     prepare_evaluation, print_table, report_outputs, save_outputs, stored_analysis
 
-#: released corrupted sets and the clean test set each one's clean error comes from
-CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
 
 
 def corruption_rows(result) -> list[dict]:
@@ -100,55 +98,27 @@ class CorruptionCommand(Command):
 
     def run(self, args):
         from cutmix_eval.analyses import get_analysis
-        from cutmix_eval.data import corrupted_slices, create_dataset, dataset_spec
-        from cutmix_eval.data.corrupted import released_identity
-        from cutmix_eval.errors import DatasetNotFoundError, UserError
-        from cutmix_eval.evaluate.corruption import evaluate_released_corruption
-        from cutmix_eval.models.checkpoint import load_checkpoint
+        from cutmix_eval.data import create_dataset
+        from cutmix_eval.data.corrupted import CLEAN_OF, first_slice, is_released
+        from cutmix_eval.errors import UserError
         from cutmix_eval.report.figures import corruption_heatmap
 
-        options = get_analysis("corruption").parse_options(given_options(args, "corruption"))
+        released = is_released(args.data)
+        given = given_options(args, "corruption") | ({"table": "released"} if released else {})
+        options = get_analysis("corruption").parse_options(given)
         severities, reference_ckpt = list(options["severities"]), options["reference"]
-        released = dataset_spec(args.data).name in CLEAN_OF
-        first = {}  # a released set is read slice by slice; the first one on disk stands for it here
-        if released:
-            slices = corrupted_slices(args.data, args.data_root)
-            if not slices:
-                raise UserError(f"no {args.data} slices under the data root; see `cutmix-eval datasets` for the layout")
-            first = {"corruption": slices[0][0], "severity": slices[0][1]}
-        device, dataset, model, info, model_info = prepare_evaluation(args, **first)
-        if released:
-            clean_name, clean_split = (args.clean_data, "test") if args.clean_data else CLEAN_OF[args.data]
-            try:
-                clean = create_dataset(clean_name, clean_split, root=args.data_root)
-            except DatasetNotFoundError:
-                if args.clean_data:
-                    raise
-                clean = None
-                print(f"note: {clean_name} not found under the data root: no clean error, no relative mCE")
-            reference, reference_label = None, "reference model"
-            if reference_ckpt:
-                reference, reference_info = load_checkpoint(reference_ckpt, num_classes=model.num_classes,
-                                                            trust=args.trust_checkpoint)
-                reference_label = reference_info.method or reference_info.arch
-
-            def compute():
-                return [evaluate_released_corruption(
-                    model, args.data, root=args.data_root, split=dataset.split, clean=clean,
-                    corruptions=options["corruptions"], severities=severities, reference=reference,
-                    reference_label=reference_label, batch_size=args.batch_size, device=device,
-                    num_workers=args.workers, limit=args.limit, model_info=model_info)]
-            options |= {"table": "released", "seed": None}  # the clean set is one of the job's inputs
-            inputs = {"released": released_identity(args.data, args.data_root),
-                      "clean": clean.identity if clean else None}
-            if reference_ckpt:
-                inputs["reference_sha256"] = reference_info.file_sha256
-            result = stored_analysis(args, "corruption", device, dataset, model, model_info, options,
-                                     compute=compute, inputs=inputs).results[0]
-        else:
-            if args.clean_data:
-                raise UserError("--clean-data goes with a released corrupted set (cifar10-c, cifar100-c, imagenet-c)")
-            result = stored_analysis(args, "corruption", device, dataset, model, model_info, options).results[0]
+        if args.clean_data and not released:
+            raise UserError("--clean-data goes with a released corrupted set (cifar10-c, cifar100-c, imagenet-c)")
+        # a released set is read slice by slice; the first one on disk stands for it here
+        device, dataset, model, info, model_info = prepare_evaluation(
+            args, **(first_slice(args.data, args.data_root) if released else {}))
+        cache = {}
+        if args.clean_data:
+            cache["released clean set"] = create_dataset(args.clean_data, "test", root=args.data_root)
+        result = stored_analysis(args, "corruption", device, dataset, model, model_info, options,
+                                 cache=cache).results[0]
+        if released and cache.get("released clean set") is None:
+            print(f"note: {CLEAN_OF[dataset.name][0]} not found under the data root: no clean error, no relative mCE")
         label = model_info["method"] or info.arch
         errors = {label: result.curves["errors"]}
         if "reference" in result.curves and reference_ckpt:

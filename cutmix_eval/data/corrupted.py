@@ -276,6 +276,22 @@ def imagenet_c_dataset(split: str, root: Path, *, corruption: str | None = None,
 
 
 _SLICES = {"cifar10-c": _cifar_c_slices, "cifar100-c": _cifar_c_slices, "imagenet-c": _imagenet_c_slices}
+#: each released corrupted set's clean counterpart (dataset, split): its clean error comes from there
+CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test"), "imagenet-c": ("imagenet", "val")}
+
+
+def is_released(name: str) -> bool:
+    """Whether ``name`` is a released corrupted set (``cifar10-c``, ``cifar100-c``, ``imagenet-c``)."""
+    return dataset_spec(name).name in _SLICES
+
+
+def first_slice(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``{"corruption", "severity"}`` of the first slice of released set ``name`` on disk (the
+    dataset object that stands for the release: its labels, size and identity), or a UserError."""
+    slices = corrupted_slices(name, root)
+    if not slices:
+        raise UserError(f"no {name} slices under the data root; see `cutmix-eval datasets` for the layout")
+    return {"corruption": slices[0][0], "severity": slices[0][1]}
 
 
 def corrupted_slices(name: str, root: str | os.PathLike | None = None) -> list[tuple[str, int]]:
