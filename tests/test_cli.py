@@ -242,3 +242,27 @@ def test_metrics_wsol_threshold_step_gives_a_grid_of_at_least_two(tmp_path, caps
         assert code == 2 and "at least 2 thresholds" in err, step
     code, out, _ = run(capsys, *wsol, "--step", "0.5", "--json")
     assert code == 0 and last_json(out)["thresholds"] == 2
+
+
+def test_analyze_reaches_every_registered_analysis_with_flags_from_its_options(tmp_path, capsys):
+    """`analyze NAME` exists for each registered analysis, its flags are the analysis's options,
+    and its record is the one the dedicated command makes (reused both ways)."""
+    from cutmix_eval.analyses import get_analysis, list_analyses
+    from conftest import tiny_checkpoint
+
+    for name in list_analyses():
+        with pytest.raises(SystemExit):
+            main(["analyze", name, "--help"])
+        shown = capsys.readouterr().out
+        flags = [f"--{o.name.replace('_', '-')}" for o in get_analysis(name).options]
+        assert all(flag in shown for flag in flags), name
+    ckpt = tiny_checkpoint(tmp_path / "m.pth")
+    common = ["--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--results", str(tmp_path / "R")]
+    code, out, _ = run(capsys, "analyze", "occlusion", *common, "--fractions", "0:0.5:1", "--json")
+    assert code == 0 and "recorded in" in out and "centre/auc" in out
+    assert last_json(out)["results"][0]["config"]["fractions"] == [0.0, 0.5, 1.0]
+    code, out, _ = run(capsys, "occlusion", *common, "--fractions", "0,0.5,1", "--examples", "0",
+                       "--output-dir", str(tmp_path / "o"))
+    assert code == 0 and "reused the recorded occlusion" in out
+    code, _, err = run(capsys, "analyze", "occlusion", *common, "--seed", "-1")
+    assert code == 2 and "option --seed must be a whole number of at least 0, not -1" in err

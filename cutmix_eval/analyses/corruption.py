@@ -186,7 +186,7 @@ def figure(columns, colours, where):
 
 
 ANALYSIS = register_analysis(Analysis(
-    "corruption", 1, "error under the common corruptions, on the fly",
+    "corruption", 1, "error under the common corruptions, on the fly or from a released set's files",
     options=(Option("corruptions", "all", _corruptions, "all (19), benchmark (the 15), a group (noise, blur, "
                     "weather, digital, extra) or a comma-separated list of groups and names"),
              Option("severities", (1, 2, 3, 4, 5), _severities, "a range such as 3-5, one level, or a list such as "

@@ -23,6 +23,7 @@ import warnings
 from cutmix_eval import __version__
 from cutmix_eval.cli._common import Command
 from cutmix_eval.cli.adversarial import AdversarialCommand
+from cutmix_eval.cli.analyze import AnalyzeCommand
 from cutmix_eval.cli.calibration import CalibrationCommand
 from cutmix_eval.cli.corruption import CorruptionCommand
 from cutmix_eval.cli.evaluate import EvaluateCommand
@@ -40,7 +41,7 @@ from cutmix_eval.errors import UserError
 COMMANDS: list[Command] = [QuickstartCommand(), DatasetsCommand(), ModelsCommand(), InspectCommand(),
                            TrainCommand(), TrainAllCommand(), EvaluateCommand(), LocalizeCommand(), OODCommand(),
                            CalibrationCommand(), OcclusionCommand(), InbetweenCommand(), AdversarialCommand(),
-                           CorruptionCommand(), MetricsCommand(), StudyCommand(), ReportCommand()]
+                           CorruptionCommand(), AnalyzeCommand(), MetricsCommand(), StudyCommand(), ReportCommand()]
 
 
 def build_parser() -> argparse.ArgumentParser:
