@@ -22,7 +22,8 @@ PACKAGE = "cutmix_eval"
 TORCH = frozenset({"torch", "torchvision", "timm", "pytorch_grad_cam"})
 
 #: small shared modules at the bottom, importable by every layer above them
-SHARED = frozenset({"cutmix_eval", "errors", "fileio", "progress", "runtime", "distributed", "versions", "catalog"})
+SHARED = frozenset({"cutmix_eval", "errors", "fileio", "progress", "runtime", "distributed", "versions", "catalog",
+                    "registry"})
 #: the foundations, which know nothing above the shared modules
 FOUNDATIONS = frozenset({"metrics", "results", "models", "corruptions"})
 #: what the evaluators and the training loop build on
@@ -38,6 +39,7 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
     "fileio": (frozenset({"errors"}), "a shared module at the bottom"),
     "runtime": (frozenset({"errors"}), "a shared module at the bottom"),
     "distributed": (frozenset({"errors", "runtime"}), "a shared module at the bottom"),
+    "registry": (frozenset({"errors"}), "the one registry implementation, light enough for the parsers"),
     "catalog": (frozenset(), "the names parsers list, so building them imports nothing heavy"),
     "versions": (frozenset({"cutmix_eval"}), "a shared module at the bottom (reads the package's __version__)"),
     "metrics": (frozenset(), "metrics are pure: arrays in, numbers out, no I/O"),
