@@ -268,7 +268,7 @@ def fake_noise(monkeypatch):
         return images + param * per_image_rand(seeds, images.shape[1:], device=images.device, normal=True)
 
     fake = Corruption("gaussian_noise", "noise", add_noise, FAKE_PARAMS, True, "test fake")
-    monkeypatch.setitem(corruption_registry._REGISTRY, "gaussian_noise", fake)
+    monkeypatch.setitem(corruption_registry._CORRUPTIONS._entries, "gaussian_noise", fake)
     return "gaussian_noise"
 
 
@@ -337,7 +337,7 @@ def test_corrupted_view_arguments_are_checked(clean, fake_noise, kwargs, parts):
 @pytest.mark.parametrize("name", ALL)
 def test_registered_corruptions_agree_with_the_batched_call(clean, name):
     list_corruptions()
-    if name not in corruption_registry._REGISTRY:
+    if name not in corruption_registry._CORRUPTIONS:
         pytest.skip(f"{name} is not implemented yet")
     view = CorruptedDataset(clean, name, 3, seed=5)
     indices = [4, 0, 2]

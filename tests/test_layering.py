@@ -39,6 +39,7 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
     "fileio": (frozenset({"errors"}), "a shared module at the bottom"),
     "runtime": (frozenset({"errors"}), "a shared module at the bottom"),
     "distributed": (frozenset({"errors", "runtime"}), "a shared module at the bottom"),
+    "registry": (frozenset({"errors"}), "the one registry implementation, light enough for the parsers"),
     "catalog": (frozenset(), "the names parsers list, so building them imports nothing heavy"),
     "registry": (frozenset({"errors"}), "a shared module at the bottom: the one registry every family uses"),
     "versions": (frozenset({"cutmix_eval"}), "a shared module at the bottom (reads the package's __version__)"),

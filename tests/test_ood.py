@@ -269,7 +269,7 @@ def test_the_score_registry_refuses_what_would_silently_produce_nothing():
         name = "perturbed-msp"
         kind = "perturbation"  # defines no evaluate_sets: it would have produced no Result
 
-    for cls, match in ((Twice, "'msp' is taken"), (Unknown, "kinds: posthoc, perturbation"),
+    for cls, match in ((Twice, "OOD score 'msp' registered twice"), (Unknown, "kinds: posthoc, perturbation"),
                        (Silent, "must define evaluate_sets")):
         with pytest.raises(ValueError, match=match):
             register_score(cls)

@@ -2,39 +2,34 @@
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 from collections.abc import Callable
 
 from cutmix_eval.cam.base import CAMMethod
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.registry import Registry
 
-_REGISTRY: dict[str, Callable[..., CAMMethod]] = {}
+_CAMS: Registry[Callable[..., CAMMethod]] = Registry("CAM method", sort=True)
 
 
 def register_cam(name: str):
     """Decorator registering ``factory(model, **kwargs) -> CAMMethod`` under ``name``."""
 
     def decorator(factory: Callable[..., CAMMethod]) -> Callable[..., CAMMethod]:
-        if name in _REGISTRY:
-            raise ValueError(f"CAM method {name!r} registered twice")
-        _REGISTRY[name] = factory
-        return factory
+        return _CAMS.register(name, factory)
 
     return decorator
 
 
 def list_cams(pattern: str = "*") -> list[str]:
     """Registered method names matching a shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return _CAMS.names(pattern)
 
 
 def create_cam(name: str, model: Classifier, **kwargs) -> CAMMethod:
     """The CAM method ``name`` bound to ``model``; ``kwargs`` are the method's options."""
-    if name not in _REGISTRY:
-        raise UserError(f"unknown CAM method {name!r}; choose one of {', '.join(list_cams())}")
-    factory = _REGISTRY[name]
+    factory = _CAMS.get(name)
     try:
         inspect.signature(factory).bind(model, **kwargs)
     except TypeError as err:

@@ -27,6 +27,7 @@ import torch
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics.corruption import ALL, BENCHMARK, GROUPS, SEVERITIES
+from cutmix_eval.registry import Registry
 
 TABLES = ("cifar", "imagenet")
 #: geometric mean of 32 and 224, rounded: the size above which the ImageNet table applies
@@ -47,7 +48,7 @@ class Corruption:
     description: str
 
 
-_REGISTRY: dict[str, Corruption] = {}
+_CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 
 
 def register_corruption(name: str, *, cifar: Sequence[Any], imagenet: Sequence[Any], stochastic: bool,
@@ -58,18 +59,17 @@ def register_corruption(name: str, *, cifar: Sequence[Any], imagenet: Sequence[A
         raise ValueError(f"{name}: unknown corruption or not 5 severities per table")
 
     def decorate(fn: CorruptionFn) -> CorruptionFn:
-        _REGISTRY[name] = Corruption(name, group, fn, {"cifar": tuple(cifar), "imagenet": tuple(imagenet)},
-                                     stochastic, description)
+        _CORRUPTIONS.register(name, Corruption(name, group, fn, {"cifar": tuple(cifar), "imagenet": tuple(imagenet)},
+                                               stochastic, description))
         return fn
 
     return decorate
 
 
 def get_corruption(name: str) -> Corruption:
+    """The registered corruption ``name``; a one-line UserError naming the close ones if unknown."""
     _load_all()
-    if name not in _REGISTRY:
-        raise UserError(f"unknown corruption {name!r}; choose from {', '.join(ALL)}")
-    return _REGISTRY[name]
+    return _CORRUPTIONS.get(name)
 
 
 def list_corruptions(selection: str = "all") -> list[str]:

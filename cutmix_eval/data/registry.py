@@ -8,7 +8,6 @@ whether it is ``"classification"`` data (labels, maybe boxes/masks) or an
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import os
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 
 from cutmix_eval.data.base import ImageDataset, resolve_data_root
 from cutmix_eval.errors import UserError
+from cutmix_eval.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,9 @@ class DatasetSpec:
         return argument in inspect.signature(self.factory).parameters
 
 
-_REGISTRY: dict[str, DatasetSpec] = {}
-_ALIASES: dict[str, str] = {}
+#: names and aliases are looked up case-insensitively (``CIFAR10`` is ``cifar10``)
+_DATASETS: Registry[DatasetSpec] = Registry("dataset", sort=True, ignore_case=True,
+                                            note="`cutmix-eval datasets` says where each is expected")
 
 
 def register_dataset(name: str, *, description: str, layout: str, splits: tuple[str, ...],
@@ -56,12 +57,8 @@ def register_dataset(name: str, *, description: str, layout: str, splits: tuple[
     """Decorator registering ``factory(split, root, transform=..., **kwargs)`` under ``name``."""
 
     def decorator(factory: Callable[..., ImageDataset]) -> Callable[..., ImageDataset]:
-        if name in _REGISTRY or name in _ALIASES:
-            raise ValueError(f"dataset {name!r} registered twice")
-        _REGISTRY[name] = DatasetSpec(name, factory, description, layout, splits, kind, locate, aliases,
-                                      root_is_folder, describe)
-        for alias in aliases:
-            _ALIASES[alias] = name
+        _DATASETS.register(name, DatasetSpec(name, factory, description, layout, splits, kind, locate, aliases,
+                                             root_is_folder, describe), aliases)
         return factory
 
     return decorator
@@ -69,17 +66,12 @@ def register_dataset(name: str, *, description: str, layout: str, splits: tuple[
 
 def dataset_spec(name: str) -> DatasetSpec:
     """The registry entry for ``name`` (or one of its aliases)."""
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in _REGISTRY:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(_REGISTRY))} "
-                        f"(run `cutmix-eval datasets`)")
-    return _REGISTRY[key]
+    return _DATASETS.get(name)
 
 
 def list_datasets(pattern: str = "*", kind: str | None = None) -> list[str]:
     """Registered dataset names matching a shell-style ``pattern``, optionally of one ``kind``."""
-    return sorted(n for n, s in _REGISTRY.items()
-                  if fnmatch.fnmatch(n, pattern) and (kind is None or s.kind == kind))
+    return [n for n in _DATASETS.names(pattern) if kind is None or _DATASETS.get(n).kind == kind]
 
 
 def create_dataset(name: str, split: str = "test", root: str | os.PathLike | None = None,

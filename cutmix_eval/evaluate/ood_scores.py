@@ -37,6 +37,7 @@ from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, make_loader
 from cutmix_eval.progress import progress_bar
+from cutmix_eval.registry import Registry
 
 
 #: what a score declares it needs; the OOD evaluator dispatches on it, never on a score's class
@@ -77,7 +78,7 @@ class OODScore:
         raise NotImplementedError
 
 
-_SCORES: dict[str, Callable[..., OODScore]] = {}
+_SCORES: Registry[type[OODScore]] = Registry("OOD score")
 _REQUIRED = {"posthoc": "__call__", "perturbation": "evaluate_sets"}
 
 
@@ -85,25 +86,23 @@ def register_score(cls: type[OODScore]) -> type[OODScore]:
     """Class decorator adding a score to the registry under ``cls.name``. A name registered
     twice, a kind not in :data:`KINDS`, or a kind whose method the class does not define is
     refused (a score that would silently produce nothing)."""
-    if not cls.name or cls.name in _SCORES:
-        raise ValueError(f"OOD score name {cls.name!r} is {'taken' if cls.name else 'empty'}")
+    if not cls.name:
+        raise ValueError(f"OOD score {cls.__name__} has no name")
     if cls.kind not in _REQUIRED:
         raise ValueError(f"OOD score {cls.name!r} has kind {cls.kind!r}; kinds: {', '.join(KINDS)}")
     if getattr(cls, _REQUIRED[cls.kind]) is getattr(OODScore, _REQUIRED[cls.kind]):
         raise ValueError(f"OOD score {cls.name!r} of kind {cls.kind!r} must define {_REQUIRED[cls.kind]}")
-    _SCORES[cls.name] = cls
-    return cls
+    return _SCORES.register(cls.name, cls)
 
 
 def list_scores() -> list[str]:
-    return list(_SCORES)
+    """The scores' names in registration order."""
+    return _SCORES.names()
 
 
 def create_score(name: str, **kwargs) -> OODScore:
     """A score by name, e.g. ``create_score("energy", temperature=1.0)``."""
-    if name not in _SCORES:
-        raise UserError(f"unknown OOD score {name!r}; choose from {', '.join(_SCORES)}")
-    return _SCORES[name](**kwargs)
+    return _SCORES.get(name)(**kwargs)
 
 
 def _logits64(predictions: Predictions) -> np.ndarray:

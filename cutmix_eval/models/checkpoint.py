@@ -19,7 +19,8 @@ training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``), raw stat
 dicts (torchvision's included), with ``module.`` and ``_orig_mod.`` prefixes
 stripped. For official PyramidNet/ResNet state dicts the depth, alpha, bottleneck
 and class count are inferred from tensor shapes; torchvision ResNets (the official
-CutMix ImageNet models) likewise. ``arch``/``num_classes``/``mean``/``std``
+CutMix ImageNet models) likewise: each model family registers the detector of its
+checkpoints with itself (:func:`infer_arch`). ``arch``/``num_classes``/``mean``/``std``
 arguments override what is detected.
 
 **Safety**: files are read with ``weights_only=True`` (plus argparse ``Namespace``
@@ -50,7 +51,7 @@ from cutmix_eval.errors import CheckpointError
 from cutmix_eval.fileio import atomic_write
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.registry import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD,
-                                         create_model, format_arch, model_spec, parse_arch)
+                                         create_model, detectors, format_arch, model_spec, parse_arch)
 from cutmix_eval.versions import package_versions
 
 FORMAT_NAME = "cutmix-eval"
@@ -325,66 +326,14 @@ def parse_checkpoint(obj: Any, *, ema: bool = False) -> _Parsed:
 
 # --------------------------------------------------------------------------- inference
 
-def _blocks(state: Mapping[str, torch.Tensor], layer: str) -> int:
-    pattern = re.compile(rf"^{layer}\.(\d+)\.")
-    return len({m.group(1) for k in state if (m := pattern.match(k))})
-
-
-def _infer_pyramidnet(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    from cutmix_eval.models.pyramidnet import pyramid_widths
-
-    bottleneck = "layer1.0.conv3.weight" in state
-    n = _blocks(state, "layer1")
-    depth = n * (9 if bottleneck else 6) + 2
-    widths = [[state[f"layer{s}.{b}.conv1.weight"].shape[0] for b in range(n)] for s in (1, 2, 3)]
-    # alpha enters the network only through the rounded widths; any alpha that reproduces
-    # them builds the same network. Prefer whole numbers, then the coarsest decimal.
-    base = widths[-1][-1] - 16
-    for step in (1.0, 0.5, 0.1, 0.01):
-        for k in range(int(2 / step) + 1):
-            for alpha in (base + k * step, base - k * step):
-                if alpha > 0 and pyramid_widths(depth, alpha, bottleneck) == widths:
-                    return {"depth": depth, "alpha": float(alpha), "bottleneck": bottleneck}
-    raise CheckpointError("the PyramidNet widths in this checkpoint match no alpha; pass "
-                          "--arch pyramidnet:depth=D,alpha=A,bottleneck=true|false")
-
-
-_TORCHVISION_RESNETS = {  # (bottleneck, layers, groups, width per group) -> torchvision name
-    (False, (2, 2, 2, 2), 1, 64): "resnet18", (False, (3, 4, 6, 3), 1, 64): "resnet34",
-    (True, (3, 4, 6, 3), 1, 64): "resnet50", (True, (3, 4, 23, 3), 1, 64): "resnet101",
-    (True, (3, 8, 36, 3), 1, 64): "resnet152", (True, (3, 4, 6, 3), 32, 4): "resnext50_32x4d",
-    (True, (3, 4, 23, 3), 32, 8): "resnext101_32x8d", (True, (3, 4, 23, 3), 64, 4): "resnext101_64x4d",
-    (True, (3, 4, 6, 3), 1, 128): "wide_resnet50_2", (True, (3, 4, 23, 3), 1, 128): "wide_resnet101_2",
-}
-
-
 def infer_arch(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
-    """Guess the architecture string of a state dict from its keys and shapes, or None.
-
-    A timm model name recorded in the file (timm's train script saves ``arch``) wins.
-    """
-    arch = meta.get("arch")
-    if isinstance(arch, str) and "/" not in arch:
-        import timm
-
-        if timm.is_model(arch):
-            return f"timm/{arch}"
-    conv1 = state.get("conv1.weight")
-    if "bn_final.weight" in state and "layer1.0.bn1.weight" in state:
-        return format_arch("pyramidnet", _infer_pyramidnet(state))
-    if conv1 is not None and tuple(conv1.shape[1:]) == (3, 3, 3) and "layer3.0.conv1.weight" in state \
-            and "layer4.0.conv1.weight" not in state:
-        bottleneck = "layer1.0.conv3.weight" in state
-        n = _blocks(state, "layer1")
-        return format_arch("cifar_resnet", {"depth": n * (9 if bottleneck else 6) + 2, "bottleneck": bottleneck})
-    if conv1 is not None and tuple(conv1.shape[1:]) == (3, 7, 7) and "layer4.0.conv1.weight" in state:
-        bottleneck = "layer1.0.conv3.weight" in state
-        layers = tuple(_blocks(state, f"layer{i}") for i in (1, 2, 3, 4))
-        conv2 = state["layer1.0.conv2.weight"].shape
-        groups, width = (conv2[0] // conv2[1], conv2[1]) if bottleneck else (1, 64)
-        name = _TORCHVISION_RESNETS.get((bottleneck, layers, groups, width))
-        if name:
-            return f"torchvision/{name}"
+    """Guess the architecture string of a state dict, or None: the first answer of the
+    checkpoint detectors the model families registered, asked in registration order (timm's
+    first, so a timm model name recorded in the file wins)."""
+    for detect in detectors():
+        arch = detect(state, meta)
+        if arch is not None:
+            return arch
     return None
 
 

@@ -9,11 +9,15 @@ blocks): three stages of n blocks at 16/32/64 planes (x4 for bottlenecks), 1x1 c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+import torch
 from torch import nn
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import GAPHeadMixin
-from cutmix_eval.models.registry import register_model
+from cutmix_eval.models.registry import count_blocks, format_arch, register_model
 
 
 def _conv_bn(in_planes: int, out_planes: int, kernel: int, stride: int = 1) -> tuple[nn.Conv2d, nn.BatchNorm2d]:
@@ -106,8 +110,19 @@ class CifarResNet(GAPHeadMixin, nn.Module):
         return self.layer3(self.layer2(self.layer1(x)))
 
 
+def detect_cifar_resnet(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
+    """A CIFAR ResNet state dict: a 3x3 stem, three stages (no ``layer4``), no PyramidNet ``bn_final``."""
+    conv1 = state.get("conv1.weight")
+    if conv1 is None or tuple(conv1.shape[1:]) != (3, 3, 3) or "layer3.0.conv1.weight" not in state \
+            or "layer4.0.conv1.weight" in state or "bn_final.weight" in state:
+        return None
+    bottleneck = "layer1.0.conv3.weight" in state
+    depth = count_blocks(state, "layer1") * (9 if bottleneck else 6) + 2
+    return format_arch("cifar_resnet", {"depth": depth, "bottleneck": bottleneck})
+
+
 @register_model("cifar_resnet", description="CIFAR ResNet, depth 6n+2 (basic) or 9n+2 (bottleneck)",
-                depth=110, bottleneck=False)
+                depth=110, bottleneck=False, detect=detect_cifar_resnet)
 def cifar_resnet(num_classes: int, depth: int, bottleneck: bool) -> CifarResNet:
     return CifarResNet(depth, num_classes, bottleneck)
 

@@ -17,12 +17,15 @@ Weights are never downloaded: load them with ``--ckpt``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, register_external
+from cutmix_eval.models.registry import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, count_blocks, register_external
 
 
 def _timm_spec(name: str) -> ModelSpec:
@@ -45,6 +48,17 @@ def _timm_names() -> list[str]:
     import timm
 
     return timm.list_models()
+
+
+def detect_timm(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
+    """A timm model name recorded in the file (timm's train script saves ``arch``)."""
+    arch = meta.get("arch")
+    if isinstance(arch, str) and "/" not in arch:
+        import timm
+
+        if timm.is_model(arch):
+            return f"timm/{arch}"
+    return None
 
 
 class TorchvisionNet(nn.Module):
@@ -113,5 +127,28 @@ def _torchvision_names() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-register_external("timm", _timm_spec, _timm_names)
-register_external("torchvision", _torchvision_spec, _torchvision_names)
+_TORCHVISION_RESNETS = {  # (bottleneck, layers, groups, width per group) -> torchvision name
+    (False, (2, 2, 2, 2), 1, 64): "resnet18", (False, (3, 4, 6, 3), 1, 64): "resnet34",
+    (True, (3, 4, 6, 3), 1, 64): "resnet50", (True, (3, 4, 23, 3), 1, 64): "resnet101",
+    (True, (3, 8, 36, 3), 1, 64): "resnet152", (True, (3, 4, 6, 3), 32, 4): "resnext50_32x4d",
+    (True, (3, 4, 23, 3), 32, 8): "resnext101_32x8d", (True, (3, 4, 23, 3), 64, 4): "resnext101_64x4d",
+    (True, (3, 4, 6, 3), 1, 128): "wide_resnet50_2", (True, (3, 4, 23, 3), 1, 128): "wide_resnet101_2",
+}
+
+
+def detect_torchvision(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
+    """A torchvision ResNet, ResNeXt or Wide ResNet (the official CutMix ImageNet models): a 7x7
+    stem and four stages, named by block type, blocks per stage, groups and width per group."""
+    conv1 = state.get("conv1.weight")
+    if conv1 is None or tuple(conv1.shape[1:]) != (3, 7, 7) or "layer4.0.conv1.weight" not in state:
+        return None
+    bottleneck = "layer1.0.conv3.weight" in state
+    layers = tuple(count_blocks(state, f"layer{i}") for i in (1, 2, 3, 4))
+    conv2 = state["layer1.0.conv2.weight"].shape
+    groups, width = (conv2[0] // conv2[1], conv2[1]) if bottleneck else (1, 64)
+    name = _TORCHVISION_RESNETS.get((bottleneck, layers, groups, width))
+    return f"torchvision/{name}" if name else None
+
+
+register_external("timm", _timm_spec, _timm_names, detect=detect_timm)
+register_external("torchvision", _torchvision_spec, _torchvision_names, detect=detect_torchvision)

@@ -12,13 +12,17 @@ is ``bn_final -> ReLU -> global average pooling -> fc``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cutmix_eval.errors import CheckpointError
 from cutmix_eval.models.cifar_resnet import blocks_per_stage, init_like_official
 from cutmix_eval.models.classifier import GAPHeadMixin
-from cutmix_eval.models.registry import register_model
+from cutmix_eval.models.registry import count_blocks, format_arch, register_model
 
 
 def _add_padded_shortcut(out: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
@@ -117,8 +121,33 @@ class PyramidNet(GAPHeadMixin, nn.Module):
         return self.relu_final(self.bn_final(x))
 
 
+def _infer_pyramidnet(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Depth, alpha and block type of a PyramidNet state dict, from its tensor shapes."""
+    bottleneck = "layer1.0.conv3.weight" in state
+    n = count_blocks(state, "layer1")
+    depth = n * (9 if bottleneck else 6) + 2
+    widths = [[state[f"layer{s}.{b}.conv1.weight"].shape[0] for b in range(n)] for s in (1, 2, 3)]
+    # alpha enters the network only through the rounded widths; any alpha that reproduces
+    # them builds the same network. Prefer whole numbers, then the coarsest decimal.
+    base = widths[-1][-1] - 16
+    for step in (1.0, 0.5, 0.1, 0.01):
+        for k in range(int(2 / step) + 1):
+            for alpha in (base + k * step, base - k * step):
+                if alpha > 0 and pyramid_widths(depth, alpha, bottleneck) == widths:
+                    return {"depth": depth, "alpha": float(alpha), "bottleneck": bottleneck}
+    raise CheckpointError("the PyramidNet widths in this checkpoint match no alpha; pass "
+                          "--arch pyramidnet:depth=D,alpha=A,bottleneck=true|false")
+
+
+def detect_pyramidnet(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
+    """A PyramidNet state dict has ``bn_final`` (the pre-pooling BN) and per-block ``bn1``."""
+    if "bn_final.weight" in state and "layer1.0.bn1.weight" in state:
+        return format_arch("pyramidnet", _infer_pyramidnet(state))
+    return None
+
+
 @register_model("pyramidnet", description="PyramidNet for CIFAR: depth, alpha (widening), bottleneck",
-                depth=200, alpha=240, bottleneck=True)
+                depth=200, alpha=240, bottleneck=True, detect=detect_pyramidnet)
 def pyramidnet(num_classes: int, depth: int, alpha: float, bottleneck: bool) -> PyramidNet:
     return PyramidNet(depth, alpha, num_classes, bottleneck)
 

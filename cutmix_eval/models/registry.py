@@ -4,19 +4,26 @@ An architecture is named by a registry name plus keyword arguments. On the comma
 line both fit in one string, ``NAME`` or ``NAME:key=value,key=value`` (for example
 ``pyramidnet:depth=56,alpha=48,bottleneck=true``); ``timm/NAME`` and
 ``torchvision/NAME`` reach every timm and torchvision classifier.
+
+A family registers the detector of its checkpoints with itself (``register_model(...,
+detect=fn)``, ``register_external(..., detect=fn)``);
+:func:`cutmix_eval.models.checkpoint.infer_arch` asks them in registration order.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.registry import Registry
 
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)  # the official CutMix CIFAR normalization
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -37,28 +44,60 @@ class ModelSpec:
     defaults: dict[str, Any]  # default keyword arguments, recorded with every checkpoint
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
-#: resolvers for prefixed names (``timm/...``, ``torchvision/...``): prefix -> (resolve, list)
-_EXTERNAL: dict[str, tuple[Callable[[str], ModelSpec], Callable[[], list[str]]]] = {}
+#: ``detect(state_dict, meta) -> architecture string | None``: a family's answer to "is this
+#: checkpoint one of mine, and which?" (``meta``: what the file holds besides its weights).
+#: A detector answers only for its own family's state dicts and leaves the rest to others.
+Detector = Callable[[Mapping[str, torch.Tensor], Mapping[str, Any]], str | None]
+
+
+@dataclass(frozen=True)
+class ExternalFamily:
+    """Names ``prefix/NAME`` resolved on demand (``timm/...``, ``torchvision/...``)."""
+
+    resolve: Callable[[str], ModelSpec]  # resolve(NAME) -> spec, or a UserError
+    names: Callable[[], list[str]]  # every NAME the family offers
+
+
+_MODELS: Registry[ModelSpec] = Registry("architecture", sort=True,
+                                        note="or timm/NAME, torchvision/NAME: `cutmix-eval models` lists them")
+_EXTERNAL: Registry[ExternalFamily] = Registry("model family")
+#: checkpoint detectors by family name, in registration order
+_DETECTORS: Registry[Detector] = Registry("checkpoint detector")
 
 
 def register_model(name: str, *, description: str, mean=CIFAR_MEAN, std=CIFAR_STD,
-                   input_size=(3, 32, 32), **defaults: Any):
-    """Decorator registering ``builder(num_classes, **kwargs) -> net`` under ``name``."""
+                   input_size=(3, 32, 32), detect: Detector | None = None, **defaults: Any):
+    """Decorator registering ``builder(num_classes, **kwargs) -> net`` under ``name``;
+    ``detect`` tells this family's checkpoints by their state dict (see :data:`Detector`)."""
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, description, tuple(mean), tuple(std),
-                                    tuple(input_size), dict(defaults))
+        _MODELS.register(name, ModelSpec(name, builder, description, tuple(mean), tuple(std),
+                                         tuple(input_size), dict(defaults)))
+        if detect is not None:
+            _DETECTORS.register(name, detect)
         return builder
 
     return decorator
 
 
-def register_external(prefix: str, resolve: Callable[[str], ModelSpec], names: Callable[[], list[str]]) -> None:
-    """Register a family of prefixed names resolved on demand (``prefix/NAME``)."""
-    _EXTERNAL[prefix] = (resolve, names)
+def register_external(prefix: str, resolve: Callable[[str], ModelSpec], names: Callable[[], list[str]], *,
+                      detect: Detector | None = None) -> None:
+    """Register a family of prefixed names resolved on demand (``prefix/NAME``), and
+    optionally the detector of its checkpoints."""
+    _EXTERNAL.register(prefix, ExternalFamily(resolve, names))
+    if detect is not None:
+        _DETECTORS.register(prefix, detect)
+
+
+def detectors() -> list[Detector]:
+    """The registered checkpoint detectors, in registration order (the families' import order)."""
+    return [detect for _, detect in _DETECTORS.items()]
+
+
+def count_blocks(state: Mapping[str, torch.Tensor], layer: str) -> int:
+    """How many blocks stage ``layer`` (``"layer1"``) has in a state dict (``layer1.0.``, ``layer1.1.``...)."""
+    pattern = re.compile(rf"^{re.escape(layer)}\.(\d+)\.")
+    return len({m.group(1) for k in state if (m := pattern.match(k))})
 
 
 def parse_arch(arch: str) -> tuple[str, dict[str, Any]]:
@@ -96,21 +135,18 @@ def _parse_value(text: str) -> Any:
 
 def model_spec(name: str) -> ModelSpec:
     """The registry entry for ``name`` (our own, ``timm/...`` or ``torchvision/...``)."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
     prefix, sep, rest = name.partition("/")
     if sep and prefix in _EXTERNAL:
-        return _EXTERNAL[prefix][0](rest)
-    raise UserError(f"unknown architecture {name!r}; run `cutmix-eval models` for the list "
-                    f"(ours: {', '.join(sorted(_REGISTRY))}; or timm/NAME, torchvision/NAME)")
+        return _EXTERNAL.get(prefix).resolve(rest)
+    return _MODELS.get(name)
 
 
 def list_models(pattern: str = "*", external: bool = False) -> list[str]:
     """Registered names matching a shell-style ``pattern``; with ``external=True`` also
     every ``timm/...`` and ``torchvision/...`` classifier."""
-    names = list(_REGISTRY)
+    names = _MODELS.names()
     if external:
-        names += [f"{prefix}/{n}" for prefix, (_, lister) in _EXTERNAL.items() for n in lister()]
+        names += [f"{prefix}/{n}" for prefix, family in _EXTERNAL.items() for n in family.names()]
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 

@@ -156,8 +156,7 @@ def train(method: str, recipe: Recipe, out_dir: str | Path, *, data_root: str | 
 
 def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: Path, data_root: str | None,
            resume: bool, progress: bool, log: Callable[[str], None]) -> TrainOutcome:
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    METHODS.get(method)  # an unknown method fails before any work
     if recipe.batch_size % ctx.world_size:
         raise UserError(f"batch_size {recipe.batch_size} does not split evenly over {ctx.world_size} processes")
     if ctx.is_main:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.registry import Registry
 
 # ----------------------------------------------------------------------------- pure helpers
 
@@ -228,15 +229,17 @@ class CutMix(Mixer):
         return mixed, mix_targets(y, perm, lam, self.num_classes, x.dtype)
 
 
-METHODS: dict[str, type[Mixer]] = {cls.name: cls for cls in (Baseline, Mixup, Cutout, CutMix)}
+#: the training methods by name, in the order tables list them
+METHODS: Registry[type[Mixer]] = Registry("method")
+for _mixer in (Baseline, Mixup, Cutout, CutMix):
+    METHODS.register(_mixer.name, _mixer)
 
 
 def create_mixer(method: str, num_classes: int, rng: np.random.Generator, **params: Any) -> Mixer:
     """The mixer for ``method`` (baseline, mixup, cutout, cutmix) with its parameters."""
-    if method not in METHODS:
-        raise UserError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    mixer = METHODS.get(method)
     try:
-        return METHODS[method](num_classes, rng, **params)
+        return mixer(num_classes, rng, **params)
     except TypeError as err:
         raise UserError(f"method {method!r} does not take {sorted(params)}: {err}") from err
 
