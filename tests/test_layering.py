@@ -41,7 +41,6 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
     "distributed": (frozenset({"errors", "runtime"}), "a shared module at the bottom"),
     "registry": (frozenset({"errors"}), "the one registry implementation, light enough for the parsers"),
     "catalog": (frozenset(), "the names parsers list, so building them imports nothing heavy"),
-    "registry": (frozenset({"errors"}), "a shared module at the bottom: the one registry every family uses"),
     "versions": (frozenset({"cutmix_eval"}), "a shared module at the bottom (reads the package's __version__)"),
     "metrics": (frozenset(), "metrics are pure: arrays in, numbers out, no I/O"),
     "results": (frozenset({"errors", "versions"}), "the Result type lives below evaluate/ and report/"),
