@@ -128,7 +128,10 @@ def add_options(parser: argparse.ArgumentParser, analysis: str, flags: dict[str,
         if option.name in skip:
             continue
         flag = (flags or {}).get(option.name) or f"--{option.name.replace('_', '-')}"
-        shown = option.shown or ("" if option.default is None else str(option.default))
+        if option.shown or isinstance(option.default, bool):
+            shown = option.shown or ("on" if option.default else "off")
+        else:
+            shown = "" if option.default is None else str(option.default)
         help_text = f"{option.help} (default {shown})" if shown else option.help  # None: the help says what
         if isinstance(option.default, bool):
             parser.add_argument(flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None,
