@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,12 +33,11 @@ from cutmix_eval.catalog import ATTACK_TARGETS as TARGETS
 from cutmix_eval.catalog import ATTACKS
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
+from cutmix_eval.evaluate.accumulate import Accumulator, feed
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.distributed import gather_concat
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.folding import fold_batchnorm
 from cutmix_eval.passes import head, make_loader
-from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -105,6 +105,89 @@ def _conventions(attacks: list[str], targeted: bool, target: str, steps: int, st
     return conventions
 
 
+@dataclass(frozen=True)
+class AttackSettings:
+    """What :func:`evaluate_adversarial` attacks with (checked by it)."""
+
+    attacks: list[str]
+    eps: list[float]
+    targeted: bool
+    target: str
+    pgd_steps: int
+    pgd_step_size: float | None
+    pgd_restarts: int
+    random_start: bool
+    seed: int
+
+
+class AdversarialAccumulator(Accumulator):
+    """The per-batch work of :func:`evaluate_adversarial`: each batch's clean predictions, its
+    attack goals and, per attack and eps, whether the attacked image keeps its label and whether
+    it lands on the goal."""
+
+    def __init__(self, model: Classifier, settings: AttackSettings, device: torch.device, dataset_name: str):
+        super().__init__()
+        self.model, self.settings, self.device, self.dataset_name = model, settings, device, dataset_name
+
+    def _goal(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor):
+        """The attack's goal class per image, and the clean logits when computing the goal gave them."""
+        s = self.settings
+        if s.targeted and s.target == "least-likely":
+            with torch.no_grad():
+                clean_logits = self.model(images)
+            return clean_logits.argmin(dim=1), clean_logits
+        if s.targeted:
+            return random_targets(labels, index, self.model.num_classes, s.seed), None
+        return labels, None
+
+    def update(self, batch: dict) -> None:
+        s, model = self.settings, self.model
+        images, labels = batch["image"].to(self.device), batch["label"].to(self.device)
+        goal, clean_logits = self._goal(images, labels, batch["index"])
+        direction = None
+        if "fgsm" in s.attacks:  # its forward pass gives the clean logits too
+            logits, direction = fgsm_direction(model, images, goal, s.targeted)
+            clean_logits = logits if clean_logits is None else clean_logits
+        if clean_logits is None:
+            with torch.no_grad():
+                clean_logits = model(images)
+        if not torch.isfinite(clean_logits).all():
+            bad = int((~torch.isfinite(clean_logits).all(dim=1)).sum())
+            raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(labels)} images in a batch of "
+                            f"{self.dataset_name}; the attacks' gradients are undefined there (check the checkpoint "
+                            "and its input scaling, --mean/--std)")
+        outcomes = {}
+        for attack in s.attacks:
+            if attack == "fgsm":
+                predicted = fgsm_predictions(model, images, direction, s.eps)
+            else:
+                predicted = _predict_each(model, (pgd(model, images, goal, e, steps=s.pgd_steps,
+                                                      step_size=s.pgd_step_size, random_start=s.random_start,
+                                                      restarts=s.pgd_restarts, targeted=s.targeted, seed=s.seed,
+                                                      keys=batch["index"], clean_logits=clean_logits)
+                                                  for e in s.eps))
+            outcomes[f"{attack}/robust"] = predicted == labels[:, None]
+            outcomes[f"{attack}/hit"] = predicted == goal[:, None]
+        self.add(index=batch["index"], clean=clean_logits.argmax(dim=1) == labels, goal=goal, **outcomes)
+
+    def finish(self, model_info: dict[str, Any], dataset_info: dict[str, Any], config: dict[str, Any]) -> Result:
+        s, rows = self.settings, self.reduced()
+        metrics, curves, per_sample = _summarize(s.eps, rows["clean"], {a: rows[f"{a}/robust"] for a in s.attacks},
+                                                 {a: rows[f"{a}/hit"] for a in s.attacks}, s.targeted)
+        per_sample = {"index": rows["index"]} | per_sample
+        if s.targeted:
+            per_sample["target"] = rows["goal"]
+        if "fgsm" in s.attacks and any(abs(e - PAPER_EPS) < 1e-9 for e in s.eps) and not s.targeted:
+            metrics["accuracy"] = metrics[f"fgsm/accuracy@{eps_label(PAPER_EPS)}"]  # the paper's Table 11 cell
+        metrics["num_images"] = int(len(rows["clean"]))
+        conventions = _conventions(s.attacks, s.targeted, s.target, s.pgd_steps, s.pgd_step_size, s.pgd_restarts,
+                                   s.random_start)
+        if "accuracy" in metrics:
+            conventions["accuracy"] += "; 'accuracy' alone is untargeted FGSM at 8/255, the paper's Table 11 setting"
+        return Result(evaluator="adversarial", metrics=metrics, conventions=conventions, model=model_info,
+                      dataset=dataset_info, config=config, curves=curves, per_sample=per_sample)
+
+
 def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: tuple[str, ...] | list[str] = ("fgsm",),
                          eps: tuple[float, ...] | list[float] = DEFAULT_EPS, targeted: bool = False,
                          target: str = "random", pgd_steps: int = 10, pgd_step_size: float | None = None,
@@ -119,65 +202,16 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
     device = resolve_device(device)
     model = fold_batchnorm(model.to(device))  # the same function, about a fifth cheaper to attack
     data = head(dataset, limit)
-    indices, clean, chosen = [], [], []
-    robust: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
-    hit: dict[str, list[np.ndarray]] = {a: [] for a in attacks}
-    loader = make_loader(data, batch_size, num_workers)
-    for batch in progress_bar(loader, desc=f"attack {dataset.name}", unit="batch", enabled=progress):
-        images, labels = batch["image"].to(device), batch["label"].to(device)
-        clean_logits, direction = None, None
-        goal = labels
-        if targeted and target == "least-likely":
-            with torch.no_grad():
-                clean_logits = model(images)
-            goal = clean_logits.argmin(dim=1)
-        elif targeted:
-            goal = random_targets(labels, batch["index"], model.num_classes, seed)
-        if "fgsm" in attacks:  # its forward pass gives the clean logits too
-            logits, direction = fgsm_direction(model, images, goal, targeted)
-            clean_logits = logits if clean_logits is None else clean_logits
-        if clean_logits is None:
-            with torch.no_grad():
-                clean_logits = model(images)
-        if not torch.isfinite(clean_logits).all():
-            bad = int((~torch.isfinite(clean_logits).all(dim=1)).sum())
-            raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(labels)} images in a batch of "
-                            f"{dataset.name}; the attacks' gradients are undefined there (check the checkpoint and "
-                            "its input scaling, --mean/--std)")
-        for attack in attacks:
-            if attack == "fgsm":
-                predicted = fgsm_predictions(model, images, direction, eps)
-            else:
-                predicted = _predict_each(model, (pgd(model, images, goal, e, steps=pgd_steps, step_size=pgd_step_size,
-                                                      random_start=random_start, restarts=pgd_restarts,
-                                                      targeted=targeted, seed=seed, keys=batch["index"],
-                                                      clean_logits=clean_logits)
-                                                  for e in eps))
-            robust[attack].append((predicted == labels[:, None]).cpu().numpy())
-            hit[attack].append((predicted == goal[:, None]).cpu().numpy())
-        indices.append(batch["index"].numpy())
-        clean.append((clean_logits.argmax(dim=1) == labels).cpu().numpy())
-        chosen.append(goal.cpu().numpy())
-    clean_correct = gather_concat(clean)
-    metrics, curves, per_sample = _summarize(eps, clean_correct, {a: gather_concat(robust[a]) for a in attacks},
-                                             {a: gather_concat(hit[a]) for a in attacks}, targeted)
-    per_sample = {"index": gather_concat(indices)} | per_sample
-    if targeted:
-        per_sample["target"] = gather_concat(chosen)
-    if "fgsm" in attacks and any(abs(e - PAPER_EPS) < 1e-9 for e in eps) and not targeted:
-        metrics["accuracy"] = metrics[f"fgsm/accuracy@{eps_label(PAPER_EPS)}"]  # the paper's Table 11 cell
-    metrics["num_images"] = int(len(clean_correct))
+    settings = AttackSettings(attacks, eps, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start,
+                              seed)
+    accumulator = AdversarialAccumulator(model, settings, device, dataset.name)
+    feed(accumulator, make_loader(data, batch_size, num_workers), desc=f"attack {dataset.name}", progress=progress)
     config = {"attacks": attacks, "eps": eps, "targeted": targeted, "target": target if targeted else None,
               "pgd_steps": pgd_steps, "pgd_step_size": pgd_step_size, "pgd_restarts": pgd_restarts,
               "random_start": random_start, "seed": seed, "batch_size": batch_size, "limit": limit}
-    conventions = _conventions(attacks, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start)
-    if "accuracy" in metrics:
-        conventions["accuracy"] += "; 'accuracy' alone is untargeted FGSM at 8/255, the paper's Table 11 setting"
-    return Result(evaluator="adversarial", metrics=metrics, conventions=conventions,
-                  model=model_info or {"arch": model.arch, "num_classes": model.num_classes},
-                  dataset={"name": dataset.name, "split": dataset.split, "num_images": len(data),
-                           "num_classes": dataset.num_classes},
-                  config=config, curves=curves, per_sample=per_sample)
+    return accumulator.finish(model_info or {"arch": model.arch, "num_classes": model.num_classes},
+                              {"name": dataset.name, "split": dataset.split, "num_images": len(data),
+                               "num_classes": dataset.num_classes}, config)
 
 
 def _check_settings(attacks: Sequence[str], target: str, pgd_steps: int, pgd_step_size: float | None,

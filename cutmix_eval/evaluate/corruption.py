@@ -37,8 +37,8 @@ from cutmix_eval.corruptions import BENCHMARK, GROUPS, SEVERITIES, list_corrupti
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.data.corrupted import corrupt_indexed
 from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.accumulate import Accumulator, feed
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.distributed import gather_concat
 from cutmix_eval.metrics import corruption as summaries
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import head, make_loader
@@ -116,35 +116,58 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
     device = resolve_device(device)
     models = _models(model, reference, device)
     loader = make_loader(data, batch_size, num_workers)
-    clean = {key: [] for key in models}
-    correct = {key: [] for key in models}
-    indices, size = [], None
     bar = progress_bar(total=len(loader) * (1 + len(names) * len(levels)), desc=f"corruptions {dataset.name}",
                        unit="pass", enabled=progress)
-    for batch in loader:
-        images, labels = batch["image"].to(device, non_blocking=True), batch["label"].to(device)
-        size = size or tuple(images.shape[-2:])
-        used_table = resolve_table(table, *size)
-        for key, m in models.items():
-            clean[key].append(_correct(m, images, labels).cpu())
-        bar.update()
-        grid = {key: torch.zeros(len(images), len(names), len(levels), dtype=torch.bool) for key in models}
-        for i, name in enumerate(names):
-            for j, severity in enumerate(levels):
-                corrupted = corrupt_indexed(images, batch["index"], name, severity, seed=seed, table=used_table)
-                for key, m in models.items():
-                    grid[key][:, i, j] = _correct(m, corrupted, labels).cpu()
-                bar.update()
-        for key in models:
-            correct[key].append(grid[key])
-        indices.append(batch["index"])
+    accumulator = CorruptionAccumulator(models, names, levels, table=table, seed=seed, device=device, tick=bar.update)
+    feed(accumulator, loader, desc="", progress=False)  # the bar above counts passes, not batches
     bar.close()
+    rows, size = accumulator.reduced(), accumulator.size
     source = {"source": "on the fly", "table": resolve_table(table, *size), "seed": seed,
               "image_size": list(size)}
-    return _result(model, dataset, len(data), names, levels, gather_concat(indices),
-                   {k: gather_concat(v) for k, v in clean.items()},
-                   {k: gather_concat(v) for k, v in correct.items()}, reference, reference_label, source,
-                   {"batch_size": batch_size, "limit": limit}, model_info)
+    return _result(model, dataset, len(data), names, levels, rows["index"],
+                   {k: rows[f"{k}/clean"] for k in models}, {k: rows[f"{k}/corrupted"] for k in models},
+                   reference, reference_label, source, {"batch_size": batch_size, "limit": limit}, model_info)
+
+
+class CorruptionAccumulator(Accumulator):
+    """The per-batch work of :func:`evaluate_corruption`: each model's correctness on the clean
+    batch, then on the batch corrupted on the fly by every selected corruption at every
+    severity (``N x C x S`` per model; per-image seeds, so a batch's split does not matter).
+    ``tick()`` is called after each pass over the batch."""
+
+    def __init__(self, models: dict[str, Classifier], names: list[str], levels: list[int], *, table: str, seed: int,
+                 device: torch.device, tick=lambda: None):
+        super().__init__()
+        self.models, self.names, self.levels, self.table, self.seed = models, names, levels, table, seed
+        self.device, self.tick, self.size = device, tick, None
+
+    def update(self, batch: dict) -> None:
+        images, labels = batch["image"].to(self.device, non_blocking=True), batch["label"].to(self.device)
+        self.size = self.size or tuple(images.shape[-2:])
+        used_table = resolve_table(self.table, *self.size)
+        clean = {f"{key}/clean": _correct(m, images, labels) for key, m in self.models.items()}
+        self.tick()
+        grid = {key: torch.zeros(len(images), len(self.names), len(self.levels), dtype=torch.bool)
+                for key in self.models}
+        for i, name in enumerate(self.names):
+            for j, severity in enumerate(self.levels):
+                corrupted = corrupt_indexed(images, batch["index"], name, severity, seed=self.seed, table=used_table)
+                for key, m in self.models.items():
+                    grid[key][:, i, j] = _correct(m, corrupted, labels).cpu()
+                self.tick()
+        self.add(index=batch["index"], **clean, **{f"{key}/corrupted": g for key, g in grid.items()})
+
+
+class CorrectnessAccumulator(Accumulator):
+    """Each model's top-1 correctness per image (``key`` -> ``N`` bool), for released slices."""
+
+    def __init__(self, models: dict[str, Classifier], device: torch.device):
+        super().__init__()
+        self.models, self.device = models, device
+
+    def update(self, batch: dict) -> None:
+        images, labels = batch["image"].to(self.device, non_blocking=True), batch["label"].to(self.device)
+        self.add(**{key: _correct(m, images, labels) for key, m in self.models.items()})
 
 
 def evaluate_released_corruption(model: Classifier, name: str, *, root: str | None = None, split: str = "test",
@@ -209,12 +232,9 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
 def _pass(models: dict[str, Classifier], data, batch_size: int, num_workers: int,
           device: torch.device) -> dict[str, np.ndarray]:
     """Per-model ``N`` bool correctness over ``data`` in one loader pass."""
-    out: dict[str, list[torch.Tensor]] = {key: [] for key in models}
-    for batch in make_loader(data, batch_size, num_workers):
-        images, labels = batch["image"].to(device, non_blocking=True), batch["label"].to(device)
-        for key, m in models.items():
-            out[key].append(_correct(m, images, labels).cpu())
-    return {key: gather_concat(parts) for key, parts in out.items()}
+    accumulator = CorrectnessAccumulator(models, device)
+    feed(accumulator, make_loader(data, batch_size, num_workers), desc="", progress=False)
+    return accumulator.reduced()
 
 
 def _reference(reference: Classifier | str | None, label: str, dataset_name: str, table: str,

@@ -27,15 +27,14 @@ import torch
 from torch.utils.data import Dataset
 
 from cutmix_eval.data.base import ImageDataset, dataset_labels
-from cutmix_eval.distributed import gather_concat
 from cutmix_eval.catalog import INBETWEEN_GRID as DEFAULT_GRID
 from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.accumulate import Accumulator, feed
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.occlusion import centre_window, check_fractions, trapezoid_mean, window_side
 from cutmix_eval.metrics.inbetween import PREDICTS_A, PREDICTS_B, PREDICTS_NEITHER, outcome_rates
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import DistinctPasses, head, make_loader
-from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
 
@@ -209,6 +208,53 @@ def _conventions(grids: dict[str, Sequence[float]], cells: dict[str, int]) -> di
     return conventions
 
 
+class InbetweenAccumulator(Accumulator):
+    """The per-batch work of :func:`evaluate_inbetween`: each batch of pairs (A, B) swept over
+    both grids, one outcome code per pair and grid point."""
+
+    def __init__(self, model: Classifier, grids: dict[str, list[float]], device: torch.device):
+        super().__init__()
+        self.model, self.grids, self.device, self.size = model, grids, device, None
+
+    def update(self, batch: dict) -> None:
+        a, b = batch["image_a"].to(self.device, non_blocking=True), batch["image_b"].to(self.device, non_blocking=True)
+        if a.shape != b.shape or (self.size is not None and tuple(a.shape[-2:]) != self.size):
+            raise UserError(f"in-between samples need images of one size, got {tuple(a.shape[-2:])} and "
+                            f"{tuple(b.shape[-2:]) if a.shape != b.shape else self.size}; give the dataset a "
+                            "resize / crop transform")
+        self.size = tuple(a.shape[-2:])
+        codes, bad = inbetween_sweep(self.model, a, b, batch["label_a"].to(self.device),
+                                     batch["label_b"].to(self.device), self.grids)
+        self.add(label_a=batch["label_a"], label_b=batch["label_b"], nonfinite=bad,
+                 **{f"{kind}/outcome": codes[kind] for kind in self.grids})
+
+    def finish(self, pairs: tuple[np.ndarray, np.ndarray], model_info: dict[str, Any], dataset_info: dict[str, Any],
+               config: dict[str, Any]) -> Result:
+        """The Result; ``pairs``: the (A, B) indices, in the order the loader gave them."""
+        rows, grids = self.reduced(), self.grids
+        bad = int(rows["nonfinite"].sum())
+        if bad:
+            warnings.warn(f"the model produced NaN or infinite logits for {bad} in-between pairs; those predictions "
+                          "count as neither class", stacklevel=2)
+        height, width = self.size
+        metrics: dict[str, float] = {}
+        curves: dict[str, Any] = {}
+        cells: dict[str, int] = {}
+        for kind, grid in grids.items():
+            shares = partner_share(kind, grid, height, width)
+            rates = outcome_rates(rows[f"{kind}/outcome"])
+            curves[kind] = {"grid": grid, "partner_share": shares, **{k: v.tolist() for k, v in rates.items()}}
+            cells[kind] = equal_share_point(shares)
+            metrics[f"{kind}/neither_auc"] = trapezoid_mean(grid, rates["rate_neither"])
+            metrics[f"{kind}/neither@{grid[cells[kind]]:g}"] = float(rates["rate_neither"][cells[kind]])
+        metrics |= {"num_pairs": int(len(pairs[0])), "num_nonfinite_logits": bad}
+        per_sample = {"index_a": pairs[0], "index_b": pairs[1], "label_a": rows["label_a"], "label_b": rows["label_b"],
+                      **{f"{kind}/outcome": rows[f"{kind}/outcome"] for kind in grids}}
+        return Result(evaluator="inbetween", metrics=metrics, conventions=_conventions(grids, cells), model=model_info,
+                      dataset=dataset_info | {"image_size": [height, width]}, config=config, curves=curves,
+                      per_sample=per_sample)
+
+
 def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: int | None = None, seed: int = 0,
                        mix_grid: Sequence[float] = DEFAULT_GRID, cut_grid: Sequence[float] = DEFAULT_GRID,
                        batch_size: int = 128, device: str = "auto", num_workers: int = 0, limit: int | None = None,
@@ -232,48 +278,11 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     a_indices, b_indices = make_pairs(dataset_labels(data), num_pairs, seed)
     device = resolve_device(device)
     model = model.to(device).eval()
+    accumulator = InbetweenAccumulator(model, grids, device)
     loader = make_loader(PairDataset(data, a_indices, b_indices), batch_size, num_workers, collate_fn=collate_pairs)
-    outcomes: dict[str, list[torch.Tensor]] = {kind: [] for kind in grids}
-    labels, nonfinite, size = {"label_a": [], "label_b": []}, [], None
-    for batch in progress_bar(loader, desc=f"in-between {dataset.name}", unit="batch", enabled=progress):
-        a, b = batch["image_a"].to(device, non_blocking=True), batch["image_b"].to(device, non_blocking=True)
-        if a.shape != b.shape or (size is not None and tuple(a.shape[-2:]) != size):
-            raise UserError(f"in-between samples need images of one size, got {tuple(a.shape[-2:])} and "
-                            f"{tuple(b.shape[-2:]) if a.shape != b.shape else size}; give the dataset a resize / "
-                            "crop transform")
-        size = tuple(a.shape[-2:])
-        codes, bad = inbetween_sweep(model, a, b, batch["label_a"].to(device), batch["label_b"].to(device), grids)
-        for kind in grids:
-            outcomes[kind].append(codes[kind].cpu())
-        nonfinite.append(bad.cpu())
-        for key in labels:
-            labels[key].append(batch[key])
-    height, width = size
-    bad = int(gather_concat(nonfinite).sum())
-    if bad:
-        warnings.warn(f"the model produced NaN or infinite logits for {bad} in-between pairs; those predictions "
-                      "count as neither class", stacklevel=2)
-    per_kind = {kind: gather_concat(parts) for kind, parts in outcomes.items()}
-    metrics: dict[str, float] = {}
-    curves: dict[str, Any] = {}
-    cells: dict[str, int] = {}
-    for kind, codes in per_kind.items():
-        grid = grids[kind]
-        shares = partner_share(kind, grid, height, width)
-        rates = outcome_rates(codes)
-        curves[kind] = {"grid": grid, "partner_share": shares, **{k: v.tolist() for k, v in rates.items()}}
-        cells[kind] = equal_share_point(shares)
-        metrics[f"{kind}/neither_auc"] = trapezoid_mean(grid, rates["rate_neither"])
-        metrics[f"{kind}/neither@{grid[cells[kind]]:g}"] = float(rates["rate_neither"][cells[kind]])
-    metrics |= {"num_pairs": int(len(a_indices)), "num_nonfinite_logits": bad}
-    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
-    per_sample = {"index_a": a_indices, "index_b": b_indices,
-                  **{key: gather_concat(parts) for key, parts in labels.items()},
-                  **{f"{kind}/outcome": codes for kind, codes in per_kind.items()}}
-    return Result(
-        evaluator="inbetween", metrics=metrics, conventions=_conventions(grids, cells), model=info,
-        dataset={"name": dataset.name, "split": dataset.split, "num_images": len(data),
-                 "num_classes": dataset.num_classes, "image_size": [height, width]},
-        config={"num_pairs": num_pairs, "seed": seed, "mix_grid": grids["mixup"], "cut_grid": grids["cutmix"],
-                "batch_size": batch_size, "limit": limit},
-        curves=curves, per_sample=per_sample)
+    feed(accumulator, loader, desc=f"in-between {dataset.name}", progress=progress)
+    return accumulator.finish(
+        (a_indices, b_indices), model_info or {"arch": model.arch, "num_classes": model.num_classes},
+        {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
+        {"num_pairs": num_pairs, "seed": seed, "mix_grid": grids["mixup"], "cut_grid": grids["cutmix"],
+         "batch_size": batch_size, "limit": limit})

@@ -32,8 +32,9 @@ import numpy as np
 from cutmix_eval.cam import create_cam
 from cutmix_eval.catalog import LOCALIZATION_PROTOCOLS
 from cutmix_eval.data.base import ImageDataset
-from cutmix_eval.distributed import gather_objects, gather_rows, sum_arrays
+from cutmix_eval.distributed import gather_objects
 from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.accumulate import Accumulator
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models.classifier import Classifier
@@ -90,14 +91,14 @@ def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str 
                               num_images=len(data))
 
 
-class LocalizationAccumulator:
+class LocalizationAccumulator(Accumulator):
     """The per-batch work of :func:`evaluate_localization`, reusable by any pass that has
     the maps of the ground-truth classes (e.g. a shared pass that also keeps logits).
 
     :meth:`update` reduces one batch's raw maps at once to per-image outcomes (best IoUs
-    over the threshold grid, pixel histograms for PxAP) and keeps the first examples, so
-    memory does not grow with the split; :meth:`finish` gathers this rank's outcomes over
-    ranks (rank order = dataset order under ``torchrun``) and returns the Result, the
+    over the threshold grid: rows; pixel histograms for PxAP: sums) and keeps the first
+    examples, so memory does not grow with the split; :meth:`finish` reduces them over ranks
+    (:class:`~cutmix_eval.evaluate.accumulate.Accumulator`) and returns the Result, the
     examples in its artifacts. ``dataset`` must have boxes; ``protocol`` is a key of
     :data:`PROTOCOLS`.
     """
@@ -109,44 +110,45 @@ class LocalizationAccumulator:
         if not dataset.has_boxes:
             raise UserError(f"{dataset.name} has no bounding boxes; localization needs a dataset with boxes "
                             "(synthetic, cub, cub-wsol, imagenet with XML boxes, ...)")
+        super().__init__()
         self.dataset, self.cam, self.keep_examples = dataset, cam, keep_examples
         self.spec = PROTOCOLS[protocol]
-        self.outcomes: dict[str, list[np.ndarray]] = {"index": [], "correct": [], "v1": [], "v2": [], "fixed": []}
-        self.pixels = (loc.PixelHistogram(WSOL_THRESHOLDS)
-                       if dataset.has_masks and self.spec.name == "wsolevaluation" else None)
-        self.examples: dict[str, list] = {"image": [], "map": [], "boxes": [], "title": []}
+        self.pxap = dataset.has_masks and self.spec.name == "wsolevaluation"
 
     def update(self, batch: dict, logits, maps) -> None:
         """One batch: ``batch`` as collated by the loader (images, labels, indices, boxes and
         masks on the CPU), ``logits`` ``B x K`` and raw ``maps`` ``B x h x w`` of the labels'
         classes (tensors on any device, e.g. a :class:`~cutmix_eval.cam.CAMResult`'s)."""
-        spec, dataset, outcomes = self.spec, self.dataset, self.outcomes
+        spec, dataset = self.spec, self.dataset
         labels = batch["label"]
         maps = resize_and_normalize(maps.float().cpu().numpy(), *batch["image"].shape[-2:], spec.interpolation)
         boxes = [inclusive_boxes(b.numpy(), dataset) for b in batch["boxes"]]
-        outcomes["index"].append(batch["index"].numpy())
-        outcomes["correct"].append((logits.argmax(1) == labels.to(logits.device)).cpu().numpy())
         modes = ("largest", "all") if spec.name == "wsolevaluation" else ("largest",)
         best = loc.best_ious(maps, boxes, WSOL_THRESHOLDS, modes)  # one shared computation for V1 and V2
-        outcomes["v1"].append(best["largest"])
+        self.add(index=batch["index"], correct=logits.argmax(1) == labels.to(logits.device), v1=best["largest"])
         if spec.name == "wsolevaluation":
-            outcomes["v2"].append(best["all"])
-            if self.pixels is not None:
-                self.pixels.update(maps, batch["mask"].numpy())
+            self.add(v2=best["all"])
+            if self.pxap:
+                pixels = loc.PixelHistogram(WSOL_THRESHOLDS)
+                pixels.update(maps, batch["mask"].numpy())
+                self.add_sum(foreground=pixels.foreground, background=pixels.background)
         else:
-            outcomes["fixed"].append(loc.gt_known_localization(maps, boxes, PAPER_THRESHOLD).iou)
-        _keep_examples(self.examples, self.keep_examples, batch, maps, dataset)
+            self.add(fixed=loc.gt_known_localization(maps, boxes, PAPER_THRESHOLD).iou)
+        self.keep_first(self.keep_examples, **_examples(self.keep_examples - self.kept("image"), batch, maps,
+                                                       dataset))
 
     def finish(self, model_info: dict[str, Any], *, batch_size: int, limit: int | None,
                num_images: int) -> Result:
         """The Result (``num_images``: images of the split evaluated, over all ranks), with
         the examples and their predicted boxes as its artifacts (:func:`example_arrays`);
         call once, after the last :meth:`update`."""
-        spec, dataset, pixels = self.spec, self.dataset, self.pixels
-        arrays = {k: gather_rows(np.concatenate(v)) for k, v in self.outcomes.items() if v}
-        if pixels is not None:
-            pixels.foreground, pixels.background = sum_arrays(pixels.foreground), sum_arrays(pixels.background)
-        examples = gather_examples(self.examples, self.keep_examples)
+        spec, dataset = self.spec, self.dataset
+        arrays = self.reduced()
+        pixels = None
+        if self.pxap:
+            pixels = loc.PixelHistogram(WSOL_THRESHOLDS)
+            pixels.foreground, pixels.background = arrays.pop("foreground"), arrays.pop("background")
+        examples = {key: arrays.pop(key, []) for key in EXAMPLE_KEYS}
         config = {"cam": self.cam, "protocol": spec.name, "protocol_conventions": spec.description,
                   "thresholds": WSOL_THRESHOLDS.tolist(), "batch_size": batch_size, "limit": limit}
         dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": num_images,
@@ -170,20 +172,17 @@ def inclusive_boxes(boxes: np.ndarray, dataset: ImageDataset) -> np.ndarray:
     return boxes
 
 
-def gather_examples(examples: dict[str, list], count: int) -> dict[str, list]:
-    """The first ``count`` examples over all ranks (rank 0's block comes first)."""
-    parts = gather_objects(examples)
-    return {key: [x for part in parts for x in part[key]][:count] for key in examples}
+#: what each kept example holds: the image, its map, its boxes and its class name
+EXAMPLE_KEYS = ("image", "map", "boxes", "title")
 
 
-def _keep_examples(examples: dict[str, list], count: int, batch: dict, maps: np.ndarray,
-                   dataset: ImageDataset) -> None:
-    for i in range(min(count - len(examples["image"]), len(maps))):
-        examples["image"].append(batch["image"][i].numpy())
-        examples["map"].append(maps[i])
-        examples["boxes"].append(batch["boxes"][i].numpy())
-        label = int(batch["label"][i])
-        examples["title"].append(dataset.classes[label] if dataset.classes else str(label))
+def _examples(count: int, batch: dict, maps: np.ndarray, dataset: ImageDataset) -> dict[str, list]:
+    """The batch's first ``count`` images as examples (:data:`EXAMPLE_KEYS`)."""
+    shown = range(min(max(count, 0), len(maps)))
+    labels = [int(batch["label"][i]) for i in shown]
+    return {"image": [batch["image"][i].numpy() for i in shown], "map": [maps[i] for i in shown],
+            "boxes": [batch["boxes"][i].numpy() for i in shown],
+            "title": [dataset.classes[label] if dataset.classes else str(label) for label in labels]}
 
 
 def _curve_metrics(best_iou: np.ndarray, deltas: tuple[float, ...]) -> tuple[np.ndarray, dict[str, float]]:

@@ -29,11 +29,10 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.catalog import OCCLUSION_FRACTIONS as DEFAULT_FRACTIONS
 from cutmix_eval.catalog import OCCLUSION_MODES as MODES
+from cutmix_eval.evaluate.accumulate import Accumulator, feed
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.distributed import gather_concat
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import DistinctPasses, head, make_loader
-from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import per_image_uniform, resolve_device
 
@@ -272,6 +271,54 @@ def conventions_for(fill: str | float, seed: int, modes: Sequence[str], fraction
     return conventions
 
 
+class OcclusionAccumulator(Accumulator):
+    """The per-batch work of :func:`evaluate_occlusion`: each batch's clean and occluded
+    predictions (one forward per grid point and mode) reduced to per-image correct flags."""
+
+    def __init__(self, model: Classifier, *, fractions: Sequence[float], modes: Sequence[str], fill: str | float,
+                 seed: int, device: torch.device):
+        super().__init__()
+        self.model, self.fractions, self.modes, self.fill, self.seed = model, fractions, modes, fill, seed
+        self.device, self.size = device, None
+
+    def update(self, batch: dict) -> None:
+        images = batch["image"].to(self.device, non_blocking=True)
+        if self.size is None:
+            self.size = tuple(images.shape[-2:])
+        elif tuple(images.shape[-2:]) != self.size:
+            raise UserError(f"occlusion needs images of one size, got {self.size} and {tuple(images.shape[-2:])}; "
+                            "give the dataset a resize / crop transform")
+        pixels = fill_pixels(self.fill, images, batch["index"], mean=getattr(self.model, "mean", None), seed=self.seed)
+        sweep = occlusion_sweep(self.model, images, batch["label"].to(self.device), pixels, self.fractions, self.modes)
+        self.add(index=batch["index"], clean=sweep.clean, nonfinite=sweep.nonfinite,
+                 **{f"{mode}/correct": sweep.correct[mode] for mode in self.modes})
+
+    def finish(self, model_info: dict[str, Any], dataset_info: dict[str, Any], config: dict[str, Any]) -> Result:
+        rows, fractions = self.reduced(), self.fractions
+        bad = int(rows["nonfinite"].sum())
+        if bad:
+            warnings.warn(f"the model produced NaN or infinite logits for {bad} images in some occlusion variant; "
+                          "those outcomes count as wrong", stacklevel=2)
+        height, width = self.size
+        metrics: dict[str, float] = {"clean_accuracy": float(rows["clean"].mean())}
+        curves: dict[str, Any] = {}
+        cells = table_points(fractions)
+        for mode in self.modes:
+            accuracy = rows[f"{mode}/correct"].mean(axis=0)
+            windows = [window_side(height, f) * window_side(width, f) for f in fractions]
+            curves[mode] = {"fraction": fractions, "accuracy": accuracy.tolist(),
+                            "hole_pixels": windows if mode == "centre" else [height * width - a for a in windows]}
+            metrics[f"{mode}/auc"] = trapezoid_mean(fractions, accuracy)
+            for i in cells:
+                metrics[f"{mode}/accuracy@{fractions[i]:g}"] = float(accuracy[i])
+        metrics |= {"num_images": dataset_info["num_images"], "num_nonfinite_logits": bad}
+        return Result(
+            evaluator="occlusion", metrics=metrics,
+            conventions=conventions_for(self.fill, self.seed, self.modes, fractions), model=model_info,
+            dataset=dataset_info | {"image_size": [height, width]}, config=config, curves=curves,
+            per_sample={"index": rows["index"], **{f"{m}/correct": rows[f"{m}/correct"] for m in self.modes}})
+
+
 def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: Sequence[float] = DEFAULT_FRACTIONS,
                        modes: Sequence[str] = MODES, fill: str | float = "black", seed: int = 0,
                        batch_size: int = 256, device: str = "auto", num_workers: int = 0, limit: int | None = None,
@@ -291,47 +338,9 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
     data = head(dataset, limit)
     device = resolve_device(device)
     model = model.to(device).eval()
-    correct: dict[str, list[torch.Tensor]] = {mode: [] for mode in modes}
-    clean, nonfinite, indices, size = [], [], [], None
-    loader = make_loader(data, batch_size, num_workers)
-    for batch in progress_bar(loader, desc=f"occlusion {dataset.name}", unit="batch", enabled=progress):
-        images = batch["image"].to(device, non_blocking=True)
-        if size is None:
-            size = tuple(images.shape[-2:])
-        elif tuple(images.shape[-2:]) != size:
-            raise UserError(f"occlusion needs images of one size, got {size} and {tuple(images.shape[-2:])}; "
-                            "give the dataset a resize / crop transform")
-        pixels = fill_pixels(fill, images, batch["index"], mean=getattr(model, "mean", None), seed=seed)
-        sweep = occlusion_sweep(model, images, batch["label"].to(device), pixels, fractions, modes)
-        for mode in modes:
-            correct[mode].append(sweep.correct[mode].cpu())
-        clean.append(sweep.clean.cpu())
-        nonfinite.append(sweep.nonfinite.cpu())
-        indices.append(batch["index"])
-    per_mode = {mode: gather_concat(parts) for mode, parts in correct.items()}
-    bad = int(gather_concat(nonfinite).sum())
-    if bad:
-        warnings.warn(f"the model produced NaN or infinite logits for {bad} images in some occlusion variant; "
-                      "those outcomes count as wrong", stacklevel=2)
-    height, width = size
-    metrics: dict[str, float] = {"clean_accuracy": float(gather_concat(clean).mean())}
-    curves: dict[str, Any] = {}
-    cells = table_points(fractions)
-    for mode, right in per_mode.items():
-        accuracy = right.mean(axis=0)
-        windows = [window_side(height, f) * window_side(width, f) for f in fractions]
-        curves[mode] = {"fraction": fractions, "accuracy": accuracy.tolist(),
-                        "hole_pixels": windows if mode == "centre" else [height * width - a for a in windows]}
-        metrics[f"{mode}/auc"] = trapezoid_mean(fractions, accuracy)
-        for i in cells:
-            metrics[f"{mode}/accuracy@{fractions[i]:g}"] = float(accuracy[i])
-    metrics |= {"num_images": int(len(data)), "num_nonfinite_logits": bad}
-    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
-    return Result(
-        evaluator="occlusion", metrics=metrics, conventions=conventions_for(fill, seed, modes, fractions),
-        model=info, dataset={"name": dataset.name, "split": dataset.split, "num_images": len(data),
-                             "num_classes": dataset.num_classes, "image_size": [height, width]},
-        config={"fractions": fractions, "modes": modes, "fill": fill, "seed": seed, "batch_size": batch_size,
-                "limit": limit},
-        curves=curves,
-        per_sample={"index": gather_concat(indices), **{f"{m}/correct": c for m, c in per_mode.items()}})
+    accumulator = OcclusionAccumulator(model, fractions=fractions, modes=modes, fill=fill, seed=seed, device=device)
+    feed(accumulator, make_loader(data, batch_size, num_workers), desc=f"occlusion {dataset.name}", progress=progress)
+    return accumulator.finish(
+        model_info or {"arch": model.arch, "num_classes": model.num_classes},
+        {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
+        {"fractions": fractions, "modes": modes, "fill": fill, "seed": seed, "batch_size": batch_size, "limit": limit})
