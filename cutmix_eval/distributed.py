@@ -5,8 +5,9 @@ Under ``torchrun`` each process joins the default group: NCCL on CUDA (one GPU p
 local rank), gloo on CPU.
 
 Evaluation shards every dataset it iterates into contiguous blocks, one per rank in
-rank order (:func:`shard_range`); evaluators gather their per-sample outcomes with
-:func:`gather_rows`, which concatenates the blocks in rank order, i.e. dataset order,
+rank order (:func:`shard_range`); the evaluators' accumulators
+(:mod:`cutmix_eval.evaluate.accumulate`) and the passes gather their per-sample outcomes
+with :func:`gather_rows`, which concatenates the blocks in rank order, i.e. dataset order,
 on every rank, so each rank computes the same metrics and rank 0 writes the record.
 """
 
@@ -116,13 +117,6 @@ def gather_rows(array: np.ndarray) -> np.ndarray:
     if world()[1] == 1:
         return array
     return np.concatenate(gather_objects(np.asarray(array)), axis=0)
-
-
-def gather_concat(parts) -> np.ndarray:
-    """This rank's per-batch ``parts`` (tensors or arrays) concatenated, then gathered over
-    ranks with :func:`gather_rows`."""
-    arrays = [p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asarray(p) for p in parts]
-    return gather_rows(np.concatenate(arrays))
 
 
 def sum_arrays(array: np.ndarray) -> np.ndarray:

@@ -31,12 +31,11 @@ from scipy.special import logsumexp, softmax
 from torch.utils.data import Dataset, Subset
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.accumulate import Accumulator, feed
 from cutmix_eval.evaluate.attacks import loss_gradient
-from cutmix_eval.distributed import gather_concat
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, make_loader
-from cutmix_eval.progress import progress_bar
 from cutmix_eval.registry import Registry
 
 
@@ -193,6 +192,34 @@ class ODINSetting:
     noise: float
 
 
+def _key(setting: ODINSetting) -> str:
+    return f"{setting.temperature!r}/{setting.noise!r}"
+
+
+class _ODINScores(Accumulator):
+    """ODIN's per-batch work: per temperature one backward pass for the input gradient, then
+    per noise one forward pass on the moved images; rows of max softmax (of logits / T) per
+    setting (:func:`_key`)."""
+
+    def __init__(self, model: Classifier, settings: Sequence[ODINSetting], device: torch.device):
+        super().__init__()
+        self.model, self.device = model, device
+        self.by_temperature: dict[float, list[float]] = {}
+        for s in settings:
+            self.by_temperature.setdefault(s.temperature, []).append(s.noise)
+
+    def update(self, batch: dict) -> None:
+        images = batch["image"].to(self.device)
+        for temperature, noises in self.by_temperature.items():
+            logits, grad = loss_gradient(self.model, images, None, temperature)
+            step = grad.sign()
+            with torch.no_grad():
+                for noise in noises:
+                    moved = self.model(images - noise * step) if noise else logits * temperature
+                    probs = torch.softmax(moved.double() / temperature, dim=1)
+                    self.add(**{_key(ODINSetting(temperature, noise)): probs.max(dim=1).values})
+
+
 @register_score
 class ODIN(OODScore):
     """ODIN (Liang et al. 2018): the maximum softmax probability at temperature ``T`` of the
@@ -231,23 +258,10 @@ class ODIN(OODScore):
                desc: str = "odin") -> dict[ODINSetting, np.ndarray]:
         """ODIN scores of every image of ``dataset`` for each setting: one backward pass per
         temperature and one forward pass per setting, batch by batch."""
-        model = model.to(device).eval()
-        by_temperature: dict[float, list[float]] = {}
-        for s in settings:
-            by_temperature.setdefault(s.temperature, []).append(s.noise)
-        out: dict[ODINSetting, list[np.ndarray]] = {s: [] for s in settings}
-        loader = make_loader(dataset, batch_size, num_workers)
-        for batch in progress_bar(loader, desc=desc, unit="batch", enabled=progress):
-            images = batch["image"].to(device)
-            for temperature, noises in by_temperature.items():
-                logits, grad = loss_gradient(model, images, None, temperature)
-                step = grad.sign()
-                with torch.no_grad():
-                    for noise in noises:
-                        moved = model(images - noise * step) if noise else logits * temperature
-                        probs = torch.softmax(moved.double() / temperature, dim=1)
-                        out[ODINSetting(temperature, noise)].append(probs.max(dim=1).values.cpu().numpy())
-        return {s: gather_concat(v) for s, v in out.items()}
+        accumulator = _ODINScores(model.to(device).eval(), settings, device)
+        feed(accumulator, make_loader(dataset, batch_size, num_workers), desc=desc, progress=progress)
+        rows = accumulator.reduced()
+        return {s: rows[_key(s)] for s in settings}
 
     def evaluate_sets(self, model, id_name, id_data, ood_data, make_result, **run):
         """ODIN's protocol: tune per OOD set on the first ``holdout`` images of the ID set and
