@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from cutmix_eval.analyses.base import ANALYSES, Outcome, Subject, check_job, effective_limit, get_analysis
+from cutmix_eval.analyses.base import ANALYSES, Outcome, Subject, check_job, get_analysis
 from cutmix_eval.errors import where_things_stand
 from cutmix_eval.report.store import Record, ResultStore, job_key
 
@@ -25,17 +25,17 @@ def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int 
     """The store's job for analysis ``name`` on ``dataset`` (see :mod:`cutmix_eval.report.store`):
     everything that decides its numbers. The model by its checkpoint's SHA-256, method label
     and the loading overrides given on top of the file (``model_info["loading"]``), so it can
-    be looked up before loading a model; the dataset by name, split, :func:`effective_limit`
+    be looked up before loading a model; the dataset by name, split, :func:`~cutmix_eval.analyses.base.effective_limit`
     and :attr:`~cutmix_eval.data.base.ImageDataset.identity` (where its files are and a
     fingerprint of them); every option, defaults filled in; the other data it reads (the
     analysis's ``inputs``); and the analysis's
     :attr:`~cutmix_eval.analyses.base.Analysis.version`."""
     analysis = get_analysis(name)
     options = analysis.parse_options(options)
-    limit = effective_limit(limit, dataset)
-    check_job(name, options, dataset, len(dataset) if limit is None else limit)
     about = Subject(None, dict(model_info), dataset, data_root=data_root, limit=limit,
-                    cache={} if cache is None else cache)
+                    cache={} if cache is None else cache)  # the limit as it applies (effective_limit)
+    limit = about.limit
+    check_job(name, options, dataset, about.num_images)
     inputs = analysis.inputs(about, options) if analysis.inputs else {}
     return {"analysis": name, "version": analysis.version,
             "model": {"checkpoint_sha256": model_info.get("checkpoint_sha256"), "method": model_info.get("method"),
