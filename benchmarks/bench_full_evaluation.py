@@ -54,6 +54,7 @@ from cutmix_eval.analyses import run_analyses
 from cutmix_eval.evaluate.ood import create_ood_sets
 from cutmix_eval.models import create_model
 from cutmix_eval.passes import make_loader
+from cutmix_eval.settings import RunSettings
 
 TARGET = 1.3
 BATCH = 256
@@ -88,8 +89,8 @@ SHARED = ("classification", "localization", "ood")  # the analyses `evaluate --a
 
 def ours(model, dataset, count: int, keep: dict, analyses=SHARED):
     def run():
-        keep["last"] = run_analyses(model, dataset, dict.fromkeys(analyses), limit=count, batch_size=BATCH,
-                                    progress=False)
+        keep["last"] = run_analyses(model, dataset, dict.fromkeys(analyses),
+                                    settings=RunSettings(batch_size=BATCH, limit=count, progress=False))
     return run
 
 

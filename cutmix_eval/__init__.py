@@ -7,7 +7,8 @@ The public API, in the style of ``timm``'s top level::
 
     model, info = ce.load_checkpoint("last.pth")          # or ce.create_model("gapnet", num_classes=10)
     test = ce.create_dataset("synthetic", "test")
-    [occlusion] = ce.run_analysis("occlusion", model, test, limit=200, fractions="0:0.5:1")
+    [occlusion] = ce.run_analysis("occlusion", model, test, fractions="0:0.5:1",
+                                  settings=ce.RunSettings(limit=200, batch_size=64))
     ce.list_analyses(), ce.list_models(), ce.list_datasets()
 
 Every name is imported on first use (:pep:`562`), so ``import cutmix_eval`` and the command
@@ -33,6 +34,7 @@ _EXPORTS = {
     "run_analyses": "cutmix_eval.analyses",
     "list_analyses": "cutmix_eval.analyses",
     "Result": "cutmix_eval.results",
+    "RunSettings": "cutmix_eval.settings",
     "load_study": "cutmix_eval.study",
     "run_study": "cutmix_eval.study",
     "write_report": "cutmix_eval.analyses",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 
@@ -22,6 +23,9 @@ import torch
 import torch.distributed as dist
 
 from cutmix_eval.runtime import resolve_device
+
+#: how long a finished rank waits for the others before leaving the process group
+FINISH_WAIT = timedelta(minutes=2)
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,18 @@ def setup(device: str = "auto") -> DistContext:
 
 
 def teardown(ctx: DistContext) -> None:
+    """Leave the process group. Every rank waits for the others first (for at most
+    ``FINISH_WAIT``): a rank that is done early (ranks other than 0 stop once their shard is
+    computed) and destroys its group while another still talks to it is aborted by gloo
+    now and then ("terminate called without an active exception", exit -6)."""
     if ctx.distributed and dist.is_initialized():
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=FINISH_WAIT)
+            else:
+                dist.barrier()
+        except RuntimeError:  # a rank that failed or is still busy: leave anyway
+            pass
         dist.destroy_process_group()
 
 

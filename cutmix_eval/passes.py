@@ -4,7 +4,9 @@ distinct-image passes of robustness sweeps. Below both ``evaluate/`` and ``train
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,6 +18,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.runtime import Loader, resolve_device
+from cutmix_eval.settings import RunSettings
 
 
 @dataclass
@@ -76,19 +79,27 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int = 0, shuffle
 
 
 @torch.inference_mode()
-def predict(model: Classifier, dataset: Dataset, *, batch_size: int = 256, device: str = "auto",
-            num_workers: int = 0, keep_features: bool = False, progress: bool = True,
-            desc: str = "predict") -> Predictions:
-    """Run ``model`` (eval mode) over ``dataset`` once; logits and optionally pooled features."""
-    device = resolve_device(device)
+def predict(model: Classifier, dataset: Dataset, settings: RunSettings = RunSettings(), *,
+            keep_features: bool = False, consumers: Sequence[Any] = (), desc: str = "predict") -> Predictions:
+    """Run ``model`` (eval mode) over ``dataset`` once: logits, and the pooled features when
+    ``keep_features``. Each of ``consumers`` (an object with ``update(batch, images, logits,
+    pooled, fmap)``, everything on the device) sees every batch's outputs before they are
+    dropped, so feature maps never outlive their batch; with consumers or features, each
+    batch goes through ``model.forward_all`` (one forward), else ``model(images)``.
+    ``settings.limit`` is the caller's business (:func:`head`)."""
+    device = resolve_device(settings.device)
     model = model.to(device).eval()
+    every_output = keep_features or bool(consumers)
     logits, labels, indices, pooled = [], [], [], []
-    loader = make_loader(dataset, batch_size, num_workers)
-    for batch in progress_bar(loader, desc=desc, unit="batch", enabled=progress):
+    loader = make_loader(dataset, settings.batch_size, settings.num_workers)
+    for batch in progress_bar(loader, desc=desc, unit="batch", enabled=settings.progress):
         images = batch["image"].to(device, non_blocking=True)
-        if keep_features:
-            out, feats, _ = model.forward_all(images)
-            pooled.append(feats.float().cpu())
+        if every_output:
+            out, features, fmap = model.forward_all(images)
+            for consumer in consumers:
+                consumer.update(batch, images, out, features, fmap)
+            if keep_features:
+                pooled.append(features.float().cpu())
         else:
             out = model(images)
         logits.append(out.float().cpu())

@@ -47,6 +47,7 @@ from cutmix_eval.distributed import is_main_process, main_decides
 from cutmix_eval.errors import UserError, where_things_stand
 from cutmix_eval.report.build import FORMATS, ReportOutcome, check_formats
 from cutmix_eval.report.store import ResultStore
+from cutmix_eval.settings import RunSettings
 
 
 @dataclass
@@ -231,15 +232,13 @@ def study_datasets(study: Study) -> dict[tuple[str, str], Any]:
     corrupted set (``cifar100-c``...) is its first slice on disk, which stands for the release
     (the corruption analysis reads every slice with ``table = "released"``)."""
     from cutmix_eval.data import create_dataset, dataset_spec
-    from cutmix_eval.data.corrupted import first_slice, is_released
 
     built: dict[tuple[str, str], Any] = {}
     for dataset in study.datasets:
         spec = dataset_spec(dataset.name)
         split = dataset.split or ("test" if "test" in spec.splits else spec.splits[-1])
         if (spec.name, split) not in built:
-            first = first_slice(spec.name, study.data_root) if is_released(spec.name) else {}
-            built[spec.name, split] = create_dataset(spec.name, split, root=study.data_root, **first)
+            built[spec.name, split] = create_dataset(spec.name, split, root=study.data_root)
     return built
 
 
@@ -314,9 +313,10 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
             for where, name, job in missing:  # one subject per (dataset, limit): its analyses share its passes
                 by_subject.setdefault((*where, job["dataset"]["limit"]), []).append((name, job))
             for (*where, limit), named in by_subject.items():
-                subject = Subject(model, model_info, datasets[tuple(where)], device=device,
-                                  batch_size=study.batch_size, num_workers=study.workers, progress=progress,
-                                  data_root=study.data_root, limit=limit, cache=dict(caches[tuple(where)]))
+                settings = RunSettings(batch_size=study.batch_size, device=device, num_workers=study.workers,
+                                       limit=limit, progress=progress, model_info=model_info)
+                subject = Subject(model, datasets[tuple(where)], settings, data_root=study.data_root,
+                                  cache=dict(caches[tuple(where)]))
 
                 def done(names: list[str], seconds: float, reused: bool, about=f"{checkpoint.method} · {where[0]}"):
                     for name in names:

@@ -15,6 +15,7 @@ from cutmix_eval.evaluate.attacks import fgsm, pgd
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.report.figures import adversarial_figure
+from cutmix_eval.settings import RunSettings
 
 EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 
@@ -86,14 +87,16 @@ def test_perturbations_stay_in_the_ball_and_in_pixel_range(batch, targeted):
 
 def test_pgd_is_never_weaker_than_fgsm(small_labelled):
     dataset, model = small_labelled
-    result = evaluate_adversarial(model, dataset, attacks=("fgsm", "pgd"), eps=EPS, seed=0, progress=False)
+    result = evaluate_adversarial(model, dataset, attacks=("fgsm", "pgd"), eps=EPS, seed=0,
+                                  settings=RunSettings(progress=False))
     m = result.metrics
     for eps in EPS:
         assert m[f"pgd/accuracy@{eps_label(eps)}"] <= m[f"fgsm/accuracy@{eps_label(eps)}"]
     assert m["fgsm/accuracy@16/255"] < m["fgsm/accuracy@2/255"] <= m["clean_accuracy"] == 1.0
     assert m["pgd/accuracy@8/255"] < m["fgsm/accuracy@8/255"]  # strictly stronger here
     # random starts are seeded per image: the same outcomes whatever the batch size
-    again = evaluate_adversarial(model, dataset, attacks=("pgd",), eps=(8 / 255,), batch_size=7, progress=False)
+    again = evaluate_adversarial(model, dataset, attacks=("pgd",), eps=(8 / 255,),
+                                 settings=RunSettings(batch_size=7, progress=False))
     np.testing.assert_array_equal(again.per_sample["pgd/correct"][:, 0], result.per_sample["pgd/correct"][:, 3])
 
 
@@ -115,8 +118,8 @@ def test_attacks_leave_parameters_and_batch_norm_alone():
 def test_evaluator_bookkeeping(small_labelled, batch):
     dataset, model = small_labelled
     _, images, labels = batch
-    result = evaluate_adversarial(model, dataset, attacks=("fgsm",), eps=(2 / 255, 8 / 255), batch_size=20,
-                                  progress=False)
+    result = evaluate_adversarial(model, dataset, attacks=("fgsm",), eps=(2 / 255, 8 / 255),
+                                  settings=RunSettings(batch_size=20, progress=False))
     m, per_sample = result.metrics, result.per_sample
     for j, eps in enumerate((2 / 255, 8 / 255)):
         with torch.no_grad():
@@ -128,22 +131,23 @@ def test_evaluator_bookkeeping(small_labelled, batch):
     assert m["accuracy"] == m["fgsm/accuracy@8/255"]  # the paper's cell
     assert result.curves["fgsm"]["eps"][0] == 0 and result.curves["fgsm"]["accuracy"][0] == m["clean_accuracy"]
     json.loads(result.to_json())
-    assert "accuracy" not in evaluate_adversarial(model, dataset, eps=(4 / 255,), limit=8, progress=False).metrics
+    assert "accuracy" not in evaluate_adversarial(model, dataset, eps=(4 / 255,),
+                                                  settings=RunSettings(limit=8, progress=False)).metrics
 
 
 def test_targeted_evaluation(small_labelled):
     dataset, model = small_labelled
     result = evaluate_adversarial(model, dataset, attacks=("fgsm", "pgd"), eps=(16 / 255,), targeted=True,
-                                  batch_size=16, progress=False)
+                                  settings=RunSettings(batch_size=16, progress=False))
     targets = result.per_sample["target"]
     labels = np.asarray([int(dataset[i]["label"]) for i in range(len(dataset))])
     assert (targets != labels).all()
-    again = evaluate_adversarial(model, dataset, attacks=("fgsm",), eps=(16 / 255,), targeted=True, batch_size=48,
-                                 progress=False)
+    again = evaluate_adversarial(model, dataset, attacks=("fgsm",), eps=(16 / 255,), targeted=True,
+                                 settings=RunSettings(batch_size=48, progress=False))
     np.testing.assert_array_equal(again.per_sample["target"], targets)  # seeded per image, not per batch
     assert result.metrics["pgd/success_rate@16/255"] >= result.metrics["fgsm/success_rate@16/255"] > 0
     least = evaluate_adversarial(model, dataset, eps=(8 / 255,), targeted=True, target="least-likely",
-                                 progress=False)
+                                 settings=RunSettings(progress=False))
     with torch.no_grad():
         images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(len(dataset))])
         np.testing.assert_array_equal(least.per_sample["target"], model(images).argmin(1).numpy())
@@ -164,15 +168,15 @@ def test_eps_parsing_and_errors(small_labelled):
         with pytest.raises(UserError):
             parse_eps(bad)
     with pytest.raises(UserError, match="unknown attack"):
-        evaluate_adversarial(model, dataset, attacks=("cw",), progress=False)
+        evaluate_adversarial(model, dataset, attacks=("cw",), settings=RunSettings(progress=False))
     with pytest.raises(UserError, match="PGD needs"):
-        evaluate_adversarial(model, dataset, attacks=("pgd",), pgd_steps=0, progress=False)
+        evaluate_adversarial(model, dataset, attacks=("pgd",), pgd_steps=0, settings=RunSettings(progress=False))
 
 
 def test_figure(small_labelled):
     dataset, model = small_labelled
     result = evaluate_adversarial(model, dataset, attacks=("fgsm", "pgd"), eps=(4 / 255, 8 / 255), pgd_steps=2,
-                                  limit=8, progress=False)
+                                  settings=RunSettings(limit=8, progress=False))
     figure = adversarial_figure({"baseline": result.curves, "cutmix": {"fgsm": result.curves["fgsm"]}})
     axes = figure.get_axes()
     assert [len(ax.get_lines()) for ax in axes] == [2, 1]

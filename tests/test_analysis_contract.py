@@ -15,6 +15,7 @@ from cutmix_eval.models import create_model
 from cutmix_eval.report.build import comparison_figures
 from cutmix_eval.report.comparison import build_tables
 from cutmix_eval.report.store import ResultStore
+from cutmix_eval.settings import RunSettings
 
 SMALL = {"ood": {"sets": ["uniform", "gaussian"]},
          "occlusion": {"fractions": [0.0, 0.5, 1.0]},
@@ -41,7 +42,7 @@ def stored(tmp_path_factory):
         torch.manual_seed(seed)
         model = create_model("gapnet:width=4", 10, input_size=(3, 64, 64)).eval()
         info = {"checkpoint_sha256": f"{seed}" * 64, "method": method, "arch": "gapnet:width=4", "num_classes": 10}
-        subject = Subject(model, info, data, batch_size=8, progress=False)
+        subject = Subject(model, data, RunSettings(model_info=info, batch_size=8, progress=False))
         done = run_jobs(store, subject, {name: SMALL.get(name) for name in list_analyses()})
         records[method] = {name: record for name, (record, _) in done.items()}
     return store, records

@@ -21,6 +21,7 @@ from cutmix_eval.models.checkpoint import load_checkpoint, save_checkpoint
 from cutmix_eval.report.comparison import build_tables
 from cutmix_eval.report.figures import corruption_heatmap
 from cutmix_eval.report.store import ResultStore
+from cutmix_eval.settings import RunSettings
 from conftest import CLI, cli_env, fitted_pixel_classifier, tiny_checkpoint
 from test_data_corrupted import make_cifar_c, make_imagenet_c
 
@@ -47,16 +48,16 @@ def brute_force_correct(model, dataset, name, severity, seed, table, count):
 
 def test_on_the_fly_equals_a_brute_force_loop_and_ignores_batch_size(small_labelled):
     dataset, model = small_labelled
-    result = evaluate_corruption(model, dataset, corruptions=CHEAP, severities=[1, 5], seed=3, batch_size=20,
-                                 limit=40, progress=False)
+    result = evaluate_corruption(model, dataset, corruptions=CHEAP, severities=[1, 5], seed=3,
+                                 settings=RunSettings(batch_size=20, limit=40, progress=False))
     assert result.config["table"] == "cifar" and result.config["source"] == "on the fly"  # 64 px <= 84
     for name in CHEAP:
         for j, severity in enumerate((1, 5)):
             expected = brute_force_correct(model, dataset, name, severity, 3, result.config["table"], 40)
             np.testing.assert_array_equal(result.per_sample[f"{name}/correct"][:, j], expected)
             assert result.metrics[f"{name}/error@{severity}"] == pytest.approx(1 - expected.mean())
-    again = evaluate_corruption(model, dataset, corruptions=CHEAP, severities=[1, 5], seed=3, batch_size=7,
-                                limit=40, progress=False)
+    again = evaluate_corruption(model, dataset, corruptions=CHEAP, severities=[1, 5], seed=3,
+                                settings=RunSettings(batch_size=7, limit=40, progress=False))
     for name in CHEAP:
         np.testing.assert_array_equal(again.per_sample[f"{name}/correct"], result.per_sample[f"{name}/correct"])
     outcomes = np.stack([result.per_sample[f"{name}/correct"] for name in CHEAP])  # C x N x 2 severities
@@ -67,7 +68,8 @@ def test_on_the_fly_equals_a_brute_force_loop_and_ignores_batch_size(small_label
 
 def test_errors_grow_with_severity(sensitive):
     dataset, model, _ = sensitive
-    result = evaluate_corruption(model, dataset, corruptions="shot_noise", table="imagenet", progress=False)
+    result = evaluate_corruption(model, dataset, corruptions="shot_noise", table="imagenet",
+                                 settings=RunSettings(progress=False))
     errors = result.curves["errors"]["shot_noise"]
     assert errors[-1] > errors[0] and result.config["table"] == "imagenet"
 
@@ -75,8 +77,9 @@ def test_errors_grow_with_severity(sensitive):
 def test_summaries_and_a_reference_model_in_the_same_sweep(sensitive):
     dataset, model, weaker = sensitive
     result = evaluate_corruption(model, dataset, corruptions="noise,speckle_noise", reference=weaker,
-                                 reference_label="baseline", table="imagenet", progress=False)
-    alone = evaluate_corruption(weaker, dataset, corruptions="noise,speckle_noise", table="imagenet", progress=False)
+                                 reference_label="baseline", table="imagenet", settings=RunSettings(progress=False))
+    alone = evaluate_corruption(weaker, dataset, corruptions="noise,speckle_noise", table="imagenet",
+                                settings=RunSettings(progress=False))
     assert 0 < result.metrics["mce"] < 10
     m = result.metrics
     errors = {c: np.asarray(result.curves["errors"][c]) for c in ("gaussian_noise", "shot_noise", "impulse_noise")}
@@ -94,7 +97,8 @@ def test_summaries_and_a_reference_model_in_the_same_sweep(sensitive):
     assert result.config["reference"] == "baseline" and "baseline" in result.conventions["mce"]
     assert "3 of the 15" in result.conventions["mean_corruption_error"]
     assert "mce" not in alone.metrics  # no reference off ImageNet
-    alexnet = evaluate_corruption(model, dataset, corruptions="noise", reference="alexnet", limit=12, progress=False)
+    alexnet = evaluate_corruption(model, dataset, corruptions="noise", reference="alexnet",
+                                  settings=RunSettings(limit=12, progress=False))
     assert alexnet.config["reference"] == "AlexNet" and "published" in alexnet.conventions["mce"]
 
 
@@ -103,7 +107,7 @@ def test_released_files(tmp_path, small_labelled):
     make_cifar_c(tmp_path, corruptions=("gaussian_noise", "fog"))
     tiny = create_model("gapnet:width=4", 10).eval()
     result = evaluate_released_corruption(tiny, "cifar10-c", root=tmp_path, corruptions="gaussian_noise,fog",
-                                          progress=False)
+                                          settings=RunSettings(progress=False))
     assert result.config["source"] == "released files (cifar10-c)" and result.metrics["num_images"] == 3
     for name in ("gaussian_noise", "fog"):
         for severity in range(1, 6):
@@ -114,11 +118,12 @@ def test_released_files(tmp_path, small_labelled):
             np.testing.assert_array_equal(result.per_sample[f"{name}/correct"][:, severity - 1], expected)
     assert "clean_error" not in result.metrics and "relative_mce" not in result.metrics
     partial = evaluate_released_corruption(tiny, "cifar10-c", root=tmp_path, corruptions="gaussian_noise,snow",
-                                           progress=False)
+                                           settings=RunSettings(progress=False))
     assert partial.config["corruptions"] == ["gaussian_noise"] and partial.config["absent"] == ["snow"]
     assert "left out: snow" in partial.config["source"]
     with pytest.raises(UserError, match="no slice"):
-        evaluate_released_corruption(tiny, "cifar10-c", root=tmp_path, corruptions="blur", progress=False)
+        evaluate_released_corruption(tiny, "cifar10-c", root=tmp_path, corruptions="blur",
+                                     settings=RunSettings(progress=False))
 
 
 def test_severity_parsing():
@@ -325,8 +330,8 @@ def test_report_tables_and_figures_at_any_severities(tmp_path, fitted_and_untrai
     store, dataset, errors = ResultStore(tmp_path / "results"), create_dataset("synthetic", "test"), {}
     for path in fitted_and_untrained:
         model, info = load_checkpoint(path)
-        subject = Subject(model, {"checkpoint_sha256": info.file_sha256, "method": info.method, "arch": info.arch},
-                          dataset, progress=False, limit=8)
+        subject = Subject(model, dataset,
+                          RunSettings(model_info={"checkpoint_sha256": info.file_sha256, "method": info.method, "arch": info.arch}, limit=8, progress=False))
         for levels in SUBSETS:
             record, _ = run_job(store, "corruption", subject, {"corruptions": "noise,fog", "severities": levels,
                                                                "table": "imagenet"})
@@ -355,8 +360,8 @@ def test_the_report_says_why_an_mce_is_undefined(tmp_path, fitted_and_untrained)
     store = ResultStore(tmp_path)
     for path, method in zip(fitted_and_untrained, ("baseline", "cutmix")):
         model, info = load_checkpoint(path)
-        subject = Subject(model, {"checkpoint_sha256": info.file_sha256, "method": method, "arch": info.arch},
-                          create_dataset("synthetic", "test"), progress=False, limit=8)
+        subject = Subject(model, create_dataset("synthetic", "test"),
+                          RunSettings(model_info={"checkpoint_sha256": info.file_sha256, "method": method, "arch": info.arch}, limit=8, progress=False))
         record, _ = run_job(store, "corruption", subject, {"corruptions": "gaussian_noise", "severities": [1],
                                                            "table": "imagenet"})
     row = build_tables(store.records(), views(), intervals=False)[0].rows[-1]
@@ -385,18 +390,20 @@ def test_a_released_set_is_the_corruption_analysis_with_table_released(tmp_path,
     lines = []
     run_study(load_study(study), progress=False, log=lines.append)
     assert any("reused" in line for line in lines), lines
+    assert main(["analyze", "corruption", "--table", "released", *argv[:-4]]) == 0  # the generic command: the same job
+    assert "reused the recorded" in capsys.readouterr().out
     [record] = [json.loads(p.read_text()) for p in (tmp_path / "study" / "results").glob("corruption-*.json")]
     assert record["job"]["options"]["table"] == "released" and record["job"]["options"]["seed"] is None
     assert set(record["job"]["inputs"]) == {"released", "clean"} and record["job"]["inputs"]["clean"] is None
 
     model, _ = load_checkpoint(ckpt)
-    first = create_dataset("cifar10-c", "test", root=tmp_path / "data", corruption="gaussian_noise", severity=1)
+    first = create_dataset("cifar10-c", "test", root=tmp_path / "data")  # the first slice stands for the release
     [result] = run_analysis("corruption", model, first, data_root=str(tmp_path / "data"), table="released",
-                            severities="1,3", progress=False, device="cpu")
+                            severities="1,3", settings=RunSettings(device="cpu", progress=False))
     assert result.metrics["gaussian_noise/error@3"] == pytest.approx(record["results"][0]["metrics"][
         "gaussian_noise/error@3"])
     with pytest.raises(UserError, match='released corrupted set: evaluate its own files with table = "released"'):
-        run_analysis("corruption", model, first, data_root=str(tmp_path / "data"), progress=False)
+        run_analysis("corruption", model, first, data_root=str(tmp_path / "data"), settings=RunSettings(progress=False))
     with pytest.raises(UserError, match='table = "released" reads a released corrupted set'):
         run_analysis("corruption", model, create_dataset("synthetic", "test", num_samples=4), table="released",
-                     progress=False)
+                     settings=RunSettings(progress=False))

@@ -121,10 +121,17 @@ def test_cifar_c_missing_files_are_one_line_errors(tmp_path):
         corrupted_slices("cifar10-c", tmp_path)
     assert_one_line(err, str(tmp_path / "CIFAR-10-C"), "labels.npy")
 
-    folder = make_cifar_c(tmp_path, corruptions=("fog", "saturate"))
+    folder = make_cifar_c(tmp_path, corruptions=())
+    with pytest.raises(DatasetNotFoundError) as err:  # labels but no slice: nothing stands for the release
+        create_dataset("cifar10-c", "test", root=tmp_path)
+    assert_one_line(err, "cifar10-c", "no slice on disk")
+    for corruption in ("fog", "saturate"):
+        np.save(folder / f"{corruption}.npy", cifar_c_array(corruption))
     with pytest.raises(DatasetNotFoundError) as err:
         create_dataset("cifar10-c", "test", root=tmp_path, corruption="snow", severity=1)
     assert_one_line(err, "snow.npy", str(folder), "fog, saturate")
+    first = create_dataset("cifar10-c", "test", root=tmp_path)  # no slice named: the first on disk, table order
+    assert (first.corruption, first.severity) == ("fog", 1)
     (folder / "labels.npy").unlink()
     with pytest.raises(DatasetNotFoundError) as err:
         create_dataset("cifar10-c", "test", root=tmp_path, corruption="fog", severity=1)
@@ -170,7 +177,8 @@ def test_cifar_c_wrong_labels_and_unreadable_files(tmp_path):
 @pytest.mark.parametrize("corruption,severity,parts", [
     ("fgo", 1, ["unknown corruption 'fgo'", "gaussian_noise"]), ("fog", 0, ["severity must be an integer 1-5", "0"]),
     ("fog", 6, ["1-5", "6"]), ("fog", "3", ["1-5", "'3'"]), ("fog", True, ["1-5", "True"]),
-    (None, 1, ["corruption=NAME and severity=1-5", "corrupted_slices"]), ("fog", None, ["severity=1-5"]),
+    (None, 1, ["both corruption=NAME and severity=1-5", "or neither", "corrupted_slices"]),
+    ("fog", None, ["severity=1-5"]),
 ])
 def test_slice_arguments_are_checked_before_any_file_is_read(tmp_path, name, split, corruption, severity, parts):
     with pytest.raises(UserError) as err:
@@ -200,6 +208,8 @@ def test_imagenet_c_slice_is_an_image_folder_with_sorted_wnids(tmp_path, folder)
     base = make_imagenet_c(tmp_path / folder)
     assert dataset_spec("imagenet-c").locate(tmp_path) == base
     assert corrupted_slices("imagenet-c", tmp_path) == [("gaussian_noise", 1), ("gaussian_noise", 3), ("fog", 5)]
+    first = create_dataset("imagenet-c", "val", root=tmp_path)  # no slice named: the first on disk
+    assert (first.corruption, first.severity) == ("gaussian_noise", 1)
     ds = create_dataset("imagenet-c", "val", root=tmp_path, corruption="gaussian_noise", severity=3)
     assert ds.classes[:2] == WNIDS and ds.num_classes == 1000 and len(ds) == 3 and ds.name == "imagenet-c"
     assert ds.split == "val"

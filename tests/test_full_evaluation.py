@@ -16,6 +16,7 @@ from cutmix_eval.data import create_dataset
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.report.store import ResultStore
+from cutmix_eval.settings import RunSettings
 
 OOD = {"ood": {"sets": ["uniform", "gaussian"]}}  # noise sets: generated per image, nothing to build
 INFO = {"checkpoint_sha256": "0" * 64, "method": "baseline", "arch": "gapnet:width=8"}
@@ -29,7 +30,7 @@ def data():
 
 
 def subject(model, dataset, **kwargs):
-    return Subject(model, dict(INFO), dataset, batch_size=16, progress=False, **kwargs)
+    return Subject(model, dataset, RunSettings(model_info=dict(INFO), batch_size=16, progress=False), **kwargs)
 
 
 def count_images(monkeypatch, model) -> list[int]:
@@ -92,7 +93,7 @@ def test_all_records_equal_the_individual_analyses(tmp_path, data, model, record
 
 def test_the_model_runs_once_per_id_image(monkeypatch, data, model):
     seen = count_images(monkeypatch, model)
-    results = run_analyses(model, data, ALL, batch_size=16, progress=False)
+    results = run_analyses(model, data, ALL, settings=RunSettings(batch_size=16, progress=False))
     assert list(results) == SHARED and results["classification"][0].metrics["num_images"] == 48
     # the ID images once (CAM maps and localization included), then each of the two OOD sets once
     assert seen == [16] * 3 + [16] * 3 * 2
@@ -160,9 +161,9 @@ def test_unknown_options_are_refused(data, model):
     from cutmix_eval.errors import UserError
 
     with pytest.raises(UserError, match="no option"):
-        run_analyses(model, data, {"localization": {"cams": "cam"}}, progress=False)
+        run_analyses(model, data, {"localization": {"cams": "cam"}}, settings=RunSettings(progress=False))
     with pytest.raises(UserError, match="unknown analysis 'ocllusion'; did you mean 'occlusion'"):
-        run_analyses(model, data, {"ocllusion": None}, progress=False)
+        run_analyses(model, data, {"ocllusion": None}, settings=RunSettings(progress=False))
     assert boxes_note(data) is None
 
 
@@ -190,11 +191,12 @@ def test_a_model_native_cam_cannot_explain_skips_localization_with_a_note(data):
     model = Classifier(FlattenedPixels(), arch="flattened-pixels", num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3,
                        input_size=(3, 64, 64)).eval()
     notes = {}
-    results = run_analyses(model, data, {"classification": None, "localization": None}, batch_size=16,
-                           progress=False, notes=notes)
+    results = run_analyses(model, data, {"classification": None, "localization": None}, notes=notes,
+                           settings=RunSettings(batch_size=16, progress=False))
     assert list(results) == ["classification"] and "native CAM needs" in notes["localization"]
     with pytest.raises(UserError, match="native CAM needs"):  # without notes: computed alone, failing as alone
-        run_analyses(model, data, {"classification": None, "localization": None}, batch_size=16, progress=False)
+        run_analyses(model, data, {"classification": None, "localization": None},
+                     settings=RunSettings(batch_size=16, progress=False))
 
 
 @pytest.mark.slow

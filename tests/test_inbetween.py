@@ -18,6 +18,7 @@ from cutmix_eval.evaluate.inbetween import (DEFAULT_GRID, cut,
 from cutmix_eval.evaluate.occlusion import centre_window
 from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.report.figures import inbetween_figure
+from cutmix_eval.settings import RunSettings
 
 from conftest import CLI, cli_env, tiny_checkpoint
 
@@ -96,7 +97,7 @@ def test_sweep_equals_one_sample_at_a_time(small_labelled):
 
 def test_evaluator_rates(small_labelled):
     dataset, model = small_labelled
-    result = evaluate_inbetween(model, dataset, batch_size=10, progress=False)
+    result = evaluate_inbetween(model, dataset, settings=RunSettings(batch_size=10, progress=False))
     labels = dataset_labels(dataset)
     per_sample, curves, m = result.per_sample, result.curves, result.metrics
     np.testing.assert_array_equal(per_sample["label_a"], labels[per_sample["index_a"]])
@@ -118,17 +119,18 @@ def test_evaluator_rates(small_labelled):
     assert m["cutmix/neither@0.7"] == curves["cutmix"]["rate_neither"][7]
     assert max(curves["mixup"]["rate_neither"]) > 0  # the fitted model is confused in between
     # the same pairs whatever the batch size and the model
-    other = evaluate_inbetween(model, dataset, batch_size=48, progress=False, mix_grid=(0, 0.5, 1))
+    other = evaluate_inbetween(model, dataset, mix_grid=(0, 0.5, 1),
+                               settings=RunSettings(batch_size=48, progress=False))
     np.testing.assert_array_equal(other.per_sample["index_b"], per_sample["index_b"])
     np.testing.assert_array_equal(other.per_sample["mixup/outcome"], per_sample["mixup/outcome"][:, [0, 5, 10]])
     json.loads(result.to_json())
     with pytest.raises(UserError, match="1 class"):
-        evaluate_inbetween(model, dataset, limit=1, progress=False)
+        evaluate_inbetween(model, dataset, settings=RunSettings(limit=1, progress=False))
 
 
 def test_figure_and_examples(small_labelled):
     dataset, model = small_labelled
-    result = evaluate_inbetween(model, dataset, num_pairs=10, progress=False)
+    result = evaluate_inbetween(model, dataset, num_pairs=10, settings=RunSettings(progress=False))
     figure = inbetween_figure({"mixup": result.curves, "cutmix": result.curves, "other": result.curves})
     axes = figure.get_axes()
     assert len(axes) == 2 and all(len(ax.get_lines()) == 3 for ax in axes)

@@ -23,7 +23,7 @@ TORCH = frozenset({"torch", "torchvision", "timm", "pytorch_grad_cam"})
 
 #: small shared modules at the bottom, importable by every layer above them
 SHARED = frozenset({"cutmix_eval", "errors", "fileio", "progress", "runtime", "distributed", "versions", "catalog",
-                    "registry"})
+                    "registry", "settings"})
 #: the foundations, which know nothing above the shared modules
 FOUNDATIONS = frozenset({"metrics", "results", "models", "corruptions"})
 #: what the evaluators and the training loop build on
@@ -41,6 +41,7 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
     "distributed": (frozenset({"errors", "runtime"}), "a shared module at the bottom"),
     "registry": (frozenset({"errors"}), "the one registry implementation, light enough for the parsers"),
     "catalog": (frozenset(), "the names parsers list, so building them imports nothing heavy"),
+    "settings": (frozenset(), "how an evaluation runs (RunSettings): light, for the command line and the registry"),
     "versions": (frozenset({"cutmix_eval"}), "a shared module at the bottom (reads the package's __version__)"),
     "metrics": (frozenset(), "metrics are pure: arrays in, numbers out, no I/O"),
     "results": (frozenset({"errors", "versions"}), "the Result type lives below evaluate/ and report/"),

@@ -14,6 +14,7 @@ from cutmix_eval.results import examples_from_arrays
 from cutmix_eval.metrics import localization as loc
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
+from cutmix_eval.settings import RunSettings
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,8 @@ def synthetic_test():
 @pytest.mark.parametrize("protocol", ["wsolevaluation", "paper"])
 def test_evaluator_metrics_and_per_image_outcomes(synthetic_test, protocol):
     model = create_model("gapnet:width=8", 10)
-    result = evaluate_localization(model, synthetic_test, protocol=protocol, batch_size=16, progress=False,
-                                   keep_examples=4)
+    result = evaluate_localization(model, synthetic_test, protocol=protocol, keep_examples=4,
+                                   settings=RunSettings(batch_size=16, progress=False))
     m = result.metrics
     assert m["num_images"] == 48 and 0 <= m["maxboxacc"] <= 1
     assert len(result.per_sample["index"]) == 48 and len(result.curves["thresholds"]) == 100
@@ -47,7 +48,7 @@ def test_evaluator_matches_the_metric_functions_on_the_same_maps(synthetic_test)
     from cutmix_eval.evaluate.localization import PROTOCOLS, WSOL_THRESHOLDS, resize_and_normalize
 
     model = create_model("gapnet:width=8", 10).eval()
-    result = evaluate_localization(model, synthetic_test, batch_size=7, progress=False)
+    result = evaluate_localization(model, synthetic_test, settings=RunSettings(batch_size=7, progress=False))
     samples = [synthetic_test[i] for i in range(len(synthetic_test))]
     import torch
 
@@ -72,7 +73,7 @@ def test_dataset_without_boxes_is_a_clear_error(tmp_path):
         Image.new("RGB", (40, 40), (10, 20, 30)).save(tmp_path / cls / "x.png")
     dataset = create_dataset("imagefolder", "test", root=tmp_path, image_size=32)
     with pytest.raises(UserError, match="no bounding boxes"):
-        evaluate_localization(create_model("gapnet:width=4", 2), dataset, progress=False)
+        evaluate_localization(create_model("gapnet:width=4", 2), dataset, settings=RunSettings(progress=False))
 
 
 def test_localize_command_writes_record_and_figure(tmp_path, capsys):

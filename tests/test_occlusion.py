@@ -15,6 +15,7 @@ from cutmix_eval.evaluate.occlusion import (DEFAULT_FRACTIONS, centre_window, ch
                                             occlusion_sweep, parse_fill, parse_grid, table_points, trapezoid_mean)
 from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.report.figures import occlusion_figure
+from cutmix_eval.settings import RunSettings
 
 
 @pytest.mark.parametrize("height, width, fraction, expected", [
@@ -130,7 +131,7 @@ class CountingDataset(Dataset):
 def test_evaluator_bookkeeping(small_labelled):
     dataset, model = small_labelled
     counting = CountingDataset(dataset)
-    result = evaluate_occlusion(model, counting, batch_size=20, progress=False)
+    result = evaluate_occlusion(model, counting, settings=RunSettings(batch_size=20, progress=False))
     assert counting.loads == len(dataset)  # every hole size from one decoded batch
     m, curves = result.metrics, result.curves
     for mode in ("centre", "boundary"):
@@ -148,11 +149,13 @@ def test_evaluator_bookkeeping(small_labelled):
     json.loads(result.to_json())
     # batch size changes nothing, noise included (seeded per image)
     for fill in ("black", "noise"):
-        a = evaluate_occlusion(model, dataset, fill=fill, batch_size=48, progress=False, fractions=(0, 0.4, 0.8))
-        b = evaluate_occlusion(model, dataset, fill=fill, batch_size=7, progress=False, fractions=(0, 0.4, 0.8))
+        a = evaluate_occlusion(model, dataset, fill=fill, fractions=(0, 0.4, 0.8),
+                               settings=RunSettings(batch_size=48, progress=False))
+        b = evaluate_occlusion(model, dataset, fill=fill, fractions=(0, 0.4, 0.8),
+                               settings=RunSettings(batch_size=7, progress=False))
         for mode in ("centre", "boundary"):
             np.testing.assert_array_equal(a.per_sample[f"{mode}/correct"], b.per_sample[f"{mode}/correct"])
-    single = evaluate_occlusion(model, dataset, modes=["boundary"], limit=10, progress=False)
+    single = evaluate_occlusion(model, dataset, modes=["boundary"], settings=RunSettings(limit=10, progress=False))
     assert list(single.curves) == ["boundary"] and single.metrics["num_images"] == 10
 
 
@@ -168,14 +171,14 @@ def test_nonfinite_logits_count_as_wrong(small_labelled):
             return logits
 
     with pytest.warns(UserWarning, match="NaN or infinite"):
-        result = evaluate_occlusion(Broken(), dataset, limit=8, progress=False)
+        result = evaluate_occlusion(Broken(), dataset, settings=RunSettings(limit=8, progress=False))
     assert result.metrics["num_nonfinite_logits"] == 1
     assert not result.per_sample["centre/correct"][0].any()
 
 
 def test_figures(small_labelled):
     dataset, model = small_labelled
-    result = evaluate_occlusion(model, dataset, limit=12, progress=False)
+    result = evaluate_occlusion(model, dataset, settings=RunSettings(limit=12, progress=False))
     figure = occlusion_figure({"baseline": result.curves, "cutmix": result.curves}, fill="black")
     axes = figure.get_axes()
     assert len(axes) == 2 and all(len(ax.get_lines()) == 2 for ax in axes)

@@ -19,6 +19,7 @@ from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.passes import Predictions
+from cutmix_eval.settings import RunSettings
 
 from conftest import CLI, cli_env, tiny_checkpoint
 
@@ -71,7 +72,7 @@ def test_odin_perturbs_each_image_against_its_own_gradient(model, synthetic_test
     odin = create_score("odin")
     settings = [ODINSetting(1000.0, 0.0), ODINSetting(1000.0, 0.002), ODINSetting(10.0, 0.004)]
     data = torch.utils.data.Subset(synthetic_test, range(6))
-    batched = odin.scores(model, data, settings, batch_size=4, device=torch.device("cpu"), progress=False)
+    batched = odin.scores(model, data, settings, RunSettings(batch_size=4, device="cpu", progress=False))
     for s in settings:
         brute = []
         for i in range(6):
@@ -160,7 +161,7 @@ def test_evaluator_shares_passes_and_its_numbers_follow_from_the_scores(model, s
     sets = create_ood_sets(synthetic_test, ["synthetic-unseen", "uniform"], num_noise=30)
     fit = create_dataset("synthetic", "train", num_samples=200)
     results = evaluate_ood(model, synthetic_test, sets, scores=["msp", "energy", "mahalanobis"], fit_dataset=fit,
-                           limit=30, batch_size=16, progress=False)
+                           settings=RunSettings(batch_size=16, limit=30, progress=False))
     assert len(calls) == 4  # ID, two OOD sets, the fitting set: shared by all three scores
     assert [result.config["score"] for result in results] == ["msp", "energy", "mahalanobis"]
     for result in results:
@@ -181,14 +182,14 @@ def test_odin_tunes_on_held_out_images_and_reports_on_the_rest(model, synthetic_
     sets = create_ood_sets(synthetic_test, ["gaussian"], num_noise=40)
     odin = {"temperatures": (1, 100), "noises": (0.0, 0.002), "holdout": 10}
     [result] = evaluate_ood(model, synthetic_test, sets, scores=["odin"], score_options={"odin": odin},
-                            batch_size=16, progress=False)
+                            settings=RunSettings(batch_size=16, progress=False))
     assert result.dataset["num_images"] == 30 and result.dataset["ood_sets"]["gaussian"]["num_images"] == 30
     assert result.per_sample["id/index"][0] == 10 and len(result.per_sample["id/score@gaussian"]) == 30
     chosen = result.config["chosen"]["gaussian"]
     assert chosen["temperature"] in (1, 100) and chosen["noise"] in (0.0, 0.002)
     with pytest.raises(UserError, match="holds out the first 50"):
         evaluate_ood(model, synthetic_test, sets, scores=["odin"], score_options={"odin": {"holdout": 50}},
-                     progress=False)
+                     settings=RunSettings(progress=False))
 
 
 def test_nan_logits_and_single_class_models_are_clear_errors(model, synthetic_test):
@@ -197,9 +198,9 @@ def test_nan_logits_and_single_class_models_are_clear_errors(model, synthetic_te
     with torch.no_grad():
         broken.net.fc.weight[0, 0] = float("nan")
     with pytest.raises(UserError, match="NaN or infinite logits for 40 of 40 images of synthetic"):
-        evaluate_ood(broken, synthetic_test, sets, progress=False)
+        evaluate_ood(broken, synthetic_test, sets, settings=RunSettings(progress=False))
     with pytest.raises(UserError, match="at least two classes"):
-        evaluate_ood(create_model("gapnet:width=8", 1), synthetic_test, sets, progress=False)
+        evaluate_ood(create_model("gapnet:width=8", 1), synthetic_test, sets, settings=RunSettings(progress=False))
 
 
 def test_folders_of_images_grayscale_and_other_sizes_become_rgb_at_the_id_size(synthetic_test, tmp_path):

@@ -298,10 +298,11 @@ def test_other_keys_are_written_by_our_evaluators():
     from cutmix_eval.evaluate.classification import evaluate_classification
     from cutmix_eval.evaluate.localization import evaluate_localization
     from cutmix_eval.models import create_model
+    from cutmix_eval.settings import RunSettings
 
     dataset = create_dataset("synthetic", "test", num_samples=12)
     model = create_model("gapnet:width=4", dataset.num_classes).eval()
-    common = {"batch_size": 12, "device": "cpu", "progress": False}
+    common = {"settings": RunSettings(batch_size=12, device="cpu", progress=False)}
     written = {
         "classification": evaluate_classification(model, dataset, **common).metrics,
         "localization": evaluate_localization(model, dataset, cam="cam", protocol="paper", keep_examples=0,

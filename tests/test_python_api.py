@@ -22,8 +22,9 @@ from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import load_checkpoint, save_checkpoint
 from cutmix_eval.report.store import ResultStore
 from cutmix_eval.results import Result
+from cutmix_eval.settings import RunSettings
 
-QUIET = {"batch_size": 16, "progress": False}
+QUIET = {"settings": RunSettings(batch_size=16, progress=False)}
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from cutmix_eval.metrics import bootstrap as bs
 from cutmix_eval.report.comparison import build_tables
 from cutmix_eval.report.store import ResultStore
 from cutmix_eval.results import Result
+from cutmix_eval.settings import RunSettings
 
 OPTIONS = {"classification": {}, "localization": {"examples": 4, "cam": "gradcam"}, "ood": {"num_noise": 24},
            "occlusion": {"fractions": [0.0, 0.5, 1.0]},
@@ -38,7 +39,7 @@ def results_dir(tmp_path_factory, small_labelled):
     store = ResultStore(root)
     for method, model in (("baseline", untrained), ("cutmix", fitted)):
         info = {"checkpoint_sha256": method * 8, "method": method, "arch": "pooled-pixels"}
-        subject = Subject(model, info, dataset, progress=False, batch_size=16)
+        subject = Subject(model, dataset, RunSettings(model_info=info, batch_size=16, progress=False))
         for name, options in OPTIONS.items():
             run_job(store, name, subject, options)
     return root

@@ -23,7 +23,7 @@ def run(subject: Subject, attacks: tuple[str, ...] = ("fgsm",), eps: tuple[float
     return [evaluate_adversarial(subject.model, subject.dataset, attacks=list(attacks), eps=eps, targeted=targeted,
                                  target=target, pgd_steps=pgd_steps, pgd_step_size=pgd_step_size,
                                  pgd_restarts=pgd_restarts, random_start=random_start, seed=seed,
-                                 model_info=subject.model_info, **subject.common())]
+                                 settings=subject.settings)]
 
 
 def _eps(value: Any, option: str) -> tuple[float, ...]:

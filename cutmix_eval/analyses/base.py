@@ -22,6 +22,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.registry import Registry
 from cutmix_eval.report.view import View
 from cutmix_eval.results import Result
+from cutmix_eval.settings import RunSettings
 
 Outcome = list[Result]  # what an analysis returns: its Results, in the order they are recorded
 
@@ -41,32 +42,32 @@ def cached(cache: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
 
 @dataclass
 class Subject:
-    """One model (with its identity record) on one dataset, and how to run it.
+    """One model on one dataset, and how to run it (``settings``, with the model's identity
+    record; ``data_root``: where the other data an analysis reads are found).
 
-    ``limit`` is stored as :func:`effective_limit` makes it. The labelled pass (logits of
-    every image) is computed once and shared by classification, calibration and the ID
-    side of OOD detection; datasets an analysis reads besides (OOD sets, the Mahalanobis fit
-    set) are built once and shared by the job's identity and the analysis (``cache``).
+    ``settings.limit`` is stored as :func:`effective_limit` makes it. The labelled pass
+    (logits of every image) is computed once and shared by classification, calibration and
+    the ID side of OOD detection; datasets an analysis reads besides (OOD sets, the
+    Mahalanobis fit set) are built once and shared by the job's identity and the analysis
+    (``cache``).
     """
 
     model: Any
-    model_info: dict[str, Any]
     dataset: Any
-    device: str = "cpu"
-    batch_size: int = 128
-    num_workers: int = 0
-    progress: bool = True
+    settings: RunSettings = RunSettings()
     data_root: str | None = None
-    limit: int | None = None
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self.limit = effective_limit(self.limit, self.dataset)
+        self.settings = self.settings.replace(limit=effective_limit(self.settings.limit, self.dataset))
 
-    def common(self) -> dict[str, Any]:
-        """The run settings every evaluator takes: batch size, device, workers, limit, progress."""
-        return {"batch_size": self.batch_size, "device": self.device, "num_workers": self.num_workers,
-                "limit": self.limit, "progress": self.progress}
+    @property
+    def limit(self) -> int | None:
+        return self.settings.limit
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        return self.settings.model_record(self.model)
 
     @property
     def num_images(self) -> int:
@@ -75,7 +76,8 @@ class Subject:
     def labelled_pass(self):
         from cutmix_eval.evaluate.classification import labelled_pass
 
-        return cached(self.cache, "labelled pass", lambda: labelled_pass(self.model, self.dataset, **self.common()))
+        return cached(self.cache, "labelled pass",
+                      lambda: labelled_pass(self.model, self.dataset, settings=self.settings))
 
 
 @dataclass(frozen=True)
@@ -199,19 +201,17 @@ def views() -> dict[str, View]:
     return {name: analysis.view for name, analysis in ANALYSES.items()}
 
 
-def run_analysis(name: str, model: Any, dataset: Any, *, model_info: Mapping[str, Any] | None = None,
-                 limit: int | None = None, batch_size: int = 128, device: str = "auto", num_workers: int = 0,
-                 progress: bool = True, data_root: str | None = None, **options: Any) -> Outcome:
-    """Analysis ``name`` of ``model`` on ``dataset`` (its first ``limit`` images): its Results,
-    nothing written. ``options`` are the analysis's (:func:`analysis_options`: the names and
-    syntaxes of study files, checked the same way, e.g. ``fractions="0:0.1:1"``); ``data_root``
-    is where the other data it reads are found (OOD sets, the Mahalanobis fit set);
-    ``model_info``: what the Results say about the model (default: its architecture and
-    class count; commands pass the checkpoint's identity)."""
+def run_analysis(name: str, model: Any, dataset: Any, *, settings: RunSettings = RunSettings(),
+                 data_root: str | None = None, **options: Any) -> Outcome:
+    """Analysis ``name`` of ``model`` on ``dataset`` (its first ``settings.limit`` images): its
+    Results, nothing written. ``options`` are the analysis's (:func:`analysis_options`: the
+    names and syntaxes of study files, checked the same way, e.g. ``fractions="0:0.1:1"``);
+    ``settings``: how to run it and what the Results say about the model
+    (``settings.model_info``, default its architecture and class count; commands pass the
+    checkpoint's identity); ``data_root``: where the other data it reads are found (OOD
+    sets, the Mahalanobis fit set)."""
     analysis = get_analysis(name)
     options = analysis.parse_options(options)
-    info = dict(model_info or {"arch": model.arch, "num_classes": model.num_classes})
-    subject = Subject(model, info, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
-                      progress=progress, data_root=data_root, limit=limit)
+    subject = Subject(model, dataset, settings, data_root=data_root)
     check_job(name, options, dataset, subject.num_images)
     return analysis.run(subject, **options)

@@ -37,10 +37,10 @@ def run(subject: Subject, corruptions: str | tuple[str, ...] = "all", severities
         return [evaluate_released_corruption(
             subject.model, data.name, root=subject.data_root, split=data.split, clean=clean_set(subject),
             corruptions=corruptions, severities=severities, reference=model, reference_label=label,
-            model_info=subject.model_info, **subject.common())]
+            settings=subject.settings)]
     return [evaluate_corruption(subject.model, subject.dataset, corruptions=corruptions, severities=severities,
                                 table=table, seed=seed, reference=model, reference_label=label,
-                                model_info=subject.model_info, **subject.common())]
+                                settings=subject.settings)]
 
 
 def clean_set(subject: Subject):
@@ -89,7 +89,7 @@ def check(options: Mapping[str, Any], dataset: Any, num_images: int) -> None:
 
     if is_released(dataset.name) != (options["table"] == "released"):
         raise UserError(f"{dataset.name} is a released corrupted set: evaluate its own files with table = "
-                        "\"released\"" if is_released(dataset.name) else
+                        "\"released\" (--table released)" if is_released(dataset.name) else
                         f"table = \"released\" reads a released corrupted set (cifar10-c, cifar100-c, imagenet-c), "
                         f"not {dataset.name}; choose auto, cifar or imagenet to corrupt it on the fly")
 

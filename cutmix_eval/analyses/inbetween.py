@@ -21,7 +21,7 @@ def run(subject: Subject, num_pairs: int | None = None, seed: int = 0, mix_grid:
     from cutmix_eval.evaluate.inbetween import evaluate_inbetween
 
     return [evaluate_inbetween(subject.model, subject.dataset, num_pairs=num_pairs, seed=seed, mix_grid=mix_grid,
-                               cut_grid=cut_grid, model_info=subject.model_info, **subject.common())]
+                               cut_grid=cut_grid, settings=subject.settings)]
 
 
 def check(options: Mapping[str, Any], dataset: Any, num_images: int) -> None:

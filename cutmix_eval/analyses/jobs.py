@@ -17,6 +17,7 @@ from typing import Any
 from cutmix_eval.analyses.base import ANALYSES, Outcome, Subject, check_job, get_analysis
 from cutmix_eval.errors import where_things_stand
 from cutmix_eval.report.store import Record, ResultStore, job_key
+from cutmix_eval.settings import RunSettings
 
 
 def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int | None,
@@ -32,7 +33,7 @@ def make_job(name: str, model_info: Mapping[str, Any], dataset: Any, limit: int 
     :attr:`~cutmix_eval.analyses.base.Analysis.version`."""
     analysis = get_analysis(name)
     options = analysis.parse_options(options)
-    about = Subject(None, dict(model_info), dataset, data_root=data_root, limit=limit,
+    about = Subject(None, dataset, RunSettings(limit=limit, model_info=dict(model_info)), data_root=data_root,
                     cache={} if cache is None else cache)  # the limit as it applies (effective_limit)
     limit = about.limit
     check_job(name, options, dataset, about.num_images)
@@ -154,7 +155,7 @@ def _compute(group: list[str], subject: Subject, jobs: Mapping[str, dict[str, An
         uses = {name: get_analysis(name).shared for name in group}
         consumers = {name: use.consumer(subject, jobs[name]["options"]) for name, use in uses.items()}
         shared = shared_pass(subject.model, subject.dataset, [c for c in consumers.values() if c is not None],
-                             **subject.common())
+                             settings=subject.settings)
         outcomes = {name: use.finish(subject, shared, consumers[name], jobs[name]["options"])
                     for name, use in uses.items()}  # all finished before any is saved, as one computation
         left = [name for name, outcome in outcomes.items() if isinstance(outcome, str) and notes is None]
@@ -166,16 +167,13 @@ def _compute(group: list[str], subject: Subject, jobs: Mapping[str, dict[str, An
 
 
 def run_analyses(model: Any, dataset: Any, analyses: Mapping[str, Mapping[str, Any] | None], *,
-                 model_info: Mapping[str, Any] | None = None, limit: int | None = None, batch_size: int = 128,
-                 device: str = "auto", num_workers: int = 0, progress: bool = True, data_root: str | None = None,
+                 settings: RunSettings = RunSettings(), data_root: str | None = None,
                  notes: dict[str, str] | None = None) -> dict[str, Outcome]:
     """Several analyses of ``model`` on ``dataset`` (``analyses``: name -> its options or None),
     nothing written: :func:`~cutmix_eval.analyses.base.run_analysis` for each, except that the
     ones that can share the clean pass over the images make ONE pass (:func:`plan`). Returns
     ``{name: Results}`` in the order asked; ``notes`` as in :func:`run_jobs`."""
-    info = dict(model_info or {"arch": model.arch, "num_classes": model.num_classes})
-    subject = Subject(model, info, dataset, device=device, batch_size=batch_size, num_workers=num_workers,
-                      progress=progress, data_root=data_root, limit=limit)
+    subject = Subject(model, dataset, settings, data_root=data_root)
     jobs = {name: {"options": get_analysis(name).parse_options(given)} for name, given in analyses.items()}
     for name, job in jobs.items():
         check_job(name, job["options"], dataset, subject.num_images)

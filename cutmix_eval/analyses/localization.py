@@ -32,7 +32,7 @@ def run(subject: Subject, cam: str = "cam", protocol: str = "wsolevaluation", ex
     from cutmix_eval.evaluate.localization import evaluate_localization
 
     return [evaluate_localization(subject.model, subject.dataset, cam=cam, protocol=protocol,
-                                  model_info=subject.model_info, keep_examples=examples, **subject.common())]
+                                  keep_examples=examples, settings=subject.settings)]
 
 
 def joins(subject: Subject, options: Mapping[str, Any]) -> bool:
@@ -49,7 +49,7 @@ def consumer(subject: Subject, options: Mapping[str, Any]):
 
 
 def from_pass(subject: Subject, shared, consumer, options) -> Outcome | str:
-    result = consumer.finish(subject.model_info, batch_size=subject.batch_size, limit=subject.limit,
+    result = consumer.finish(subject.model_info, subject.settings.config(),
                              num_images=shared.dataset_info["num_images"])
     return result if isinstance(result, str) else [result]
 

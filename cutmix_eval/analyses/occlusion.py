@@ -19,7 +19,7 @@ def run(subject: Subject, fractions: tuple[float, ...] = OCCLUSION_FRACTIONS, mo
     from cutmix_eval.evaluate.occlusion import evaluate_occlusion
 
     return [evaluate_occlusion(subject.model, subject.dataset, fractions=fractions, modes=modes, fill=fill, seed=seed,
-                               model_info=subject.model_info, **subject.common())]
+                               settings=subject.settings)]
 
 
 def _modes(value: Any, option: str) -> tuple[str, ...]:

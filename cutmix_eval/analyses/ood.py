@@ -37,8 +37,8 @@ def _evaluate(subject: Subject, id_predictions, scores, sets, num_noise, energy_
     return evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
                         score_options={"energy": {"temperature": energy_temperature},
                                        "odin": {"holdout": odin_holdout}},
-                        fit_dataset=fit, fit_limit=fit_limit, model_info=subject.model_info,
-                        id_predictions=id_predictions, **subject.common())
+                        fit_dataset=fit, fit_limit=fit_limit, id_predictions=id_predictions,
+                        settings=subject.settings)
 
 
 def run(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, ...] = ("all",),

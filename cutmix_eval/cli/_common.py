@@ -151,19 +151,30 @@ def given_options(args: argparse.Namespace, analysis: str) -> dict[str, Any]:
             for o in get_analysis(analysis).options if getattr(args, o.name, None) is not None}
 
 
+def command_subject(args: argparse.Namespace, device, dataset, model, model_info: dict[str, Any],
+                    cache: dict[Any, Any] | None = None):
+    """The :class:`~cutmix_eval.analyses.base.Subject` of an evaluation command: its model and
+    data, ``--batch-size``, ``--workers``, ``--limit``, ``--data-root``, the resolved device and
+    the checkpoint's identity record."""
+    from cutmix_eval.analyses import Subject
+    from cutmix_eval.settings import RunSettings
+
+    settings = RunSettings(batch_size=args.batch_size, device=str(device), num_workers=args.workers, limit=args.limit,
+                           model_info=model_info)
+    return Subject(model, dataset, settings, data_root=args.data_root, cache={} if cache is None else cache)
+
+
 def stored_analysis(args: argparse.Namespace, name: str, device, dataset, model, model_info: dict[str, Any],
                     options: dict[str, Any], cache: dict[Any, Any] | None = None):
     """The record of analysis ``name`` with ``options`` from the ``--results`` store: reused when
     recorded (unless ``--force``), else computed with the command's batching and saved. ``cache``
     starts the subject's cache (data the analysis reads besides, see
     :class:`~cutmix_eval.analyses.base.Subject`) and is filled by it."""
-    from cutmix_eval.analyses import Subject, run_job
+    from cutmix_eval.analyses import run_job
     from cutmix_eval.distributed import is_main_process
     from cutmix_eval.report.store import ResultStore
 
-    subject = Subject(model, model_info, dataset, device=str(device), batch_size=args.batch_size,
-                      num_workers=args.workers, data_root=args.data_root, limit=args.limit,
-                      cache={} if cache is None else cache)
+    subject = command_subject(args, device, dataset, model, model_info, cache)
     record, reused = run_job(ResultStore(args.results), name, subject, options, force=args.force)
     if not is_main_process():
         raise SystemExit(0)  # torchrun: this rank did its shard; rank 0 prints and writes
@@ -193,9 +204,9 @@ def check_counts(args: argparse.Namespace) -> None:
             raise UserError(f"{option} must be at least {least}, not {value}{hint}")
 
 
-def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
+def prepare_evaluation(args: argparse.Namespace):
     """Counts, device and the output folders (checked first: writable, created if missing),
-    dataset (``dataset_options`` go to its factory), model and its identity record
+    dataset, model and its identity record
     (:func:`~cutmix_eval.models.checkpoint.model_identity`, labelled by ``--label``) from the
     shared options; a model without a method label gets a note (stdout, with the results)."""
     from cutmix_eval.data import create_dataset, dataset_spec
@@ -211,7 +222,7 @@ def prepare_evaluation(args: argparse.Namespace, **dataset_options: Any):
         writable_folder(args.output_dir, "--output-dir folder")
     spec = dataset_spec(args.data)
     split = args.split or ("test" if "test" in spec.splits else spec.splits[-1])
-    dataset = create_dataset(args.data, split, root=args.data_root, **dataset_options)
+    dataset = create_dataset(args.data, split, root=args.data_root)
     if args.limit is not None and args.limit > len(dataset) and is_main_process():
         print(f"note: --limit {args.limit} is more than the {len(dataset)} images of {dataset.name}/{dataset.split}: "
               f"evaluating all {len(dataset)} (recorded as no limit)")

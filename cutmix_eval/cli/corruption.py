@@ -99,7 +99,7 @@ class CorruptionCommand(Command):
     def run(self, args):
         from cutmix_eval.analyses import get_analysis
         from cutmix_eval.data import create_dataset
-        from cutmix_eval.data.corrupted import CLEAN_OF, first_slice, is_released
+        from cutmix_eval.data.corrupted import CLEAN_OF, is_released
         from cutmix_eval.errors import UserError
         from cutmix_eval.report.figures import corruption_heatmap
 
@@ -110,8 +110,7 @@ class CorruptionCommand(Command):
         if args.clean_data and not released:
             raise UserError("--clean-data goes with a released corrupted set (cifar10-c, cifar100-c, imagenet-c)")
         # a released set is read slice by slice; the first one on disk stands for it here
-        device, dataset, model, info, model_info = prepare_evaluation(
-            args, **(first_slice(args.data, args.data_root) if released else {}))
+        device, dataset, model, info, model_info = prepare_evaluation(args)
         cache = {}
         if args.clean_data:
             cache["released clean set"] = create_dataset(args.clean_data, "test", root=args.data_root)

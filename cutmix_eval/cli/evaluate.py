@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_evaluation, print_table, \
-    record_line, stored_analysis
+    command_subject, record_line, stored_analysis
 
 
 class EvaluateCommand(Command):
@@ -58,14 +58,12 @@ class EvaluateCommand(Command):
         return 0
 
     def run_all(self, args) -> int:
-        from cutmix_eval.analyses import Subject
         from cutmix_eval.distributed import is_main_process
         from cutmix_eval.errors import DatasetNotFoundError
         from cutmix_eval.report.store import ResultStore
 
         device, dataset, model, info, model_info = prepare_evaluation(args)
-        subject = Subject(model, model_info, dataset, device=str(device), batch_size=args.batch_size,
-                          num_workers=args.workers, data_root=args.data_root, limit=args.limit)
+        subject = command_subject(args, device, dataset, model, model_info)
         options = {"ood": {"sets": [s for text in args.out_sets for s in text.split(",") if s]}} \
             if args.out_sets else {}
         try:

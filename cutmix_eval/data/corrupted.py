@@ -90,15 +90,30 @@ def _check_severity(dataset: str, severity: Any) -> int:
     return int(severity)
 
 
-def _check_slice(dataset: str, corruption: str | None, severity: int | None) -> tuple[str, int]:
+def _check_slice(dataset: str, corruption: str | None, severity: int | None) -> tuple[str, int] | None:
     """``(corruption, severity)`` if ``corruption`` is one of the 19 names and ``severity``
-    an int in 1-5; a one-line :class:`UserError` otherwise (also when either is missing)."""
+    an int in 1-5, None when neither is given (:func:`_slice_or_first`); a one-line
+    :class:`UserError` otherwise (also when one is missing). Reads no file."""
+    if corruption is None and severity is None:
+        return None
     if corruption is None or severity is None:
-        raise UserError(f"{dataset}: each dataset object is one slice; pass corruption=NAME and severity=1-5 "
-                        f"(corrupted_slices({dataset!r}) lists the slices on disk)")
+        raise UserError(f"{dataset}: each dataset object is one slice; pass both corruption=NAME and severity=1-5, "
+                        f"or neither for the first slice on disk (corrupted_slices({dataset!r}) lists them)")
     if corruption not in ALL:
         raise UserError(f"{dataset}: unknown corruption {corruption!r}; choose from {', '.join(ALL)}")
     return corruption, _check_severity(dataset, severity)
+
+
+def _slice_or_first(dataset: str, chosen: tuple[str, int] | None, on_disk: list[tuple[str, int]]) -> tuple[str, int]:
+    """The slice asked for, or with none asked the first one on disk: the object that stands
+    for the whole release (its labels, image size and identity; the corruption analysis
+    reads every slice)."""
+    if chosen is not None:
+        return chosen
+    if not on_disk:
+        raise DatasetNotFoundError(f"{dataset}: no slice on disk beside its labels; see `cutmix-eval datasets` for "
+                                   "the layout")
+    return on_disk[0]
 
 
 class CorruptionSlice:
@@ -207,9 +222,11 @@ def _cifar_c_slices(folder: Path) -> list[tuple[str, int]]:
 
 def cifar_c_dataset(name: str, split: str, root: Path, *, corruption: str | None = None, severity: int | None = None,
                     transform: Any = "default") -> CifarCDataset:
-    """Severity ``severity`` of ``<corruption>.npy`` (``split`` is always ``test``)."""
-    corruption, severity = _check_slice(name, corruption, severity)
+    """Severity ``severity`` of ``<corruption>.npy`` (``split`` is always ``test``); neither
+    given: the first slice on disk."""
+    chosen = _check_slice(name, corruption, severity)
     folder = locate_cifar_c(name, root)
+    corruption, severity = _slice_or_first(name, chosen, _cifar_c_slices(folder))
     path = folder / f"{corruption}.npy"
     if not path.is_file():
         present = ", ".join(dict.fromkeys(c for c, _ in _cifar_c_slices(folder))) or "none"
@@ -265,9 +282,11 @@ class ImageNetCDataset(CorruptionSlice, ImageFolderDataset):
                   layout=_IMAGENET_C_LAYOUT, splits=("val",), locate=locate_imagenet_c)
 def imagenet_c_dataset(split: str, root: Path, *, corruption: str | None = None, severity: int | None = None,
                        transform: Any = "default", image_size: int = 224) -> ImageNetCDataset:
-    """The ``<corruption>/<severity>`` ImageFolder; default geometry Resize(S) + CenterCrop(S)."""
-    corruption, severity = _check_slice("imagenet-c", corruption, severity)
+    """The ``<corruption>/<severity>`` ImageFolder (neither given: the first slice on disk);
+    default geometry Resize(S) + CenterCrop(S)."""
+    chosen = _check_slice("imagenet-c", corruption, severity)
     folder = locate_imagenet_c(root)
+    corruption, severity = _slice_or_first("imagenet-c", chosen, _imagenet_c_slices(folder))
     if not (folder / corruption / str(severity)).is_dir():
         raise DatasetNotFoundError(f"imagenet-c: no {corruption}/{severity}/ folder in {folder}; expected "
                                    f"{_IMAGENET_C_LAYOUT}")
@@ -283,15 +302,6 @@ CLEAN_OF = {"cifar10-c": ("cifar10", "test"), "cifar100-c": ("cifar100", "test")
 def is_released(name: str) -> bool:
     """Whether ``name`` is a released corrupted set (``cifar10-c``, ``cifar100-c``, ``imagenet-c``)."""
     return dataset_spec(name).name in _SLICES
-
-
-def first_slice(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """``{"corruption", "severity"}`` of the first slice of released set ``name`` on disk (the
-    dataset object that stands for the release: its labels, size and identity), or a UserError."""
-    slices = corrupted_slices(name, root)
-    if not slices:
-        raise UserError(f"no {name} slices under the data root; see `cutmix-eval datasets` for the layout")
-    return {"corruption": slices[0][0], "severity": slices[0][1]}
 
 
 def corrupted_slices(name: str, root: str | os.PathLike | None = None) -> list[tuple[str, int]]:

@@ -39,6 +39,7 @@ from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.folding import fold_batchnorm
 from cutmix_eval.passes import head, make_loader
 from cutmix_eval.results import Result
+from cutmix_eval.settings import RunSettings
 from cutmix_eval.runtime import resolve_device
 
 PAPER_EPS = 8 / 255
@@ -191,25 +192,25 @@ class AdversarialAccumulator(Accumulator):
 def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: tuple[str, ...] | list[str] = ("fgsm",),
                          eps: tuple[float, ...] | list[float] = DEFAULT_EPS, targeted: bool = False,
                          target: str = "random", pgd_steps: int = 10, pgd_step_size: float | None = None,
-                         pgd_restarts: int = 1, random_start: bool = True, seed: int = 0, batch_size: int = 128,
-                         device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                         model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
-    """Clean and robust accuracy of ``model`` on ``dataset`` (its first ``limit`` images)
-    under each attack at each eps; see the module docstring for the conventions."""
+                         pgd_restarts: int = 1, random_start: bool = True, seed: int = 0,
+                         settings: RunSettings = RunSettings()) -> Result:
+    """Clean and robust accuracy of ``model`` on ``dataset`` (its first ``settings.limit``
+    images) under each attack at each eps; see the module docstring for the conventions."""
     attacks = _check_settings(attacks, target, pgd_steps, pgd_step_size, pgd_restarts, targeted, model.num_classes)
     eps = check_eps(eps)
     check_compatible(model, dataset)
-    device = resolve_device(device)
+    device = resolve_device(settings.device)
+    model_record = settings.model_record(model)
     model = fold_batchnorm(model.to(device))  # the same function, about a fifth cheaper to attack
-    data = head(dataset, limit)
-    settings = AttackSettings(attacks, eps, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start,
-                              seed)
-    accumulator = AdversarialAccumulator(model, settings, device, dataset.name)
-    feed(accumulator, make_loader(data, batch_size, num_workers), desc=f"attack {dataset.name}", progress=progress)
+    data = head(dataset, settings.limit)
+    attack = AttackSettings(attacks, eps, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start, seed)
+    accumulator = AdversarialAccumulator(model, attack, device, dataset.name)
+    feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers), desc=f"attack {dataset.name}",
+         progress=settings.progress)
     config = {"attacks": attacks, "eps": eps, "targeted": targeted, "target": target if targeted else None,
               "pgd_steps": pgd_steps, "pgd_step_size": pgd_step_size, "pgd_restarts": pgd_restarts,
-              "random_start": random_start, "seed": seed, "batch_size": batch_size, "limit": limit}
-    return accumulator.finish(model_info or {"arch": model.arch, "num_classes": model.num_classes},
+              "random_start": random_start, "seed": seed} | settings.config()
+    return accumulator.finish(model_record,
                               {"name": dataset.name, "split": dataset.split, "num_images": len(data),
                                "num_classes": dataset.num_classes}, config)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics.classification import topk_correct
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, head, predict
 from cutmix_eval.results import Result
+from cutmix_eval.settings import RunSettings
 
 CONVENTIONS = {
     "top1_error": "fraction of images whose label is not the highest logit (ties -> lower class index; "
@@ -44,25 +44,20 @@ def classification_result(predictions: Predictions, *, model_info: dict[str, Any
     )
 
 
-def labelled_pass(model: Classifier, dataset: ImageDataset, *, batch_size: int = 256, device: str = "auto",
-                  num_workers: int = 0, limit: int | None = None,
-                  progress: bool = True) -> tuple[Predictions, dict[str, Any]]:
-    """The prediction pass over a labelled dataset (its first ``limit`` images if given) that
+def labelled_pass(model: Classifier, dataset: ImageDataset, *,
+                  settings: RunSettings = RunSettings()) -> tuple[Predictions, dict[str, Any]]:
+    """The prediction pass over a labelled dataset (its first ``settings.limit`` images) that
     classification and calibration share, and the dataset's description for their records."""
     check_compatible(model, dataset)
-    data = head(dataset, limit)
-    predictions = predict(model, data, batch_size=batch_size, device=device, num_workers=num_workers,
-                          progress=progress, desc=f"evaluate {dataset.name}")
+    data = head(dataset, settings.limit)
+    predictions = predict(model, data, settings, desc=f"evaluate {dataset.name}")
     return predictions, {"name": dataset.name, "split": dataset.split, "num_images": len(data),
                          "num_classes": dataset.num_classes}
 
 
-def evaluate_classification(model: Classifier, dataset: ImageDataset, *, batch_size: int = 256,
-                            device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                            model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
-    """Top-1 / top-5 error of ``model`` on ``dataset`` (the first ``limit`` images if given)."""
-    predictions, dataset_info = labelled_pass(model, dataset, batch_size=batch_size, device=device,
-                                              num_workers=num_workers, limit=limit, progress=progress)
-    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
-    return classification_result(predictions, model_info=info, dataset_info=dataset_info,
-                                 config={"batch_size": batch_size, "limit": limit})
+def evaluate_classification(model: Classifier, dataset: ImageDataset, *,
+                            settings: RunSettings = RunSettings()) -> Result:
+    """Top-1 / top-5 error of ``model`` on ``dataset`` (the first ``settings.limit`` images)."""
+    predictions, dataset_info = labelled_pass(model, dataset, settings=settings)
+    return classification_result(predictions, model_info=settings.model_record(model), dataset_info=dataset_info,
+                                 config=settings.config())

@@ -45,6 +45,7 @@ from cutmix_eval.passes import head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
+from cutmix_eval.settings import RunSettings
 
 MODEL, REFERENCE = "model", "reference"
 
@@ -99,10 +100,8 @@ def _models(model: Classifier, reference: Classifier | None, device: torch.devic
 def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions: str | Sequence[str] = "all",
                         severities: Iterable[int] = SEVERITIES, table: str = "auto", seed: int = 0,
                         reference: Classifier | str | None = None, reference_label: str = "reference model",
-                        batch_size: int = 128, device: str = "auto",
-                        num_workers: int = 0, limit: int | None = None, model_info: dict[str, Any] | None = None,
-                        progress: bool = True) -> Result:
-    """Top-1 error of ``model`` on ``dataset`` (its first ``limit`` images) corrupted on the
+                        settings: RunSettings = RunSettings()) -> Result:
+    """Top-1 error of ``model`` on ``dataset`` (its first ``settings.limit`` images) corrupted on the
     fly by every selected corruption at every selected severity; see the module docstring.
 
     ``reference``: a model evaluated in the same sweep and used to normalize CE / mCE,
@@ -112,12 +111,12 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
     names, levels = check_selection(corruptions, severities)
     _check_reference(reference, levels)
     check_compatible(model, dataset)
-    data = head(dataset, limit)
-    device = resolve_device(device)
+    data = head(dataset, settings.limit)
+    device = resolve_device(settings.device)
     models = _models(model, reference, device)
-    loader = make_loader(data, batch_size, num_workers)
+    loader = make_loader(data, settings.batch_size, settings.num_workers)
     bar = progress_bar(total=len(loader) * (1 + len(names) * len(levels)), desc=f"corruptions {dataset.name}",
-                       unit="pass", enabled=progress)
+                       unit="pass", enabled=settings.progress)
     accumulator = CorruptionAccumulator(models, names, levels, table=table, seed=seed, device=device, tick=bar.update)
     feed(accumulator, loader, desc="", progress=False)  # the bar above counts passes, not batches
     bar.close()
@@ -126,7 +125,7 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
               "image_size": list(size)}
     return _result(model, dataset, len(data), names, levels, rows["index"],
                    {k: rows[f"{k}/clean"] for k in models}, {k: rows[f"{k}/corrupted"] for k in models},
-                   reference, reference_label, source, {"batch_size": batch_size, "limit": limit}, model_info)
+                   reference, reference_label, source, settings)
 
 
 class CorruptionAccumulator(Accumulator):
@@ -173,9 +172,8 @@ class CorrectnessAccumulator(Accumulator):
 def evaluate_released_corruption(model: Classifier, name: str, *, root: str | None = None, split: str = "test",
                                  clean: ImageDataset | None = None, corruptions: str | Sequence[str] = "all",
                                  severities: Iterable[int] = SEVERITIES, reference: Classifier | str | None = None,
-                                 reference_label: str = "reference model", batch_size: int = 128, device: str = "auto",
-                                 num_workers: int = 0, limit: int | None = None,
-                                 model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+                                 reference_label: str = "reference model",
+                                 settings: RunSettings = RunSettings()) -> Result:
     """Top-1 error of ``model`` on the released corrupted set ``name`` (``cifar10-c``,
     ``cifar100-c``, ``imagenet-c``) under the data root: every selected slice found on disk,
     one pass each (selected corruptions with no file are left out and listed in the record;
@@ -196,21 +194,21 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
     if missing:
         raise UserError(f"{name} lacks {len(missing)} selected slices (e.g. {missing[0][0]} severity "
                         f"{missing[0][1]}); select what is on disk with --corruptions / --severities")
-    device = resolve_device(device)
+    device = resolve_device(settings.device)
     models = _models(model, reference, device)
     first = create_dataset(name, split, root=root, corruption=names[0], severity=levels[0])
     check_compatible(model, first)
-    count = min(limit, len(first)) if limit else len(first)
+    count = len(head(first, settings.limit))
     correct = {key: np.zeros((count, len(names), len(levels)), dtype=bool) for key in models}
     bar = progress_bar(total=len(names) * len(levels) + (clean is not None), desc=f"{name} slices", unit="slice",
-                       enabled=progress)
+                       enabled=settings.progress)
     for i, corruption in enumerate(names):
         for j, severity in enumerate(levels):
             part = create_dataset(name, split, root=root, corruption=corruption, severity=severity)
             if len(part) < count:
                 raise UserError(f"{name}/{corruption}/{severity} has {len(part)} images, fewer than the {count} of "
                                 f"{names[0]}/{levels[0]}; the release has the same images in every slice")
-            outcome = _pass(models, Subset(part, range(count)), batch_size, num_workers, device)
+            outcome = _pass(models, Subset(part, range(count)), settings, device)
             for key in models:
                 correct[key][:, i, j] = outcome[key]
             bar.update()
@@ -218,22 +216,20 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
     if clean is not None:
         if len(clean) < count:
             raise UserError(f"the clean set {clean.name} has {len(clean)} images, fewer than the {count} of {name}")
-        clean_correct = _pass(models, Subset(clean, range(count)), batch_size, num_workers, device)
+        clean_correct = _pass(models, Subset(clean, range(count)), settings, device)
         bar.update()
     bar.close()
     left_out = f"; not on disk, left out: {', '.join(absent)}" if absent else ""
     source = {"source": f"released files ({name}){left_out}",
               "table": "released", "seed": None, "clean_data": getattr(clean, "name", None), "absent": absent}
     return _result(model, first, count, names, levels, np.arange(count), clean_correct, correct, reference,
-                   reference_label, source,
-                   {"batch_size": batch_size, "limit": limit}, model_info, dataset_name=name)
+                   reference_label, source, settings, dataset_name=name)
 
 
-def _pass(models: dict[str, Classifier], data, batch_size: int, num_workers: int,
-          device: torch.device) -> dict[str, np.ndarray]:
+def _pass(models: dict[str, Classifier], data, settings: RunSettings, device: torch.device) -> dict[str, np.ndarray]:
     """Per-model ``N`` bool correctness over ``data`` in one loader pass."""
     accumulator = CorrectnessAccumulator(models, device)
-    feed(accumulator, make_loader(data, batch_size, num_workers), desc="", progress=False)
+    feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers), desc="", progress=False)
     return accumulator.reduced()
 
 
@@ -300,8 +296,7 @@ def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref,
 
 def _result(model: Classifier, dataset, count: int, names: list[str], levels: list[int], indices: np.ndarray,
             clean: dict[str, np.ndarray] | None, correct: dict[str, np.ndarray], reference, reference_label: str,
-            source: dict[str, Any], config: dict[str, Any], model_info: dict[str, Any] | None,
-            dataset_name: str | None = None) -> Result:
+            source: dict[str, Any], settings: RunSettings, dataset_name: str | None = None) -> Result:
     """The Result from per-image outcomes: ``correct[key]`` is ``N x C x S`` bool per model
     key (``model``, maybe ``reference``), ``clean[key]`` ``N`` bool, or None without a clean set."""
     dataset_name = dataset_name or dataset.name
@@ -341,9 +336,9 @@ def _result(model: Classifier, dataset, count: int, names: list[str], levels: li
         per_sample["clean_correct"] = clean[MODEL]
     per_sample |= {f"{name}/correct": correct[MODEL][:, i, :] for i, name in enumerate(names)}
     return Result(evaluator="corruption", metrics=metrics, conventions=conventions,
-                  model=model_info or {"arch": model.arch, "num_classes": model.num_classes},
+                  model=settings.model_record(model),
                   dataset={"name": dataset_name, "split": dataset.split, "num_images": int(count),
                            "num_classes": dataset.num_classes},
                   config={"corruptions": names, "severities": levels, "reference": ref.name if ref else None,
-                          **source, **config},
+                          **source, **settings.config()},
                   curves=curves, per_sample=per_sample)

@@ -1,6 +1,6 @@
 """The clean pass that several analyses of one model on one dataset share.
 
-:func:`shared_pass` streams the images ONCE: each batch goes through
+:func:`shared_pass` streams the images ONCE (:func:`~cutmix_eval.passes.predict`): each batch goes through
 ``model.forward_all`` (logits, pooled features, last feature map); logits, labels,
 indices and pooled features are kept as a :class:`~cutmix_eval.passes.Predictions`,
 and each *consumer* (an object with ``update(batch, images, logits, pooled, fmap)``)
@@ -21,15 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from cutmix_eval.data.base import ImageDataset
-from cutmix_eval.distributed import gather_rows
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.passes import Predictions, head, make_loader
-from cutmix_eval.progress import progress_bar
-from cutmix_eval.runtime import resolve_device
+from cutmix_eval.passes import Predictions, head, predict
+from cutmix_eval.settings import RunSettings
 
 
 @dataclass
@@ -41,30 +37,15 @@ class SharedPass:
     dataset_info: dict[str, Any]
 
 
-@torch.inference_mode()
-def shared_pass(model: Classifier, dataset: ImageDataset, consumers: Sequence[Any] = (), *, batch_size: int = 256,
-                device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                progress: bool = True) -> SharedPass:
-    """One streamed pass of ``model`` (eval mode) over ``dataset`` (its first ``limit`` images):
-    ``forward_all`` once per batch, each of ``consumers`` updated with the batch and its
-    outputs (on the device)."""
+def shared_pass(model: Classifier, dataset: ImageDataset, consumers: Sequence[Any] = (), *,
+                settings: RunSettings = RunSettings()) -> SharedPass:
+    """One streamed pass of ``model`` (eval mode) over ``dataset`` (its first ``settings.limit``
+    images): ``forward_all`` once per batch, each of ``consumers`` updated with the batch and
+    its outputs (on the device); pooled features kept."""
     check_compatible(model, dataset)
-    device = resolve_device(device)
-    model = model.to(device).eval()
-    data = head(dataset, limit)
-    logits, labels, indices, pooled = [], [], [], []
-    for batch in progress_bar(make_loader(data, batch_size, num_workers), desc=f"evaluate {dataset.name} (shared pass)",
-                              unit="batch", enabled=progress):
-        images = batch["image"].to(device, non_blocking=True)
-        out, features, fmap = model.forward_all(images)
-        for consumer in consumers:
-            consumer.update(batch, images, out, features, fmap)
-        logits.append(out.float().cpu())
-        pooled.append(features.float().cpu())
-        labels.append(batch["label"])
-        indices.append(batch["index"])
-    predictions = Predictions(gather_rows(torch.cat(logits).numpy()), gather_rows(torch.cat(labels).numpy()),
-                              gather_rows(torch.cat(indices).numpy()), gather_rows(torch.cat(pooled).numpy()))
+    data = head(dataset, settings.limit)
+    predictions = predict(model, data, settings, keep_features=True, consumers=consumers,
+                          desc=f"evaluate {dataset.name} (shared pass)")
     dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": len(data),
                     "num_classes": dataset.num_classes}
     return SharedPass(predictions, dataset_info)

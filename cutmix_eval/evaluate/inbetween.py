@@ -36,6 +36,7 @@ from cutmix_eval.metrics.inbetween import PREDICTS_A, PREDICTS_B, PREDICTS_NEITH
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import DistinctPasses, head, make_loader
 from cutmix_eval.results import Result
+from cutmix_eval.settings import RunSettings
 from cutmix_eval.runtime import resolve_device
 
 
@@ -257,11 +258,10 @@ class InbetweenAccumulator(Accumulator):
 
 def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: int | None = None, seed: int = 0,
                        mix_grid: Sequence[float] = DEFAULT_GRID, cut_grid: Sequence[float] = DEFAULT_GRID,
-                       batch_size: int = 128, device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                       model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+                       settings: RunSettings = RunSettings()) -> Result:
     """How often ``model`` predicts neither class of Mixup-style and CutMix-style in-between
-    samples of pairs drawn by :func:`make_pairs` from ``dataset`` (its first ``limit``
-    images if given); see the module docstring.
+    samples of pairs drawn by :func:`make_pairs` from ``dataset`` (its first ``settings.limit``
+    images); see the module docstring.
 
     Metrics: ``{kind}/neither_auc``, ``{kind}/neither@{v}`` at the equal-share grid point,
     ``num_pairs``, ``num_nonfinite_logits``. Curves per kind: ``grid``, ``partner_share``,
@@ -272,17 +272,18 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
     grids = {"mixup": check_fractions(mix_grid, "the mixup grid"),
              "cutmix": check_fractions(cut_grid, "the cutmix grid")}
     check_compatible(model, dataset)
-    data = head(dataset, limit)
+    data = head(dataset, settings.limit)
     if len(data) == 0:
         raise UserError(f"dataset {dataset.name} is empty; nothing to pair")
     a_indices, b_indices = make_pairs(dataset_labels(data), num_pairs, seed)
-    device = resolve_device(device)
+    device = resolve_device(settings.device)
     model = model.to(device).eval()
     accumulator = InbetweenAccumulator(model, grids, device)
-    loader = make_loader(PairDataset(data, a_indices, b_indices), batch_size, num_workers, collate_fn=collate_pairs)
-    feed(accumulator, loader, desc=f"in-between {dataset.name}", progress=progress)
+    loader = make_loader(PairDataset(data, a_indices, b_indices), settings.batch_size, settings.num_workers,
+                         collate_fn=collate_pairs)
+    feed(accumulator, loader, desc=f"in-between {dataset.name}", progress=settings.progress)
     return accumulator.finish(
-        (a_indices, b_indices), model_info or {"arch": model.arch, "num_classes": model.num_classes},
+        (a_indices, b_indices), settings.model_record(model),
         {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
-        {"num_pairs": num_pairs, "seed": seed, "mix_grid": grids["mixup"], "cut_grid": grids["cutmix"],
-         "batch_size": batch_size, "limit": limit})
+        {"num_pairs": num_pairs, "seed": seed, "mix_grid": grids["mixup"], "cut_grid": grids["cutmix"]}
+        | settings.config())

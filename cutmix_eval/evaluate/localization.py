@@ -42,6 +42,7 @@ from cutmix_eval.passes import head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result, example_arrays
 from cutmix_eval.runtime import resolve_device
+from cutmix_eval.settings import RunSettings
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,8 @@ def resize_and_normalize(maps: np.ndarray, height: int, width: int, interpolatio
 
 
 def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str = "cam",
-                          protocol: str = "wsolevaluation", batch_size: int = 64, device: str = "auto",
-                          num_workers: int = 0, limit: int | None = None, model_info: dict[str, Any] | None = None,
-                          progress: bool = True, keep_examples: int = 16) -> Result:
+                          protocol: str = "wsolevaluation", keep_examples: int = 16,
+                          settings: RunSettings = RunSettings()) -> Result:
     """Localization metrics of ``model``'s class activation maps on ``dataset``.
 
     The Result's ``artifacts`` hold the first ``keep_examples`` examples for a figure
@@ -78,17 +78,16 @@ def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str 
     """
     accumulator = LocalizationAccumulator(dataset, cam=cam, protocol=protocol, keep_examples=keep_examples)
     check_compatible(model, dataset)
-    device = resolve_device(device)
+    device = resolve_device(settings.device)
     model = model.to(device).eval()
     method = create_cam(cam, model)
-    data = head(dataset, limit)
-    for batch in progress_bar(make_loader(data, batch_size, num_workers), desc=f"localize {dataset.name}", unit="batch",
-                              enabled=progress):
+    data = head(dataset, settings.limit)
+    for batch in progress_bar(make_loader(data, settings.batch_size, settings.num_workers),
+                              desc=f"localize {dataset.name}", unit="batch", enabled=settings.progress):
         images, labels = batch["image"].to(device), batch["label"].to(device)
         out = method(images, labels)
         accumulator.update(batch, out.logits, out.maps)
-    return accumulator.finish(model_info or {"arch": model.arch}, batch_size=batch_size, limit=limit,
-                              num_images=len(data))
+    return accumulator.finish(settings.model_record(model), settings.config(), num_images=len(data))
 
 
 class LocalizationAccumulator(Accumulator):
@@ -137,9 +136,9 @@ class LocalizationAccumulator(Accumulator):
         self.keep_first(self.keep_examples, **_examples(self.keep_examples - self.kept("image"), batch, maps,
                                                        dataset))
 
-    def finish(self, model_info: dict[str, Any], *, batch_size: int, limit: int | None,
-               num_images: int) -> Result:
-        """The Result (``num_images``: images of the split evaluated, over all ranks), with
+    def finish(self, model_info: dict[str, Any], run_config: dict[str, Any], *, num_images: int) -> Result:
+        """The Result (``num_images``: images of the split evaluated, over all ranks;
+        ``run_config``: :meth:`RunSettings.config`), with
         the examples and their predicted boxes as its artifacts (:func:`example_arrays`);
         call once, after the last :meth:`update`."""
         spec, dataset = self.spec, self.dataset
@@ -150,7 +149,7 @@ class LocalizationAccumulator(Accumulator):
             pixels.foreground, pixels.background = arrays.pop("foreground"), arrays.pop("background")
         examples = {key: arrays.pop(key, []) for key in EXAMPLE_KEYS}
         config = {"cam": self.cam, "protocol": spec.name, "protocol_conventions": spec.description,
-                  "thresholds": WSOL_THRESHOLDS.tolist(), "batch_size": batch_size, "limit": limit}
+                  "thresholds": WSOL_THRESHOLDS.tolist()} | run_config
         dataset_info = {"name": dataset.name, "split": dataset.split, "num_images": num_images,
                         "num_classes": dataset.num_classes}
         result = _result(arrays, pixels, spec, model_info, dataset_info, config)
@@ -284,8 +283,8 @@ class NativeCAMInPass:
         else:
             self.accumulator.update(batch, logits, maps)
 
-    def finish(self, model_info: dict[str, Any], *, batch_size: int, limit: int | None, num_images: int) -> Result | str:
+    def finish(self, model_info: dict[str, Any], run_config: dict[str, Any], *, num_images: int) -> Result | str:
         """The Result, or the note saying why localization was left out."""
         if notes := [n for n in gather_objects(self.note) if n]:
             return notes[0]
-        return self.accumulator.finish(model_info, batch_size=batch_size, limit=limit, num_images=num_images)
+        return self.accumulator.finish(model_info, run_config, num_images=num_images)

@@ -34,6 +34,7 @@ from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import DistinctPasses, head, make_loader
 from cutmix_eval.results import Result
+from cutmix_eval.settings import RunSettings
 from cutmix_eval.runtime import per_image_uniform, resolve_device
 
 FILLS = ("black", "mean", "noise")
@@ -321,10 +322,9 @@ class OcclusionAccumulator(Accumulator):
 
 def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: Sequence[float] = DEFAULT_FRACTIONS,
                        modes: Sequence[str] = MODES, fill: str | float = "black", seed: int = 0,
-                       batch_size: int = 256, device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                       model_info: dict[str, Any] | None = None, progress: bool = True) -> Result:
+                       settings: RunSettings = RunSettings()) -> Result:
     """Top-1 accuracy of ``model`` under centre and boundary occlusion over a grid of hole
-    sizes, on ``dataset`` (its first ``limit`` images if given); see the module docstring.
+    sizes, on ``dataset`` (its first ``settings.limit`` images); see the module docstring.
 
     Metrics: ``clean_accuracy``, per mode ``{mode}/auc`` and ``{mode}/accuracy@{s}`` at the
     table points (:func:`table_points`), ``num_images``, ``num_nonfinite_logits``. Curves per
@@ -335,12 +335,13 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
     modes = check_modes(modes)
     fill = parse_fill(fill)
     check_compatible(model, dataset)
-    data = head(dataset, limit)
-    device = resolve_device(device)
+    data = head(dataset, settings.limit)
+    device = resolve_device(settings.device)
     model = model.to(device).eval()
     accumulator = OcclusionAccumulator(model, fractions=fractions, modes=modes, fill=fill, seed=seed, device=device)
-    feed(accumulator, make_loader(data, batch_size, num_workers), desc=f"occlusion {dataset.name}", progress=progress)
+    feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers), desc=f"occlusion {dataset.name}",
+         progress=settings.progress)
     return accumulator.finish(
-        model_info or {"arch": model.arch, "num_classes": model.num_classes},
+        settings.model_record(model),
         {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
-        {"fractions": fractions, "modes": modes, "fill": fill, "seed": seed, "batch_size": batch_size, "limit": limit})
+        {"fractions": fractions, "modes": modes, "fill": fill, "seed": seed} | settings.config())

@@ -38,6 +38,7 @@ from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, head, predict
 from cutmix_eval.results import Result
 from cutmix_eval.runtime import resolve_device
+from cutmix_eval.settings import RunSettings
 
 #: the OOD sets of the CutMix paper's Table 12 / appendix Table A2, in its order
 PAPER_SETS = ("tinyimagenet-crop", "tinyimagenet-resize", "lsun-crop", "lsun-resize", "isun", "uniform", "gaussian")
@@ -166,15 +167,13 @@ def _describe(name: str, dataset: Dataset, used: int) -> dict[str, Any]:
 
 def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[str, ImageDataset], *,
                  scores: Sequence[str] = ("msp",), score_options: Mapping[str, dict] | None = None,
-                 fit_dataset: ImageDataset | None = None, fit_limit: int | None = None, batch_size: int = 256,
-                 device: str = "auto", num_workers: int = 0, limit: int | None = None,
-                 model_info: dict[str, Any] | None = None, progress: bool = True,
-                 id_predictions: Predictions | None = None) -> list[Result]:
+                 fit_dataset: ImageDataset | None = None, fit_limit: int | None = None,
+                 id_predictions: Predictions | None = None, settings: RunSettings = RunSettings()) -> list[Result]:
     """OOD detection of ``model`` with each score in ``scores``: a list of Results, one per
     score, in the order asked (a score named twice counts once); ``result.config["score"]``
     names each. A single score gives a one-item list (``[result] = evaluate_ood(...)``).
 
-    ``limit`` keeps the first N images of the ID set and of each OOD set.
+    ``settings.limit`` keeps the first N images of the ID set and of each OOD set.
     ``fit_dataset`` (labelled, e.g. the ID training split; ``fit_limit`` images) is
     needed by scores that fit on training data (Mahalanobis). ``score_options`` maps a
     score name to its keyword arguments (e.g. ``{"odin": {"holdout": 500}}``).
@@ -196,12 +195,12 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
             raise UserError(f"{name} has no images")
     options = score_options or {}
     detectors = [create_score(name, **options.get(name, {})) for name in dict.fromkeys(scores)]
-    device = resolve_device(device)
-    run = partial(predict, model, batch_size=batch_size, device=device, num_workers=num_workers, progress=progress)
-    id_data = head(id_dataset, limit)
-    ood_data = {name: head(data, limit) for name, data in ood_sets.items()}
-    base_config = {"batch_size": batch_size, "limit": limit}
-    info = model_info or {"arch": model.arch, "num_classes": model.num_classes}
+    settings = settings.replace(device=resolve_device(settings.device))
+    run = partial(predict, model, settings=settings)
+    id_data = head(id_dataset, settings.limit)
+    ood_data = {name: head(data, settings.limit) for name, data in ood_sets.items()}
+    base_config = settings.config()
+    info = settings.model_record(model)
 
     def result(detector: OODScore, pairs, per_sample, used, config) -> Result:
         conventions = dict(METRIC_CONVENTIONS) | {"score": f"{detector.name}: {detector.description}; "
@@ -245,9 +244,7 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
             results[detector.name] = result(detector, pairs, per_sample, used,
                                             fit_config if detector.needs_fit else {})
     for detector in (d for d in detectors if d.kind == "perturbation"):
-        results[detector.name] = detector.evaluate_sets(model, id_dataset.name, id_data, ood_data, result,
-                                                        batch_size=batch_size, device=device,
-                                                        num_workers=num_workers, progress=progress)
+        results[detector.name] = detector.evaluate_sets(model, id_dataset.name, id_data, ood_data, result, settings)
     return [results[detector.name] for detector in detectors]
 
 

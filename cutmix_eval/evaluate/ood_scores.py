@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,8 @@ from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, make_loader
 from cutmix_eval.registry import Registry
+from cutmix_eval.runtime import resolve_device
+from cutmix_eval.settings import RunSettings
 
 
 #: what a score declares it needs; the OOD evaluator dispatches on it, never on a score's class
@@ -70,10 +71,10 @@ class OODScore:
         raise NotImplementedError
 
     def evaluate_sets(self, model: Classifier, id_name: str, id_data: Dataset, ood_data: Mapping[str, Dataset],
-                      make_result: Callable[..., Any], **run: Any) -> Any:  # pragma: no cover - perturbation scores
+                      make_result: Callable[..., Any], settings: RunSettings) -> Any:  # pragma: no cover - perturbation scores
         """A perturbation score's Result: ``make_result(self, pairs, per_sample, used, config)``
         with ``pairs`` ``{set: (ID scores, OOD scores)}``, the per-image arrays, the images
-        used per set and the settings chosen; ``run``: batch size, device, workers, progress."""
+        used per set and the settings chosen; ``settings``: how to run the passes."""
         raise NotImplementedError
 
 
@@ -253,17 +254,18 @@ class ODIN(OODScore):
     def grid(self) -> list[ODINSetting]:
         return [ODINSetting(t, n) for t in self.temperatures for n in self.noises]
 
-    def scores(self, model: Classifier, dataset: Dataset, settings: Sequence[ODINSetting], *, batch_size: int,
-               device: torch.device, num_workers: int = 0, progress: bool = True,
+    def scores(self, model: Classifier, dataset: Dataset, grid: Sequence[ODINSetting], settings: RunSettings, *,
                desc: str = "odin") -> dict[ODINSetting, np.ndarray]:
-        """ODIN scores of every image of ``dataset`` for each setting: one backward pass per
-        temperature and one forward pass per setting, batch by batch."""
-        accumulator = _ODINScores(model.to(device).eval(), settings, device)
-        feed(accumulator, make_loader(dataset, batch_size, num_workers), desc=desc, progress=progress)
+        """ODIN scores of every image of ``dataset`` for each setting of ``grid``: one backward
+        pass per temperature and one forward pass per setting, batch by batch."""
+        device = resolve_device(settings.device)
+        accumulator = _ODINScores(model.to(device).eval(), grid, device)
+        feed(accumulator, make_loader(dataset, settings.batch_size, settings.num_workers), desc=desc,
+             progress=settings.progress)
         rows = accumulator.reduced()
-        return {s: rows[_key(s)] for s in settings}
+        return {s: rows[_key(s)] for s in grid}
 
-    def evaluate_sets(self, model, id_name, id_data, ood_data, make_result, **run):
+    def evaluate_sets(self, model, id_name, id_data, ood_data, make_result, settings):
         """ODIN's protocol: tune per OOD set on the first ``holdout`` images of the ID set and
         of that set, report on the rest of both."""
         held = self.holdout
@@ -271,8 +273,11 @@ class ODIN(OODScore):
             if len(data) <= held:
                 raise UserError(f"ODIN holds out the first {held} images of every set to tune on, but {name} has "
                                 f"only {len(data)}; lower --odin-holdout or use more images")
-        tune = partial(self.scores, model, **run)
         grid = self.grid()
+
+        def tune(data, grid, desc):
+            return self.scores(model, data, grid, settings, desc=desc)
+
         id_tune = tune(Subset(id_data, range(held)), grid, desc=f"ODIN tune {id_name}")
         chosen, ood_scores = {}, {}
         for name, data in ood_data.items():
@@ -289,5 +294,5 @@ class ODIN(OODScore):
                            f"{name}/score": ood_scores[name]}
         pairs = {n: (id_scores[chosen[n]], ood_scores[n]) for n in ood_data}
         used = {id_name: len(id_data) - held} | {n: len(d) - held for n, d in ood_data.items()}
-        settings = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
-        return make_result(self, pairs, per_sample, used, {"chosen": settings, "evaluated_from_index": held})
+        picked = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
+        return make_result(self, pairs, per_sample, used, {"chosen": picked, "evaluated_from_index": held})

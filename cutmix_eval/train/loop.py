@@ -45,6 +45,7 @@ from cutmix_eval.models import create_model, model_spec, parse_arch
 from cutmix_eval.models.checkpoint import load_checkpoint, read_checkpoint_file, save_checkpoint
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import head, predict
+from cutmix_eval.settings import RunSettings
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.runtime import Loader
 from cutmix_eval import distributed
@@ -263,7 +264,7 @@ def _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, sche
 
 
 def _evaluate(model: Classifier, test_set: Dataset, batch_size: int, device: torch.device) -> tuple[float, float]:
-    predictions = predict(model, test_set, batch_size=max(batch_size, 256), device=str(device), progress=False)
+    predictions = predict(model, test_set, RunSettings(batch_size=max(batch_size, 256), device=device, progress=False))
     model.train()
     return topk_error(predictions.logits, predictions.labels, 1), topk_error(predictions.logits, predictions.labels, 5)
 
