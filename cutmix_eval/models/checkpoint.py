@@ -339,7 +339,9 @@ def infer_arch(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> st
 
 def _default_normalization(arch_name: str) -> tuple[tuple, tuple, str]:
     spec = model_spec(arch_name)
-    if spec.mean == CIFAR_MEAN and spec.std == CIFAR_STD:
+    if spec.normalization:
+        source = f"{spec.normalization} (assumed; override with --mean/--std)"
+    elif spec.mean == CIFAR_MEAN and spec.std == CIFAR_STD:
         source = "official CutMix CIFAR normalization (assumed; override with --mean/--std)"
     elif spec.mean == IMAGENET_MEAN and spec.std == IMAGENET_STD:
         source = "ImageNet normalization (assumed; override with --mean/--std)"

@@ -42,6 +42,9 @@ class ModelSpec:
     std: tuple[float, float, float]
     input_size: tuple[int, int, int]
     defaults: dict[str, Any]  # default keyword arguments, recorded with every checkpoint
+    #: where ``mean``/``std`` come from in the family's own code, for files that carry none
+    #: (e.g. "kuangliu/pytorch-cifar normalizes in its data loader with the CIFAR-10 mean/std")
+    normalization: str = ""
 
 
 #: ``detect(state_dict, meta) -> architecture string | None``: a family's answer to "is this
@@ -66,13 +69,16 @@ _DETECTORS: Registry[Detector] = Registry("checkpoint detector")
 
 
 def register_model(name: str, *, description: str, mean=CIFAR_MEAN, std=CIFAR_STD,
-                   input_size=(3, 32, 32), detect: Detector | None = None, **defaults: Any):
+                   input_size=(3, 32, 32), detect: Detector | None = None, normalization: str = "",
+                   **defaults: Any):
     """Decorator registering ``builder(num_classes, **kwargs) -> net`` under ``name``;
-    ``detect`` tells this family's checkpoints by their state dict (see :data:`Detector`)."""
+    ``detect`` tells this family's checkpoints by their state dict (see :data:`Detector`);
+    ``normalization`` says where ``mean``/``std`` come from in the family's own code (shown
+    and recorded when a file carries no normalization of its own)."""
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _MODELS.register(name, ModelSpec(name, builder, description, tuple(mean), tuple(std),
-                                         tuple(input_size), dict(defaults)))
+                                         tuple(input_size), dict(defaults), normalization))
         if detect is not None:
             _DETECTORS.register(name, detect)
         return builder
