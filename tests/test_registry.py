@@ -117,24 +117,27 @@ def detect_toy(state, meta):
 def test_a_new_family_registers_its_detector_and_checkpoints_find_it(monkeypatch, tmp_path):
     from cutmix_eval.models import create_model, register_model
     from cutmix_eval.models import registry as models_registry
-    from cutmix_eval.models.checkpoint import infer_arch, load_checkpoint
+    from cutmix_eval.errors import CheckpointError
+    from cutmix_eval.models.checkpoint import INFERRED, infer_arch, load_checkpoint
 
-    assert models_registry._DETECTORS.names() == ["timm", "torchvision", "cifar_resnet", "pyramidnet"]
+    assert models_registry._DETECTORS.names()[:2] == ["timm", "torchvision"]  # a recorded timm name first
     pyramid = create_model("pyramidnet:depth=20,alpha=12,bottleneck=false", 10).net.state_dict()
     assert infer_arch({"toy.weight": torch.zeros(5, 3, 1, 1)}, {}) is None
     for name in ("_MODELS", "_DETECTORS"):  # the throwaway family goes into copies, dropped after the test
         monkeypatch.setattr(models_registry, name, copy.deepcopy(getattr(models_registry, name)))
 
     register_model("toynet", description="a throwaway family", detect=detect_toy, width=4)(ToyNet)
-    assert infer_arch({"toy.weight": torch.zeros(5, 3, 1, 1)}, {}) == "toynet:width=5"
-    assert infer_arch(pyramid, {}).startswith("pyramidnet:depth=20,")  # the others still answer for theirs
+    assert infer_arch({"toy.weight": torch.zeros(5, 3, 1, 1)}, {}) == ("toynet:width=5", INFERRED)
+    assert infer_arch(pyramid, {})[0].startswith("pyramidnet:depth=20,")  # the others still answer for theirs
     torch.save(ToyNet(7, 5).state_dict(), tmp_path / "toy.pth")
     model, info = load_checkpoint(tmp_path / "toy.pth")
-    assert (info.arch, info.num_classes, info.format) == ("toynet:width=5", 7, "state-dict")
+    assert (info.arch, info.num_classes, info.format, info.arch_source) == ("toynet:width=5", 7, "state-dict",
+                                                                            INFERRED)
 
     register_model("greedy", description="answers for everything", detect=lambda state, meta: "greedy")(ToyNet)
-    assert infer_arch(pyramid, {}).startswith("pyramidnet:")  # asked in registration order: first answer wins
-    assert infer_arch({"other.weight": torch.zeros(1)}, {}) == "greedy"
+    with pytest.raises(CheckpointError, match=r"fit 2 architectures \(pyramidnet:depth=20,.*, greedy\)"):
+        infer_arch(pyramid, {})  # two families claim it: refused with both names, never a silent first answer
+    assert infer_arch({"other.weight": torch.zeros(1)}, {}) == ("greedy", INFERRED)
 
 
 def test_the_throwaway_family_is_gone_afterwards():

@@ -63,6 +63,11 @@ def selected_methods(args: argparse.Namespace) -> list[str]:
     return args.methods
 
 
+def channels(values: Sequence[float]) -> str:
+    """Per-channel values as commands print them: ``(0.4914, 0.4822, 0.4465)``."""
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
+
+
 def _floats(text: str) -> list[float]:
     values = [float(v) for v in text.replace(",", " ").split()]
     if len(values) != 3:
@@ -79,6 +84,9 @@ def add_checkpoint(parser: argparse.ArgumentParser, required: bool = True) -> No
     group.add_argument("--num-classes", type=int, help="class count (default: from the file)")
     group.add_argument("--mean", type=_floats, help="per-channel mean in [0,1], e.g. 0.485,0.456,0.406")
     group.add_argument("--std", type=_floats, help="per-channel std in [0,1]")
+    group.add_argument("--no-normalize", action="store_true",
+                       help="feed the model [0,1] pixels as they are (mean 0, std 1): for models that normalize "
+                            "inside, such as RobustBench's (default: the file's normalization, else the family's)")
     group.add_argument("--ema", action="store_true", help="use EMA weights when the file has them (timm)")
     group.add_argument("--trust-checkpoint", action="store_true",
                        help="allow full unpickling of a file that safe loading refuses: this runs any code the "
@@ -89,7 +97,8 @@ def load_model_from_args(args: argparse.Namespace, num_classes: int | None = Non
     from cutmix_eval.models.checkpoint import load_checkpoint
 
     return load_checkpoint(args.ckpt, arch=args.arch, num_classes=args.num_classes or num_classes,
-                           mean=args.mean, std=args.std, trust=args.trust_checkpoint, ema=args.ema)
+                           mean=args.mean, std=args.std, normalize=not args.no_normalize,
+                           trust=args.trust_checkpoint, ema=args.ema)
 
 
 def add_evaluation(parser: argparse.ArgumentParser, batch_size: int, data_help: str, data_option: str = "--data") -> None:
@@ -212,7 +221,7 @@ def prepare_evaluation(args: argparse.Namespace):
     from cutmix_eval.data import create_dataset, dataset_spec
     from cutmix_eval.distributed import is_main_process
     from cutmix_eval.fileio import writable_folder
-    from cutmix_eval.models.checkpoint import model_identity
+    from cutmix_eval.models.checkpoint import OVERRIDE, model_identity
     from cutmix_eval.runtime import resolve_device
 
     check_counts(args)
@@ -231,13 +240,16 @@ def prepare_evaluation(args: argparse.Namespace):
     model_info = model_identity(info, args.method) | {"loading": loading_overrides(args)}
     if not model_info["method"] and is_main_process():
         print(f"note: {NO_LABEL.format(path=info.path)}")
+    if OVERRIDE in info.normalization_source and is_main_process():
+        print(f"note: {info.arch} gets mean {channels(info.mean)}, std {channels(info.std)}: {info.normalization_source}")
     return device, dataset, model, info, model_info
 
 
 def loading_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The checkpoint options given on top of the file that can change a model's outputs (part
     of every job: the same file loaded with another mean or its EMA weights is another model)."""
-    given = {"arch": args.arch, "mean": args.mean, "std": args.std, "ema": args.ema or None}
+    given = {"arch": args.arch, "mean": args.mean, "std": args.std, "ema": args.ema or None,
+             "normalize": False if args.no_normalize else None}
     return {key: value for key, value in given.items() if value is not None}
 
 

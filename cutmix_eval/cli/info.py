@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from cutmix_eval.cli._common import (NO_LABEL, Command, add_checkpoint, add_data_root, add_json, emit_json,
+from cutmix_eval.cli._common import (NO_LABEL, Command, add_checkpoint, channels, add_data_root, add_json, emit_json,
                                      load_model_from_args, print_table)
 from cutmix_eval.errors import DatasetNotFoundError
 
@@ -111,6 +111,7 @@ class InspectCommand(Command):
         add_json(parser)
 
     def run(self, args):
+        from cutmix_eval.models import model_spec, parse_arch
         from cutmix_eval.models.checkpoint import recipe_identity
 
         _, info = load_model_from_args(args)
@@ -120,10 +121,11 @@ class InspectCommand(Command):
         recipe = recipe_identity(info)
         rows = [
             ("file", info.path), ("file sha256", info.file_sha256), ("format", info.format),
-            ("architecture", info.arch), ("classes", info.num_classes),
+            ("architecture", f"{info.arch} ({info.arch_source})"),
+            ("family", model_spec(parse_arch(info.arch)[0]).description), ("classes", info.num_classes),
             ("parameters", f"{info.num_parameters:,}"),
             ("input size", "x".join(map(str, info.input_size))),
-            ("normalization", f"mean {_fmt(info.mean)}, std {_fmt(info.std)}; source: {info.normalization_source}"),
+            ("normalization", f"mean {channels(info.mean)}, std {channels(info.std)}; source: {info.normalization_source}"),
             ("method label", info.method or NO_LABEL.format(path="this file")),
             ("training data", info.dataset or "unknown"), ("weights sha256", info.weights_sha256),
             ("training recipe", f"{recipe} (its settings apart from the seed)" if recipe else "not recorded"),
@@ -161,5 +163,3 @@ def settings(values: dict, width: int = WIDTH) -> list[str]:
     return textwrap.wrap(text, width, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
 
 
-def _fmt(values: list[float]) -> str:
-    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"

@@ -15,9 +15,13 @@ so an interrupted save never leaves a half-written file under the final name.
 
 **Foreign formats** are detected from their contents: official CutMix files
 (``state_dict`` with ``module.`` keys plus ``arch``, ``best_err1``...), timm
-training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``), raw state
-dicts (torchvision's included), with ``module.`` and ``_orig_mod.`` prefixes
-stripped. For official PyramidNet/ResNet state dicts the depth, alpha, bottleneck
+training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``), the
+containers other training code writes (``model_state_dict``, ``net``, ``network``;
+PyTorch Lightning's ``state_dict`` whose keys carry the module's attribute, ``model.``
+or ``net.``; OpenMixup / mmclassification's ``backbone.*`` + ``head.fc.*``), raw state
+dicts (torchvision's included) and safetensors files. Wrapper components are
+stripped wherever every key has them at the same place (``module.`` of DataParallel /
+DDP, ``_orig_mod.`` of torch.compile; a leading ``model.`` / ``net.``). For official PyramidNet/ResNet state dicts the depth, alpha, bottleneck
 and class count are inferred from tensor shapes; torchvision ResNets (the official
 CutMix ImageNet models) likewise: each model family registers the detector of its
 checkpoints with itself (:func:`infer_arch`). ``arch``/``num_classes``/``mean``/``std``
@@ -51,14 +55,21 @@ from cutmix_eval.errors import CheckpointError
 from cutmix_eval.fileio import atomic_write
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.registry import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD,
-                                         create_model, detectors, format_arch, model_spec, parse_arch)
+                                         create_model, detectors, families, format_arch, model_spec,
+                                         parse_arch)
 from cutmix_eval.versions import package_versions
 
 FORMAT_NAME = "cutmix-eval"
 FORMAT_VERSION = 1
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: key components that only wrap a model: DataParallel/DDP's ``module``, torch.compile's ``_orig_mod``
+_WRAPPERS = ("module", "_orig_mod")
+#: a leading component holding the whole model in a training container (Lightning's ``self.model``)
+_HOLDERS = ("model", "net")
+#: where training code keeps the weights in a dict, in the order they are looked for
+_WEIGHT_KEYS = ("state_dict", "model", "model_state_dict", "net", "network")
+_EMA_KEYS = ("state_dict_ema", "model_ema")
 #: file suffixes checkpoints are saved under (``.tar`` covers ``.pth.tar``)
-CHECKPOINT_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt", ".bin")
+CHECKPOINT_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt", ".bin", ".safetensors")
 # harmless types that timm and other training scripts pickle next to the weights
 _NP_CORE = getattr(np, "_core", None) or np.core
 _EXTRA_SAFE_GLOBALS = [argparse.Namespace, np.dtype, _NP_CORE.multiarray.scalar,
@@ -71,8 +82,10 @@ class CheckpointInfo:
 
     path: str
     file_sha256: str
-    format: str  # "cutmix-eval", "clovaai-cutmix", "timm", "state-dict", "pickled-module"
+    format: str  # "cutmix-eval", "clovaai-cutmix", "timm", "training-dict", "lightning", "openmixup", "state-dict",
+    #              "safetensors", "pickled-module" (see parse_checkpoint)
     arch: str  # registry name with keyword arguments, e.g. "pyramidnet:depth=56,alpha=48,bottleneck=true"
+    arch_source: str  # "checkpoint", "--arch", RECORDED or INFERRED
     num_classes: int
     num_parameters: int
     mean: list[float]
@@ -112,11 +125,12 @@ def model_identity(info: CheckpointInfo, label: str | None = None) -> dict[str, 
     """What records say about the model (a Result's ``model``): the file and its SHA-256, the
     architecture, the method label (``label``, else the file's own; ``None`` when neither
     says), the training data, the weights' SHA-256 and the training recipe
-    (:func:`recipe_identity`). The report pools records as seeds only when label,
+    (:func:`recipe_identity`), and the normalization used with where it came from. The report pools records as seeds only when label,
     architecture, training data and recipe all agree."""
     return {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
             "method": label or info.method, "training_data": info.dataset,
-            "weights_sha256": info.weights_sha256, "recipe": recipe_identity(info)}
+            "weights_sha256": info.weights_sha256, "recipe": recipe_identity(info),
+            "normalization": {"mean": info.mean, "std": info.std, "source": info.normalization_source}}
 
 
 # --------------------------------------------------------------------------- hashing
@@ -227,6 +241,8 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
     if _looks_like_html(head):
         raise CheckpointError(f"checkpoint {path} is a text/HTML page, not PyTorch weights (a failed "
                               "download saves the site's page instead of the file): download it again")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         with torch.serialization.safe_globals(_EXTRA_SAFE_GLOBALS), warnings.catch_warnings():
             # plain pickles (not torch.save) trip a torch warning about the protocol; the
@@ -249,6 +265,16 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
+        raise _unreadable(path, err) from err
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors (the format holds tensors only: nothing to unpickle)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except Exception as err:  # header too large, truncated data, not safetensors at all...
         raise _unreadable(path, err) from err
 
 
@@ -277,16 +303,32 @@ def _first_unsafe_global(message: str) -> str:
 
 
 def _strip_prefixes(state_dict: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Drop ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) prefixes."""
+    """Drop the components that only wrap the model: ``module`` (DataParallel/DDP) and
+    ``_orig_mod`` (torch.compile) wherever every key has one at the same depth
+    (``model.module.conv1.weight`` -> ``model.conv1.weight``), and a leading ``model`` or
+    ``net`` every key starts with (a training container's attribute, e.g. Lightning's)."""
     state = dict(state_dict)
-    changed = True
-    while changed and state:
-        changed = False
-        for prefix in _WRAPPER_PREFIXES:
-            if all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
-                changed = True
+    while state:
+        parts = [key.split(".") for key in state]
+        depth = min(len(p) for p in parts) - 1  # a component before the parameter's own name
+        wrapped = next((d for d in range(depth) if all(p[d] in _WRAPPERS for p in parts)
+                        or (d == 0 and len({p[0] for p in parts}) == 1 and parts[0][0] in _HOLDERS)), None)
+        if wrapped is None:
+            return state
+        state = {".".join(p[:wrapped] + p[wrapped + 1:]): v for p, v in zip(parts, state.values())}
     return state
+
+
+def _openmixup(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]] | None:
+    """An OpenMixup / mmclassification classifier (``backbone.*`` + ``head.fc.*``) as the
+    plain net (``fc.*`` for the head), and the key groups left out (e.g. a momentum
+    encoder's ``backbone_k``, a mixing block): None for other state dicts."""
+    if "head.fc.weight" not in state or not any(k.startswith("backbone.") for k in state):
+        return None
+    net = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    net |= {k[len("head."):]: v for k, v in state.items() if k.startswith("head.fc.")}
+    left_out = sorted({k.split(".")[0] for k in state if not k.startswith(("backbone.", "head.fc."))})
+    return net, left_out
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -303,51 +345,153 @@ class _Parsed:
 
 def parse_checkpoint(obj: Any, *, ema: bool = False) -> _Parsed:
     """Tell which format a loaded checkpoint object is and pull out its state dict
-    (``ema``: prefer a training checkpoint's EMA weights, ``state_dict_ema`` / ``model_ema``)."""
+    (``ema``: prefer a training checkpoint's EMA weights, ``state_dict_ema`` / ``model_ema``).
+
+    Formats: ``cutmix-eval`` (ours), ``clovaai-cutmix`` (the official repository's),
+    ``timm`` (a training checkpoint: weights under ``state_dict``/``model``/their EMA, with its
+    metadata), ``training-dict`` (weights under ``model_state_dict``/``net``/``network``, as
+    many research scripts save them), ``lightning`` (PyTorch Lightning: ``pytorch-lightning_version``), ``openmixup``
+    (``backbone.*`` + ``head.fc.*``, whatever the container), ``state-dict`` (tensors only),
+    ``pickled-module`` (a whole ``nn.Module``, readable only when trusted)."""
     if isinstance(obj, nn.Module):
-        return _Parsed("pickled-module", _strip_prefixes(obj.state_dict()), {})
+        return _mixing_framework(_Parsed("pickled-module", _strip_prefixes(obj.state_dict()), {}))
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"checkpoint holds a {type(obj).__name__}, not a dict of weights")
     if obj.get("format") == FORMAT_NAME:
         return _Parsed(FORMAT_NAME, dict(obj["state_dict"]), {k: v for k, v in obj.items() if k != "state_dict"})
     if _is_state_dict(obj):
-        return _Parsed("state-dict", _strip_prefixes(obj), {})
-    keys = ["state_dict_ema", "model_ema", "state_dict", "model"] if ema else \
-        ["state_dict", "model", "state_dict_ema", "model_ema"]
+        return _mixing_framework(_Parsed("state-dict", _strip_prefixes(obj), {}))
+    keys = [*_EMA_KEYS, *_WEIGHT_KEYS] if ema else [*_WEIGHT_KEYS, *_EMA_KEYS]
     for key in keys:
         if _is_state_dict(obj.get(key)):
-            meta = {k: v for k, v in obj.items() if not _is_state_dict(v) and k != "optimizer"}
+            meta = {k: v for k, v in obj.items() if not _is_state_dict(v) and k not in ("optimizer", "optimizer_states")}
             official = key == "state_dict" and obj.get("arch") in ("pyramidnet", "resnet") and "best_err1" in obj
             meta["weights_key"] = key
-            return _Parsed("clovaai-cutmix" if official else "timm", _strip_prefixes(obj[key]), meta)
-    raise CheckpointError("checkpoint is a dict without weights (no 'state_dict', 'state_dict_ema', 'model' "
-                          f"or tensor values; keys: {', '.join(map(str, list(obj)[:8]))})")
+            kind = "clovaai-cutmix" if official else "lightning" if "pytorch-lightning_version" in obj else \
+                "timm" if key in ("state_dict", "model", *_EMA_KEYS) else "training-dict"
+            return _mixing_framework(_Parsed(kind, _strip_prefixes(obj[key]), meta))
+    raise CheckpointError(f"checkpoint is a dict without weights (none of {', '.join(map(repr, keys))} holds "
+                          f"tensors, nor is it a dict of tensors; its keys: {', '.join(map(str, list(obj)[:8]))})")
+
+
+def _mixing_framework(parsed: _Parsed) -> _Parsed:
+    """An OpenMixup / mmclassification state dict (:func:`_openmixup`) as the plain net's."""
+    found = _openmixup(parsed.state_dict)
+    if found is None:
+        return parsed
+    state, left_out = found
+    meta = parsed.meta | ({"left_out": left_out} if left_out else {})
+    return _Parsed("openmixup", _strip_prefixes(state), meta)
 
 
 # --------------------------------------------------------------------------- inference
 
-def infer_arch(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
-    """Guess the architecture string of a state dict, or None: the first answer of the
-    checkpoint detectors the model families registered, asked in registration order (timm's
-    first, so a timm model name recorded in the file wins)."""
-    for detect in detectors():
+#: how an architecture was found (``CheckpointInfo.arch_source``)
+RECORDED, INFERRED = "the model name the file records", "inferred from the tensor shapes"
+
+
+def infer_arch(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(architecture string, how it was found)`` of a state dict, or None when no family
+    claims it: asked of the checkpoint detectors the model families registered. A model name
+    the file records (timm's ``arch``) wins (:data:`RECORDED`); otherwise the families that
+    recognise the tensor shapes (:data:`INFERRED`) must agree, and a state dict two of them
+    claim is refused with both names, so a wrong guess cannot pass unnoticed."""
+    claims: dict[str, str] = {}
+    for family, detect, by_recorded_name in detectors():
         arch = detect(state, meta)
+        if arch is not None and by_recorded_name:
+            return arch, RECORDED
         if arch is not None:
-            return arch
-    return None
+            claims[family] = arch
+    if len(set(claims.values())) > 1:
+        raise CheckpointError(f"its tensor shapes fit {len(claims)} architectures ({', '.join(claims.values())}); "
+                              "pass --arch with the right one")
+    return (next(iter(claims.values())), INFERRED) if claims else None
+
+
+def nearest_families(state: Mapping[str, torch.Tensor], count: int = 3) -> list[str]:
+    """For a state dict no family claims: the ``count`` registered architectures (each
+    family's default, and torchvision's ResNets) whose parameter names overlap it most, each
+    with what did not fit (missing and unexpected keys, the first shape mismatch). Built on
+    the ``meta`` device: no memory, no initialization cost."""
+    head = [v for v in state.values() if v.ndim == 2]
+    num_classes = int(head[-1].shape[0]) if head else 10
+    candidates = [name for name in families() if name not in ("timm", "torchvision")]
+    candidates += ["torchvision/resnet18", "torchvision/resnet50"]
+    fits = []
+    for name in candidates:
+        spec = model_spec(name)
+        with torch.device("meta"):
+            expected = {k: v.shape for k, v in spec.builder(num_classes, **spec.defaults).state_dict().items()
+                        if not k.endswith("num_batches_tracked")}
+        shared = expected.keys() & state.keys()
+        fits.append((len(shared) / len(expected.keys() | state.keys()), name, expected, shared))
+    lines = []
+    for _, name, expected, shared in sorted(fits, key=lambda fit: -fit[0])[:count]:
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected and not k.endswith("num_batches_tracked")]
+        shape = next((f"{k} file {list(state[k].shape)} vs {list(expected[k])}" for k in expected
+                      if k in shared and tuple(state[k].shape) != tuple(expected[k])), None)
+        told = [f"{len(shared)} of {len(expected)} names match"]
+        told += [f"missing e.g. {missing[0]}"] if missing else []
+        told += [f"unexpected e.g. {unexpected[0]}"] if unexpected else []
+        told += [f"first shape mismatch {shape}"] if shape else []
+        lines.append(f"{format_arch(name, dict(model_spec(name).defaults))} ({', '.join(told)})")
+    return lines
+
+
+#: how an assumed normalization can be overridden, said wherever one is assumed
+OVERRIDE = "assumed: the file does not say; override with --mean/--std, or --no-normalize for [0, 1] pixels"
 
 
 def _default_normalization(arch_name: str) -> tuple[tuple, tuple, str]:
+    """The family's usual mean/std for a file that carries none, and where they come from."""
     spec = model_spec(arch_name)
     if spec.normalization:
-        source = f"{spec.normalization} (assumed; override with --mean/--std)"
+        source = spec.normalization
     elif spec.mean == CIFAR_MEAN and spec.std == CIFAR_STD:
-        source = "official CutMix CIFAR normalization (assumed; override with --mean/--std)"
+        source = "the official CutMix CIFAR normalization"
     elif spec.mean == IMAGENET_MEAN and spec.std == IMAGENET_STD:
-        source = "ImageNet normalization (assumed; override with --mean/--std)"
+        source = "ImageNet normalization"
     else:
-        source = f"default of {arch_name} (assumed; override with --mean/--std)"
-    return spec.mean, spec.std, source
+        source = f"the default of {arch_name}"
+    return spec.mean, spec.std, f"{source} ({OVERRIDE})"
+
+
+def _architecture(path: Path, parsed: _Parsed, arch: str | None) -> tuple[str, str]:
+    """``(architecture string, where it came from)``: ``--arch``, our file's record, a model
+    name the file records, or the tensor shapes (:func:`infer_arch`); else a one-line error
+    naming the nearest families (:func:`nearest_families`)."""
+    if arch:
+        return arch, "--arch"
+    if parsed.format == FORMAT_NAME:
+        return format_arch(parsed.meta["arch"], parsed.meta.get("arch_kwargs", {})), "checkpoint"
+    try:
+        found = infer_arch(parsed.state_dict, parsed.meta)
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot tell the architecture of {path}: {err}") from None
+    if found is None:
+        state = parsed.state_dict
+        raise CheckpointError(f"cannot tell the architecture of {path}: no model family recognises its keys "
+                              f"(first: {', '.join(list(state)[:3])}); nearest: {'; '.join(nearest_families(state))}. "
+                              "Pass --arch NAME (see `cutmix-eval models`)")
+    return found
+
+
+def _normalization(parsed: _Parsed, arch_name: str, mean: Sequence[float] | None, std: Sequence[float] | None,
+                   normalize: bool) -> tuple[Sequence[float], Sequence[float], str]:
+    """``(mean, std, where they came from)``: ``--no-normalize``, ``--mean/--std`` (each
+    completed from the file or family when only one is given), our file's record, or the
+    family's usual values, said to be assumed (:func:`_default_normalization`)."""
+    if not normalize:
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "--no-normalize: [0, 1] pixels as they are"
+    if parsed.format == FORMAT_NAME:
+        file_mean, file_std, source = parsed.meta["mean"], parsed.meta["std"], "checkpoint"
+    else:
+        file_mean, file_std, source = _default_normalization(arch_name)
+    if mean is not None or std is not None:
+        source = "--mean/--std"
+    return mean or file_mean, std or file_std, source
 
 
 def _head_weight_key(model: Classifier) -> str | None:
@@ -384,12 +528,14 @@ def _check_fit(model: Classifier, state: Mapping[str, torch.Tensor], path: Path)
 
 def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_classes: int | None = None,
                     mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                    trust: bool = False, ema: bool = False) -> tuple[Classifier, CheckpointInfo]:
+                    normalize: bool = True, trust: bool = False,
+                    ema: bool = False) -> tuple[Classifier, CheckpointInfo]:
     """Load any supported checkpoint into a pixel-space :class:`Classifier` (on CPU, eval mode).
 
     ``arch`` (a registry string such as ``pyramidnet:depth=200,alpha=240``),
     ``num_classes``, ``mean`` and ``std`` (per channel, in [0, 1]) override what the file
-    says or what is inferred from it. ``trust=True`` allows full unpickling of a file that
+    says or what is inferred from it; ``normalize=False`` feeds the net [0, 1] pixels as they
+    are (mean 0, std 1: models that normalize inside, RobustBench's). ``trust=True`` allows full unpickling of a file that
     safe loading refuses (only for files from a source you trust; ``--trust-checkpoint``).
     ``ema=True`` loads a training checkpoint's EMA weights (timm's ``state_dict_ema``)
     when it has them, as ``--ema`` does; files without EMA weights load their only ones.
@@ -397,7 +543,11 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     assumption made (``info.training["weights_key"]`` names the weights loaded).
     """
     path = Path(path)
+    if not normalize and (mean is not None or std is not None):
+        raise CheckpointError("--no-normalize and --mean/--std contradict each other; give one of them")
     parsed = parse_checkpoint(read_checkpoint_file(path, trust=trust), ema=ema)
+    if path.suffix == ".safetensors" and parsed.format == "state-dict":
+        parsed.format = "safetensors"
     state, meta = parsed.state_dict, parsed.meta
     digest = weights_sha256(state)
     if parsed.format == FORMAT_NAME:
@@ -406,23 +556,10 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
             raise CheckpointError(f"checkpoint {path}: weights do not match their recorded sha256 "
                                   "(the file was modified or damaged); save it again")
 
-    arch_string = arch or (format_arch(meta["arch"], meta.get("arch_kwargs", {}))
-                           if parsed.format == FORMAT_NAME else infer_arch(state, meta))
-    if arch_string is None:
-        raise CheckpointError(f"cannot tell the architecture of {path} from its keys "
-                              f"(first: {', '.join(list(state)[:3])}); pass --arch NAME "
-                              "(see `cutmix-eval models`)")
-    arch_name, _ = parse_arch(arch_string)
-
-    if parsed.format == FORMAT_NAME:
-        file_mean, file_std = meta["mean"], meta["std"]
-        norm_source, input_size = "checkpoint", meta.get("input_size")
-    else:
-        file_mean, file_std, norm_source = _default_normalization(arch_name)
-        input_size = None
-    if mean is not None or std is not None:
-        norm_source = "--mean/--std"
-    model = create_model(arch_string, num_classes or 1000, mean=mean or file_mean, std=std or file_std,
+    arch_string, arch_source = _architecture(path, parsed, arch)
+    mean, std, norm_source = _normalization(parsed, parse_arch(arch_string)[0], mean, std, normalize)
+    input_size = meta.get("input_size") if parsed.format == FORMAT_NAME else None
+    model = create_model(arch_string, num_classes or 1000, mean=mean, std=std,
                          input_size=input_size)
 
     head_key = _head_weight_key(model)
@@ -434,20 +571,20 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
         if file_classes is None:
             raise CheckpointError(f"cannot tell the class count of {path}; pass --num-classes")
         if file_classes != model.num_classes:
-            model = create_model(arch_string, file_classes, mean=mean or file_mean, std=std or file_std,
+            model = create_model(arch_string, file_classes, mean=mean, std=std,
                                  input_size=input_size)
 
     _check_fit(model, state, path)
     model.net.load_state_dict(state, strict=False)  # exact fit checked above
     model.eval()
 
-    training = {k: v for k, v in meta.items() if k in ("epoch", "best_err1", "best_err5", "weights_key",
-                                                       "train_config", "extra", "created")}
+    training = {k: v for k, v in meta.items() if k in ("epoch", "best_err1", "best_err5", "weights_key", "left_out",
+                                                       "train_config", "extra", "created", "global_step")}
     if "args" in meta:
         training["args"] = vars(meta["args"]) if isinstance(meta["args"], argparse.Namespace) else meta["args"]
     info = CheckpointInfo(
         path=str(path), file_sha256=file_sha256(path), format=parsed.format,
-        arch=format_arch(model.arch, model.arch_kwargs), num_classes=model.num_classes,
+        arch=format_arch(model.arch, model.arch_kwargs), arch_source=arch_source, num_classes=model.num_classes,
         num_parameters=model.num_parameters, mean=model.mean.flatten().tolist(),
         std=model.std.flatten().tolist(), normalization_source=norm_source,
         input_size=list(model.input_size), weights_sha256=digest,

@@ -150,5 +150,5 @@ def detect_torchvision(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any
     return f"torchvision/{name}" if name else None
 
 
-register_external("timm", _timm_spec, _timm_names, detect=detect_timm)
+register_external("timm", _timm_spec, _timm_names, detect=detect_timm, by_recorded_name=True)
 register_external("torchvision", _torchvision_spec, _torchvision_names, detect=detect_torchvision)

@@ -66,6 +66,8 @@ _MODELS: Registry[ModelSpec] = Registry("architecture", sort=True,
 _EXTERNAL: Registry[ExternalFamily] = Registry("model family")
 #: checkpoint detectors by family name, in registration order
 _DETECTORS: Registry[Detector] = Registry("checkpoint detector")
+#: the families whose detector reads a model name the file records (not tensor shapes)
+_BY_RECORDED_NAME: set[str] = set()
 
 
 def register_model(name: str, *, description: str, mean=CIFAR_MEAN, std=CIFAR_STD,
@@ -87,17 +89,27 @@ def register_model(name: str, *, description: str, mean=CIFAR_MEAN, std=CIFAR_ST
 
 
 def register_external(prefix: str, resolve: Callable[[str], ModelSpec], names: Callable[[], list[str]], *,
-                      detect: Detector | None = None) -> None:
+                      detect: Detector | None = None, by_recorded_name: bool = False) -> None:
     """Register a family of prefixed names resolved on demand (``prefix/NAME``), and
-    optionally the detector of its checkpoints."""
+    optionally the detector of its checkpoints (``by_recorded_name``: it reads a model name
+    the file records, which outranks what tensor shapes suggest)."""
     _EXTERNAL.register(prefix, ExternalFamily(resolve, names))
     if detect is not None:
         _DETECTORS.register(prefix, detect)
+        if by_recorded_name:
+            _BY_RECORDED_NAME.add(prefix)
 
 
-def detectors() -> list[Detector]:
-    """The registered checkpoint detectors, in registration order (the families' import order)."""
-    return [detect for _, detect in _DETECTORS.items()]
+def detectors() -> list[tuple[str, Detector, bool]]:
+    """``(family, detector, by recorded name)`` of every registered checkpoint detector, in
+    registration order (the families' import order)."""
+    return [(family, detect, family in _BY_RECORDED_NAME) for family, detect in _DETECTORS.items()]
+
+
+def families() -> list[str]:
+    """The families that detect their checkpoints: our own registered names and the
+    external prefixes (``timm``, ``torchvision``)."""
+    return _DETECTORS.names()
 
 
 def count_blocks(state: Mapping[str, torch.Tensor], layer: str) -> int:
