@@ -216,7 +216,9 @@ def _cifar_resnet_state():
     lambda: timm.create_model("densenet121", pretrained=False).state_dict(),
     _cifar_resnet_state,
     lambda: create_model("pyramidnet:depth=20,alpha=12,bottleneck=false", 10).net.state_dict(),
-], ids=["torchvision-densenet121", "torchvision-resnext50", "timm-densenet121", "cifar_resnet20", "pyramidnet"])
+    lambda: create_model("resnext_augmix:depth=11,cardinality=2,base_width=4", 10).net.state_dict(),
+], ids=["torchvision-densenet121", "torchvision-resnext50", "timm-densenet121", "cifar_resnet20", "pyramidnet",
+        "resnext_augmix"])
 def test_detectors_leave_other_families_alone(make):
     state = make()
     assert detect_densenet_bc(state, {}) is None
