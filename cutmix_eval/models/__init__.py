@@ -7,7 +7,7 @@ from cutmix_eval.models.registry import (create_model, format_arch, list_models,
 
 # importing the families fills the registry; external first, so that its timm detector is asked
 # first and a timm model name recorded in a checkpoint outranks what the tensor shapes suggest
-from cutmix_eval.models import external, cifar_resnet, gapnet, openmixup, pyramidnet  # noqa: E402,F401
+from cutmix_eval.models import external, cifar_resnet, densenet, gapnet, openmixup, pyramidnet, resnext  # noqa: E402,F401,E501
 
 __all__ = ["Classifier", "create_model", "format_arch", "list_models", "model_spec", "parse_arch",
            "register_model"]
