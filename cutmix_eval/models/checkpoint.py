@@ -15,11 +15,15 @@ so an interrupted save never leaves a half-written file under the final name.
 
 **Foreign formats** are detected from their contents: official CutMix files
 (``state_dict`` with ``module.`` keys plus ``arch``, ``best_err1``...), timm
-training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``), raw state
-dicts (torchvision's included), with ``module.`` and ``_orig_mod.`` prefixes
-stripped. For official PyramidNet/ResNet state dicts the depth, alpha, bottleneck
-and class count are inferred from tensor shapes; torchvision ResNets (the official
-CutMix ImageNet models) likewise: each model family registers the detector of its
+training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``),
+kuangliu/pytorch-cifar's ``{"net": ..., "acc": ..., "epoch": ...}`` (format
+``pytorch-cifar``; a whole network pickled there, as facebookresearch/mixup-cifar10 saves
+it, loads with ``trust``), raw state dicts (torchvision's included), with ``module.`` and
+``_orig_mod.`` prefixes stripped. RobustBench-style ``mu``/``sigma`` buffers (the
+normalization a model applies inside its ``forward``) become the file's mean/std. For
+official PyramidNet/ResNet state dicts the depth, alpha, bottleneck and class count are
+inferred from tensor shapes; the kuangliu ResNets, Wide ResNets and torchvision ResNets
+(the official CutMix ImageNet models) likewise: each model family registers the detector of its
 checkpoints with itself (:func:`infer_arch`). ``arch``/``num_classes``/``mean``/``std``
 arguments override what is detected.
 
@@ -71,7 +75,7 @@ class CheckpointInfo:
 
     path: str
     file_sha256: str
-    format: str  # "cutmix-eval", "clovaai-cutmix", "timm", "state-dict", "pickled-module"
+    format: str  # "cutmix-eval", "clovaai-cutmix", "timm", "pytorch-cifar", "state-dict", "pickled-module"
     arch: str  # registry name with keyword arguments, e.g. "pyramidnet:depth=56,alpha=48,bottleneck=true"
     num_classes: int
     num_parameters: int
@@ -312,16 +316,23 @@ def parse_checkpoint(obj: Any, *, ema: bool = False) -> _Parsed:
         return _Parsed(FORMAT_NAME, dict(obj["state_dict"]), {k: v for k, v in obj.items() if k != "state_dict"})
     if _is_state_dict(obj):
         return _Parsed("state-dict", _strip_prefixes(obj), {})
-    keys = ["state_dict_ema", "model_ema", "state_dict", "model"] if ema else \
-        ["state_dict", "model", "state_dict_ema", "model_ema"]
+    keys = ["state_dict_ema", "model_ema", "state_dict", "model", "net"] if ema else \
+        ["state_dict", "model", "net", "state_dict_ema", "model_ema"]
     for key in keys:
-        if _is_state_dict(obj.get(key)):
-            meta = {k: v for k, v in obj.items() if not _is_state_dict(v) and k != "optimizer"}
+        weights = obj.get(key)
+        pickled = isinstance(weights, nn.Module)  # a whole network pickled under the key (read with trust)
+        if pickled:
+            weights = weights.state_dict()
+        if _is_state_dict(weights):
+            meta = {k: v for k, v in obj.items()
+                    if not _is_state_dict(v) and not isinstance(v, nn.Module) and k != "optimizer"}
             official = key == "state_dict" and obj.get("arch") in ("pyramidnet", "resnet") and "best_err1" in obj
             meta["weights_key"] = key
-            return _Parsed("clovaai-cutmix" if official else "timm", _strip_prefixes(obj[key]), meta)
-    raise CheckpointError("checkpoint is a dict without weights (no 'state_dict', 'state_dict_ema', 'model' "
-                          f"or tensor values; keys: {', '.join(map(str, list(obj)[:8]))})")
+            fmt = "clovaai-cutmix" if official else "pickled-module" if pickled else \
+                "pytorch-cifar" if key == "net" else "timm"
+            return _Parsed(fmt, _strip_prefixes(weights), meta)
+    raise CheckpointError("checkpoint is a dict without weights (no 'state_dict', 'state_dict_ema', 'model', "
+                          f"'net' or tensor values; keys: {', '.join(map(str, list(obj)[:8]))})")
 
 
 # --------------------------------------------------------------------------- inference
@@ -335,6 +346,18 @@ def infer_arch(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> st
         if arch is not None:
             return arch
     return None
+
+
+def _pop_embedded_normalization(state: dict[str, torch.Tensor]
+                                ) -> tuple[dict[str, torch.Tensor], tuple[list[float], list[float]] | None]:
+    """Take out the top-level ``mu``/``sigma`` buffers (3 values each) in which RobustBench's
+    models keep the per-channel normalization they apply to [0, 1] pixels inside ``forward``:
+    ``(state without them, (mean, std))``, or ``(state, None)`` when the file has none."""
+    mu, sigma = state.get("mu"), state.get("sigma")
+    if mu is None or sigma is None or mu.numel() != 3 or sigma.numel() != 3 or not mu.is_floating_point():
+        return state, None
+    rest = {k: v for k, v in state.items() if k not in ("mu", "sigma")}
+    return rest, (mu.flatten().tolist(), sigma.flatten().tolist())
 
 
 def _default_normalization(arch_name: str) -> tuple[tuple, tuple, str]:
@@ -399,6 +422,9 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     path = Path(path)
     parsed = parse_checkpoint(read_checkpoint_file(path, trust=trust), ema=ema)
     state, meta = parsed.state_dict, parsed.meta
+    embedded_norm = None
+    if parsed.format != FORMAT_NAME:
+        state, embedded_norm = _pop_embedded_normalization(state)
     digest = weights_sha256(state)
     if parsed.format == FORMAT_NAME:
         stored = meta.get("weights_sha256")
@@ -419,6 +445,9 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
         norm_source, input_size = "checkpoint", meta.get("input_size")
     else:
         file_mean, file_std, norm_source = _default_normalization(arch_name)
+        if embedded_norm is not None:
+            file_mean, file_std = embedded_norm
+            norm_source = "checkpoint buffers mu/sigma (the original model normalizes inside its forward)"
         input_size = None
     if mean is not None or std is not None:
         norm_source = "--mean/--std"
