@@ -119,7 +119,8 @@ def test_a_new_family_registers_its_detector_and_checkpoints_find_it(monkeypatch
     from cutmix_eval.models import registry as models_registry
     from cutmix_eval.models.checkpoint import infer_arch, load_checkpoint
 
-    assert models_registry._DETECTORS.names() == ["timm", "torchvision", "cifar_resnet", "pyramidnet"]
+    assert models_registry._DETECTORS.names() == ["timm", "torchvision", "cifar_resnet", "pyramidnet",
+                                                  "kuangliu_resnet", "wideresnet"]
     pyramid = create_model("pyramidnet:depth=20,alpha=12,bottleneck=false", 10).net.state_dict()
     assert infer_arch({"toy.weight": torch.zeros(5, 3, 1, 1)}, {}) is None
     for name in ("_MODELS", "_DETECTORS"):  # the throwaway family goes into copies, dropped after the test
