@@ -16,12 +16,15 @@ so an interrupted save never leaves a half-written file under the final name.
 **Foreign formats** are detected from their contents: official CutMix files
 (``state_dict`` with ``module.`` keys plus ``arch``, ``best_err1``...), timm
 training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``), the
-containers other training code writes (``model_state_dict``, ``net``, ``network``;
+containers other training code writes (``model_state_dict``, ``net`` (kuangliu/pytorch-cifar's;
+a whole network pickled there loads with ``trust``), ``network``;
 PyTorch Lightning's ``state_dict`` whose keys carry the module's attribute, ``model.``
 or ``net.``; OpenMixup / mmclassification's ``backbone.*`` + ``head.fc.*``), raw state
 dicts (torchvision's included) and safetensors files. Wrapper components are
 stripped wherever every key has them at the same place (``module.`` of DataParallel /
-DDP, ``_orig_mod.`` of torch.compile; a leading ``model.`` / ``net.``). For official PyramidNet/ResNet state dicts the depth, alpha, bottleneck
+DDP, ``_orig_mod.`` of torch.compile; a leading ``model.`` / ``net.``). RobustBench-style
+``mu``/``sigma`` buffers (the normalization a model applies inside its ``forward``) become
+the file's mean/std. For official PyramidNet/ResNet state dicts the depth, alpha, bottleneck
 and class count are inferred from tensor shapes; torchvision ResNets (the official
 CutMix ImageNet models) likewise: each model family registers the detector of its
 checkpoints with itself (:func:`infer_arch`). ``arch``/``num_classes``/``mean``/``std``
@@ -363,13 +366,19 @@ def parse_checkpoint(obj: Any, *, ema: bool = False) -> _Parsed:
         return _mixing_framework(_Parsed("state-dict", _strip_prefixes(obj), {}))
     keys = [*_EMA_KEYS, *_WEIGHT_KEYS] if ema else [*_WEIGHT_KEYS, *_EMA_KEYS]
     for key in keys:
-        if _is_state_dict(obj.get(key)):
-            meta = {k: v for k, v in obj.items() if not _is_state_dict(v) and k not in ("optimizer", "optimizer_states")}
+        weights = obj.get(key)
+        pickled = isinstance(weights, nn.Module)  # a whole network pickled under the key (read with trust)
+        if pickled:
+            weights = weights.state_dict()
+        if _is_state_dict(weights):
+            meta = {k: v for k, v in obj.items() if not _is_state_dict(v) and not isinstance(v, nn.Module)
+                    and k not in ("optimizer", "optimizer_states")}
             official = key == "state_dict" and obj.get("arch") in ("pyramidnet", "resnet") and "best_err1" in obj
             meta["weights_key"] = key
-            kind = "clovaai-cutmix" if official else "lightning" if "pytorch-lightning_version" in obj else \
+            kind = "clovaai-cutmix" if official else "pickled-module" if pickled else \
+                "lightning" if "pytorch-lightning_version" in obj else \
                 "timm" if key in ("state_dict", "model", *_EMA_KEYS) else "training-dict"
-            return _mixing_framework(_Parsed(kind, _strip_prefixes(obj[key]), meta))
+            return _mixing_framework(_Parsed(kind, _strip_prefixes(weights), meta))
     raise CheckpointError(f"checkpoint is a dict without weights (none of {', '.join(map(repr, keys))} holds "
                           f"tensors, nor is it a dict of tensors; its keys: {', '.join(map(str, list(obj)[:8]))})")
 
@@ -444,6 +453,18 @@ def nearest_families(state: Mapping[str, torch.Tensor], count: int = 3) -> list[
 OVERRIDE = "assumed: the file does not say; override with --mean/--std, or --no-normalize for [0, 1] pixels"
 
 
+def _pop_embedded_normalization(state: dict[str, torch.Tensor]
+                                ) -> tuple[dict[str, torch.Tensor], tuple[list[float], list[float]] | None]:
+    """Take out the top-level ``mu``/``sigma`` buffers (3 values each) in which RobustBench's
+    models keep the per-channel normalization they apply to [0, 1] pixels inside ``forward``:
+    ``(state without them, (mean, std))``, or ``(state, None)`` when the file has none."""
+    mu, sigma = state.get("mu"), state.get("sigma")
+    if mu is None or sigma is None or mu.numel() != 3 or sigma.numel() != 3 or not mu.is_floating_point():
+        return state, None
+    rest = {k: v for k, v in state.items() if k not in ("mu", "sigma")}
+    return rest, (mu.flatten().tolist(), sigma.flatten().tolist())
+
+
 def _default_normalization(arch_name: str) -> tuple[tuple, tuple, str]:
     """The family's usual mean/std for a file that carries none, and where they come from."""
     spec = model_spec(arch_name)
@@ -479,14 +500,19 @@ def _architecture(path: Path, parsed: _Parsed, arch: str | None) -> tuple[str, s
 
 
 def _normalization(parsed: _Parsed, arch_name: str, mean: Sequence[float] | None, std: Sequence[float] | None,
-                   normalize: bool) -> tuple[Sequence[float], Sequence[float], str]:
+                   normalize: bool, embedded: tuple[list[float], list[float]] | None
+                   ) -> tuple[Sequence[float], Sequence[float], str]:
     """``(mean, std, where they came from)``: ``--no-normalize``, ``--mean/--std`` (each
-    completed from the file or family when only one is given), our file's record, or the
-    family's usual values, said to be assumed (:func:`_default_normalization`)."""
+    completed from the file or family when only one is given), our file's record, the
+    ``mu``/``sigma`` buffers of a foreign file (``embedded``), or the family's usual values,
+    said to be assumed (:func:`_default_normalization`)."""
     if not normalize:
         return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "--no-normalize: [0, 1] pixels as they are"
     if parsed.format == FORMAT_NAME:
         file_mean, file_std, source = parsed.meta["mean"], parsed.meta["std"], "checkpoint"
+    elif embedded is not None:
+        file_mean, file_std = embedded
+        source = "checkpoint buffers mu/sigma (the original model normalizes inside its forward)"
     else:
         file_mean, file_std, source = _default_normalization(arch_name)
     if mean is not None or std is not None:
@@ -548,6 +574,9 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
     parsed = parse_checkpoint(read_checkpoint_file(path, trust=trust), ema=ema)
     if path.suffix == ".safetensors" and parsed.format == "state-dict":
         parsed.format = "safetensors"
+    embedded = None
+    if parsed.format != FORMAT_NAME:
+        parsed.state_dict, embedded = _pop_embedded_normalization(parsed.state_dict)
     state, meta = parsed.state_dict, parsed.meta
     digest = weights_sha256(state)
     if parsed.format == FORMAT_NAME:
@@ -557,7 +586,7 @@ def load_checkpoint(path: str | os.PathLike, *, arch: str | None = None, num_cla
                                   "(the file was modified or damaged); save it again")
 
     arch_string, arch_source = _architecture(path, parsed, arch)
-    mean, std, norm_source = _normalization(parsed, parse_arch(arch_string)[0], mean, std, normalize)
+    mean, std, norm_source = _normalization(parsed, parse_arch(arch_string)[0], mean, std, normalize, embedded)
     input_size = meta.get("input_size") if parsed.format == FORMAT_NAME else None
     model = create_model(arch_string, num_classes or 1000, mean=mean, std=std,
                          input_size=input_size)

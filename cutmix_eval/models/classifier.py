@@ -132,18 +132,20 @@ class Classifier(nn.Module):
 
 
 class GAPHeadMixin:
-    """timm-protocol pooling/head for nets whose head is global average pooling + ``fc``."""
+    """timm-protocol pooling/head for nets whose head is global average pooling + a linear
+    layer, the attribute named by ``head_attr`` (``fc`` unless a net's origin names it
+    otherwise, e.g. ``linear``: the state dict keeps the origin's key names)."""
 
-    fc: nn.Linear
+    head_attr: str = "fc"
 
     def forward_head(self, fmap: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         # mean over h x w equals the official nn.AvgPool2d(8) on 8 x 8 maps, and keeps
         # working at other input sizes
         pooled = fmap.mean(dim=(2, 3))
-        return pooled if pre_logits else self.fc(pooled)
+        return pooled if pre_logits else self.get_classifier()(pooled)
 
     def get_classifier(self) -> nn.Module:
-        return self.fc
+        return getattr(self, self.head_attr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
