@@ -106,5 +106,5 @@ def check_feature_map(fmap: torch.Tensor, model: Classifier) -> None:
     """UserError unless ``fmap`` is a spatial ``B x C x h x w`` map, which every method needs."""
     if fmap.dim() != 4:
         raise UserError(f"CAM methods need a B x C x h x w feature map, but {model.arch}'s features have "
-                        f"shape {tuple(fmap.shape)} (token outputs of vision transformers are not "
-                        "supported); no CAM method works on this model")
+                        f"shape {tuple(fmap.shape)} (of the token models, only timm's ViT/DeiT and Swin "
+                        "families get a patch-grid map); no CAM method works on this model")

@@ -15,7 +15,12 @@ leaves them unchanged but for the 1e-7; only native CAM gives raw maps.
   and architecture (gapnet, CIFAR ResNet, PyramidNet, timm, torchvision), with no
   guess at which block ends the trunk. The trunk runs without autograd, so the
   backward pass crosses only pooling and head: the gradient w.r.t. the map is the
-  same, the cost is a fraction of a full backward.
+  same, the cost is a fraction of a full backward. Token models (timm ViT, Swin)
+  take the same route with their patch-grid map, except a ViT whose pooled vector
+  reads prefix tokens (class token, distilled DeiT): the gradient w.r.t. its final
+  patch tokens is zero, so it runs whole with autograd (:class:`TokenTargetNet`)
+  and the target is the layer its layout names (the last block's ``norm1``, as in
+  the library's ViT tutorial), reshaped to the patch grid of the input.
 * One ``ClassifierOutputTarget`` per image, built from ``targets``; a ``B x k``
   target tensor runs the library once per column.
 * Logits are those of the library's own forward (of the first column). A selector
@@ -44,13 +49,15 @@ from cutmix_eval.cam.base import CAMMethod, CAMResult, TargetSpec, check_feature
 from cutmix_eval.cam.registry import register_cam
 from cutmix_eval.catalog import LIBRARY_CAMS
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.models.tokens import TokenLayout, carry_prefix_tokens
 
 
 class GraphStart(nn.Module):
-    """Identity whose output is a fresh autograd leaf that requires grad."""
+    """Identity whose output is a fresh autograd leaf that requires grad (keeping a ViT
+    map's prefix tokens)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.detach().requires_grad_()
+        return carry_prefix_tokens(x, x.detach().requires_grad_())
 
 
 class FeatureMapNet(nn.Module):
@@ -66,6 +73,26 @@ class FeatureMapNet(nn.Module):
             fmap = self.model.features(x)
         check_feature_map(fmap, self.model)
         return self.model.head(self.model.pool(self.fmap(fmap)))
+
+
+class TokenTargetNet(nn.Module):
+    """The classifier as pytorch-grad-cam sees it when the target is a token layer inside
+    the trunk: pixels -> logits with autograd throughout; :meth:`reshape` (the library's
+    ``reshape_transform``) turns that layer's tokens into the patch grid of the input of
+    the current forward."""
+
+    def __init__(self, model: Classifier, layout: TokenLayout):
+        super().__init__()
+        self.model = model
+        self.layout = layout
+        self.image_size: tuple[int, int] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.image_size = (int(x.shape[-2]), int(x.shape[-1]))
+        return self.model(x)
+
+    def reshape(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.layout.to_map(self.model.net, tokens, self.image_size)
 
 
 @contextlib.contextmanager
@@ -88,7 +115,14 @@ class LibraryCAM(CAMMethod):
         super().__init__(model)
         self.name = name
         self.library_class = getattr(importlib.import_module("pytorch_grad_cam"), class_name)
-        self.net = FeatureMapNet(model)
+        layout = model.token_layout
+        inner = layout.gradient_target(model.net) if layout is not None else None
+        if inner is None:
+            self.net = FeatureMapNet(model)
+            self.target_layer, self.reshape = self.net.fmap, None
+        else:
+            self.net = TokenTargetNet(model, layout)
+            self.target_layer, self.reshape = inner, self.net.reshape
 
     def __call__(self, images: torch.Tensor, targets: TargetSpec) -> CAMResult:
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
@@ -101,7 +135,8 @@ class LibraryCAM(CAMMethod):
         chosen = check_targets(targets, images.shape[0], self.model.num_classes, images.device)
         maps = []
         with _lent_to_library(self.net):
-            cam = self.library_class(model=self.net, target_layers=[self.net.fmap])
+            cam = self.library_class(model=self.net, target_layers=[self.target_layer],
+                                     reshape_transform=self.reshape)
             try:
                 for column in (chosen if chosen.dim() == 2 else chosen[:, None]).T.tolist():
                     maps.append(self._run(cam, images, [ClassifierOutputTarget(c) for c in column]))

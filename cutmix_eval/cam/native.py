@@ -14,6 +14,12 @@ Maps and logits come from one forward pass (``model.forward_all``) under
 ``torch.inference_mode()``, on the model's device, with no backward; they are
 inference tensors (``clone()`` them before modifying them in place outside
 inference mode).
+
+Token models (:mod:`cutmix_eval.models.tokens`): exact on Swin and on ViTs that
+average their patch tokens after the per-token final norm (``global_pool="avg",
+fc_norm=False``), the map being the patch grid; refused, with the reason, for
+class-token ViTs, distilled DeiT and ViTs that normalize the averaged tokens
+(``fc_norm``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,9 @@ class NativeCAM(CAMMethod):
 
     def __init__(self, model: Classifier):
         super().__init__(model)
+        layout = model.token_layout
+        if layout is not None and (reason := layout.native_cam_refusal(model.net)):
+            self._unsupported(reason)
         if not isinstance(model.head, nn.Linear):
             self._unsupported(f"has a {type(model.head).__name__} head, not nn.Linear")
 

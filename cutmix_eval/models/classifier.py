@@ -14,9 +14,13 @@ It wraps a *net* that follows timm's protocol:
 ``net.get_classifier() -> nn.Module``
     the classifier head (an ``nn.Linear`` for all GAP + linear nets).
 
-timm models follow it as they are; our own nets implement it; torchvision models
-are adapted (:mod:`cutmix_eval.models.external`). The net's ``state_dict`` keys are
-those of its origin (official CutMix, timm, torchvision), so their checkpoints
+timm CNNs follow it as they are; our own nets implement it; torchvision models
+are adapted (:mod:`cutmix_eval.models.external`). timm's token models (ViT, DeiT,
+hybrid ViTs, Swin) return tokens from ``forward_features``: the classifier turns
+them into the patch grid ``B x C x h x w`` and pools that grid as the net pools its
+tokens, so the logits stay the net's (:mod:`cutmix_eval.models.tokens`; a class-token
+ViT's map carries its prefix tokens along for pooling). The net's ``state_dict`` keys
+are those of its origin (official CutMix, timm, torchvision), so their checkpoints
 load without renaming.
 """
 
@@ -29,6 +33,7 @@ import torch
 from torch import nn
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.models.tokens import TokenLayout, token_layout
 
 
 class Classifier(nn.Module):
@@ -90,22 +95,39 @@ class Classifier(nn.Module):
                          f"{self.input_size[-2]} x {self.input_size[-1]}: {reason[:160]}); evaluate it on images of "
                          "its input size or use a model that accepts this size")
 
+    @property
+    def token_layout(self) -> TokenLayout | None:
+        """How the net's tokens become the feature map (timm ViT/DeiT/Swin), or None for a
+        net whose ``forward_features`` is the map."""
+        return token_layout(self.net)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """timm's ``forward_features``: the net's normalized input (``normalize(pixels)``)
-        -> last feature map ``B x C x h x w``. For pixels use :meth:`features`."""
-        return self.net.forward_features(x)
+        -> last feature map ``B x C x h x w`` (a token model's tokens as their patch grid).
+        For pixels use :meth:`features`."""
+        out = self.net.forward_features(x)
+        layout = token_layout(self.net)
+        return out if layout is None else layout.to_map(self.net, out, x.shape[-2:])
 
     def forward_head(self, fmap: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """timm's ``forward_head``: feature map -> logits, or with ``pre_logits`` the
         classifier's input ``B x D``."""
-        return self.net.forward_head(fmap, pre_logits=pre_logits)
+        layout = token_layout(self.net)
+        if layout is None:
+            return self.net.forward_head(fmap, pre_logits=pre_logits)
+        pooled = layout.pool(self.net, fmap)
+        return pooled if pre_logits else layout.head(self.net)(pooled)
 
     def get_classifier(self) -> nn.Module:
-        """timm's ``get_classifier``: the classifier head module."""
-        return self.net.get_classifier()
+        """timm's ``get_classifier``: the classifier head module (distilled DeiT's two heads
+        as one module)."""
+        layout = token_layout(self.net)
+        return self.net.get_classifier() if layout is None else layout.head(self.net)
 
     def pool(self, fmap: torch.Tensor) -> torch.Tensor:
-        """Feature map -> the classifier's input ``B x D`` (global average pooling here)."""
+        """Feature map -> the classifier's input ``B x D``: global average pooling for the
+        CNNs here; for token models the net's own pooling of its tokens (a class-token ViT's
+        class token, which rides along with the map)."""
         return self.forward_head(fmap, pre_logits=True)
 
     @property
