@@ -18,7 +18,7 @@ import torchvision
 from torch import nn
 
 from cutmix_eval.models import create_model
-from cutmix_eval.models.checkpoint import infer_arch, load_checkpoint
+from cutmix_eval.models.checkpoint import INFERRED, infer_arch, load_checkpoint
 from cutmix_eval.models.densenet import detect_densenet_augmix, detect_densenet_bc
 
 ODIN_MEAN, ODIN_STD = (125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -175,7 +175,7 @@ def test_loads_without_flags_and_matches_reference(tmp_path, layout, depth, grow
 ])
 def test_depth_growth_and_compression_are_read_from_shapes(layout, depth, growth, reduction, bottleneck, arch):
     ref = randomized(RefDenseNet(layout, depth, 7, growth, reduction, bottleneck), seed=1)
-    assert infer_arch(ref.state_dict(), {}) == arch
+    assert infer_arch(ref.state_dict(), {}) == (arch, INFERRED)
     model = create_model(arch, 7).eval()
     model.net.load_state_dict(ref.state_dict())
     x = torch.rand(2, 3, 32, 32)

@@ -326,7 +326,7 @@ def test_detectors_do_not_claim_each_others_files():
         assert detect_cifar_resnet(state, {}) is None
         assert detect_pyramidnet(state, {}) is None
         assert detect_torchvision(state, {}) is None
-        assert infer_arch(state, {}).startswith("kuangliu_")
+        assert infer_arch(state, {})[0].startswith("kuangliu_")
     others = [create_model("cifar_resnet20", 10).net.state_dict(),
               create_model("cifar_resnet:depth=29,bottleneck=true", 10).net.state_dict(),
               create_model("pyramidnet:depth=20,alpha=12,bottleneck=false", 10).net.state_dict(),

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 from cutmix_eval.models import create_model
-from cutmix_eval.models.checkpoint import infer_arch, load_checkpoint
+from cutmix_eval.models.checkpoint import INFERRED, infer_arch, load_checkpoint
 from cutmix_eval.models.resnext import detect_resnext_augmix
 
 AUGMIX_MEAN, AUGMIX_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -130,7 +130,7 @@ def test_depth_cardinality_and_width_are_read_from_shapes(depth, cardinality, ba
     with torch.no_grad():
         ref.classifier.weight.mul_(0.02)
     arch = f"resnext_augmix:depth={depth},cardinality={cardinality},base_width={base_width}"
-    assert infer_arch(ref.state_dict(), {}) == arch
+    assert infer_arch(ref.state_dict(), {}) == (arch, INFERRED)
     model = create_model(arch, 10).eval()
     model.net.load_state_dict(ref.state_dict())
     x = torch.rand(2, 3, 32, 32)

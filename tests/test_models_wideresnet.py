@@ -206,7 +206,7 @@ def test_detectors_do_not_claim_each_others_files():
         assert detect_pyramidnet(state, {}) is None
         assert detect_torchvision(state, {}) is None
         assert detect_kuangliu(state, {}) is None
-        assert infer_arch(state, {}).startswith("wideresnet:")
+        assert infer_arch(state, {})[0].startswith("wideresnet:")
     others = [create_model("cifar_resnet20", 10).net.state_dict(),
               create_model("pyramidnet:depth=20,alpha=12,bottleneck=false", 10).net.state_dict(),
               create_model("resnet18_cifar", 10).net.state_dict(),
