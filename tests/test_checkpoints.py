@@ -225,3 +225,15 @@ def test_unrecognized_contents(tmp_path):
 def test_read_checkpoint_file_is_cpu_only(clovaai_dir):
     obj = read_checkpoint_file(clovaai_dir / "pyramidnet_cifar100_d56_a48_bottleneck.cudatag.pth.tar")
     assert all(t.device.type == "cpu" for t in obj["state_dict"].values())
+
+
+@pytest.mark.parametrize("name", ["densenet121", "densenet161"])
+def test_torchvision_densenets_are_named_by_their_blocks_and_growth(tmp_path, name):
+    torch.manual_seed(0)
+    original = torchvision.models.get_model(name, weights=None, num_classes=5).eval()
+    torch.save(original.state_dict(), tmp_path / "d.pth")
+    model, info = load_checkpoint(tmp_path / "d.pth")
+    assert (info.arch, info.num_classes, info.arch_source) == (f"torchvision/{name}", 5, "inferred from the tensor shapes")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), original(model.normalize(x)))

@@ -136,9 +136,30 @@ _TORCHVISION_RESNETS = {  # (bottleneck, layers, groups, width per group) -> tor
 }
 
 
+_TORCHVISION_DENSENETS = {  # (layers per dense block, growth rate) -> torchvision name
+    ((6, 12, 24, 16), 32): "densenet121", ((6, 12, 32, 32), 32): "densenet169",
+    ((6, 12, 48, 32), 32): "densenet201", ((6, 12, 36, 24), 48): "densenet161",
+}
+
+
+def _detect_torchvision_densenet(state: Mapping[str, torch.Tensor]) -> str | None:
+    """A torchvision DenseNet (``features.denseblockN.denselayerM.*``), named by its layers per
+    block and growth rate (the output channels of a layer's 3x3 conv)."""
+    first = state.get("features.denseblock1.denselayer1.conv2.weight")
+    if first is None:
+        return None
+    layers = tuple(count_blocks({k.replace("denselayer", "", 1): v for k, v in state.items()},
+                                f"features.denseblock{i}") for i in (1, 2, 3, 4))
+    name = _TORCHVISION_DENSENETS.get((layers, int(first.shape[0])))
+    return f"torchvision/{name}" if name else None
+
+
 def detect_torchvision(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
     """A torchvision ResNet, ResNeXt or Wide ResNet (the official CutMix ImageNet models): a 7x7
-    stem and four stages, named by block type, blocks per stage, groups and width per group."""
+    stem and four stages, named by block type, blocks per stage, groups and width per group;
+    or a torchvision DenseNet (:func:`_detect_torchvision_densenet`)."""
+    if (densenet := _detect_torchvision_densenet(state)) is not None:
+        return densenet
     conv1 = state.get("conv1.weight")
     if conv1 is None or tuple(conv1.shape[1:]) != (3, 7, 7) or "layer4.0.conv1.weight" not in state:
         return None
