@@ -17,7 +17,8 @@ the file's folder::
     path = "../checkpoints/quickstart/baseline/last.pth"
     label = "baseline"                 # the column label (`method` is the same key); checkpoints
                                        # sharing it, the architecture and the training recipe are seeds
-    # arch, num_classes, trust = true (only for files from a source you trust)
+    # arch, num_classes, mean = [...], std = [...], normalize = false (feed [0, 1] pixels as
+    # they are), trust = true (only for files from a source you trust)
 
     [[datasets]]
     name = "synthetic"                 # split = "test" by default, limit = N images
@@ -57,6 +58,23 @@ class StudyCheckpoint:
     arch: str | None = None
     num_classes: int | None = None
     trust: bool = False
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    normalize: bool = True
+
+    def loading(self) -> dict[str, Any]:
+        """The loading options given on top of the file, as the command line records them
+        (:func:`cutmix_eval.cli._common.loading_overrides`), so both key one job."""
+        given = {"arch": self.arch, "mean": self.mean, "std": self.std,
+                 "normalize": None if self.normalize else False}
+        return {key: value for key, value in given.items() if value is not None}
+
+    def load(self):
+        """``(model, CheckpointInfo)`` with this entry's loading options."""
+        from cutmix_eval.models.checkpoint import load_checkpoint
+
+        return load_checkpoint(self.path, arch=self.arch, num_classes=self.num_classes, mean=self.mean, std=self.std,
+                               normalize=self.normalize, trust=self.trust)
 
 
 @dataclass
@@ -110,6 +128,16 @@ def _count(value: Any, where: str, least: int = 1, hint: str = "") -> int | None
     return value
 
 
+def _channels(value: Any, where: str) -> list[float] | None:
+    """A per-channel ``mean`` or ``std``: three numbers, or left out."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 3 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise UserError(f"{where}: expected three numbers in [0, 1], e.g. [0.4914, 0.4822, 0.4465]; got {value!r}")
+    return [float(v) for v in value]
+
+
 def _limit(value: Any, where: str) -> int | None:
     """A ``limit`` of images: left out for all of them, else at least 1 (0 is not "all")."""
     return _count(value, f"{where}: `limit`", hint="; leave it out to use every image")
@@ -131,7 +159,8 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
 
     checkpoints = []
     for i, entry in enumerate(_table(data, "checkpoints", list, where)):
-        _fields(entry, ("path", "label", "method", "arch", "num_classes", "trust"), f"{where} checkpoints[{i}]")
+        _fields(entry, ("path", "label", "method", "arch", "num_classes", "trust", "mean", "std", "normalize"),
+                f"{where} checkpoints[{i}]")
         if "path" not in entry or not ("label" in entry or "method" in entry):
             raise UserError(f"{where} checkpoints[{i}]: needs `path` and `label` (the column label, e.g. "
                             "\"cutmix\"; `method` is the same key)")
@@ -140,7 +169,10 @@ def study_from_dict(data: Mapping[str, Any], base: Path, where: str = "study") -
                             f"({entry['label']!r}, {entry['method']!r}); keep one")
         checkpoints.append(StudyCheckpoint(path(entry["path"]), str(entry.get("label", entry.get("method"))),
                                            entry.get("arch"), entry.get("num_classes"),
-                                           bool(entry.get("trust", False))))
+                                           bool(entry.get("trust", False)),
+                                           *(_channels(entry.get(k), f"{where} checkpoints[{i}].{k}")
+                                             for k in ("mean", "std")),
+                                           bool(entry.get("normalize", True))))
     datasets = []
     for i, entry in enumerate(_table(data, "datasets", list, where)):
         _fields(entry, ("name", "split", "limit"), f"{where} datasets[{i}]")
@@ -255,8 +287,7 @@ def study_jobs(study: Study, checkpoint: StudyCheckpoint, sha256: str, datasets:
         where = (spec.name, dataset.split or ("test" if "test" in spec.splits else spec.splits[-1]))
         for name, entry in study.analyses.items():
             limit = _smaller(dataset.limit, entry["limit"])
-            info = {"checkpoint_sha256": sha256, "method": checkpoint.method,
-                    "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
+            info = {"checkpoint_sha256": sha256, "method": checkpoint.method, "loading": checkpoint.loading()}
             jobs.append((where, name, make_job(name, info, datasets[where], limit, entry["options"],
                                                data_root=study.data_root, cache=caches.setdefault(where, {}))))
     return jobs
@@ -275,7 +306,7 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
     as in :func:`~cutmix_eval.report.build.write_report`. Under ``torchrun`` every rank evaluates
     its shard of each job and only rank 0 logs, writes and returns the outcome (others: None).
     Ctrl-C raises a ``KeyboardInterrupt`` saying how many jobs are recorded."""
-    from cutmix_eval.models.checkpoint import file_sha256, load_checkpoint, model_identity
+    from cutmix_eval.models.checkpoint import file_sha256, model_identity
     from cutmix_eval.runtime import resolve_device
 
     device = str(resolve_device(study.device))
@@ -300,10 +331,8 @@ def run_study(study: Study, *, force: bool = False, render_force: bool = False, 
             missing = [entry for entry, kept in zip(jobs, flags) if not kept]
             model, model_info = None, None
             if missing:
-                model, info = load_checkpoint(checkpoint.path, arch=checkpoint.arch, num_classes=checkpoint.num_classes,
-                                              trust=checkpoint.trust)
-                model_info = model_identity(info, checkpoint.method) | {
-                    "loading": {"arch": checkpoint.arch} if checkpoint.arch else {}}
+                model, info = checkpoint.load()
+                model_info = model_identity(info, checkpoint.method) | {"loading": checkpoint.loading()}
             for (_, name, job), kept in zip(jobs, flags):
                 if kept:
                     pending.remove(name)

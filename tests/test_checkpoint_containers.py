@@ -144,3 +144,29 @@ def test_inspect_says_where_architecture_and_normalization_came_from(tmp_path, r
     assert "source: OpenMixup's CIFAR configs normalize in the data pipeline" in out and "--no-normalize" in out
     assert main(["inspect", "--ckpt", str(tmp_path / "ckpt.pth"), "--no-normalize", "--mean", "0,0,0"]) == 2
     assert "contradict" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,entry", [
+    (["--no-normalize"], {"normalize": False}),
+    (["--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"], {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}),
+    (["--arch", "wrn28_10"], {"arch": "wrn28_10"}),
+])
+def test_a_study_records_the_loading_options_as_the_command_line_does(tmp_path, flags, entry):
+    """Same options, same job: a study finds the record a command stored, and vice versa."""
+    from cutmix_eval.cli import build_parser
+    from cutmix_eval.cli._common import loading_overrides
+    from cutmix_eval.study import study_from_dict
+
+    args = build_parser().parse_args(["inspect", "--ckpt", "m.pth", *flags])
+    study = study_from_dict({"study": {"name": "s"}, "checkpoints": [{"path": "m.pth", "label": "x", **entry}],
+                             "datasets": [{"name": "synthetic"}], "analyses": {"classification": {}}}, tmp_path)
+    assert study.checkpoints[0].loading() == loading_overrides(args)
+
+
+def test_study_normalization_entries_are_checked(tmp_path):
+    from cutmix_eval.errors import UserError
+    from cutmix_eval.study import study_from_dict
+
+    with pytest.raises(UserError, match=r"checkpoints\[0\].mean: expected three numbers"):
+        study_from_dict({"study": {"name": "s"}, "checkpoints": [{"path": "m.pth", "label": "x", "mean": [0.5]}],
+                         "datasets": [{"name": "synthetic"}], "analyses": {"classification": {}}}, tmp_path)
