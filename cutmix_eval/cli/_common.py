@@ -240,8 +240,10 @@ def prepare_evaluation(args: argparse.Namespace):
     model_info = model_identity(info, args.method) | {"loading": loading_overrides(args)}
     if not model_info["method"] and is_main_process():
         print(f"note: {NO_LABEL.format(path=info.path)}")
-    if OVERRIDE in info.normalization_source and is_main_process():
-        print(f"note: {info.arch} gets mean {channels(info.mean)}, std {channels(info.std)}: {info.normalization_source}")
+    if is_main_process():  # what the model is and what input it gets, with where each came from
+        kind = "note" if OVERRIDE in info.normalization_source else "model"
+        print(f"{kind}: {info.arch} ({info.arch_source}); input normalized with mean {channels(info.mean)}, "
+              f"std {channels(info.std)} ({info.normalization_source})")
     return device, dataset, model, info, model_info
 
 

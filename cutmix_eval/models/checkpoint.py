@@ -88,7 +88,7 @@ class CheckpointInfo:
     format: str  # "cutmix-eval", "clovaai-cutmix", "timm", "training-dict", "lightning", "openmixup", "state-dict",
     #              "safetensors", "pickled-module" (see parse_checkpoint)
     arch: str  # registry name with keyword arguments, e.g. "pyramidnet:depth=56,alpha=48,bottleneck=true"
-    arch_source: str  # "checkpoint", "--arch", RECORDED or INFERRED
+    arch_source: str  # "checkpoint", "--arch", RECORDED or INFERRED (how the architecture was found)
     num_classes: int
     num_parameters: int
     mean: list[float]
