@@ -11,7 +11,7 @@ from cutmix_eval.models.registry import (create_model, format_arch, list_models,
 # importing the families fills the registry (which family answers first does not matter: a model name
 # recorded in the file outranks tensor shapes, and two families claiming one file is an error)
 from cutmix_eval.models import (cifar_resnet, densenet, external, gapnet, kuangliu, openmixup,  # noqa: E402,F401
-                                pyramidnet, resnext, wideresnet)
+                                pyramidnet, resnext, wideresnet, wideresnet_puzzlemix)
 
 __all__ = ["Classifier", "create_model", "format_arch", "list_models", "model_spec", "parse_arch",
            "register_model"]

@@ -9,6 +9,7 @@ blocks): three stages of n blocks at 16/32/64 planes (x4 for bottlenecks), 1x1 c
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,11 +111,18 @@ class CifarResNet(GAPHeadMixin, nn.Module):
         return self.layer3(self.layer2(self.layer1(x)))
 
 
+#: the official names: stem ``conv1``/``bn1``, blocks' ``convK``/``bnK``, ``downsample.0/1``, ``fc``
+_KEY = re.compile(r"^(conv1|bn1|fc)\.|^layer[123]\.\d+\.(conv[123]|bn[123]|downsample\.[01])\.")
+
+
 def detect_cifar_resnet(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
-    """A CIFAR ResNet state dict: a 3x3 stem, three stages (no ``layer4``), no PyramidNet ``bn_final``."""
+    """A CIFAR ResNet state dict as the official CutMix repository names it: a 16-channel 3x3
+    stem without bias plus ``bn1``, three stages (no ``layer4``), ``downsample`` shortcuts,
+    ``fc``, and nothing else (so PuzzleMix's Wide ResNet, with ``shortcut`` and conv biases,
+    and PyramidNet, with ``bn_final``, are not taken for one)."""
     conv1 = state.get("conv1.weight")
-    if conv1 is None or tuple(conv1.shape[1:]) != (3, 3, 3) or "layer3.0.conv1.weight" not in state \
-            or "layer4.0.conv1.weight" in state or "bn_final.weight" in state:
+    if conv1 is None or tuple(conv1.shape) != (16, 3, 3, 3) or "layer3.0.conv1.weight" not in state \
+            or "bn1.weight" not in state or "fc.weight" not in state or not all(_KEY.match(k) for k in state):
         return None
     bottleneck = "layer1.0.conv3.weight" in state
     depth = count_blocks(state, "layer1") * (9 if bottleneck else 6) + 2
