@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cutmix_eval.errors import CheckpointError
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import infer_arch, load_checkpoint
 from cutmix_eval.models.cifar_resnet import detect_cifar_resnet
@@ -214,7 +215,6 @@ def test_puzzlemix_wrn28_10_shapes():
         "wideresnet_puzzlemix:depth=28,widen_factor=10"
 
 
-@pytest.mark.xfail(reason="the RecorderMeter pickled next to the weights is refused without trust", strict=True)
 def test_puzzlemix_recorder_object_is_left_out_without_trust(tmp_path):
     """main.py pickles its RecorderMeter (a training log, no weights) into every checkpoint; the
     file loads without that class and without --trust-checkpoint."""
@@ -266,3 +266,27 @@ def test_puzzlemix_detector_refuses_other_layouts():
     assert detect_puzzlemix_wideresnet({k: v for k, v in state.items() if k != "conv1.bias"}, {}) is None
     assert detect_puzzlemix_wideresnet({**state, "layer4.0.conv1.weight": torch.zeros(1)}, {}) is None
     assert detect_puzzlemix_wideresnet({k: v for k, v in state.items() if not k.startswith("layer3.1.")}, {}) is None
+
+
+class _Payload:
+    """Any other pickled class: still refused without trust, even next to a training log."""
+
+
+def test_other_pickled_objects_next_to_a_recorder_are_still_refused(tmp_path):
+    ref = RefWideResNet(16, 1, 10)
+    module = types.ModuleType("evil")
+    _Payload.__module__ = "evil"
+    module._Payload = _Payload
+    sys.modules["evil"] = module
+    try:
+        path = tmp_path / "mixed.pth.tar"
+        saved = {"state_dict": ref.state_dict(), "payload": _Payload()}
+        sys.modules["logger"] = types.ModuleType("logger")
+        sys.modules["logger"].RecorderMeter = _Recorder
+        saved["recorder"] = _Recorder(3)
+        torch.save(saved, path)
+    finally:
+        sys.modules.pop("evil", None)
+        sys.modules.pop("logger", None)
+    with pytest.raises(CheckpointError, match="evil._Payload"):
+        load_checkpoint(path)

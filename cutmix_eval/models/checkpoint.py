@@ -77,6 +77,23 @@ CHECKPOINT_SUFFIXES = (".pth", ".tar", ".pt", ".ckpt", ".bin", ".safetensors")
 _NP_CORE = getattr(np, "_core", None) or np.core
 _EXTRA_SAFE_GLOBALS = [argparse.Namespace, np.dtype, _NP_CORE.multiarray.scalar,
                        np.dtypes.Float64DType, np.dtypes.Float32DType, np.dtypes.Int64DType]
+#: classes that training scripts pickle whole next to the weights and that hold a training log,
+#: never weights: snu-mllab/PuzzleMix's (and Manifold Mixup's) main.py saves its ``RecorderMeter``
+#: from logger.py under ``recorder``. Read as inert stand-ins (:class:`_LeftOut`), with the NumPy
+#: arrays they hold, such files load safely without --trust-checkpoint.
+_TRAINING_LOGS = ("logger.RecorderMeter",)
+_NUMPY_ARRAYS = [np.ndarray, (_NP_CORE.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+                 (_NP_CORE.multiarray._reconstruct, "numpy._core.multiarray._reconstruct")]
+
+
+class _LeftOut:
+    """What a training-log object of :data:`_TRAINING_LOGS` is read as: it keeps nothing and runs nothing."""
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "<training log left out>"
 
 
 @dataclass
@@ -255,6 +272,9 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower() and "weights_only" not in str(err).lower():
             raise _unreadable(path, err) from err
+        logs_left_out = _load_leaving_out_logs(path)
+        if logs_left_out is not None:
+            return logs_left_out
         if not trust:
             detail = _first_unsafe_global(str(err))
             raise CheckpointError(
@@ -269,6 +289,29 @@ def read_checkpoint_file(path: str | os.PathLike, *, trust: bool = False) -> Any
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
         raise _unreadable(path, err) from err
+
+
+def _global_name(obj: Any) -> str:
+    return obj[1] if isinstance(obj, tuple) else f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _load_leaving_out_logs(path: Path) -> Any | None:
+    """The file read safely with its training-log objects (:data:`_TRAINING_LOGS`) as inert
+    :class:`_LeftOut` stand-ins, when those (and the NumPy arrays they hold) are all that safe
+    loading refused; else None."""
+    try:
+        unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+    except Exception:  # a legacy (pre-1.6) file: not listed, refused as before
+        return None
+    allowed = [*_EXTRA_SAFE_GLOBALS, *_NUMPY_ARRAYS, *((_LeftOut, name) for name in _TRAINING_LOGS)]
+    if not unsafe & set(_TRAINING_LOGS) or not unsafe <= {_global_name(g) for g in allowed}:
+        return None
+    try:
+        with torch.serialization.safe_globals(allowed), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
