@@ -387,6 +387,8 @@ class _Parsed:
     format: str
     state_dict: dict[str, torch.Tensor]
     meta: dict[str, Any]
+    #: ``(mean, std, where they come from)`` the container tells (RegMixup's dataset), or None
+    normalization: tuple[list[float], list[float], str] | None = None
 
 
 def parse_checkpoint(obj: Any, *, ema: bool = False) -> _Parsed:
@@ -430,10 +432,47 @@ def _mixing_framework(parsed: _Parsed) -> _Parsed:
     """An OpenMixup / mmclassification state dict (:func:`_openmixup`) as the plain net's."""
     found = _openmixup(parsed.state_dict)
     if found is None:
-        return parsed
+        return _backbone_and_classifier(parsed)
     state, left_out = found
     meta = parsed.meta | ({"left_out": left_out} if left_out else {})
     return _Parsed("openmixup", _strip_prefixes(state), meta)
+
+
+#: FrancescoPinto/RegMixup's CIFARDataModule (data/cifar.py): its normalization per dataset
+_REGMIXUP_NORMALIZATION = {"cifar10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
+                           "cifar100": ([0.5071, 0.4867, 0.4408], [0.2675, 0.2565, 0.2761])}
+_HEAD_KEYS = ("fc.weight", "fc.bias")
+
+
+def _backbone_and_classifier(parsed: _Parsed) -> _Parsed:
+    """A Lightning module holding its backbone as ``feature_extractor`` and its classifier as a
+    top-level ``fc`` (FrancescoPinto/RegMixup's ``models/vanilla.py``, which RegMixup training
+    extends; its backbones -- a Wide ResNet with xternalz's names, a kuangliu ResNet-50 -- end in
+    pooled features) as the plain net: ``feature_extractor.`` dropped, ``fc.*`` kept. RegMixup
+    trains on CIFAR-10/100 only: the dataset is read from the file's ``hyper_parameters``, else
+    from the class count, and its data module's normalization goes with it. Other state dicts
+    are returned as they are."""
+    state = parsed.state_dict
+    if "fc.weight" not in state or not any(k.startswith("feature_extractor.") for k in state) \
+            or not all(k.startswith("feature_extractor.") or k in _HEAD_KEYS for k in state):
+        return parsed
+    net = {k.removeprefix("feature_extractor."): v for k, v in state.items()}
+    meta = dict(parsed.meta)
+    hparams = meta.get("hyper_parameters")
+    dataset = hparams.get("dataset") if isinstance(hparams, Mapping) else None
+    if dataset in _REGMIXUP_NORMALIZATION:
+        how = "the dataset its hyper_parameters name"
+    else:
+        classes = int(state["fc.weight"].shape[0])
+        dataset = {10: "cifar10", 100: "cifar100"}.get(classes)
+        how = f"the dataset assumed from its {classes} classes ({OVERRIDE})"
+    normalization = None
+    if dataset is not None:
+        meta.setdefault("dataset", dataset)
+        mean, std = _REGMIXUP_NORMALIZATION[dataset]
+        normalization = (mean, std, f"FrancescoPinto/RegMixup's CIFARDataModule (data/cifar.py) normalization "
+                                    f"for {dataset}, {how}")
+    return _Parsed(parsed.format, _strip_prefixes(net), meta, normalization)
 
 
 # --------------------------------------------------------------------------- inference
@@ -556,6 +595,8 @@ def _normalization(parsed: _Parsed, arch_name: str, mean: Sequence[float] | None
     elif embedded is not None:
         file_mean, file_std = embedded
         source = "checkpoint buffers mu/sigma (the original model normalizes inside its forward)"
+    elif parsed.normalization is not None:
+        file_mean, file_std, source = parsed.normalization
     else:
         file_mean, file_std, source = _default_normalization(arch_name)
     if mean is not None or std is not None:
