@@ -19,7 +19,8 @@ training checkpoints (``state_dict`` / ``state_dict_ema`` / ``model``), the
 containers other training code writes (``model_state_dict``, ``net`` (kuangliu/pytorch-cifar's;
 a whole network pickled there loads with ``trust``), ``network``;
 PyTorch Lightning's ``state_dict`` whose keys carry the module's attribute, ``model.``
-or ``net.``; OpenMixup / mmclassification's ``backbone.*`` + ``head.fc.*``), raw state
+or ``net.``; RegMixup's ``feature_extractor.*`` + ``fc.*``, with its data module's normalization;
+OpenMixup / mmclassification's ``backbone.*`` + ``head.fc.*``), raw state
 dicts (torchvision's included) and safetensors files. Wrapper components are
 stripped wherever every key has them at the same place (``module.`` of DataParallel /
 DDP, ``_orig_mod.`` of torch.compile; a leading ``model.`` / ``net.``). RobustBench-style
@@ -31,7 +32,8 @@ checkpoints with itself (:func:`infer_arch`). ``arch``/``num_classes``/``mean``/
 arguments override what is detected.
 
 **Safety**: files are read with ``weights_only=True`` (plus argparse ``Namespace``
-and NumPy scalars, which timm checkpoints pickle and which cannot run code). A file
+and NumPy scalars, which timm checkpoints pickle and which cannot run code; PuzzleMix's pickled
+``RecorderMeter`` training log is read as an inert stand-in). A file
 that needs full unpickling is refused unless ``trust=True`` (``--trust-checkpoint``).
 """
 
