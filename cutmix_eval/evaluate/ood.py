@@ -31,7 +31,7 @@ from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.data.ood import folder_set_names
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
-from cutmix_eval.evaluate.ood_scores import OODScore, create_score
+from cutmix_eval.evaluate.ood_scores import OODScore, create_score, fits
 from cutmix_eval.metrics.ood import CONVENTIONS as METRIC_CONVENTIONS
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
@@ -134,7 +134,7 @@ def ood_inputs(dataset: ImageDataset, limit: int | None = None, data_root: str |
                sets: Sequence[str] = ("all",), scores: Sequence[str] = ("msp",), num_noise: int | None = None,
                fit_data: str | None = None, cache: dict[Any, Any] | None = None
                ) -> tuple[dict[str, ImageDataset], ImageDataset | None]:
-    """The OOD sets and the Mahalanobis fitting set (None unless ``scores`` has ``mahalanobis``)
+    """The OOD sets and the fitting set (None unless a score of ``scores`` fits on training images)
     of an OOD evaluation of ``dataset``'s first ``limit`` images: noise sets of ``num_noise``
     images (default as many as the ID images used, at most 10,000); the fitting set is the
     train split of ``fit_data`` (default: the ID dataset). With ``cache`` (a dict), each is
@@ -144,7 +144,7 @@ def ood_inputs(dataset: ImageDataset, limit: int | None = None, data_root: str |
     key = ("ood sets", tuple(sets), count)
     if key not in cache:
         cache[key] = create_ood_sets(dataset, list(sets), data_root, num_noise=count)
-    if "mahalanobis" not in scores:
+    if not fits(scores):
         return cache[key], None
     name = fit_data or dataset.name
     if ("fit set", name) not in cache:
@@ -216,36 +216,66 @@ def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[
     results: dict[str, Result] = {}
     posthoc = [d for d in detectors if d.kind == "posthoc"]
     if posthoc:
-        keep = any(d.needs_features for d in posthoc)
-        if id_predictions is None or (keep and id_predictions.pooled is None):
-            id_predictions = run(id_data, keep_features=keep, desc=f"ID {id_dataset.name}")
-        id_pred = id_predictions.require_finite(MEANINGLESS, id_dataset.name)
-        ood_pred = {n: run(d, keep_features=keep, desc=f"OOD {n}").require_finite(MEANINGLESS, n)
-                    for n, d in ood_data.items()}
-        used = {id_dataset.name: len(id_pred.labels)} | {n: len(p.labels) for n, p in ood_pred.items()}
-        fit_config: dict[str, Any] = {}
-        if any(d.needs_fit for d in posthoc):
-            if fit_dataset is None:
-                raise UserError("the Mahalanobis score is fitted on labelled training images: pass --fit-data "
-                                "(default: the ID dataset's train split)")
-            fitted = run(head(fit_dataset, fit_limit), keep_features=True,
-                         desc=f"fit {fit_dataset.name}").require_finite(MEANINGLESS, fit_dataset.name)
-            fit_config = {"fit_data": {"name": fit_dataset.name, "split": fit_dataset.split,
-                                       "num_images": len(fitted.labels)}}
-        for detector in posthoc:
-            if detector.needs_fit:
-                detector.fit(fitted)
-            id_scores = detector(id_pred)
-            set_scores = {n: detector(p) for n, p in ood_pred.items()}
-            per_sample = {"id/index": id_pred.indices, "id/score": id_scores}
-            for n, p in ood_pred.items():
-                per_sample |= {f"{n}/index": p.indices, f"{n}/score": set_scores[n]}
-            pairs = {n: (id_scores, s) for n, s in set_scores.items()}
-            results[detector.name] = result(detector, pairs, per_sample, used,
-                                            fit_config if detector.needs_fit else {})
+        results |= _posthoc_results(model, posthoc, id_dataset.name, id_data, id_predictions, ood_data, fit_dataset,
+                                    fit_limit, run, result)
     for detector in (d for d in detectors if d.kind == "perturbation"):
         results[detector.name] = detector.evaluate_sets(model, id_dataset.name, id_data, ood_data, result, settings)
     return [results[detector.name] for detector in detectors]
+
+
+def _posthoc_results(model: Classifier, posthoc: Sequence[OODScore], id_name: str, id_data, id_predictions,
+                     ood_data: Mapping[str, Any], fit_dataset, fit_limit, run, result) -> dict[str, Result]:
+    """Every post-hoc score's Result from one pass over each set (the ID pass reused when
+    given), one fit pass shared by the scores that fit, and the linear head for those that
+    need it."""
+    keep = any(d.needs_features or d.needs_head for d in posthoc)
+    if any(d.needs_head for d in posthoc):
+        weight, bias = linear_head(model)
+        for detector in (d for d in posthoc if d.needs_head):
+            detector.use_head(weight, bias)
+    if id_predictions is None or (keep and id_predictions.pooled is None):
+        id_predictions = run(id_data, keep_features=keep, desc=f"ID {id_name}")
+    id_pred = id_predictions.require_finite(MEANINGLESS, id_name)
+    ood_pred = {n: run(d, keep_features=keep, desc=f"OOD {n}").require_finite(MEANINGLESS, n)
+                for n, d in ood_data.items()}
+    used = {id_name: len(id_pred.labels)} | {n: len(p.labels) for n, p in ood_pred.items()}
+    fit_config: dict[str, Any] = {}
+    if any(d.needs_fit for d in posthoc):
+        if fit_dataset is None:
+            fitting = ", ".join(d.name for d in posthoc if d.needs_fit)
+            raise UserError(f"{fitting} fit on labelled training images: pass --fit-data (default: the ID "
+                            "dataset's train split)")
+        fitted = run(head(fit_dataset, fit_limit), keep_features=True,
+                     desc=f"fit {fit_dataset.name}").require_finite(MEANINGLESS, fit_dataset.name)
+        fit_config = {"fit_data": {"name": fit_dataset.name, "split": fit_dataset.split,
+                                   "num_images": len(fitted.labels)}}
+    results = {}
+    for detector in posthoc:
+        if detector.needs_fit:
+            detector.fit(fitted)
+        id_scores = detector(id_pred)
+        set_scores = {n: detector(p) for n, p in ood_pred.items()}
+        per_sample = {"id/index": id_pred.indices, "id/score": id_scores}
+        for n, p in ood_pred.items():
+            per_sample |= {f"{n}/index": p.indices, f"{n}/score": set_scores[n]}
+        pairs = {n: (id_scores, s) for n, s in set_scores.items()}
+        results[detector.name] = result(detector, pairs, per_sample, used, fit_config if detector.needs_fit else {})
+    return results
+
+
+def linear_head(model: Classifier) -> tuple[np.ndarray, np.ndarray]:
+    """The classifier head as float64 arrays ``(weight K x D, bias K)`` (zeros without a bias),
+    for scores that recompute logits from modified pooled features; a one-line error for a
+    head that is not one linear layer."""
+    import torch
+
+    head = model.head
+    if not isinstance(head, torch.nn.Linear):
+        raise UserError(f"this score needs the model's classifier to be one linear layer over the pooled features; "
+                        f"{model.arch}'s is a {type(head).__name__}")
+    weight = head.weight.detach().cpu().double().numpy()
+    bias = head.bias.detach().cpu().double().numpy() if head.bias is not None else np.zeros(len(weight))
+    return weight, bias
 
 
 def score_pairs(result: Result) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -49,7 +49,10 @@ class OODScore:
 
     * ``"posthoc"``: ``__call__(predictions) -> N scores`` from the shared pass;
       ``needs_features``: the pass keeps pooled features; ``needs_fit``: :meth:`fit` on
-      training predictions (with labels) before scoring;
+      training predictions (with labels and pooled features) before scoring, every such
+      score sharing one fit pass; ``needs_head``: :meth:`use_head` receives the linear
+      classifier (``weight`` ``K x D``, ``bias`` ``K``, float64) before :meth:`fit` and
+      scoring (ReAct, DICE, ViM... recompute logits from modified features);
     * ``"perturbation"``: makes its own passes with input gradients, and owns its protocol:
       :meth:`evaluate_sets` gives its Result for the ID set against every OOD set (see :class:`ODIN`).
     """
@@ -59,12 +62,16 @@ class OODScore:
     kind = "posthoc"
     needs_features = False
     needs_fit = False
+    needs_head = False
 
     def params(self) -> dict:
         """The score's settings, recorded with its results."""
         return {}
 
     def fit(self, train: Predictions) -> None:  # pragma: no cover - only scores with needs_fit define it
+        raise NotImplementedError
+
+    def use_head(self, weight: np.ndarray, bias: np.ndarray) -> None:  # pragma: no cover - needs_head scores
         raise NotImplementedError
 
     def __call__(self, predictions: Predictions) -> np.ndarray:  # pragma: no cover - every post-hoc score defines it
@@ -98,6 +105,11 @@ def register_score(cls: type[OODScore]) -> type[OODScore]:
 def list_scores() -> list[str]:
     """The scores' names in registration order."""
     return _SCORES.names()
+
+
+def fits(names: Sequence[str]) -> bool:
+    """Whether any of the scores ``names`` fits on training images (``needs_fit``)."""
+    return any(_SCORES.get(name).needs_fit for name in names)
 
 
 def create_score(name: str, **kwargs) -> OODScore:
