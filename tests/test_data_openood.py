@@ -210,3 +210,28 @@ def test_the_ood_command_builds_the_sets_by_name(root):
     sets = create_ood_sets(id_set, openood_set_names("cifar10", "near"), root=str(root))
     assert list(sets) == ["openood-cifar10-near-cifar100", "openood-cifar10-near-tin"]
     assert all(s[0]["label"] == -1 and tuple(s[0]["image"].shape) == (3, 32, 32) for s in sets.values())
+
+
+def test_the_ood_command_on_a_v15_benchmark_reports_near_and_far_means(root, tmp_path, capsys):
+    """`--in openood-cifar10 --out openood-cifar10-near --out openood-cifar10-far`: every near and far
+    set by its group name, and OpenOOD's near-OOD / far-OOD means next to each set's numbers."""
+    import json
+
+    import torch
+
+    from cutmix_eval.cli import main
+    from cutmix_eval.models import create_model
+    from cutmix_eval.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
+    code = main(["ood", "--ckpt", str(ckpt), "--in", "openood-cifar10", "--data-root", str(root), "--out",
+                 "openood-cifar10-near", "--out", "openood-cifar10-far", "--results", str(tmp_path / "r"), "--output-dir",
+                 str(tmp_path / "o"), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    metrics = summary["msp"]["metrics"]
+    near = [metrics[f"openood-cifar10-near-{s}/auroc"] for s in ("cifar100", "tin")]
+    far = [metrics[f"openood-cifar10-far-{s}/auroc"] for s in ("mnist", "svhn", "texture", "places365")]
+    assert metrics["near/auroc"] == pytest.approx(sum(near) / 2) and metrics["far/auroc"] == pytest.approx(sum(far) / 4)
+    assert metrics["mean/auroc"] == pytest.approx(sum(near + far) / 6)

@@ -102,14 +102,23 @@ def table_of(metric: str) -> Callable[[Sequence[Record]], list[Metric]]:
             return Metric(ood_set, lambda r: 100 * r.results[0].metrics[f"{ood_set}/{metric}"], HIGHER, interval,
                           key=f"{ood_set}/{metric}")
 
-        def mean_interval(r: Record) -> Interval:
-            s = r.results[0].per_sample
-            groups = [s["id/score"], *(s[f"{n}/score"] for n in sets)]
-            return groups, lambda i, *o: 100 * np.mean([rows_fn(i, x) for x in o], axis=0)
+        def mean_interval(members: list[str]) -> Callable[[Record], Interval]:
+            def interval(r: Record) -> Interval:
+                s = r.results[0].per_sample
+                groups = [s["id/score"], *(s[f"{n}/score"] for n in members)]
+                return groups, lambda i, *o: 100 * np.mean([rows_fn(i, x) for x in o], axis=0)
+            return interval
 
-        mean = Metric("mean", lambda r: 100 * r.results[0].metrics[f"mean/{metric}"], HIGHER,
-                      mean_interval if samples(records[0], sets[0]) is not None else None, key=f"mean/{metric}")
-        return [one(n) for n in sets] + [mean]
+        def mean(label: str, group: str, members: list[str]) -> Metric:
+            interval = mean_interval(members) if samples(records[0], sets[0]) is not None else None
+            return Metric(label, lambda r: 100 * r.results[0].metrics[f"{group}/{metric}"], HIGHER, interval,
+                          key=f"{group}/{metric}")
+
+        from cutmix_eval.evaluate.ood import ood_group
+
+        groups = {g: [n for n in sets if ood_group(n) == g] for g in ("near", "far")}
+        means = [mean(f"{g}-OOD mean", g, members) for g, members in groups.items() if members]
+        return [one(n) for n in sets] + means + [mean("mean", "mean", sets)]
 
     return build
 

@@ -48,18 +48,32 @@ ALIASES = {"lsun": ("lsun-crop", "lsun-resize"), "tinyimagenet": ("tinyimagenet-
            "noise": ("uniform", "gaussian")}
 MEANINGLESS = "OOD scores from them mean nothing"
 #: the records' key prefixes besides the sets' (``mean/{metric}``, ``id/score``): no set is named so
-RESERVED = ("id", "mean")
+RESERVED = ("id", "mean", "near", "far")
 METRICS = ("tnr_at_tpr95", "auroc", "detection_accuracy", "aupr_in", "aupr_out", "fpr95_ood_pos")
+
+
+def _expand(id_name: str, name: str) -> tuple[str, ...]:
+    """One requested name as the sets it stands for: ``all``, an alias, an OpenOOD v1.5
+    group (``openood-cifar10-near``: every near-OOD set of that benchmark, in OpenOOD's
+    order; also ``-far``, ``-val``), or itself."""
+    if name == "all":
+        return SYNTHETIC_SETS if id_name.startswith("synthetic") else PAPER_SETS
+    benchmark, _, group = name.removeprefix("openood-").rpartition("-")
+    if name.startswith("openood-") and group in ("near", "far", "val"):
+        from cutmix_eval.data.openood import openood_set_names
+
+        return tuple(openood_set_names(benchmark, group))
+    return ALIASES.get(name, (name,))
 
 
 def ood_set_names(id_name: str, requested: Sequence[str]) -> list[str]:
     """Expand ``all`` (the paper's seven sets, or the embedded companions for the embedded
-    dataset) and the aliases ``lsun``, ``tinyimagenet``, ``noise``; a set named twice
-    (directly, or also through ``all`` or an alias) is a :class:`UserError`."""
+    dataset), the aliases ``lsun``, ``tinyimagenet``, ``noise`` and the OpenOOD v1.5 groups
+    (``openood-cifar10-near``, ``openood-imagenet-far``...); a set named twice (directly, or
+    also through ``all``, an alias or a group) is a :class:`UserError`."""
     names: list[str] = []
     for name in requested:
-        expanded = (SYNTHETIC_SETS if id_name.startswith("synthetic") else PAPER_SETS) if name == "all" \
-            else ALIASES.get(name, (name,))
+        expanded = _expand(id_name, name)
         twice = [n for n in expanded if n in names]
         if twice:
             raise UserError(f"OOD set {twice[0]} is named twice in {', '.join(requested)} ('all', "
@@ -115,14 +129,27 @@ def create_ood_sets(id_dataset: ImageDataset, requested: Sequence[str], root: st
     return sets
 
 
+def ood_group(set_name: str) -> str | None:
+    """``near`` or ``far`` for an OpenOOD v1.5 set (``openood-cifar10-near-tin``), else None."""
+    parts = set_name.split("-")
+    return parts[2] if set_name.startswith("openood-") and len(parts) > 3 and parts[2] in ("near", "far") else None
+
+
 def _set_metrics(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """``{set}/{metric}`` for each (ID scores, OOD scores) pair, and ``mean/{metric}`` over sets."""
+    """``{set}/{metric}`` for each (ID scores, OOD scores) pair, ``mean/{metric}`` over sets,
+    and for OpenOOD v1.5 sets ``near/{metric}`` and ``far/{metric}``, the means over each
+    group's sets (OpenOOD's near-OOD and far-OOD rows)."""
     metrics: dict[str, float] = {}
     for name, (id_scores, ood_scores) in pairs.items():
         values = ood_metrics(id_scores, ood_scores).as_dict()
         metrics |= {f"{name}/{m}": values[m] for m in METRICS}
-    for m in METRICS:
-        metrics[f"mean/{m}"] = float(np.mean([metrics[f"{name}/{m}"] for name in pairs]))
+    groups = {"mean": list(pairs)}
+    for name in pairs:
+        if (group := ood_group(name)) is not None:
+            groups.setdefault(group, []).append(name)
+    for group, members in groups.items():
+        for m in METRICS:
+            metrics[f"{group}/{m}"] = float(np.mean([metrics[f"{name}/{m}"] for name in members]))
     return metrics
 
 
