@@ -19,6 +19,17 @@ def ood_table(result) -> list[dict]:
             for key, label in rows]
 
 
+def detectors_table(results: dict) -> list[dict]:
+    """Every score of one model on one page, as OpenOOD's leaderboards: one row per score,
+    AUROC and the OOD-positive FPR@95 for the near-OOD and far-OOD means when the sets are an
+    OpenOOD v1.5 benchmark's, and over every set; values in percent."""
+    first = next(iter(results.values()))
+    groups = [g for g in ("near", "far") if f"{g}/auroc" in first.metrics] + ["mean"]
+    return [{"score": score, **{f"{g} {label}": 100 * r.metrics[f"{g}/{metric}"] for g in groups
+                                for metric, label in (("auroc", "AUROC"), ("fpr95_ood_pos", "FPR@95"))}}
+            for score, r in results.items()]
+
+
 def ood_figure(result):
     from cutmix_eval.evaluate.ood import score_pairs
     from cutmix_eval.metrics.ood import roc_points
@@ -70,6 +81,9 @@ class OODCommand(Command):
             print_table(ood_table(result), floatfmt=".1f")
             print(f"record: {paths[0]}\nfigure: {paths[1]}")
             summary[score] = result.summary() | {"record": str(paths[0]), "figure": str(paths[1])}
+        if len(results) > 1:
+            print(f"\nDetectors compared ({info.arch} on {dataset.name}), in %:")
+            print_table(detectors_table(results), floatfmt=".1f")
         print("TNR at TPR95: exact sweep, largest threshold accepting >= 95% of ID images; the OOD-positive "
               "FPR@95 is in the record as fpr95_ood_pos")
         if args.json:
