@@ -1,0 +1,115 @@
+"""Post-hoc OOD detectors that reshape the softmax, the pooled features or the linear head.
+
+Each reproduces the definition of OpenOOD v1.5 (``openood/postprocessors/*_postprocessor.py``,
+``openood/networks/{react,ash,scale}_net.py``, defaults from ``configs/postprocessors/*.yml``),
+checked against the authors' code where it is public. Every score reads the shared
+post-hoc pass: logits, and the pooled penultimate features (the linear classifier's input,
+after the network's last ReLU). Scores that rebuild logits from reshaped features use the
+head given by :meth:`~cutmix_eval.evaluate.ood_scores.OODScore.use_head`; scores that need
+statistics of in-distribution data take them from the fitting set (the ID training split
+unless ``--fit-data`` says otherwise). Higher = more in-distribution throughout.
+
+Where OpenOOD estimates a statistic on its ID *validation* split (ReAct's clipping
+threshold, KLM's templates), this toolkit has no such split: the fitting set serves, and
+each docstring says so. Computation is in float64 from the float32 pass, as in
+:mod:`cutmix_eval.evaluate.ood_scores`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp, softmax, xlogy
+
+from cutmix_eval.errors import UserError
+from cutmix_eval.evaluate.ood_scores import OODScore, register_score
+from cutmix_eval.passes import Predictions
+
+#: OpenOOD's sweep of the activation-shaping percentile (``configs/postprocessors/{ash,scale}.yml``)
+SHAPING_GRID = (65, 70, 75, 80, 85, 90, 95)
+
+
+def _logits(predictions: Predictions) -> np.ndarray:
+    return predictions.logits.astype(np.float64)
+
+
+def _pooled(predictions: Predictions, score: str) -> np.ndarray:
+    if predictions.pooled is None:
+        raise RuntimeError(f"{score} needs the pooled features of the pass (keep_features=True)")
+    return predictions.pooled.astype(np.float64)
+
+
+def _percentile(value: float, score: str, *, top: float = 100.0) -> float:
+    if not 0 <= value <= top:
+        raise UserError(f"{score} percentile must lie in [0, {top:g}], not {value}")
+    return float(value)
+
+
+def _energy(logits: np.ndarray) -> np.ndarray:
+    """The energy score at temperature 1, ``logsumexp`` over classes (OpenOOD's ``energyconf``)."""
+    return logsumexp(logits, axis=1)
+
+
+@register_score
+class GEN(OODScore):
+    """GEN (Liu et al. 2023): minus the generalized entropy of the ``M`` largest softmax
+    probabilities, ``-sum_j p_j^gamma (1 - p_j)^gamma`` over the top-``M`` classes (all of them
+    when ``M`` >= the number of classes). Reads the logits only. Defaults ``gamma`` 0.1,
+    ``M`` 100 (OpenOOD's ``gen.yml``); its sweep: ``gamma`` in 0.01, 0.1, 0.5, 1, 2, 5, 10 and
+    ``M`` in 10, 50, 100, 200, 500, 1000."""
+
+    name = "gen"
+    description = ("minus the generalized entropy sum p^gamma (1-p)^gamma of the top-M softmax probabilities "
+                   "(Liu et al. 2023)")
+
+    def __init__(self, gamma: float = 0.1, M: int = 100):
+        if not gamma > 0 or int(M) != M or M < 1:
+            raise UserError(f"GEN needs gamma > 0 and an integer M >= 1, not gamma={gamma}, M={M}")
+        self.gamma, self.M = float(gamma), int(M)
+
+    def params(self):
+        return {"gamma": self.gamma, "M": self.M}
+
+    def __call__(self, predictions):
+        top = np.sort(softmax(_logits(predictions), axis=1), axis=1)[:, -self.M:]
+        return -(top ** self.gamma * (1 - top) ** self.gamma).sum(axis=1)
+
+
+@register_score
+class KLMatching(OODScore):
+    """KL matching (Hendrycks et al. 2022, "Scaling out-of-distribution detection"): one
+    template per class, the mean softmax of the fitting images *predicted* as that class
+    (argmax of the logits, not the label; a class predicted for none gets the one-hot
+    template); score = minus the smallest ``KL(softmax || template)`` (scipy's ``entropy(p,
+    q)``: both normalized to sum 1, ``0 log 0 = 0``, infinite where a template is 0 and the
+    softmax is not). Reads the logits; fits on the fitting set's logits. OpenOOD
+    (``kl_matching_postprocessor.py``) builds the templates on its ID validation split; here
+    the fitting set does. No hyper-parameters."""
+
+    name = "klm"
+    description = ("minus the smallest KL divergence of the softmax to the class templates, the mean softmax of "
+                   "the fitting images predicted as each class (Hendrycks et al. 2022)")
+    needs_fit = True
+
+    def __init__(self):
+        self.templates: np.ndarray | None = None
+
+    def fit(self, train):
+        probs = softmax(_logits(train), axis=1)
+        predicted = probs.argmax(axis=1)
+        num_classes = probs.shape[1]
+        templates = np.eye(num_classes)
+        for c in np.unique(predicted):
+            templates[c] = probs[predicted == c].mean(axis=0)
+        self.templates = templates
+
+    def __call__(self, predictions):
+        if self.templates is None:
+            raise RuntimeError("KLMatching.fit must be called before scoring")
+        p = softmax(_logits(predictions), axis=1)
+        p = p / p.sum(axis=1, keepdims=True)
+        q = self.templates / self.templates.sum(axis=1, keepdims=True)
+        zero = q == 0
+        log_q = np.log(np.where(zero, 1.0, q))
+        divergence = xlogy(p, p).sum(axis=1)[:, None] - p @ log_q.T
+        divergence[(p > 0).astype(np.float64) @ zero.T.astype(np.float64) > 0] = np.inf
+        return -divergence.min(axis=1)
