@@ -75,3 +75,49 @@ def test_klm_gives_unpredicted_classes_one_hot_templates():
     score.fit(Predictions(logits, np.zeros(3, int), np.arange(3)))
     np.testing.assert_array_equal(score.templates[2], [0.0, 0.0, 1.0])
     assert np.isfinite(score(Predictions(logits, np.full(3, -1), np.arange(3)))).all()
+
+
+def head_energy(rows, weight, bias):
+    """Energy of the head's logits for each feature vector of ``rows``, one image at a time."""
+    return energy_of([[sum(w * x for w, x in zip(weight[k], row)) + bias[k] for k in range(len(bias))]
+                      for row in rows])
+
+
+def test_react_clips_at_the_percentile_of_the_fitting_activations(net):
+    features, weight, bias, train_features = net
+    score = create_score("react")
+    score.use_head(weight, bias)
+    score.fit(preds(train_features, weight, bias))
+    values = sorted(float(v) for v in train_features.ravel())  # numpy's linear percentile, by hand
+    position = 0.9 * (len(values) - 1)
+    low = int(position)
+    threshold = values[low] + (position - low) * (values[low + 1] - values[low])
+    assert score.threshold == pytest.approx(threshold, rel=1e-6)
+    assert score.params() == {"percentile": 90.0, "threshold": score.threshold}
+    clipped = [[min(float(x), score.threshold) for x in row] for row in features]
+    pred = preds(features, weight, bias)
+    np.testing.assert_allclose(score(pred), head_energy(clipped, weight, bias), rtol=1e-10)
+    score.threshold = np.inf  # nothing clipped: the energy score
+    np.testing.assert_allclose(score(pred), create_score("energy")(pred), rtol=1e-6)
+
+
+def test_dice_keeps_the_weights_above_the_percentile_contribution(net):
+    features, weight, bias, train_features = net
+    mean = train_features.astype(np.float64).mean(0)
+    contributions = sorted(mean[i] * weight[k, i] for k in range(K) for i in range(D))
+    for p in (90, 50):
+        position = p / 100 * (len(contributions) - 1)
+        low = int(position)
+        cut = contributions[low] + (position - low) * (contributions[low + 1] - contributions[low])
+        sparse = [[weight[k, i] if mean[i] * weight[k, i] > cut else 0.0 for i in range(D)] for k in range(K)]
+        score = create_score("dice", p=p)
+        score.use_head(weight, bias)
+        score.fit(preds(train_features, weight, bias))
+        assert score.mask.sum() == round(K * D * (1 - p / 100))
+        np.testing.assert_allclose(score(preds(features, weight, bias)), head_energy(features, sparse, bias),
+                                   rtol=1e-10)
+    dense = create_score("dice", p=0)  # no sparsity: the energy score
+    dense.use_head(weight, bias)
+    dense.fit(preds(train_features, weight, bias))
+    pred = preds(features, weight, bias)
+    np.testing.assert_allclose(dense(pred), create_score("energy")(pred), rtol=1e-6)

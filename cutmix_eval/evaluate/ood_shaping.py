@@ -113,3 +113,105 @@ class KLMatching(OODScore):
         divergence = xlogy(p, p).sum(axis=1)[:, None] - p @ log_q.T
         divergence[(p > 0).astype(np.float64) @ zero.T.astype(np.float64) > 0] = np.inf
         return -divergence.min(axis=1)
+
+
+class _HeadEnergy(OODScore):
+    """Energy (``logsumexp``, temperature 1) of logits the linear head recomputes from reshaped
+    pooled features; subclasses define :meth:`shape` (and may reshape the head)."""
+
+    needs_features = True
+    needs_head = True
+
+    def __init__(self):
+        self.weight: np.ndarray | None = None
+        self.bias: np.ndarray | None = None
+
+    def use_head(self, weight, bias):
+        self.weight, self.bias = np.asarray(weight, np.float64), np.asarray(bias, np.float64)
+
+    def shape(self, features: np.ndarray) -> np.ndarray:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def head_weight(self) -> np.ndarray:
+        return self.weight
+
+    def __call__(self, predictions):
+        if self.weight is None:
+            raise RuntimeError(f"{type(self).__name__}.use_head must be called before scoring")
+        shaped = self.shape(_pooled(predictions, self.name))
+        return _energy(shaped @ self.head_weight().T + self.bias)
+
+
+@register_score
+class ReAct(_HeadEnergy):
+    """ReAct (Sun et al. 2021): the pooled features clipped from above at a threshold ``c``,
+    ``min(h, c)``, through the linear head, then the energy score. ``c`` is the
+    ``percentile``-th percentile of every pooled activation (all images x all units,
+    flattened) of the fitting set. OpenOOD v1.5 (``react_postprocessor.py``) and the authors'
+    ``compute_threshold.py`` take it from the ID *validation* images; this toolkit has no
+    such split, so the fitting set (the ID training split by default) serves. Needs the
+    pooled features, the head and a fit. Default ``percentile`` 90 (OpenOOD's ``react.yml``,
+    the paper's); OpenOOD's sweep 85, 90, 95, 99. Setting :attr:`threshold` to infinity
+    gives the plain energy score."""
+
+    name = "react"
+    description = ("energy of the logits recomputed from pooled features clipped at the percentile-p activation "
+                   "of the fitting set (Sun et al. 2021)")
+    needs_fit = True
+
+    def __init__(self, percentile: float = 90):
+        super().__init__()
+        self.percentile = _percentile(percentile, "ReAct")
+        self.threshold: float | None = None
+
+    def params(self):
+        return {"percentile": self.percentile} | ({} if self.threshold is None else {"threshold": self.threshold})
+
+    def fit(self, train):
+        # the reference's np.percentile over the float32 activations, flattened
+        self.threshold = float(np.percentile(_pooled(train, self.name).astype(np.float32).ravel(), self.percentile))
+
+    def shape(self, features):
+        if self.threshold is None:
+            raise RuntimeError("ReAct.fit must be called before scoring")
+        return np.minimum(features, self.threshold)
+
+
+@register_score
+class DICE(_HeadEnergy):
+    """DICE (Sun & Li 2022): the linear head sparsified, then the energy score. The
+    contribution of unit ``i`` to class ``k`` is ``mean_h[i] * W[k, i]``, ``mean_h`` the mean
+    pooled feature of the fitting set (OpenOOD's ``dice_postprocessor.py``: its training
+    split); the weights whose contribution is strictly above the ``p``-th percentile of all
+    ``K x D`` contributions are kept, the others zeroed, the bias kept. ``p`` = 0 keeps every
+    weight (no sparsification, the energy score; the reference's strict ``>`` would still
+    drop the smallest contribution). Needs the pooled features, the head and a fit. Default
+    ``p`` 90 (OpenOOD's ``dice.yml``, whose sweep is only 90)."""
+
+    name = "dice"
+    description = ("energy of the logits of a head keeping only the weights whose contribution (mean training "
+                   "feature x weight) is above its p-th percentile (Sun & Li 2022)")
+    needs_fit = True
+
+    def __init__(self, p: float = 90):
+        super().__init__()
+        self.p = _percentile(p, "DICE")
+        self.mask: np.ndarray | None = None
+
+    def params(self):
+        return {"p": self.p}
+
+    def fit(self, train):
+        if self.weight is None:
+            raise RuntimeError("DICE.use_head must be called before fit")
+        contribution = _pooled(train, self.name).mean(axis=0)[None, :] * self.weight
+        self.mask = (np.ones(contribution.shape, bool) if self.p == 0
+                     else contribution > np.percentile(contribution, self.p))
+
+    def head_weight(self):
+        if self.mask is None:
+            raise RuntimeError("DICE.fit must be called before scoring")
+        return self.weight * self.mask
+
+    def shape(self, features):
+        return features
