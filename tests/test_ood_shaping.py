@@ -121,3 +121,61 @@ def test_dice_keeps_the_weights_above_the_percentile_contribution(net):
     dense.fit(preds(train_features, weight, bias))
     pred = preds(features, weight, bias)
     np.testing.assert_allclose(dense(pred), create_score("energy")(pred), rtol=1e-6)
+
+
+def top_units(row, percentile):
+    """The kept units of one image: its k largest activations, ties to the lower index."""
+    k = len(row) - round(len(row) * percentile / 100)  # Python's round is numpy's: half to even
+    return k, set(sorted(range(len(row)), key=lambda i: (-float(row[i]), i))[:k])
+
+
+def shaped_by_hand(variant, row, percentile):
+    row = [float(x) for x in row]
+    k, kept = top_units(row, percentile)
+    total, kept_sum = sum(row), sum(row[i] for i in kept)
+    if variant == "ash_p":
+        return [x if i in kept else 0.0 for i, x in enumerate(row)]
+    if variant == "ash_b":
+        return [total / k if i in kept else 0.0 for i in range(len(row))]
+    if variant == "ash_s":
+        return [x * math.exp(total / kept_sum) if i in kept else 0.0 for i, x in enumerate(row)]
+    return [x * math.exp(total / kept_sum) for x in row]  # scale: every unit, scaled
+
+
+@pytest.mark.parametrize("variant", ["ash_p", "ash_b", "ash_s", "scale"])
+def test_activation_shaping_per_image_against_a_loop(net, variant):
+    features, weight, bias, _ = net
+    assert (features == 0).any()  # ties among zeros are exercised
+    pred = preds(features, weight, bias)
+    for percentile in (90, 65, 15.625, 0):  # 15.625% of 16 units is 2.5: rounded to 2, k = 14
+        score = create_score(variant, percentile=percentile)
+        score.use_head(weight, bias)
+        brute = head_energy([shaped_by_hand(variant, row, percentile) for row in features], weight, bias)
+        np.testing.assert_allclose(score(pred), brute, rtol=1e-10)
+    assert create_score(variant).params() == {"percentile": 85.0 if variant == "scale" else 90.0}
+
+
+def test_ash_p_at_zero_pruning_is_the_energy_score(net):
+    features, weight, bias, _ = net
+    score = create_score("ash_p", percentile=0)
+    score.use_head(weight, bias)
+    pred = preds(features, weight, bias)
+    np.testing.assert_allclose(score(pred), create_score("energy")(pred), rtol=1e-6)
+
+
+def test_shaping_matches_the_reference_tensor_operations(net):
+    """The same numbers as the reference's in-place topk/scatter on N x C x 1 x 1 tensors
+    (re-derived here with torch), on features without ties."""
+    features, weight, bias, _ = net
+    x = torch.tensor(features, dtype=torch.float64) + torch.rand(N, D, generator=torch.Generator().manual_seed(0))
+    n, p = D, 90
+    k = n - int(np.round(n * p / 100.0))
+    values, index = torch.topk(x, k, dim=1)
+    pruned = torch.zeros_like(x).scatter(1, index, values)
+    expected = {"ash_p": pruned,
+                "ash_b": torch.zeros_like(x).scatter(1, index, (x.sum(1) / k)[:, None].expand(-1, k)),
+                "ash_s": pruned * torch.exp(x.sum(1) / pruned.sum(1))[:, None],
+                "scale": x * torch.exp(x.sum(1) / pruned.sum(1))[:, None]}
+    for variant, shaped in expected.items():
+        score = create_score(variant, percentile=p)
+        np.testing.assert_allclose(score.shape(x.numpy()), shaped.numpy(), rtol=1e-12)

@@ -215,3 +215,109 @@ class DICE(_HeadEnergy):
 
     def shape(self, features):
         return features
+
+
+def _top(features: np.ndarray, percentile: float) -> tuple[int, np.ndarray]:
+    """``(k, mask)``: per image, the ``k = D - round(D * percentile / 100)`` largest pooled
+    activations (the reference's count, numpy's round-half-to-even), as a boolean ``N x D``
+    mask. Ties (post-ReLU zeros) go to the lower unit index; the reference's ``torch.topk``
+    leaves them unspecified."""
+    n = features.shape[1]
+    k = n - int(np.round(n * percentile / 100.0))
+    mask = np.zeros(features.shape, bool)
+    order = np.argsort(-features, axis=1, kind="stable")[:, :k]
+    np.put_along_axis(mask, order, True, axis=1)
+    return k, mask
+
+
+class _Shaping(_HeadEnergy):
+    """Activation shaping of the pooled features, per image, at ``percentile`` (OpenOOD's
+    ``ash_net.py``/``scale_net.py`` apply it to the pooled vector viewed as ``N x C x 1 x 1``,
+    as the ASH authors' ResNets do after ``avgpool``), then the head and the energy score."""
+
+    def __init__(self, percentile: float = 90):
+        super().__init__()
+        self.percentile = _percentile(percentile, self.name)
+
+    def params(self):
+        return {"percentile": self.percentile}
+
+
+@register_score
+class ASHP(_Shaping):
+    """ASH-P (Djurisic et al. 2023): per image, the pooled activations below the top
+    ``100 - percentile`` % are set to 0, the rest kept, then the head and the energy score.
+    ``percentile`` 0 keeps everything (the energy score). Needs the pooled features and the
+    head. Default 90: OpenOOD's ASH percentile (``ash.yml``, for its one variant, ASH-B);
+    its sweep 65, 70, ..., 95. The authors' repository sweeps 65-99."""
+
+    name = "ash_p"
+    description = ("energy of the logits of the pooled features pruned to their top (100-p)% per image "
+                   "(ASH-P, Djurisic et al. 2023)")
+
+    def shape(self, features):
+        return features * _top(features, self.percentile)[1]
+
+
+@register_score
+class ASHB(_Shaping):
+    """ASH-B (Djurisic et al. 2023): per image, the top ``100 - percentile`` % pooled
+    activations (``k`` of them) are all set to ``s / k``, ``s`` the sum of every activation of
+    the image, the others to 0, then the head and the energy score (all zero when ``k`` = 0).
+    Needs the pooled features and the head. Default 90, OpenOOD's ``ash.yml`` (its ``ash``
+    *is* ASH-B: ``ash_net.py`` calls ``ash_b``); its sweep 65, 70, ..., 95."""
+
+    name = "ash_b"
+    description = ("energy of the logits of the pooled features binarized per image: the top (100-p)% set to "
+                   "their sum / count, the rest 0 (ASH-B, Djurisic et al. 2023)")
+
+    def shape(self, features):
+        k, mask = _top(features, self.percentile)
+        if k == 0:
+            return np.zeros_like(features)
+        return mask * (features.sum(axis=1, keepdims=True) / k)
+
+
+def _sharpening(features: np.ndarray, percentile: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(pruned, exp(s1 / s2))`` per image: the features pruned to the top ``100 - percentile``
+    %, and the exponential of the sum of all activations over the sum of the kept ones (1 where
+    nothing is kept or every kept one is 0, leaving zeros zeros; the reference divides by 0)."""
+    pruned = features * _top(features, percentile)[1]
+    kept = pruned.sum(axis=1, keepdims=True)
+    ratio = np.divide(features.sum(axis=1, keepdims=True), kept, out=np.zeros_like(kept), where=kept != 0)
+    return pruned, np.exp(ratio)
+
+
+@register_score
+class ASHS(_Shaping):
+    """ASH-S (Djurisic et al. 2023): per image, the pooled features pruned to the top ``100 -
+    percentile`` % (as ASH-P), then multiplied by ``exp(s1 / s2)``, ``s1`` the sum before and
+    ``s2`` after pruning; then the head and the energy score. Needs the pooled features and
+    the head. Default 90 (OpenOOD's ASH percentile; the authors' configs run ``ash_s@90``);
+    OpenOOD's sweep 65, 70, ..., 95."""
+
+    name = "ash_s"
+    description = ("energy of the logits of the pooled features pruned to their top (100-p)% and scaled by "
+                   "exp(sum before / sum after) per image (ASH-S, Djurisic et al. 2023)")
+
+    def shape(self, features):
+        pruned, scale = _sharpening(features, self.percentile)
+        return pruned * scale
+
+
+@register_score
+class SCALE(_Shaping):
+    """SCALE (Xu et al. 2024): per image, the *unpruned* pooled features multiplied by
+    ``exp(s1 / s2)``, ``s1`` the sum of all activations and ``s2`` of the top ``100 -
+    percentile`` %; then the head and the energy score. Needs the pooled features and the
+    head. Default 85 (OpenOOD's ``scale.yml``); its sweep 65, 70, ..., 95."""
+
+    name = "scale"
+    description = ("energy of the logits of the pooled features scaled by exp(sum / sum of the top (100-p)%) per "
+                   "image (SCALE, Xu et al. 2024)")
+
+    def __init__(self, percentile: float = 85):
+        super().__init__(percentile)
+
+    def shape(self, features):
+        return features * _sharpening(features, self.percentile)[1]
