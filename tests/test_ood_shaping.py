@@ -179,3 +179,40 @@ def test_shaping_matches_the_reference_tensor_operations(net):
     for variant, shaped in expected.items():
         score = create_score(variant, percentile=p)
         np.testing.assert_allclose(score.shape(x.numpy()), shaped.numpy(), rtol=1e-12)
+
+
+def test_gradnorm_equals_the_autograd_weight_gradient_of_the_reference_loss(net):
+    """The authors' (and OpenOOD's) loss per image: sum_k -log_softmax(fc(h) / T)_k, all-ones
+    targets; the score is the L1 norm of fc.weight.grad."""
+    features, weight, bias, _ = net
+    pred = preds(features, weight, bias)
+    for temperature in (1.0, 3.0):
+        brute = []
+        for h in features:
+            fc = torch.nn.Linear(D, K).double()
+            with torch.no_grad():
+                fc.weight.copy_(torch.tensor(weight))
+                fc.bias.copy_(torch.tensor(bias))
+            loss = torch.mean(torch.sum(-torch.ones(1, K, dtype=torch.float64)
+                                        * torch.log_softmax(fc(torch.tensor(h, dtype=torch.float64)[None])
+                                                            / temperature, dim=-1), dim=-1))
+            loss.backward()
+            brute.append(fc.weight.grad.abs().sum().item())
+        np.testing.assert_allclose(create_score("gradnorm", temperature=temperature)(pred), brute, rtol=1e-6)
+
+
+def test_fdbd_against_a_loop_over_decision_boundaries(net):
+    features, weight, bias, train_features = net
+    pred = preds(features, weight, bias)
+    mean = train_features.astype(np.float64).mean(0)
+    for normalize_by_distance in (True, False):
+        score = create_score("fdbd", distance_as_normalizer=normalize_by_distance)
+        score.use_head(weight, bias)
+        score.fit(preds(train_features, weight, bias))
+        brute = []
+        for h, z in zip(features.astype(np.float64), pred.logits.astype(np.float64)):
+            c = int(np.argmax(z))
+            boundaries = sum(abs(z[c] - z[j]) / np.linalg.norm(weight[c] - weight[j]) for j in range(K) if j != c)
+            brute.append(boundaries / np.linalg.norm(h - mean if normalize_by_distance else h))
+        np.testing.assert_allclose(score(pred), brute, rtol=1e-10)
+    assert create_score("fdbd").params() == {"distance_as_normalizer": True}

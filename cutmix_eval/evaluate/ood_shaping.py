@@ -321,3 +321,80 @@ class SCALE(_Shaping):
 
     def shape(self, features):
         return features * _sharpening(features, self.percentile)[1]
+
+
+@register_score
+class GradNorm(OODScore):
+    """GradNorm (Huang et al. 2021): the L1 norm of the gradient, with respect to the last
+    linear layer's *weight* (not its bias), of ``sum_k -log softmax(z / T)_k`` (the authors'
+    and OpenOOD's loss: all-ones targets, i.e. ``K`` times the cross-entropy to the uniform
+    distribution, whose KL to the softmax differs by a constant). That gradient is
+    ``(K p - 1) / T`` outer ``h`` (``p = softmax(z / T)``, ``h`` the pooled features), so the
+    score is, in closed form, ``sum_k |K p_k - 1| * sum_i |h_i| / T``: no backward pass.
+    Reads the logits and the pooled features. Default ``T`` 1 (the authors'; OpenOOD has no
+    setting and no sweep)."""
+
+    name = "gradnorm"
+    description = ("L1 norm of the last layer's weight gradient of the cross-entropy of softmax(logits / T) to "
+                   "all-ones targets, in closed form (Huang et al. 2021)")
+    needs_features = True
+
+    def __init__(self, temperature: float = 1.0):
+        if not temperature > 0:
+            raise UserError(f"GradNorm temperature must be > 0, not {temperature}")
+        self.temperature = float(temperature)
+
+    def params(self):
+        return {"temperature": self.temperature}
+
+    def __call__(self, predictions):
+        logits = _logits(predictions)
+        probs = softmax(logits / self.temperature, axis=1)
+        output_grad = np.abs(logits.shape[1] * probs - 1).sum(axis=1) / self.temperature
+        return output_grad * np.abs(_pooled(predictions, self.name)).sum(axis=1)
+
+
+@register_score
+class FDBD(OODScore):
+    """fDBD (Liu & Qin 2024): the summed distance of the pooled features to the decision
+    boundaries between the predicted class ``c`` and every other class ``j``,
+    ``|z_c - z_j| / ||W_c - W_j||`` (``z`` the logits, ``W`` the head's weight rows), divided by
+    the distance of the features to the mean pooled feature of the fitting set (OpenOOD's
+    ``fdbd_postprocessor.py``: its training split; ``distance_as_normalizer=False``: by the
+    feature norm ``||h||`` instead). A sum over ``j``, as OpenOOD and the authors' code (the
+    paper's mean differs by the constant ``K - 1``). Needs the logits, the pooled features,
+    the head and a fit. Default ``distance_as_normalizer`` True (OpenOOD's ``fdbd.yml``); its
+    sweep True, False."""
+
+    name = "fdbd"
+    description = ("summed distance of the features to the decision boundaries of the predicted class, divided by "
+                   "their distance to the mean training feature (Liu & Qin 2024)")
+    needs_features = True
+    needs_fit = True
+    needs_head = True
+
+    def __init__(self, distance_as_normalizer: bool = True):
+        self.distance_as_normalizer = bool(distance_as_normalizer)
+        self.denominators: np.ndarray | None = None
+        self.mean: np.ndarray | None = None
+
+    def params(self):
+        return {"distance_as_normalizer": self.distance_as_normalizer}
+
+    def use_head(self, weight, bias):
+        weight = np.asarray(weight, np.float64)
+        self.denominators = np.stack([np.linalg.norm(weight - row, axis=1) for row in weight])  # K x D at a time
+        np.fill_diagonal(self.denominators, 1.0)
+
+    def fit(self, train):
+        self.mean = _pooled(train, self.name).mean(axis=0)
+
+    def __call__(self, predictions):
+        if self.denominators is None or self.mean is None:
+            raise RuntimeError("FDBD.use_head and FDBD.fit must be called before scoring")
+        logits, features = _logits(predictions), _pooled(predictions, self.name)
+        predicted = logits.argmax(axis=1)
+        top = logits[np.arange(len(logits)), predicted]
+        distances = (np.abs(top[:, None] - logits) / self.denominators[predicted]).sum(axis=1)
+        normalizer = features - self.mean if self.distance_as_normalizer else features
+        return distances / np.linalg.norm(normalizer, axis=1)
