@@ -216,3 +216,34 @@ def test_fdbd_against_a_loop_over_decision_boundaries(net):
             brute.append(boundaries / np.linalg.norm(h - mean if normalize_by_distance else h))
         np.testing.assert_allclose(score(pred), brute, rtol=1e-10)
     assert create_score("fdbd").params() == {"distance_as_normalizer": True}
+
+
+NEW_SCORES = ["gen", "klm", "react", "dice", "ash_p", "ash_b", "ash_s", "scale", "gradnorm", "fdbd"]
+
+
+def test_every_new_score_runs_end_to_end_from_one_pass_per_set(monkeypatch):
+    from cutmix_eval.data import create_dataset
+    from cutmix_eval.evaluate import ood as ood_eval
+    from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood
+    from cutmix_eval.models import create_model
+    from cutmix_eval.settings import RunSettings
+
+    torch.manual_seed(0)
+    model = create_model("gapnet:width=4", 10, input_size=(3, 64, 64))
+    id_set = create_dataset("synthetic", "test", num_samples=32)
+    sets = create_ood_sets(id_set, ["uniform"], num_noise=24)
+    fit = create_dataset("synthetic", "train", num_samples=60)
+    calls, images = [], []
+    original = ood_eval.predict
+    monkeypatch.setattr(ood_eval, "predict", lambda *a, **k: calls.append(k["desc"]) or original(*a, **k))
+    model.head.register_forward_hook(lambda module, inputs, output: images.append(len(inputs[0])))
+    results = evaluate_ood(model, id_set, {"uniform": sets["uniform"]}, scores=NEW_SCORES, fit_dataset=fit,
+                           settings=RunSettings(batch_size=16, progress=False))
+    assert len(calls) == 3 and sum(images) == 32 + 24 + 60  # ID, uniform, the fitting set: each image once
+    assert [r.config["score"] for r in results] == NEW_SCORES
+    for result in results:
+        assert all(np.isfinite(v) for v in result.metrics.values()), result.config["score"]
+        assert len(result.per_sample["id/score"]) == 32 and len(result.per_sample["uniform/score"]) == 24
+        assert np.isfinite(result.per_sample["id/score"]).all() and np.isfinite(result.per_sample["uniform/score"]).all()
+        assert ("fit_data" in result.config) == (result.config["score"] in ("klm", "react", "dice", "fdbd"))
+    assert results[2].config["params"]["percentile"] == 90.0 and "threshold" in results[2].config["params"]
