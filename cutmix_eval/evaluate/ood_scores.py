@@ -6,6 +6,8 @@ Two kinds:
   penultimate features for Mahalanobis), so the ID pass is computed once and
   serves every OOD set and every such score: ``msp``, ``maxlogit``, ``energy``,
   ``mahalanobis`` (fitted on training features first).
+  :mod:`cutmix_eval.evaluate.ood_shaping` adds OpenOOD's GEN, KLM, ReAct, DICE, ASH-P/B/S,
+  SCALE, GradNorm and fDBD (registered when this module is imported).
 * **input-perturbation** scores make their own passes with gradients and own their
   protocol (:meth:`OODScore.evaluate_sets`): ``odin``. Its temperature and perturbation
   size are tuned on held-out images (see :class:`ODIN`), never on the images it is
@@ -308,3 +310,7 @@ class ODIN(OODScore):
         used = {id_name: len(id_data) - held} | {n: len(d) - held for n, d in ood_data.items()}
         picked = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
         return make_result(self, pairs, per_sample, used, {"chosen": picked, "evaluated_from_index": held})
+
+
+# the detectors that reshape the softmax, the pooled features or the head register themselves here, after the base
+from cutmix_eval.evaluate import ood_shaping  # noqa: E402,F401
