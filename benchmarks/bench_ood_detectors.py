@@ -1,0 +1,73 @@
+"""Every post-hoc OOD detector on one model from one pass, against one pass per detector.
+
+Seconds for all the post-hoc scores (every registered score of kind ``posthoc``) of one
+model on the embedded ID test images against two OOD sets, with the detectors that fit
+sharing one pass over the fitting images:
+
+* **ours**: one ``evaluate_ood`` call with every score: one forward pass per set (pooled
+  features kept), one fit pass, then each detector from the arrays;
+* **one pass per detector**: ``evaluate_ood`` called once per score, the way OpenOOD runs a
+  postprocessor, each making its own passes over every set (and its own fit pass);
+* **the floor**: the forward passes alone (``passes.predict`` over the ID set, each OOD set
+  and the fitting set, features kept), with no detector at all.
+
+Target: ours at most 1.3 times the floor (every detector together costs at most 30% on top
+of the passes it cannot avoid). The cost of one pass per detector is printed for
+information: it grows with the number of detectors.
+
+    .venv/bin/python benchmarks/bench_ood_detectors.py [--quick]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from _common import alternating_seconds, comparison, markdown_table, parse_rounds, print_summary, verdict
+from cutmix_eval.data import create_dataset
+from cutmix_eval.evaluate.ood import evaluate_ood
+from cutmix_eval.evaluate.ood_scores import create_score, list_scores
+from cutmix_eval.models import create_model
+from cutmix_eval.passes import predict
+from cutmix_eval.settings import RunSettings
+
+TARGET = 1.3
+
+
+def main() -> None:
+    rounds, count, fit_count = parse_rounds(__doc__, quick=(2, 500, 2000), full=(3, 2000, 10000))
+    torch.manual_seed(0)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    model = create_model("gapnet", 10).eval()
+    test = create_dataset("synthetic", "test", num_samples=count)
+    train = create_dataset("synthetic", "train")
+    sets = {"uniform": create_dataset("uniform", "test", num_samples=count, image_size=64),
+            "gaussian": create_dataset("gaussian", "test", num_samples=count, image_size=64)}
+    scores = [name for name in list_scores() if create_score(name).kind == "posthoc"]
+    settings = RunSettings(batch_size=256, device="cpu", progress=False)
+
+    def ours():
+        evaluate_ood(model, test, sets, scores=scores, fit_dataset=train, fit_limit=fit_count, settings=settings)
+
+    def one_each():
+        for score in scores:
+            evaluate_ood(model, test, sets, scores=[score], fit_dataset=train, fit_limit=fit_count, settings=settings)
+
+    def floor():
+        for data in (test, *sets.values(), torch.utils.data.Subset(train, range(fit_count))):
+            predict(model, data, settings, keep_features=True)
+
+    seconds = alternating_seconds({"ours": ours, "one pass per detector": one_each, "floor": floor}, rounds)
+    ratio = seconds["ours"] / seconds["floor"]
+    print(f"# All {len(scores)} post-hoc OOD detectors from one pass\n")
+    print(f"gapnet (width 32) on {count} embedded test images, 2 noise sets of {count}, {fit_count} fitting images; "
+          f"scores: {', '.join(scores)}\n")
+    print(markdown_table([{"variant": name, "seconds": s, "x floor": s / seconds["floor"]}
+                          for name, s in seconds.items()], {"variant": "", "seconds": ".2f", "x floor": ".2f"}))
+    print(f"\nTarget: every detector together at most {TARGET} x the floor: {ratio:.2f} x "
+          f"({verdict(TARGET, ratio)}); one pass per detector: {seconds['one pass per detector'] / seconds['floor']:.1f} x")
+    print_summary([comparison(f"all {len(scores)} post-hoc OOD detectors from one pass vs the bare passes", seconds["ours"],
+                              seconds["floor"], "s", ratio, f"<= {TARGET}", ratio <= TARGET, "forward passes alone")])
+
+
+if __name__ == "__main__":
+    main()
