@@ -23,7 +23,7 @@ LIBRARY_CAMS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam"
 CAMS = ("cam", *LIBRARY_CAMS)
 
 #: the OOD scores, in registration order (``evaluate/ood_scores.py``)
-OOD_SCORES = ("msp", "maxlogit", "energy", "mahalanobis", "odin")
+OOD_SCORES = ("msp", "maxlogit", "energy", "mahalanobis", "odin", "rmds", "knn", "vim", "she", "nnguide")
 
 #: localization protocol -> its conventions (``evaluate/localization.py``)
 LOCALIZATION_PROTOCOLS = {

@@ -308,3 +308,6 @@ class ODIN(OODScore):
         used = {id_name: len(id_data) - held} | {n: len(d) - held for n, d in ood_data.items()}
         picked = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
         return make_result(self, pairs, per_sample, used, {"chosen": picked, "evaluated_from_index": held})
+
+
+from cutmix_eval.evaluate import ood_fitted  # noqa: E402,F401  (registers RMDS, KNN, ViM, SHE, NNGuide)
