@@ -76,9 +76,14 @@ def test_knn_is_minus_the_squared_distance_to_the_kth_normalized_neighbour(data,
                                             train.pooled[:40]))
 
 
-def test_blocked_topk_equals_a_sort_for_every_block_size():
+@pytest.mark.parametrize("bank_rows", ["any norm", "unit norm", "unit norm and a zero row"])
+def test_blocked_topk_equals_a_sort_for_every_block_size(bank_rows):
     rng = np.random.default_rng(3)
     bank, queries = rng.normal(size=(N, D)).astype(np.float32), rng.normal(size=(25, D)).astype(np.float32)
+    if bank_rows != "any norm":
+        bank /= np.linalg.norm(bank, axis=1, keepdims=True)
+    if bank_rows.endswith("zero row"):
+        bank[5] = 0
     squared = ((queries[:, None, :].astype(np.float64) - bank[None]) ** 2).sum(-1)
     inner = queries.astype(np.float64) @ bank.T.astype(np.float64)
     for block in (1, 4, 25, 100, None):

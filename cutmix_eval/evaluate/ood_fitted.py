@@ -29,8 +29,8 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.ood_scores import Mahalanobis, OODScore, register_score
 from cutmix_eval.passes import Predictions
 
-#: elements of one block's query x bank matrix (float32: 128 MiB)
-BLOCK_ELEMENTS = 1 << 25
+#: elements of one block's query x bank matrix (float32: 256 MiB)
+BLOCK_ELEMENTS = 1 << 26
 
 
 def l2_normalize(features: np.ndarray) -> np.ndarray:
@@ -45,7 +45,8 @@ def blocked_topk(queries: np.ndarray, bank: np.ndarray, k: int, *, nearest: bool
     """Exact top-``k`` of every query against ``bank`` (float32 rows), ``N x k`` float64, unsorted.
 
     ``nearest=True``: the ``k`` smallest squared Euclidean distances ``|q|^2 + |t|^2 - 2 q.t``
-    (clipped at 0, as rounding can leave a tiny negative); ``nearest=False``: the ``k``
+    (clipped at 0, as rounding can leave a tiny negative; when every bank row has the same
+    norm, as L2-normalized features do, from the ``k`` largest ``q.t``); ``nearest=False``: the ``k``
     largest inner products ``q.t``. ``block`` queries at a time (default: as many as keep
     one block's ``block x len(bank)`` matrix at :data:`BLOCK_ELEMENTS`), one matrix
     product and one ``torch.topk`` per block."""
@@ -55,16 +56,21 @@ def blocked_topk(queries: np.ndarray, bank: np.ndarray, k: int, *, nearest: bool
     t = torch.from_numpy(np.ascontiguousarray(bank, dtype=np.float32))
     block = block or max(1, BLOCK_ELEMENTS // max(1, len(t)))
     out = torch.empty((len(q_all), k), dtype=torch.float64)
-    t_sq = (t * t).sum(dim=1) if nearest else None
+    t_sq = (t * t).sum(dim=1)
+    # a bank of rows of one norm (L2-normalized features): the nearest are the largest q.t
+    one_norm = bool(len(t) and t_sq.max() - t_sq.min() <= 1e-6 * max(1.0, float(t_sq.max())))
     with torch.inference_mode():
         for start in range(0, len(q_all), block):
             q = q_all[start:start + block]
-            if nearest:
+            if nearest and not one_norm:
                 partial = torch.addmm(t_sq[None, :], q, t.T, alpha=-2.0)  # |t|^2 - 2 q.t
                 values = torch.topk(partial, k, dim=1, largest=False, sorted=False).values
-                values = (values + (q * q).sum(dim=1, keepdim=True)).clamp_min_(0.0)
             else:
                 values = torch.topk(q @ t.T, k, dim=1, largest=True, sorted=False).values
+                if nearest:
+                    values = float(t_sq.mean()) - 2.0 * values
+            if nearest:
+                values = (values + (q * q).sum(dim=1, keepdim=True)).clamp_min_(0.0)
             out[start:start + len(q)] = values.double()
     return out.numpy()
 
