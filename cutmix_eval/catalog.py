@@ -24,7 +24,7 @@ CAMS = ("cam", *LIBRARY_CAMS)
 
 #: the OOD scores, in registration order (``evaluate/ood_scores.py``)
 OOD_SCORES = ("msp", "maxlogit", "energy", "mahalanobis", "odin", "gen", "klm", "react", "dice", "ash_p", "ash_b",
-              "ash_s", "scale", "gradnorm", "fdbd")
+              "ash_s", "scale", "gradnorm", "fdbd", "rmds", "knn", "vim", "she", "nnguide")
 
 #: localization protocol -> its conventions (``evaluate/localization.py``)
 LOCALIZATION_PROTOCOLS = {

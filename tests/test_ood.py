@@ -38,7 +38,7 @@ def predictions(logits, pooled=None, labels=None):
 def test_registry_lists_the_scores_and_rejects_unknown_ones():
     assert list_scores()[:5] == ["msp", "maxlogit", "energy", "mahalanobis", "odin"]
     with pytest.raises(UserError, match="unknown OOD score"):
-        create_score("knn")
+        create_score("no-such-score")
 
 
 def test_logit_scores_against_torch():
@@ -231,8 +231,8 @@ def test_ood_command_table_record_and_figure(tmp_path, capsys):
     record = json.loads((out_dir / "msp.json").read_text())
     assert len(record["per_sample"]["gaussian/score"]) == 24 and record["model"]["method"] == "cutmix"
     assert (out_dir / "msp-scores.png").stat().st_size > 10_000
-    assert main(["ood", "--ckpt", str(ckpt), "--in", "synthetic", "--out", "uniform", "--score", "knn"]) == 2
-    assert "unknown OOD score knn" in capsys.readouterr().err
+    assert main(["ood", "--ckpt", str(ckpt), "--in", "synthetic", "--out", "uniform", "--score", "nope"]) == 2
+    assert "unknown OOD score nope" in capsys.readouterr().err
     assert main(["ood", "--ckpt", str(ckpt), "--in", "synthetic", "--out", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 

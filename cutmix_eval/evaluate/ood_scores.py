@@ -312,5 +312,7 @@ class ODIN(OODScore):
         return make_result(self, pairs, per_sample, used, {"chosen": picked, "evaluated_from_index": held})
 
 
-# the detectors that reshape the softmax, the pooled features or the head register themselves here, after the base
+# the detectors that reshape the softmax, the pooled features or the head, then those fitted in feature
+# space (RMDS, KNN, ViM, SHE, NNGuide), register themselves here, after the base ones
 from cutmix_eval.evaluate import ood_shaping  # noqa: E402,F401
+from cutmix_eval.evaluate import ood_fitted  # noqa: E402,F401
