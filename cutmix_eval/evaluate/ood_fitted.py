@@ -20,6 +20,7 @@ float32 cannot represent next to unit-norm coordinates above ~1e-3, so it is lef
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -90,6 +91,37 @@ def _check_fraction(name: str, fraction: float) -> float:
     return float(fraction)
 
 
+class _BankScore(OODScore):
+    """What KNN and NNGuide share: ``k`` neighbours searched exactly (:func:`blocked_topk`,
+    ``block`` queries at a time) in a bank of a seeded random ``fraction`` of the fitting
+    features (:func:`_subsample`)."""
+
+    needs_features = True
+    needs_fit = True
+
+    def __init__(self, k: int, fraction: float, seed: int = 0, block: int | None = None):
+        if int(k) < 1:
+            raise UserError(f"{self.name} k must be >= 1, not {k}")
+        self.k, self.fraction, self.seed = int(k), _check_fraction(self.name, fraction), int(seed)
+        self.block = block
+        self.bank: np.ndarray | None = None
+
+    def params(self):
+        return {"k": self.k, "fraction": self.fraction, "seed": self.seed}
+
+    def _bank_rows(self, train: Predictions, short: Callable[[int], str]) -> np.ndarray:
+        """The fitting rows of the bank; ``short(rows)``: the error's words when they are fewer than k."""
+        keep = _subsample(len(train.pooled), self.fraction, self.seed)
+        if len(keep) < self.k:
+            raise UserError(short(len(keep)))
+        return keep
+
+    def _search(self, predictions: Predictions, nearest: bool) -> np.ndarray:
+        if self.bank is None:
+            raise RuntimeError(f"{type(self).__name__}.fit must be called before scoring")
+        return blocked_topk(l2_normalize(predictions.pooled), self.bank, self.k, nearest=nearest, block=self.block)
+
+
 def _require_classes(name: str, labels: np.ndarray, num_classes: int, what: str = "example") -> None:
     present = set(np.unique(labels[labels >= 0]).tolist())
     missing = sorted(set(range(num_classes)) - present)
@@ -139,7 +171,7 @@ class RMDS(Mahalanobis):
 
 
 @register_score
-class KNN(OODScore):
+class KNN(_BankScore):
     """Deep nearest neighbours (Sun et al. 2022, OpenOOD's ``knn``): minus the squared
     Euclidean distance from the L2-normalized pooled feature to its ``k``-th nearest
     L2-normalized training feature (the authors' and OpenOOD's ``-D[:, -1]`` of a faiss
@@ -157,31 +189,17 @@ class KNN(OODScore):
     name = "knn"
     description = ("minus the squared distance of the L2-normalized pooled features to their k-th nearest "
                    "L2-normalized training feature (Sun et al. 2022)")
-    needs_features = True
-    needs_fit = True
 
     def __init__(self, k: int = 50, fraction: float = 1.0, seed: int = 0, block: int | None = None):
-        if int(k) < 1:
-            raise UserError(f"knn k must be >= 1, not {k}")
-        self.k, self.fraction, self.seed = int(k), _check_fraction("knn", fraction), int(seed)
-        self.block = block
-        self.bank: np.ndarray | None = None
-
-    def params(self):
-        return {"k": self.k, "fraction": self.fraction, "seed": self.seed}
+        super().__init__(k, fraction, seed, block)
 
     def fit(self, train):
-        keep = _subsample(len(train.pooled), self.fraction, self.seed)
-        if len(keep) < self.k:
-            raise UserError(f"knn with k={self.k} needs at least {self.k} training features, but the fitting images "
-                            f"give {len(keep)}; fit on more images or lower k")
+        keep = self._bank_rows(train, lambda rows: f"knn with k={self.k} needs at least {self.k} training features, "
+                                                   f"but the fitting images give {rows}; fit on more images or lower k")
         self.bank = l2_normalize(train.pooled[keep])
 
     def __call__(self, predictions):
-        if self.bank is None:
-            raise RuntimeError("KNN.fit must be called before scoring")
-        nearest = blocked_topk(l2_normalize(predictions.pooled), self.bank, self.k, nearest=True, block=self.block)
-        return -nearest.max(axis=1)
+        return -self._search(predictions, nearest=True).max(axis=1)
 
 
 def vim_dim(feature_dim: int) -> int:
@@ -301,7 +319,7 @@ class SHE(OODScore):
 
 
 @register_score
-class NNGuide(OODScore):
+class NNGuide(_BankScore):
     """Nearest-neighbour guidance (Park et al. 2023, OpenOOD's ``nnguide``): the energy
     (logsumexp of the logits) times the guidance, the mean of the ``k`` largest inner
     products of the L2-normalized pooled feature with a bank of L2-normalized training
@@ -317,32 +335,18 @@ class NNGuide(OODScore):
     name = "nnguide"
     description = ("energy times the mean of the k largest inner products of the L2-normalized pooled features with "
                    "a bank of normalized training features scaled by their energy (Park et al. 2023)")
-    needs_features = True
-    needs_fit = True
 
     def __init__(self, k: int = 100, fraction: float = 0.01, seed: int = 0, block: int | None = None):
-        if int(k) < 1:
-            raise UserError(f"nnguide k must be >= 1, not {k}")
-        self.k, self.fraction, self.seed = int(k), _check_fraction("nnguide", fraction), int(seed)
-        self.block = block
-        self.bank: np.ndarray | None = None
-
-    def params(self):
-        return {"k": self.k, "fraction": self.fraction, "seed": self.seed}
+        super().__init__(k, fraction, seed, block)
 
     def fit(self, train):
-        keep = _subsample(len(train.pooled), self.fraction, self.seed)
-        if len(keep) < self.k:
-            need = math.ceil(self.k / self.fraction)
-            raise UserError(f"nnguide with k={self.k} needs a bank of at least {self.k} training features, but "
-                            f"{self.fraction:g} of the {len(train.pooled)} fitting images is {len(keep)}; fit on "
-                            f"at least {need} images, or raise fraction or lower k")
+        keep = self._bank_rows(train, lambda rows: (
+            f"nnguide with k={self.k} needs a bank of at least {self.k} training features, but {self.fraction:g} "
+            f"of the {len(train.pooled)} fitting images is {rows}; fit on at least "
+            f"{math.ceil(self.k / self.fraction)} images, or raise fraction or lower k"))
         energy = logsumexp(train.logits[keep].astype(np.float64), axis=1)
         self.bank = (l2_normalize(train.pooled[keep]) * energy[:, None]).astype(np.float32)
 
     def __call__(self, predictions: Predictions):
-        if self.bank is None:
-            raise RuntimeError("NNGuide.fit must be called before scoring")
-        guidance = blocked_topk(l2_normalize(predictions.pooled), self.bank, self.k, nearest=False,
-                                block=self.block).mean(axis=1)
+        guidance = self._search(predictions, nearest=False).mean(axis=1)
         return guidance * logsumexp(predictions.logits.astype(np.float64), axis=1)
