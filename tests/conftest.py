@@ -157,3 +157,39 @@ def swap_analysis(monkeypatch, analysis) -> None:
     from cutmix_eval.analyses import ANALYSES
 
     monkeypatch.setitem(ANALYSES._entries, analysis.name, analysis)
+
+
+def randomized_reference(net: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """A reference network of a family test with random weights (He-normal) and random
+    BatchNorm statistics, so that eval-mode BatchNorm is not the identity; eval mode."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+            elif isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * (2.0 / m.weight[0].numel()) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+    return net.eval()
+
+
+def kaiming_reference(net: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Like :func:`randomized_reference`, with the convolutions initialized as the CIFAR
+    repositories do (Kaiming normal, fan out) and linear layers left as built."""
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(seed)
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                if m.bias is not None:
+                    m.bias.normal_(0, 0.05, generator=gen)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5, generator=gen)
+                m.bias.normal_(0, 0.1, generator=gen)
+                m.running_mean.normal_(0, 0.1, generator=gen)
+                m.running_var.uniform_(0.5, 1.5, generator=gen)
+    return net.eval()

@@ -20,6 +20,7 @@ from torch import nn
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import INFERRED, infer_arch, load_checkpoint
 from cutmix_eval.models.densenet import detect_densenet_augmix, detect_densenet_bc
+from conftest import randomized_reference
 
 ODIN_MEAN, ODIN_STD = (125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)
 AUGMIX_MEAN, AUGMIX_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -101,23 +102,6 @@ class RefDenseNet(nn.Module):
         return self.fc(out)
 
 
-def randomized(net: nn.Module, seed: int) -> nn.Module:
-    """Random weights and BatchNorm statistics (so BN is not the identity), eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-            elif isinstance(m, (nn.Conv2d, nn.Linear)):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-    return net.eval()
-
 
 def normalized(x, mean, std):
     return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
@@ -150,7 +134,7 @@ def _save(ref, path, wrap):
 def test_loads_without_flags_and_matches_reference(tmp_path, layout, depth, growth, reduction, bottleneck, arch,
                                                    norm, note, classes, wrap):
     torch.manual_seed(classes)
-    ref = randomized(RefDenseNet(layout, depth, classes, growth, reduction, bottleneck), seed=depth + classes)
+    ref = randomized_reference(RefDenseNet(layout, depth, classes, growth, reduction, bottleneck), seed=depth + classes)
     _save(ref, tmp_path / "d.pth", wrap)
     model, info = load_checkpoint(tmp_path / "d.pth")
     assert info.arch == arch and info.num_classes == model.num_classes == classes
@@ -174,7 +158,7 @@ def test_loads_without_flags_and_matches_reference(tmp_path, layout, depth, grow
     ("augmix", 22, 8, 0.7, True, "densenet_augmix:depth=22,growth=8,bottleneck=true,reduction=0.7"),
 ])
 def test_depth_growth_and_compression_are_read_from_shapes(layout, depth, growth, reduction, bottleneck, arch):
-    ref = randomized(RefDenseNet(layout, depth, 7, growth, reduction, bottleneck), seed=1)
+    ref = randomized_reference(RefDenseNet(layout, depth, 7, growth, reduction, bottleneck), seed=1)
     assert infer_arch(ref.state_dict(), {}) == (arch, INFERRED)
     model = create_model(arch, 7).eval()
     model.net.load_state_dict(ref.state_dict())
@@ -186,7 +170,7 @@ def test_depth_growth_and_compression_are_read_from_shapes(layout, depth, growth
 def test_pickled_odin_module_loads_with_trust(tmp_path):
     """The ODIN release pickles whole modules (torch.save(model)): refused unless trusted, then
     its state dict is read."""
-    ref = randomized(RefDenseNet("odin", 100, 10, 12, 0.5, True), seed=3)
+    ref = randomized_reference(RefDenseNet("odin", 100, 10, 12, 0.5, True), seed=3)
     torch.save(ref, tmp_path / "densenet10.pth")
     with pytest.raises(Exception, match="trust"):
         load_checkpoint(tmp_path / "densenet10.pth")

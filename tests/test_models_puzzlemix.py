@@ -19,6 +19,7 @@ from cutmix_eval.models.kuangliu import detect_kuangliu
 from cutmix_eval.models.pyramidnet import detect_pyramidnet
 from cutmix_eval.models.wideresnet import detect_wideresnet
 from cutmix_eval.models.wideresnet_puzzlemix import NORMALIZATION, detect_puzzlemix_wideresnet
+from conftest import kaiming_reference
 
 # load_data.py / main.py: CIFAR-100 and CIFAR-10 mean/std in 0-255 units
 C100_MEAN = torch.tensor([129.3, 124.1, 112.4]).view(1, 3, 1, 1) / 255
@@ -117,21 +118,6 @@ class RefPreActResNet18(nn.Module):
         return self.linear(out.reshape(out.size(0), -1))
 
 
-def randomized(net, seed):
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(seed)
-        for m in net.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
-                if m.bias is not None:
-                    m.bias.normal_(0, 0.05, generator=gen)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=gen)
-                m.bias.normal_(0, 0.1, generator=gen)
-                m.running_mean.normal_(0, 0.1, generator=gen)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
-    return net.eval()
-
 
 def scale_head(net, x):
     """Divide the head so the reference's logits are O(1): a fixed tolerance means the same everywhere."""
@@ -176,7 +162,7 @@ def save_like_main(net, path, arch, recorder=False):
 
 @pytest.mark.parametrize("depth,widen,classes", [(16, 2, 100), (22, 1, 10)])
 def test_puzzlemix_wrn_file_loads_with_no_flags(tmp_path, depth, widen, classes):
-    ref = randomized(RefWideResNet(depth, widen, classes), seed=depth)
+    ref = kaiming_reference(RefWideResNet(depth, widen, classes), seed=depth)
     torch.manual_seed(1)
     pixels = torch.rand(2, 3, 32, 32)
     expected = scale_head(ref, (pixels - C100_MEAN) / C100_STD)
@@ -194,7 +180,7 @@ def test_puzzlemix_wrn_file_loads_with_no_flags(tmp_path, depth, widen, classes)
 
 def test_puzzlemix_cifar10_normalization_from_the_note(tmp_path):
     """The note's CIFAR-10 values (rounded to 4 decimals) given as --mean/--std reproduce the logits."""
-    ref = randomized(RefWideResNet(16, 1, 10), seed=5)
+    ref = kaiming_reference(RefWideResNet(16, 1, 10), seed=5)
     torch.manual_seed(1)
     pixels = torch.rand(2, 3, 32, 32)
     expected = scale_head(ref, (pixels - C10_MEAN) / C10_STD)
@@ -218,7 +204,7 @@ def test_puzzlemix_wrn28_10_shapes():
 def test_puzzlemix_recorder_object_is_left_out_without_trust(tmp_path):
     """main.py pickles its RecorderMeter (a training log, no weights) into every checkpoint; the
     file loads without that class and without --trust-checkpoint."""
-    ref = randomized(RefWideResNet(16, 1, 10), seed=6)
+    ref = kaiming_reference(RefWideResNet(16, 1, 10), seed=6)
     model, info = load_checkpoint(save_like_main(ref, tmp_path / "rec.pth.tar", "wrn16_1", recorder=True))
     assert info.arch.startswith("wideresnet_puzzlemix:depth=16,widen_factor=1")
 
@@ -226,7 +212,7 @@ def test_puzzlemix_recorder_object_is_left_out_without_trust(tmp_path):
 # --------------------------------------------------------------------------- PreActResNet-18
 
 def test_puzzlemix_preactresnet18_loads_as_kuangliu(tmp_path):
-    ref = randomized(RefPreActResNet18(100), seed=7)
+    ref = kaiming_reference(RefPreActResNet18(100), seed=7)
     torch.manual_seed(1)
     pixels = torch.rand(2, 3, 32, 32)
     expected = scale_head(ref, (pixels - C100_MEAN) / C100_STD)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cutmix_eval.models.checkpoint import load_checkpoint
+from conftest import kaiming_reference
 
 # data/cifar.py: CIFARDataModule's normalization
 NORM = {"cifar10": ([0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]),
@@ -136,19 +137,6 @@ class RefVanillaModule(nn.Module):
         return self.fc(embeddings), embeddings
 
 
-def randomized(net, seed):
-    with torch.no_grad():
-        gen = torch.Generator().manual_seed(seed)
-        for m in net.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu", generator=gen)
-            elif isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5, generator=gen)
-                m.bias.normal_(0, 0.1, generator=gen)
-                m.running_mean.normal_(0, 0.1, generator=gen)
-                m.running_var.uniform_(0.5, 1.5, generator=gen)
-    return net.eval()
-
 
 def scale_head(net, x):
     with torch.no_grad():
@@ -184,7 +172,7 @@ def hparams(dataset, model_type="wideresnet_regmixup", backbone="wideresnet_vani
 
 @pytest.mark.parametrize("dataset,classes", [("cifar10", 10), ("cifar100", 100)])
 def test_regmixup_wideresnet_checkpoint(tmp_path, dataset, classes):
-    ref = randomized(RefVanillaModule(RefWideResNetBackbone(16, 2), classes), seed=classes)
+    ref = kaiming_reference(RefVanillaModule(RefWideResNetBackbone(16, 2), classes), seed=classes)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORM[dataset])
     torch.manual_seed(1)
     pixels = torch.rand(2, 3, 32, 32)
@@ -202,7 +190,7 @@ def test_regmixup_wideresnet_checkpoint(tmp_path, dataset, classes):
 def test_regmixup_without_bias_and_without_hyperparameters(tmp_path):
     """``--without_bias`` drops the head's bias; a file without hyper_parameters gets the dataset
     from its class count, said to be assumed."""
-    ref = randomized(RefVanillaModule(RefWideResNetBackbone(10, 1), 100, bias=False), seed=3)
+    ref = kaiming_reference(RefVanillaModule(RefWideResNetBackbone(10, 1), 100, bias=False), seed=3)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORM["cifar100"])
     torch.manual_seed(1)
     pixels = torch.rand(2, 3, 32, 32)
@@ -217,7 +205,7 @@ def test_regmixup_without_bias_and_without_hyperparameters(tmp_path):
 
 
 def test_regmixup_resnet50_checkpoint(tmp_path):
-    ref = randomized(RefVanillaModule(RefResNet50Backbone(), 10), seed=4)
+    ref = kaiming_reference(RefVanillaModule(RefResNet50Backbone(), 10), seed=4)
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORM["cifar10"])
     torch.manual_seed(1)
     pixels = torch.rand(2, 3, 32, 32)
@@ -231,7 +219,7 @@ def test_regmixup_resnet50_checkpoint(tmp_path):
 
 
 def test_mean_std_flags_still_override(tmp_path):
-    ref = randomized(RefVanillaModule(RefWideResNetBackbone(10, 1), 10), seed=5)
+    ref = kaiming_reference(RefVanillaModule(RefWideResNetBackbone(10, 1), 10), seed=5)
     path = save_like_lightning(ref, tmp_path / "x.ckpt", hparams("cifar10"))
     _, info = load_checkpoint(path, mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
     assert info.normalization_source == "--mean/--std" and info.mean == [0.5, 0.5, 0.5]

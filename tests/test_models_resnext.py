@@ -18,25 +18,10 @@ from torch import nn
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import INFERRED, infer_arch, load_checkpoint
 from cutmix_eval.models.resnext import detect_resnext_augmix
+from conftest import randomized_reference
 
 AUGMIX_MEAN, AUGMIX_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
-
-def randomized(net: nn.Module, seed: int) -> nn.Module:
-    """Random weights and BatchNorm statistics (so BN is not the identity), eval mode."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-            elif isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / m.weight[0].numel()))
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
-    return net.eval()
 
 
 def normalized(x, mean, std):
@@ -105,7 +90,7 @@ def _save(ref, path, wrap):
 @pytest.mark.parametrize("depth,classes,wrap", [(29, 10, "raw"), (29, 100, "state_dict"), (29, 10, "state_dict"),
                                                  (29, 100, "raw"), (11, 100, "raw")])
 def test_augmix_resnext_loads_without_flags_and_matches_reference(tmp_path, depth, classes, wrap):
-    ref = randomized(RefResNeXt(depth, 4, 32, classes), seed=classes)  # AugMix's resnext29() at depth 29
+    ref = randomized_reference(RefResNeXt(depth, 4, 32, classes), seed=classes)  # AugMix's resnext29() at depth 29
     with torch.no_grad():  # keep logits O(1), where 1e-5 is a tight bound on float rounding
         ref.classifier.weight.mul_(0.02)
     _save(ref, tmp_path / "r.pth", wrap)
@@ -126,7 +111,7 @@ def test_augmix_resnext_loads_without_flags_and_matches_reference(tmp_path, dept
 
 @pytest.mark.parametrize("depth,cardinality,base_width", [(11, 4, 32), (11, 32, 4), (20, 8, 16), (11, 3, 6)])
 def test_depth_cardinality_and_width_are_read_from_shapes(depth, cardinality, base_width):
-    ref = randomized(RefResNeXt(depth, cardinality, base_width, 10), seed=depth)
+    ref = randomized_reference(RefResNeXt(depth, cardinality, base_width, 10), seed=depth)
     with torch.no_grad():
         ref.classifier.weight.mul_(0.02)
     arch = f"resnext_augmix:depth={depth},cardinality={cardinality},base_width={base_width}"
