@@ -61,8 +61,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cutmix_eval.data.base import (ImageDataset, Sample, Transform, eval_transform, read_image,
-                                   resolve_data_root)
+from cutmix_eval.data.base import Transform, eval_transform, resolve_data_root
+from cutmix_eval.data.imagefolder import LabelledImages
 from cutmix_eval.data.registry import register_dataset
 from cutmix_eval.errors import DatasetNotFoundError, UserError
 
@@ -296,8 +296,9 @@ def openood_geometry(benchmark: str, image_size: int | None = None, geometry: st
     return eval_transform(size=size, resize=round(size * 256 / 224))
 
 
-class ImglistDataset(ImageDataset):
-    """One OpenOOD image list. ``num_classes`` None: an OOD set (label -1, no classes)."""
+class ImglistDataset(LabelledImages):
+    """One OpenOOD image list. ``num_classes`` None: an OOD set (label -1, no classes). Its
+    identity covers the list file besides the images."""
 
     def __init__(self, name: str, split: str, imglist: Path, images: Path, num_classes: int | None,
                  transform: Transform | None):
@@ -307,19 +308,8 @@ class ImglistDataset(ImageDataset):
         self.classes = tuple(str(i) for i in range(num_classes)) if num_classes else ()
         self.samples = read_imglist(imglist, images, num_classes)
 
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.samples]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
     def source_files(self) -> list[Path]:
-        return [self.imglist, *(path for path, _ in self.samples)]
-
-    def load(self, index: int) -> Sample:
-        path, label = self.samples[index]
-        return {"image": read_image(path), "label": label}
+        return [self.imglist, *super().source_files()]
 
 
 def _build(info: BenchmarkInfo, name: str, split: str, entry: ListEntry, labelled: bool, root: Path,

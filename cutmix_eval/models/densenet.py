@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cutmix_eval.errors import CheckpointError, UserError
+from cutmix_eval.models.cifar_resnet import init_like_official
 from cutmix_eval.models.classifier import GAPHeadMixin
 from cutmix_eval.models.registry import CIFAR_MEAN, CIFAR_STD, format_arch, register_model
 
@@ -137,14 +138,8 @@ class CifarDenseNet(GAPHeadMixin, nn.Module):
                 self.add_module(f"trans{index + 1}", Transition(in_ch + n * growth, inputs[index + 1]))
         self.bn1 = nn.BatchNorm2d(final)
         self.fc = nn.Linear(final, num_classes)
-        for m in self.modules():  # the originals' initialization
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_like_official(self)  # the originals' initialization, the linear bias zeroed
+        nn.init.zeros_(self.fc.bias)
 
     def forward_features(self, x):
         block1, block2, block3 = (getattr(self, name) for name in self._blocks)

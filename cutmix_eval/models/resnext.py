@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.models.cifar_resnet import init_like_official
 from cutmix_eval.models.registry import count_blocks, format_arch, register_model
 
 _STAGE_PLANES = (64, 128, 256)
@@ -82,15 +83,9 @@ class CifarResNeXt(nn.Module):
                 inplanes = planes * ResNeXtBlock.expansion
             self.add_module(f"stage_{index}", nn.Sequential(*stage))
         self.classifier = nn.Linear(inplanes, num_classes)
-        for m in self.modules():  # the original's initialization
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.kaiming_normal_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_like_official(self)  # the original's initialization, the classifier He-normal with zero bias
+        nn.init.kaiming_normal_(self.classifier.weight)
+        nn.init.zeros_(self.classifier.bias)
 
     def forward_features(self, x):
         x = F.relu(self.bn_1(self.conv_1_3x3(x)))
