@@ -113,6 +113,18 @@ class WideResNet(GAPHeadMixin, nn.Module):
 _KEY = re.compile(r"^(conv1\.|bn1\.|fc\.|(block[123]|sub_block1)\.layer\.\d+\.(bn1|conv1|bn2|conv2|convShortcut)\.)")
 
 
+def depth_and_width(state: Mapping[str, torch.Tensor], stage: str) -> tuple[int, int] | None:
+    """``(depth 6n + 4, widen factor)`` of a CIFAR Wide ResNet state dict whose three stages are
+    ``stage.format(1..3)`` (``"block{}.layer"``, ``"layer{}"``): n blocks in each, 16 k channels
+    in the first and 64 k in the last; None when the shapes are not a Wide ResNet's."""
+    widen, rest = divmod(state[f"{stage.format(1)}.0.conv1.weight"].shape[0], 16)
+    n = count_blocks(state, stage.format(1))
+    if rest or widen < 1 or any(count_blocks(state, stage.format(s)) != n for s in (2, 3)) \
+            or state[f"{stage.format(3)}.0.conv1.weight"].shape[0] != 64 * widen:
+        return None
+    return 6 * n + 4, widen
+
+
 def detect_wideresnet(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> str | None:
     """A Wide ResNet of xternalz's/RobustBench's layout: a 16-channel 3x3 stem, stages
     ``block1``..``block3`` of ``layer.I`` blocks, a final ``bn1`` and ``fc``, and nothing else."""
@@ -121,12 +133,10 @@ def detect_wideresnet(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
             or "bn1.weight" not in state or "block3.layer.0.conv1.weight" not in state \
             or not all(_KEY.match(k) for k in state):
         return None
-    widen, rest = divmod(first.shape[0], 16)
-    n = count_blocks(state, "block1.layer")
-    if rest or widen < 1 or any(count_blocks(state, f"block{s}.layer") != n for s in (2, 3)) \
-            or state["block3.layer.0.conv1.weight"].shape[0] != 64 * widen:
+    shape = depth_and_width(state, "block{}.layer")
+    if shape is None:
         return None
-    return format_arch("wideresnet", {"depth": 6 * n + 4, "widen_factor": widen,
+    return format_arch("wideresnet", {"depth": shape[0], "widen_factor": shape[1],
                                       "sub_block1": "sub_block1.layer.0.conv1.weight" in state,
                                       "fc_bias": "fc.bias" in state})
 

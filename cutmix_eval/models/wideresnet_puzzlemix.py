@@ -30,7 +30,8 @@ from torch import nn
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import GAPHeadMixin
-from cutmix_eval.models.registry import count_blocks, format_arch, register_model
+from cutmix_eval.models.registry import format_arch, register_model
+from cutmix_eval.models.wideresnet import depth_and_width
 
 #: PuzzleMix's CIFAR-100 normalization (load_data.py and main.py), the default: its WRN-28-10
 #: results are on CIFAR-100
@@ -105,12 +106,10 @@ def detect_puzzlemix_wideresnet(state: Mapping[str, torch.Tensor], meta: Mapping
             or "layer1.0.conv1.bias" not in state or "linear.weight" not in state or "bn1.weight" not in state \
             or "layer3.0.conv1.weight" not in state or not all(_KEY.match(k) for k in state):
         return None
-    widen, rest = divmod(first.shape[0], 16)
-    n = count_blocks(state, "layer1")
-    if rest or widen < 1 or any(count_blocks(state, f"layer{s}") != n for s in (2, 3)) \
-            or state["layer3.0.conv1.weight"].shape[0] != 64 * widen:
+    shape = depth_and_width(state, "layer{}")
+    if shape is None:
         return None
-    return format_arch("wideresnet_puzzlemix", {"depth": 6 * n + 4, "widen_factor": widen})
+    return format_arch("wideresnet_puzzlemix", {"depth": shape[0], "widen_factor": shape[1]})
 
 
 @register_model("wideresnet_puzzlemix",
