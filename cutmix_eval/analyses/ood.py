@@ -161,8 +161,8 @@ ANALYSIS = register_analysis(Analysis(
              Option("energy_temperature", 1.0, number(positive=True), "energy score temperature"),
              Option("odin_holdout", 1000, count(1), "ODIN: images held out at the start of every set to tune T and "
                     "noise"),
-             Option("fit_data", None, _dataset_name, "the labelled set Mahalanobis is fitted on (default: the ID "
-                                                     "dataset's train split)"),
+             Option("fit_data", None, _dataset_name, "the labelled set the fitted scores (mahalanobis, react, "
+                                                     "knn, vim...) fit on (default: the ID dataset's train split)"),
              Option("fit_limit", None, count(1, optional=True), "fit on the first N images only")),
     run=run, shared=PassUse(finish=from_pass), inputs=inputs,
     view=View(tuple(TableSpec(f"ood-{m}", f"Out-of-distribution detection: {title}", table_of(m), (m,), notes=notes)

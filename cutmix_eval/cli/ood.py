@@ -48,14 +48,18 @@ class OODCommand(Command):
     examples = ("cutmix-eval ood --ckpt checkpoints/quickstart/cutmix/last.pth --in synthetic --out all",
                 "cutmix-eval ood --ckpt PyramidNet200_cutmix.pth.tar --in cifar100 --out all --data-root ~/data",
                 "cutmix-eval ood --ckpt model.pth --in cifar100 --out lsun --out ~/my_ood_images --score msp,energy",
-                "cutmix-eval ood --ckpt model.pth --in cifar100 --out isun --score odin --odin-holdout 1000 --json")
+                "cutmix-eval ood --ckpt model.pth --in cifar100 --out isun --score odin --odin-holdout 1000 --json",
+                "cutmix-eval ood --ckpt model.pth --in openood-cifar10 --out openood-cifar10-near --out "
+                "openood-cifar10-far --score msp,energy,react,knn,vim")
 
     def add_arguments(self, parser):
         add_evaluation(parser, 256, "in-distribution dataset (its test split unless --split)", data_option="--in")
         parser.add_argument("--out", dest="ood", action="append", required=True, metavar="NAME|DIR",
                             help="OOD set, repeatable: a name from `cutmix-eval datasets` (kind ood), lsun / "
                                  "tinyimagenet (crop + resize), noise (uniform + gaussian), all (the paper's seven, "
-                                 "or the embedded companions for --in synthetic), or a folder of images (named by its "
+                                 "or the embedded companions for --in synthetic), an OpenOOD v1.5 group "
+                                 "(openood-cifar10-near, openood-cifar10-far, ...: every set of it), or a folder of "
+                                 "images (named by its "
                                  "shortest path suffix no other folder shares: LSUN/test, Imagenet/test -> LSUN-test, "
                                  "Imagenet-test); each set once")
         add_options(parser, "ood", {"scores": "--score"}, skip=("sets",))
