@@ -111,7 +111,7 @@ def test_gradient_scores_fitted_scores_and_released_corruptions_under_torchrun(c
     model = str(checkpoint / "model.pth")
     commands = [["ood", "--ckpt", model, "--in", "synthetic", "--limit", "21", "--out", "gaussian",
                  "--out", "synthetic-unseen", "--num-noise", "15", "--score", "msp,odin,mahalanobis",
-                 "--odin-holdout", "6", "--fit-data", "synthetic", "--fit-limit", "60"],
+                 "--tuning", "test-ood-holdout", "--holdout", "6", "--fit-data", "synthetic", "--fit-limit", "60"],
                 ["corruption", "--ckpt", model, "--data", "cifar10-c", "--data-root", str(tmp_path / "data"),
                  "--corruptions", "gaussian_noise,fog"]]
     for name, launcher in (("one", [sys.executable, "-m", "cutmix_eval"]), ("two", TORCHRUN)):

@@ -15,6 +15,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate import ood as ood_eval
 from cutmix_eval.evaluate.ood import create_ood_sets, evaluate_ood, ood_set_names, score_pairs
 from cutmix_eval.evaluate.ood_scores import ODINSetting, create_score, list_scores
+from cutmix_eval.evaluate.ood_tuning import Tuning
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models import create_model
 from cutmix_eval.models.checkpoint import save_checkpoint
@@ -129,7 +130,7 @@ def test_two_ood_folders_with_one_base_name_are_two_sets_through_the_cli(tmp_pat
     assert {name: about["num_images"] for name, about in sets.items()} == {"LSUN-test": 3, "Imagenet-test": 5}
     assert str(lsun) in sets["LSUN-test"]["description"]
     assert [len(record["per_sample"][f"{name}/score"]) for name in sets] == [3, 5]
-    assert {key for key in record["metrics"] if key.startswith(("LSUN-test/", "Imagenet-test/", "mean/"))} == set(
+    assert {key for key in record["metrics"] if key.startswith(("LSUN-test/", "Imagenet-test/", "mean/"))} | {"id/accuracy"} == set(
         record["metrics"])
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
     assert rows[1:] == ["LSUN-test", "Imagenet-test", "mean"]
@@ -178,18 +179,35 @@ def test_evaluator_shares_passes_and_its_numbers_follow_from_the_scores(model, s
     assert results[2].config["fit_data"]["num_images"] == 200
 
 
-def test_odin_tunes_on_held_out_images_and_reports_on_the_rest(model, synthetic_test):
+def test_odin_tunes_on_held_out_test_images_only_when_asked_and_says_so(model, synthetic_test):
     sets = create_ood_sets(synthetic_test, ["gaussian"], num_noise=40)
-    odin = {"temperatures": (1, 100), "noises": (0.0, 0.002), "holdout": 10}
-    [result] = evaluate_ood(model, synthetic_test, sets, scores=["odin"], score_options={"odin": odin},
+    [result] = evaluate_ood(model, synthetic_test, sets, scores=["odin"], tuning=Tuning("test-ood-holdout", 10),
                             settings=RunSettings(batch_size=16, progress=False))
     assert result.dataset["num_images"] == 30 and result.dataset["ood_sets"]["gaussian"]["num_images"] == 30
     assert result.per_sample["id/index"][0] == 10 and len(result.per_sample["id/score@gaussian"]) == 30
-    chosen = result.config["chosen"]["gaussian"]
-    assert chosen["temperature"] in (1, 100) and chosen["noise"] in (0.0, 0.002)
+    tuning = result.config["tuning"]
+    chosen = tuning["chosen"]["gaussian"]
+    assert chosen["temperature"] in (1, 10, 100, 1000) and chosen["noise"] in (0.0014, 0.0028)
+    assert len(tuning["trials"]["gaussian"]) == 8 and "leak" in tuning["warning"]
+    assert "leak" in result.conventions["tuning"] and tuning["protocol"] == "test-ood-holdout"
+    # the chosen setting's own scores: the same as scoring the rest with that setting
+    odin = create_score("odin")
+    rest = torch.utils.data.Subset(sets["gaussian"], range(10, 40))
+    setting = ODINSetting(chosen["temperature"], chosen["noise"])
+    direct = odin.scores(model, rest, [setting], RunSettings(batch_size=16, progress=False))[setting]
+    np.testing.assert_allclose(result.per_sample["gaussian/score"], direct, rtol=1e-6)
     with pytest.raises(UserError, match="holds out the first 50"):
-        evaluate_ood(model, synthetic_test, sets, scores=["odin"], score_options={"odin": {"holdout": 50}},
+        evaluate_ood(model, synthetic_test, sets, scores=["odin"], tuning=Tuning("test-ood-holdout", 50),
                      settings=RunSettings(progress=False))
+
+
+def test_odin_without_validation_data_runs_at_openood_defaults(model, synthetic_test):
+    sets = create_ood_sets(synthetic_test, ["gaussian"], num_noise=40)
+    [result] = evaluate_ood(model, synthetic_test, sets, scores=["odin"],
+                            settings=RunSettings(batch_size=16, progress=False))
+    assert result.config["params"] == {"temperature": 1000.0, "noise": 0.0014}
+    assert result.config["tuning"]["protocol"] == "defaults" and result.dataset["num_images"] == 40
+    assert 0 <= result.metrics["id/accuracy"] <= 1
 
 
 def test_nan_logits_and_single_class_models_are_clear_errors(model, synthetic_test):
@@ -268,9 +286,9 @@ def test_the_score_registry_refuses_what_would_silently_produce_nothing():
 
     class Silent(OODScore):
         name = "perturbed-msp"
-        kind = "perturbation"  # defines no evaluate_sets: it would have produced no Result
+        kind = "perturbation"  # defines no score_datasets: it would have produced no scores
 
     for cls, match in ((Twice, "OOD score 'msp' registered twice"), (Unknown, "kinds: posthoc, perturbation"),
-                       (Silent, "must define evaluate_sets")):
+                       (Silent, "must define score_datasets")):
         with pytest.raises(ValueError, match=match):
             register_score(cls)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, PassUse, Subject, register_analysis
-from cutmix_eval.analyses.options import choices, count, number, texts
+from cutmix_eval.analyses.options import choice, choices, count, texts
 from cutmix_eval.catalog import OOD_SCORES
 from cutmix_eval.errors import UserError
 from cutmix_eval.report.store import Record
@@ -21,45 +21,48 @@ COLUMNS = {"tnr_at_tpr95": ("TNR at TPR95", "tnr_at_tpr95_rows"),
            "detection_accuracy": ("detection accuracy", "detection_accuracy_rows")}
 
 
-def _inputs(subject: Subject, sets, scores, num_noise, fit_data):
-    """The OOD sets and the Mahalanobis fit set, built once per subject."""
+def _inputs(subject: Subject, options: Mapping[str, Any]):
+    """The OOD sets, fitting set, validation data and csid sets, built once per subject."""
     from cutmix_eval.evaluate.ood import ood_inputs
 
-    return ood_inputs(subject.dataset, subject.limit, subject.data_root, sets=sets, scores=scores,
-                      num_noise=num_noise, fit_data=fit_data, cache=subject.cache)
+    return ood_inputs(subject.dataset, subject.limit, subject.data_root, cache=subject.cache,
+                      **{name: options[name] for name in ("sets", "scores", "num_noise", "fit_data", "tuning",
+                                                          "tune_on", "csid")})
 
 
-def _evaluate(subject: Subject, id_predictions, scores, sets, num_noise, energy_temperature, odin_holdout,
-              fit_data, fit_limit) -> Outcome:
+def _evaluate(subject: Subject, id_predictions, options: Mapping[str, Any]) -> Outcome:
     from cutmix_eval.evaluate.ood import evaluate_ood
+    from cutmix_eval.evaluate.ood_tuning import Tuning
 
-    ood_sets, fit = _inputs(subject, sets, scores, num_noise, fit_data)
-    return evaluate_ood(subject.model, subject.dataset, ood_sets, scores=list(scores),
-                        score_options={"energy": {"temperature": energy_temperature},
-                                       "odin": {"holdout": odin_holdout}},
-                        fit_dataset=fit, fit_limit=fit_limit, id_predictions=id_predictions,
-                        settings=subject.settings)
+    inputs = _inputs(subject, options)
+    protocol = "ood-validation" if inputs.validation is not None else (
+        "defaults" if options["tuning"] == "auto" else options["tuning"])
+    return evaluate_ood(subject.model, subject.dataset, inputs.sets, scores=list(options["scores"]),
+                        score_options=options["params"], fit_dataset=inputs.fit, fit_limit=options["fit_limit"],
+                        id_predictions=id_predictions, tuning=Tuning(protocol, options["holdout"]),
+                        validation=inputs.validation, csid_sets=inputs.csid, settings=subject.settings)
 
 
 def run(subject: Subject, scores: tuple[str, ...] = ("msp",), sets: tuple[str, ...] = ("all",),
-        num_noise: int | None = None, energy_temperature: float = 1.0, odin_holdout: int = 1000,
+        num_noise: int | None = None, tuning: str = "auto", tune_on: tuple[str, ...] | None = None,
+        holdout: int = 1000, params: dict | None = None, csid: tuple[str, ...] | None = None,
         fit_data: str | None = None, fit_limit: int | None = None) -> Outcome:
     shared = subject.labelled_pass()[0] if list(scores) == ["msp"] else None
-    return _evaluate(subject, shared, scores, sets, num_noise, energy_temperature, odin_holdout, fit_data, fit_limit)
+    return _evaluate(subject, shared, {"scores": scores, "sets": sets, "num_noise": num_noise, "tuning": tuning,
+                                       "tune_on": tune_on, "holdout": holdout, "params": params or {},
+                                       "csid": csid, "fit_data": fit_data, "fit_limit": fit_limit})
 
 
 def from_pass(subject: Subject, shared, consumer, options) -> Outcome:
     """The pass's Predictions are the ID side of every post-hoc score (its pooled features serve
     the scores that need them); each OOD set still needs its own pass."""
-    return _evaluate(subject, shared.predictions, **options)
+    return _evaluate(subject, shared.predictions, options)
 
 
 def inputs(subject: Subject, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Each OOD set and the Mahalanobis fit set by identity
+    """Each OOD set, the fitting set, the validation sets and the csid sets by identity
     (:attr:`~cutmix_eval.data.base.ImageDataset.identity`)."""
-    ood_sets, fit = _inputs(subject, options["sets"], options["scores"], options["num_noise"], options["fit_data"])
-    return {"ood_sets": {name: ood.identity for name, ood in ood_sets.items()},
-            **({"fit_set": fit.identity} if fit is not None else {})}
+    return _inputs(subject, options).identity()
 
 
 def _scores() -> list[str]:
@@ -73,6 +76,60 @@ def _sets(value: Any, option: str) -> tuple[str, ...]:
     if not sets:
         raise UserError(f"option {option} needs at least one OOD set name or folder (or 'all')")
     return tuple(sets)
+
+
+def _optional_sets(value: Any, option: str) -> tuple[str, ...] | None:
+    return None if value is None else _sets(value, option)
+
+
+def _tunings() -> tuple[str, ...]:
+    from cutmix_eval.evaluate.ood_tuning import PROTOCOLS
+
+    return ("auto", *PROTOCOLS)
+
+
+def _params(value: Any, option: str) -> dict[str, dict[str, Any]]:
+    """Score settings: ``"react.percentile=95,knn.k=100"`` (the command line), a TOML table
+    ``{react = {percentile = 95}}``, or None; each checked by building the score. Values are
+    Python literals (numbers, true/false as ``True``/``False`` or ``true``/``false``)."""
+    import ast
+    import inspect
+
+    from cutmix_eval.evaluate.ood_scores import create_score, score_class
+
+    given: dict[str, dict[str, Any]] = {}
+    if isinstance(value, Mapping):
+        given = {str(k): dict(v) for k, v in value.items()}
+    elif value is not None:
+        for item in texts(value):
+            target, _, text = item.partition("=")
+            score, _, param = target.strip().partition(".")
+            if not (score and param and text.strip()):
+                raise UserError(f"option {option}: {item!r} is not SCORE.PARAM=VALUE (e.g. react.percentile=95)")
+            text = {"true": "True", "false": "False"}.get(text.strip().lower(), text.strip())
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise UserError(f"option {option}: value {text!r} of {target.strip()} is not a number or "
+                                "true/false") from None
+            given.setdefault(score, {})[param] = parsed
+    for score, params in given.items():
+        known = list(inspect.signature(score_class(score).__init__).parameters)[1:]
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise UserError(f"option {option}: score {score} has no setting {', '.join(unknown)}; its settings: "
+                            f"{', '.join(known) or 'none'}")
+        create_score(score, **params)
+    return {score: dict(sorted(params.items())) for score, params in sorted(given.items())}
+
+
+def settle(options: dict[str, Any]) -> dict[str, Any]:
+    """Settings given for a score that is not evaluated are a mistake, not a no-op."""
+    unused = sorted(set(options["params"]) - set(options["scores"]))
+    if unused:
+        raise UserError(f"settings are given for {', '.join(unused)}, which is not among the scores evaluated "
+                        f"({', '.join(options['scores'])}); add it to --score or drop its --param")
+    return options
 
 
 def _dataset_name(value: Any, option: str) -> str | None:
@@ -150,7 +207,7 @@ def figure(columns, colours, where):
 
 
 ANALYSIS = register_analysis(Analysis(
-    "ood", 1, "out-of-distribution detection against the companion sets",
+    "ood", 2, "out-of-distribution detection against the companion sets",
     options=(Option("scores", ("msp",), choices(_scores, "OOD score"),
                     f"comma-separated scores from {', '.join(OOD_SCORES)}; post-hoc scores share one pass per set",
                     shown="msp, the paper's"),
@@ -158,12 +215,21 @@ ANALYSIS = register_analysis(Analysis(
                                              "embedded companions)"),
              Option("num_noise", None, count(1, optional=True), "images per noise set (default: as many as ID "
                                                                 "test images, at most 10,000)"),
-             Option("energy_temperature", 1.0, number(positive=True), "energy score temperature"),
-             Option("odin_holdout", 1000, count(1), "ODIN: images held out at the start of every set to tune T and "
-                    "noise"),
+             Option("tuning", "auto", choice(_tunings), "how scores with a sweep choose their settings: "
+                    "ood-validation (OpenOOD v1.5: best AUROC on the ID and OOD validation sets), defaults (no "
+                    "search), test-ood-holdout (the ODIN paper's: per OOD set, on its first --holdout images and "
+                    "the ID set's; tunes on test data, flagged), auto (ood-validation when there are validation "
+                    "sets, else defaults)"),
+             Option("tune_on", None, _optional_sets, "OOD validation sets for ood-validation (default: the "
+                    "OpenOOD benchmark's own, e.g. openood-cifar10-val, when --in is an OpenOOD ID list)"),
+             Option("holdout", 1000, count(1), "test-ood-holdout: images held out at the start of every set"),
+             Option("params", {}, _params, "score settings, SCORE.PARAM=VALUE comma-separated "
+                    "(react.percentile=95,knn.k=100); a setting given is not searched", shown="none"),
+             Option("csid", None, _optional_sets, "full-spectrum mode: covariate-shifted ID sets scored as ID "
+                    "(an OpenOOD group such as openood-cifar10-csid, or set names)"),
              Option("fit_data", None, _dataset_name, "the labelled set the fitted scores (mahalanobis, react, "
                                                      "knn, vim...) fit on (default: the ID dataset's train split)"),
              Option("fit_limit", None, count(1, optional=True), "fit on the first N images only")),
-    run=run, shared=PassUse(finish=from_pass), inputs=inputs,
+    run=run, shared=PassUse(finish=from_pass), inputs=inputs, settle=settle,
     view=View(tuple(TableSpec(f"ood-{m}", f"Out-of-distribution detection: {title}", table_of(m), (m,), notes=notes)
                     for m, (title, _) in COLUMNS.items()), figure=figure, split_by="score")))

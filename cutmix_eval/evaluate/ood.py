@@ -9,22 +9,28 @@ sets were made: ODIN's crop sets are centre-cropped, its resize sets, iSUN, any
 folder of images and the embedded companions are resized, and noise is generated
 at that size.
 
-Passes are shared: the ID set and each OOD set are run through the model once,
-and every post-hoc score (MSP, max logit, energy, Mahalanobis) reads those
-logits and features. ODIN makes its own passes (it perturbs the input) and holds
-out the first images of every set to tune its settings on.
+Passes are shared: the ID set, each OOD set and each validation set are run through
+the model once, the fitting set once, and every post-hoc score reads those logits and
+features under every setting it tries. ODIN makes its own passes (it perturbs the input).
+Hyper-parameters are chosen by one protocol for every score
+(:mod:`cutmix_eval.evaluate.ood_tuning`): OpenOOD v1.5's search on validation sets,
+the scores' defaults, or, only when asked, ODIN's tuning on held-out test images.
+
+OpenOOD v1.5's full-spectrum mode (``csid_sets``): covariate-shifted ID sets join the ID
+test images on the positive side, and ID accuracy counts them too.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from cutmix_eval.data import create_dataset, dataset_spec
 from cutmix_eval.data.base import ImageDataset
@@ -32,6 +38,8 @@ from cutmix_eval.data.ood import folder_set_names
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.evaluate.ood_scores import OODScore, create_score, fits
+from cutmix_eval.evaluate.ood_tuning import LEAK_WARNING, VALIDATION_ID, Part, Tuned, Tuning, sweep_grid, \
+    tune_and_score, validation_key
 from cutmix_eval.metrics.ood import CONVENTIONS as METRIC_CONVENTIONS
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
@@ -55,11 +63,11 @@ METRICS = ("tnr_at_tpr95", "auroc", "detection_accuracy", "aupr_in", "aupr_out",
 def _expand(id_name: str, name: str) -> tuple[str, ...]:
     """One requested name as the sets it stands for: ``all``, an alias, an OpenOOD v1.5
     group (``openood-cifar10-near``: every near-OOD set of that benchmark, in OpenOOD's
-    order; also ``-far``, ``-val``), or itself."""
+    order; also ``-far``, ``-val``, ``-csid``), or itself."""
     if name == "all":
         return SYNTHETIC_SETS if id_name.startswith("synthetic") else PAPER_SETS
     benchmark, _, group = name.removeprefix("openood-").rpartition("-")
-    if name.startswith("openood-") and group in ("near", "far", "val"):
+    if name.startswith("openood-") and group in ("near", "far", "val", "csid"):
         from cutmix_eval.data.openood import openood_set_names
 
         return tuple(openood_set_names(benchmark, group))
@@ -153,30 +161,122 @@ def _set_metrics(pairs: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str
     return metrics
 
 
-#: the options of an OOD evaluation that decide which images it reads
-INPUT_OPTIONS = ("sets", "scores", "num_noise", "fit_data")
+@dataclass(frozen=True)
+class Validation:
+    """What hyper-parameters are tuned on (protocol ``ood-validation``): ID validation images
+    (``id``, labelled, never the evaluated split) and OOD validation sets by name (``ood``;
+    several are pooled, OpenOOD has one per benchmark)."""
+
+    id: ImageDataset
+    ood: Mapping[str, ImageDataset]
+
+
+@dataclass
+class OODInputs:
+    """Every dataset an OOD evaluation reads besides the ID test set: ``sets`` (OOD test sets by
+    name), ``fit`` (the fitting set, None unless a score fits), ``validation`` (None unless
+    tuning on validation sets) and ``csid`` (full-spectrum covariate-shifted ID sets)."""
+
+    sets: dict[str, ImageDataset]
+    fit: ImageDataset | None = None
+    validation: Validation | None = None
+    csid: dict[str, ImageDataset] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """Each input by :attr:`~cutmix_eval.data.base.ImageDataset.identity` (part of a job's key)."""
+        found: dict[str, Any] = {"ood_sets": {name: ood.identity for name, ood in self.sets.items()}}
+        if self.fit is not None:
+            found["fit_set"] = self.fit.identity
+        if self.validation is not None:
+            found["validation"] = {"id": self.validation.id.identity,
+                                   **{n: d.identity for n, d in self.validation.ood.items()}}
+        if self.csid:
+            found["csid_sets"] = {name: data.identity for name, data in self.csid.items()}
+        return found
+
+
+def openood_benchmark_of(dataset_name: str) -> str | None:
+    """The OpenOOD benchmark whose ID list ``dataset_name`` is (``openood-cifar10`` -> ``cifar10``), else None."""
+    from cutmix_eval.data.openood import BENCHMARKS
+
+    name = dataset_name.removeprefix("openood-")
+    return name if dataset_name.startswith("openood-") and name in BENCHMARKS else None
+
+
+def resolve_tuning(dataset: ImageDataset, protocol: str, tune_on: Sequence[str] | None) -> tuple[str, list[str]]:
+    """The tuning protocol and OOD validation set names an OOD evaluation of ``dataset`` uses.
+
+    ``auto``: ``ood-validation`` when there are validation sets (``tune_on``, or the OpenOOD
+    benchmark's own when ``dataset`` is an OpenOOD ID list), else ``defaults``. Validation sets
+    with another protocol are a UserError, and so is ``ood-validation`` without them."""
+    benchmark = openood_benchmark_of(dataset.name)
+    names = list(tune_on or ())
+    if not names and benchmark and protocol in ("auto", "ood-validation"):
+        names = [f"openood-{benchmark}-val"]
+    sets = ood_set_names(dataset.name, names) if names else []
+    if protocol == "auto":
+        protocol = "ood-validation" if sets else "defaults"
+    if protocol == "ood-validation" and not sets:
+        raise UserError("tuning on OOD validation sets needs some: pass --tune-on NAME (e.g. an OpenOOD val set), "
+                        "evaluate an OpenOOD ID list (--in openood-cifar10...), or choose --tuning defaults")
+    if sets and protocol != "ood-validation":
+        raise UserError(f"--tune-on names validation sets, but tuning protocol {protocol} does not use them; "
+                        "drop --tune-on or choose --tuning ood-validation")
+    return protocol, sets
+
+
+def _id_validation(dataset: ImageDataset, data_root: str | None) -> ImageDataset:
+    """The ID validation images: ``dataset``'s ``val`` split, which must not be the split evaluated."""
+    spec = dataset_spec(dataset.name)
+    if "val" not in spec.splits or dataset.split == "val":
+        raise UserError(f"tuning on OOD validation sets also needs ID validation images, a val split of {dataset.name} "
+                        f"other than the one evaluated ({dataset.split}); {dataset.name} has splits "
+                        f"{', '.join(spec.splits)}. Evaluate an OpenOOD ID list (--in openood-cifar10...), whose val "
+                        "split serves, or choose --tuning defaults")
+    return create_dataset(dataset.name, "val", root=data_root)
 
 
 def ood_inputs(dataset: ImageDataset, limit: int | None = None, data_root: str | None = None, *,
                sets: Sequence[str] = ("all",), scores: Sequence[str] = ("msp",), num_noise: int | None = None,
-               fit_data: str | None = None, cache: dict[Any, Any] | None = None
-               ) -> tuple[dict[str, ImageDataset], ImageDataset | None]:
-    """The OOD sets and the fitting set (None unless a score of ``scores`` fits on training images)
-    of an OOD evaluation of ``dataset``'s first ``limit`` images: noise sets of ``num_noise``
-    images (default as many as the ID images used, at most 10,000); the fitting set is the
-    train split of ``fit_data`` (default: the ID dataset). With ``cache`` (a dict), each is
-    built once per cache, so a job's identity and its evaluation read the same sets."""
+               fit_data: str | None = None, tuning: str = "auto", tune_on: Sequence[str] | None = None,
+               csid: Sequence[str] | None = None, cache: dict[Any, Any] | None = None) -> OODInputs:
+    """What an OOD evaluation of ``dataset``'s first ``limit`` images reads besides them: the OOD
+    sets (noise sets of ``num_noise`` images, default as many as the ID images used, at most
+    10,000); the fitting set if a score of ``scores`` fits on training images (the train split
+    of ``fit_data``, default the ID dataset); the validation data when tuning on validation
+    sets (:func:`resolve_tuning`); the csid sets (``csid``: names or an OpenOOD ``-csid``
+    group). With ``cache`` (a dict), each is built once per cache, so a job's identity and
+    its evaluation read the same sets."""
     cache = {} if cache is None else cache
+
+    def cached(key, build):
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
+
     count = num_noise or min(len(dataset) if limit is None else min(limit, len(dataset)), 10_000)
-    key = ("ood sets", tuple(sets), count)
-    if key not in cache:
-        cache[key] = create_ood_sets(dataset, list(sets), data_root, num_noise=count)
-    if not fits(scores):
-        return cache[key], None
-    name = fit_data or dataset.name
-    if ("fit set", name) not in cache:
-        cache["fit set", name] = create_dataset(name, "train", root=data_root)
-    return cache[key], cache["fit set", name]
+    inputs = OODInputs(cached(("ood sets", tuple(sets), count),
+                              lambda: create_ood_sets(dataset, list(sets), data_root, num_noise=count)))
+    if fits(scores):
+        name = fit_data or dataset.name
+        inputs.fit = cached(("fit set", name), lambda: create_dataset(name, "train", root=data_root))
+    protocol, val_names = resolve_tuning(dataset, tuning, tune_on)
+    if protocol == "ood-validation":
+        inputs.validation = cached(("validation", tuple(val_names)), lambda: Validation(
+            _id_validation(dataset, data_root), create_ood_sets(dataset, val_names, data_root, num_noise=count)))
+    if csid:
+        inputs.csid = cached(("csid", tuple(csid)), lambda: _csid_sets(dataset, csid, data_root))
+    return inputs
+
+
+def _csid_sets(dataset: ImageDataset, requested: Sequence[str], data_root: str | None) -> dict[str, ImageDataset]:
+    size = int(dataset[0]["image"].shape[-2])
+    found = {}
+    for name in ood_set_names(dataset.name, requested):
+        if dataset_spec(name).kind == "ood":
+            raise UserError(f"{name} is an OOD set, not a covariate-shifted ID set; pass it with --out")
+        found[name] = create_dataset(name, "test", root=data_root, image_size=size)
+    return found
 
 
 def _describe(name: str, dataset: Dataset, used: int) -> dict[str, Any]:
@@ -192,102 +292,269 @@ def _describe(name: str, dataset: Dataset, used: int) -> dict[str, Any]:
     return {"num_images": used, "description": f"{description}; read at {height} x {width} px"}
 
 
+def _rows(predictions: Predictions, part: Part) -> Predictions:
+    """The predictions of ``part``'s images (all of them for the whole set)."""
+    if part.start == 0 and part.stop is None:
+        return predictions
+    cut = slice(part.start, part.stop)
+    pooled = None if predictions.pooled is None else predictions.pooled[cut]
+    return Predictions(predictions.logits[cut], predictions.labels[cut], predictions.indices[cut], pooled)
+
+
+def _concat(parts: Sequence[Predictions]) -> Predictions:
+    """Predictions of several sets one after the other."""
+    if len(parts) == 1:
+        return parts[0]
+    pooled = None if any(p.pooled is None for p in parts) else np.concatenate([p.pooled for p in parts])
+    return Predictions(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("logits", "labels", "indices")),
+                       pooled)
+
+
+class _PassScorer:
+    """A post-hoc score's :data:`~cutmix_eval.evaluate.ood_tuning.Scorer` over predictions
+    already made: per setting, the score is built once (its head given, fitted on ``fits[its
+    fit_split]``), then scores each part. A setting the data cannot take (ViM's dim above the
+    feature size, KNN's k above the bank) gives its reason instead of scores."""
+
+    def __init__(self, name: str, options: Mapping[str, Any], head_weights, fits: Mapping[str, Predictions],
+                 predictions: Mapping[str, Predictions]):
+        self.name, self.options, self.head_weights = name, dict(options), head_weights
+        self.fits, self.predictions = fits, predictions
+        self.params: dict[str, dict] = {}
+
+    def build(self, setting: Mapping[str, Any]) -> OODScore:
+        detector = create_score(self.name, **(self.options | dict(setting)))
+        if detector.needs_head:
+            detector.use_head(*self.head_weights)
+        if detector.needs_fit:
+            detector.fit(self.fits[detector.fit_split])
+        self.params[_setting_key(setting)] = detector.params()
+        return detector
+
+    def __call__(self, parts, grid):
+        out: dict[Part, list] = {part: [] for part in parts}
+        for setting in grid:
+            try:
+                detector = self.build(setting)
+            except UserError as err:
+                if len(grid) == 1:
+                    raise
+                for part in parts:
+                    out[part].append(f"{self.name} {setting}: {err}")
+                continue
+            for part in parts:
+                out[part].append(detector(_rows(self.predictions[part.key], part)))
+        return out
+
+
+def _setting_key(setting: Mapping[str, Any]) -> str:
+    return repr(sorted(dict(setting).items()))
+
+
 def evaluate_ood(model: Classifier, id_dataset: ImageDataset, ood_sets: Mapping[str, ImageDataset], *,
                  scores: Sequence[str] = ("msp",), score_options: Mapping[str, dict] | None = None,
                  fit_dataset: ImageDataset | None = None, fit_limit: int | None = None,
-                 id_predictions: Predictions | None = None, settings: RunSettings = RunSettings()) -> list[Result]:
+                 id_predictions: Predictions | None = None, tuning: Tuning = Tuning(),
+                 validation: Validation | None = None, csid_sets: Mapping[str, ImageDataset] | None = None,
+                 settings: RunSettings = RunSettings()) -> list[Result]:
     """OOD detection of ``model`` with each score in ``scores``: a list of Results, one per
     score, in the order asked (a score named twice counts once); ``result.config["score"]``
     names each. A single score gives a one-item list (``[result] = evaluate_ood(...)``).
 
-    ``settings.limit`` keeps the first N images of the ID set and of each OOD set.
-    ``fit_dataset`` (labelled, e.g. the ID training split; ``fit_limit`` images) is
-    needed by scores that fit on training data (Mahalanobis). ``score_options`` maps a
-    score name to its keyword arguments (e.g. ``{"odin": {"holdout": 500}}``).
+    ``settings.limit`` keeps the first N images of the ID set, of each OOD set and of each
+    validation set. ``fit_dataset`` (labelled, e.g. the ID training split; ``fit_limit``
+    images) is needed by scores that fit on training data (Mahalanobis, KNN...).
+    ``score_options`` maps a score name to its keyword arguments (e.g. ``{"react":
+    {"percentile": 95}}``); a parameter given there is not searched.
 
-    Each Result has ``{set}/{metric}`` and ``mean/{metric}`` metrics (fractions),
-    per-image scores (``id/score``, ``{set}/score`` and dataset positions
-    ``id/index``, ``{set}/index``; ODIN, whose ID scores depend on the setting chosen
-    for each set, stores ``id/score@{set}``) so intervals can be bootstrapped.
-    ``id_predictions``: the ID set's pass if the caller already ran it (e.g. for
-    classification; with pooled features if a score needs them), so it is not repeated.
+    ``tuning`` chooses the hyper-parameters of scores with a sweep (:mod:`~cutmix_eval.evaluate.ood_tuning`):
+    ``ood-validation`` on ``validation`` (OpenOOD's protocol; its ID images also fit ReAct's
+    percentile and KLM's templates, as OpenOOD does), ``defaults``, or ``test-ood-holdout``
+    (ODIN's protocol, on held-out test images; flagged in the record). ``config["tuning"]``
+    records the protocol, the setting chosen and every setting's validation metrics.
+
+    Each Result has ``{set}/{metric}`` and ``mean/{metric}`` metrics (fractions, and
+    ``near/`` ``far/`` means for OpenOOD v1.5 sets), ``id/accuracy`` (top-1 over the ID images
+    used), per-image scores (``id/score``, ``{set}/score`` and dataset positions ``id/index``,
+    ``{set}/index``; under ``test-ood-holdout`` the ID scores depend on the setting chosen for
+    each set: ``id/score@{set}``) so intervals can be bootstrapped. ``id_predictions``: the ID
+    set's pass if the caller already ran it (with pooled features if a score needs them), so
+    it is not repeated.
+
+    ``csid_sets`` (OpenOOD's full-spectrum mode): labelled covariate-shifted ID sets that join
+    the ID test images on the positive side, after them (``per_sample["id/source"]``: 0 for
+    the ID test set, ``i`` for the i-th csid set); ``id/accuracy`` covers them too.
     """
     if model.num_classes < 2:
         raise UserError("OOD detection from a classifier needs at least two classes; this model has one")
     check_compatible(model, id_dataset)
     if not ood_sets:
         raise UserError("no OOD set given")
-    for name, data in {id_dataset.name: id_dataset, **ood_sets}.items():
+    if tuning.protocol == "ood-validation" and validation is None:
+        raise UserError("tuning protocol ood-validation needs validation data (ID validation images and an OOD "
+                        "validation set); pass --tune-on, or choose --tuning defaults")
+    val_sets = {} if validation is None or tuning.protocol != "ood-validation" else \
+        {VALIDATION_ID: validation.id, **{validation_key(n): d for n, d in validation.ood.items()}}
+    csid_sets = dict(csid_sets or {})
+    for name, data in {id_dataset.name: id_dataset, **ood_sets, **val_sets, **csid_sets}.items():
         if len(data) == 0:
             raise UserError(f"{name} has no images")
-    options = score_options or {}
-    detectors = [create_score(name, **options.get(name, {})) for name in dict.fromkeys(scores)]
+    for data in csid_sets.values():
+        check_compatible(model, data)
+    options = {name: dict((score_options or {}).get(name, {})) for name in dict.fromkeys(scores)}
+    detectors = {name: create_score(name, **kwargs) for name, kwargs in options.items()}
     settings = settings.replace(device=resolve_device(settings.device))
     run = partial(predict, model, settings=settings)
-    id_data = head(id_dataset, settings.limit)
-    ood_data = {name: head(data, settings.limit) for name, data in ood_sets.items()}
+    data = {"id": head(id_dataset, settings.limit), **{n: head(d, settings.limit) for n, d in ood_sets.items()},
+            **{key: head(d, settings.limit) for key, d in val_sets.items()}}
+    val_names = [key.removeprefix("validation/") for key in val_sets if key != VALIDATION_ID]
+    grids = {name: sweep_grid(type(d).sweep, options[name]) for name, d in detectors.items()}
+    keep = any(d.needs_features or d.needs_head for d in detectors.values())
+    if id_predictions is None or (keep and id_predictions.pooled is None):
+        id_predictions = run(data["id"], keep_features=keep, desc=f"ID {id_dataset.name}")
+    id_predictions = id_predictions.require_finite(MEANINGLESS, id_dataset.name)
+    csid = {n: head(d, settings.limit) for n, d in csid_sets.items()}
+    id_side = _concat([id_predictions, *(run(d, keep_features=keep, desc=f"csID {n}").require_finite(MEANINGLESS, n)
+                                         for n, d in csid.items())])
+    source = np.repeat(np.arange(len(csid) + 1), [len(data["id"]), *map(len, csid.values())])
+    if csid:
+        data["id"] = ConcatDataset([data["id"], *csid.values()])
+    accuracy = float(np.mean(id_side.logits.argmax(axis=1) == id_side.labels))
     base_config = settings.config()
     info = settings.model_record(model)
+    dataset_info = {"name": id_dataset.name, "split": id_dataset.split, "num_classes": id_dataset.num_classes}
 
-    def result(detector: OODScore, pairs, per_sample, used, config) -> Result:
-        conventions = dict(METRIC_CONVENTIONS) | {"score": f"{detector.name}: {detector.description}; "
-                                                            "higher = more in-distribution"}
-        dataset_info = {"name": id_dataset.name, "split": id_dataset.split, "num_images": used[id_dataset.name],
-                        "num_classes": id_dataset.num_classes,
-                        "ood_sets": {n: _describe(n, ood_sets[n], used[n]) for n in ood_sets}}
-        return Result(evaluator="ood", metrics=_set_metrics(pairs), conventions=conventions, model=info,
-                      dataset=dataset_info, config=base_config | {"score": detector.name,
-                                                                  "params": detector.params()} | config,
-                      per_sample=per_sample)
+    def result(name: str, tuned: Tuned, params: dict, config: dict) -> Result:
+        conventions = dict(METRIC_CONVENTIONS) | {
+            "score": f"{name}: {detectors[name].description}; higher = more in-distribution",
+            "id/accuracy": "top-1 accuracy over the ID images used (before any holdout; with the csid sets in "
+                           "full-spectrum mode, as OpenOOD's ACC)",
+            "tuning": TUNING_CONVENTIONS[tuned.record["protocol"]]}
+        described = dataset_info | {"num_images": tuned.used["id"],
+                                    "ood_sets": {n: _describe(n, ood_sets[n], tuned.used[n]) for n in ood_sets}}
+        if csid:
+            described["csid_sets"] = {n: _describe(n, csid_sets[n], len(d)) for n, d in csid.items()}
+            tuned.per_sample["id/source"] = source[len(source) - tuned.used["id"]:]
+        if tuned.record.get("validation_sets"):
+            described["validation"] = {"id": _describe(validation.id.name, validation.id, len(data[VALIDATION_ID])),
+                                       **{n: _describe(n, validation.ood[n], len(data[validation_key(n)]))
+                                          for n in val_names}}
+        return Result(evaluator="ood", metrics=_set_metrics(tuned.pairs) | {"id/accuracy": accuracy},
+                      conventions=conventions, model=info, dataset=described,
+                      config=base_config | {"score": name, "params": params, "tuning": tuned.record} | config,
+                      per_sample=tuned.per_sample)
 
-    results: dict[str, Result] = {}
-    posthoc = [d for d in detectors if d.kind == "posthoc"]
-    if posthoc:
-        results |= _posthoc_results(model, posthoc, id_dataset.name, id_data, id_predictions, ood_data, fit_dataset,
-                                    fit_limit, run, result)
-    for detector in (d for d in detectors if d.kind == "perturbation"):
-        results[detector.name] = detector.evaluate_sets(model, id_dataset.name, id_data, ood_data, result, settings)
-    return [results[detector.name] for detector in detectors]
+    run_ = _Run(model, data, detectors, options, grids, tuning, val_names, run, settings, keep)
+    tuned = _posthoc_tuned(run_, id_side, list(ood_sets), fit_dataset, fit_limit, validation)
+    tuned |= _perturbation_tuned(run_, list(ood_sets))
+    return [result(name, *tuned[name]) for name in detectors]
 
 
-def _posthoc_results(model: Classifier, posthoc: Sequence[OODScore], id_name: str, id_data, id_predictions,
-                     ood_data: Mapping[str, Any], fit_dataset, fit_limit, run, result) -> dict[str, Result]:
-    """Every post-hoc score's Result from one pass over each set (the ID pass reused when
-    given), one fit pass shared by the scores that fit, and the linear head for those that
-    need it."""
-    keep = any(d.needs_features or d.needs_head for d in posthoc)
-    if any(d.needs_head for d in posthoc):
-        weight, bias = linear_head(model)
-        for detector in (d for d in posthoc if d.needs_head):
-            detector.use_head(weight, bias)
-    if id_predictions is None or (keep and id_predictions.pooled is None):
-        id_predictions = run(id_data, keep_features=keep, desc=f"ID {id_name}")
-    id_pred = id_predictions.require_finite(MEANINGLESS, id_name)
-    ood_pred = {n: run(d, keep_features=keep, desc=f"OOD {n}").require_finite(MEANINGLESS, n)
-                for n, d in ood_data.items()}
-    used = {id_name: len(id_pred.labels)} | {n: len(p.labels) for n, p in ood_pred.items()}
-    fit_config: dict[str, Any] = {}
-    if any(d.needs_fit for d in posthoc):
+@dataclass
+class _Run:
+    """What one OOD evaluation's scores share: the model, the data by key (``id``, OOD sets,
+    ``validation/...``), the detectors with their options and grids, the tuning, how to run
+    a pass and whether passes keep pooled features."""
+
+    model: Classifier
+    data: dict[str, Dataset]
+    detectors: dict[str, OODScore]
+    options: dict[str, dict]
+    grids: dict[str, list[dict]]
+    tuning: Tuning
+    val_names: list[str]
+    run: Any
+    settings: RunSettings
+    keep: bool
+
+
+def _posthoc_tuned(ctx: _Run, id_side: Predictions, ood_names: Sequence[str], fit_dataset, fit_limit,
+                   validation: Validation | None) -> dict[str, tuple[Tuned, dict, dict]]:
+    """Every post-hoc score's :class:`Tuned`, settings and extra config, from one pass over each
+    set (the ID side given), one fit pass shared by the scores that fit, the validation passes
+    when searching, and the linear head for the scores that need it."""
+    posthoc = [name for name, d in ctx.detectors.items() if d.kind == "posthoc"]
+    if not posthoc:
+        return {}
+    searching = ctx.tuning.protocol == "ood-validation" and any(
+        len(ctx.grids[n]) > 1 or ctx.detectors[n].fit_split == "val" for n in posthoc)
+    predictions = {"id": id_side}
+    for key in (k for k in ctx.data if k != "id" and (searching or not k.startswith("validation/"))):
+        what = "ID validation" if key == VALIDATION_ID else "OOD"
+        predictions[key] = ctx.run(ctx.data[key], keep_features=ctx.keep,
+                                   desc=f"{what} {key.removeprefix('validation/')}").require_finite(MEANINGLESS, key)
+    fits, fit_info = _fits(posthoc, ctx.detectors, predictions, fit_dataset, fit_limit, ctx.run,
+                           validation if searching else None)
+    head_weights = linear_head(ctx.model) if any(ctx.detectors[n].needs_head for n in posthoc) else None
+    sizes = {"id": len(id_side.labels)} | {n: len(predictions[n].labels) for n in ood_names}
+    indices = {key: predictions[key].indices for key in sizes}
+    out = {}
+    for name in posthoc:
+        detector = ctx.detectors[name]
+        scorer = _PassScorer(name, ctx.options[name], head_weights, fits, predictions)
+        tuned = tune_and_score(ctx.tuning, ctx.grids[name], scorer, sizes, indices, ctx.val_names)
+        chosen = tuned.record.get("chosen", {}) if "holdout" not in tuned.record else {}
+        fitted_on = fit_info.get(detector.fit_split) if detector.needs_fit else None
+        out[name] = (tuned, scorer.params.get(_setting_key(chosen), detector.params()),
+                     {"fit_data": fitted_on} if fitted_on else {})
+    return out
+
+
+def _perturbation_tuned(ctx: _Run, ood_names: Sequence[str]) -> dict[str, tuple[Tuned, dict, dict]]:
+    """Every input-perturbation score's :class:`Tuned` and settings, from its own passes over
+    the parts of each set the tuning protocol asks for."""
+    out = {}
+    sizes = {"id": len(ctx.data["id"])} | {n: len(ctx.data[n]) for n in ood_names}
+    for name in (n for n, d in ctx.detectors.items() if d.kind == "perturbation"):
+        detector = ctx.detectors[name]
+
+        def scorer(parts, grid, detector=detector):
+            subsets = {part.label(): Subset(ctx.data[part.key], range(part.start, part.stop or len(ctx.data[part.key])))
+                       for part in parts}
+            scored = detector.score_datasets(ctx.model, subsets, grid, ctx.settings)
+            return {part: scored[part.label()] for part in parts}
+
+        tuned = tune_and_score(ctx.tuning, ctx.grids[name], scorer, sizes,
+                               {k: np.arange(v) for k, v in sizes.items()}, ctx.val_names)
+        chosen = tuned.record.get("chosen", {}) if "holdout" not in tuned.record else {}
+        out[name] = (tuned, detector.params() | chosen, {})
+    return out
+
+
+#: how each tuning protocol chose the settings, as the record's conventions say it
+TUNING_CONVENTIONS = {
+    "ood-validation": "settings searched on the ID and OOD validation sets (OpenOOD v1.5): the first setting of "
+                      "largest AUROC there, then scored on the test sets",
+    "defaults": "the score's settings as given (its defaults: OpenOOD v1.5's); no search",
+    "test-ood-holdout": f"per OOD set, the setting of best TNR at TPR95 (then AUROC) on the first images of the ID "
+                        f"set and of that set, scored on the rest: {LEAK_WARNING}",
+}
+
+
+def _fits(posthoc: Sequence[str], detectors: Mapping[str, OODScore], predictions: Mapping[str, Predictions],
+          fit_dataset, fit_limit, run, validation: Validation | None) -> tuple[dict, dict]:
+    """The predictions each ``fit_split`` fits on, and the record of each: the fitting set's
+    one shared pass for ``train``; the ID validation pass for ``val`` when searching on
+    validation data, else the fitting set too."""
+    splits = {detectors[n].fit_split for n in posthoc if detectors[n].needs_fit}
+    fits: dict[str, Predictions] = {}
+    info: dict[str, dict] = {}
+    if "val" in splits and validation is not None:
+        fits["val"] = predictions[VALIDATION_ID]
+        info["val"] = {"name": validation.id.name, "split": validation.id.split,
+                       "num_images": len(fits["val"].labels)}
+        splits.discard("val")
+    if splits:
         if fit_dataset is None:
-            fitting = ", ".join(d.name for d in posthoc if d.needs_fit)
+            fitting = ", ".join(n for n in posthoc if detectors[n].needs_fit)
             raise UserError(f"{fitting} fit on labelled training images: pass --fit-data (default: the ID "
                             "dataset's train split)")
         fitted = run(head(fit_dataset, fit_limit), keep_features=True,
                      desc=f"fit {fit_dataset.name}").require_finite(MEANINGLESS, fit_dataset.name)
-        fit_config = {"fit_data": {"name": fit_dataset.name, "split": fit_dataset.split,
-                                   "num_images": len(fitted.labels)}}
-    results = {}
-    for detector in posthoc:
-        if detector.needs_fit:
-            detector.fit(fitted)
-        id_scores = detector(id_pred)
-        set_scores = {n: detector(p) for n, p in ood_pred.items()}
-        per_sample = {"id/index": id_pred.indices, "id/score": id_scores}
-        for n, p in ood_pred.items():
-            per_sample |= {f"{n}/index": p.indices, f"{n}/score": set_scores[n]}
-        pairs = {n: (id_scores, s) for n, s in set_scores.items()}
-        results[detector.name] = result(detector, pairs, per_sample, used, fit_config if detector.needs_fit else {})
-    return results
+        record = {"name": fit_dataset.name, "split": fit_dataset.split, "num_images": len(fitted.labels)}
+        for split in splits:
+            fits[split], info[split] = fitted, record
+    return fits, info
 
 
 def linear_head(model: Classifier) -> tuple[np.ndarray, np.ndarray]:

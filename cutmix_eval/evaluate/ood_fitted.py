@@ -2,7 +2,7 @@
 
 Each reads the shared prediction pass (pooled penultimate features, logits) and is fitted
 on the one fit pass over the training images that every fitted score shares (see
-:func:`cutmix_eval.evaluate.ood._posthoc_results`). Higher score = more in-distribution.
+:func:`cutmix_eval.evaluate.ood.evaluate_ood`). Higher score = more in-distribution.
 Definitions follow OpenOOD v1.5 (``openood/postprocessors/*_postprocessor.py``) and the
 authors' code; defaults are OpenOOD's ``configs/postprocessors/*.yml`` unless a docstring
 says otherwise. OpenOOD tunes KNN's ``K`` and ViM's ``dim`` on OOD validation sets
@@ -187,6 +187,7 @@ class KNN(_BankScore):
     ``block`` queries at a time."""
 
     name = "knn"
+    sweep = {"k": (50, 100, 200, 500, 1000)}
     description = ("minus the squared distance of the L2-normalized pooled features to their k-th nearest "
                    "L2-normalized training feature (Sun et al. 2022)")
 
@@ -228,6 +229,7 @@ class ViM(OODScore):
     2048); OpenOOD's default 256 and sweep 256, 1000."""
 
     name = "vim"
+    sweep = {"dim": (256, 1000)}
     description = ("energy minus alpha x the norm of the pooled feature's residual off the principal subspace of "
                    "training features, origin -pinv(W) b (Wang et al. 2022)")
     needs_features = True

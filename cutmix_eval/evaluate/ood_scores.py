@@ -8,10 +8,12 @@ Two kinds:
   ``mahalanobis`` (fitted on training features first).
   :mod:`cutmix_eval.evaluate.ood_shaping` adds OpenOOD's GEN, KLM, ReAct, DICE, ASH-P/B/S,
   SCALE, GradNorm and fDBD (registered when this module is imported).
-* **input-perturbation** scores make their own passes with gradients and own their
-  protocol (:meth:`OODScore.evaluate_sets`): ``odin``. Its temperature and perturbation
-  size are tuned on held-out images (see :class:`ODIN`), never on the images it is
-  evaluated on.
+* **input-perturbation** scores make their own passes with input gradients
+  (:meth:`OODScore.score_datasets`): ``odin``.
+
+A score's ``sweep`` is the grid its hyper-parameters are searched over (OpenOOD v1.5's
+``postprocessor_sweep``; empty: nothing to tune). Which setting is used is the evaluator's
+tuning protocol (:mod:`cutmix_eval.evaluate.ood_tuning`), the same for every score.
 
 The evaluator dispatches on the kind a score declares, and :func:`register_score` refuses
 a duplicate name or a score lacking its kind's method.
@@ -22,19 +24,18 @@ confident predictions tie at 1.0 as late as possible.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.special import logsumexp, softmax
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.accumulate import Accumulator, feed
 from cutmix_eval.evaluate.attacks import loss_gradient
-from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, make_loader
 from cutmix_eval.registry import Registry
@@ -55,8 +56,13 @@ class OODScore:
       score sharing one fit pass; ``needs_head``: :meth:`use_head` receives the linear
       classifier (``weight`` ``K x D``, ``bias`` ``K``, float64) before :meth:`fit` and
       scoring (ReAct, DICE, ViM... recompute logits from modified features);
-    * ``"perturbation"``: makes its own passes with input gradients, and owns its protocol:
-      :meth:`evaluate_sets` gives its Result for the ID set against every OOD set (see :class:`ODIN`).
+    * ``"perturbation"``: makes its own passes with input gradients: :meth:`score_datasets`
+      scores whole datasets under several settings at once (see :class:`ODIN`).
+
+    ``sweep``: parameter -> the values a tuning protocol searches (OpenOOD's sweep; empty:
+    nothing to tune). ``fit_split``: the ID split OpenOOD fits the score on, ``"train"`` or
+    ``"val"`` (ReAct's percentile, KLM's templates); the evaluator uses the ID validation
+    images for ``"val"`` when it has them, else the fitting set.
     """
 
     name = ""
@@ -65,6 +71,8 @@ class OODScore:
     needs_features = False
     needs_fit = False
     needs_head = False
+    sweep: dict[str, tuple] = {}
+    fit_split = "train"
 
     def params(self) -> dict:
         """The score's settings, recorded with its results."""
@@ -79,16 +87,16 @@ class OODScore:
     def __call__(self, predictions: Predictions) -> np.ndarray:  # pragma: no cover - every post-hoc score defines it
         raise NotImplementedError
 
-    def evaluate_sets(self, model: Classifier, id_name: str, id_data: Dataset, ood_data: Mapping[str, Dataset],
-                      make_result: Callable[..., Any], settings: RunSettings) -> Any:  # pragma: no cover - perturbation scores
-        """A perturbation score's Result: ``make_result(self, pairs, per_sample, used, config)``
-        with ``pairs`` ``{set: (ID scores, OOD scores)}``, the per-image arrays, the images
-        used per set and the settings chosen; ``settings``: how to run the passes."""
+    def score_datasets(self, model: Classifier, data: Mapping[str, Dataset], grid: Sequence[Mapping[str, Any]],
+                       settings: RunSettings) -> dict[str, list[np.ndarray]]:  # pragma: no cover - perturbation scores
+        """A perturbation score's scores of every image of each dataset of ``data`` under each
+        setting of ``grid`` (changes to this score's own settings), in that order: ``{key: [N
+        scores per setting]}``; ``settings``: how to run the passes."""
         raise NotImplementedError
 
 
 _SCORES: Registry[type[OODScore]] = Registry("OOD score")
-_REQUIRED = {"posthoc": "__call__", "perturbation": "evaluate_sets"}
+_REQUIRED = {"posthoc": "__call__", "perturbation": "score_datasets"}
 
 
 def register_score(cls: type[OODScore]) -> type[OODScore]:
@@ -111,12 +119,17 @@ def list_scores() -> list[str]:
 
 def fits(names: Sequence[str]) -> bool:
     """Whether any of the scores ``names`` fits on training images (``needs_fit``)."""
-    return any(_SCORES.get(name).needs_fit for name in names)
+    return any(score_class(name).needs_fit for name in names)
+
+
+def score_class(name: str) -> type[OODScore]:
+    """The registered class of score ``name`` (its ``sweep``, ``kind``, constructor)."""
+    return _SCORES.get(name)
 
 
 def create_score(name: str, **kwargs) -> OODScore:
     """A score by name, e.g. ``create_score("energy", temperature=1.0)``."""
-    return _SCORES.get(name)(**kwargs)
+    return score_class(name)(**kwargs)
 
 
 def _logits64(predictions: Predictions) -> np.ndarray:
@@ -242,31 +255,31 @@ class ODIN(OODScore):
     the predicted class: ``x' = x - noise * sign(grad_x CE)``. Our models take pixels in
     [0, 1] and normalize inside, so the step is in pixel space: the same step as ODIN's code,
     which divides its normalized-space gradient by the channel std. ``x'`` is not clipped,
-    as in ODIN's code.
+    as in ODIN's code. Needs input gradients: its own passes, one backward per temperature
+    and one forward per setting, batch by batch.
 
-    Tuning (ODIN's protocol): the first ``holdout`` images of the ID set and of each OOD set
-    are held out; the setting with the best TNR at TPR 95% on them (then AUROC) is chosen
-    per OOD set from ``temperatures x noises``, and results are reported on the other images.
+    Defaults ``temperature`` 1000, ``noise`` 0.0014 and the sweep ``temperature`` in 1, 10,
+    100, 1000 x ``noise`` in 0.0014, 0.0028 are OpenOOD v1.5's (``odin.yml``); the settings
+    are chosen by the evaluator's tuning protocol (:mod:`cutmix_eval.evaluate.ood_tuning`).
     """
 
     name = "odin"
     description = ("maximum softmax at temperature T of the input perturbed by noise * sign of the gradient "
-                   "(Liang et al. 2018), T and noise tuned per OOD set on held-out images")
+                   "(Liang et al. 2018)")
     kind = "perturbation"
+    sweep = {"temperature": (1.0, 10.0, 100.0, 1000.0), "noise": (0.0014, 0.0028)}
 
-    def __init__(self, temperatures: Sequence[float] = (1, 10, 100, 1000),
-                 noises: Sequence[float] = tuple(np.round(np.linspace(0, 0.004, 9), 4)), holdout: int = 1000):
-        if not temperatures or min(temperatures) <= 0 or not noises or min(noises) < 0 or holdout < 1:
-            raise UserError("ODIN needs temperatures > 0, noises >= 0 and holdout >= 1")
-        self.temperatures = tuple(float(t) for t in temperatures)
-        self.noises = tuple(float(n) for n in noises)
-        self.holdout = int(holdout)
+    def __init__(self, temperature: float = 1000.0, noise: float = 0.0014):
+        if not temperature > 0 or not noise >= 0:
+            raise UserError(f"ODIN needs temperature > 0 and noise >= 0, not {temperature} and {noise}")
+        self.temperature, self.noise = float(temperature), float(noise)
 
     def params(self):
-        return {"temperatures": list(self.temperatures), "noises": list(self.noises), "holdout": self.holdout}
+        return {"temperature": self.temperature, "noise": self.noise}
 
-    def grid(self) -> list[ODINSetting]:
-        return [ODINSetting(t, n) for t in self.temperatures for n in self.noises]
+    def setting(self, changes: Mapping[str, float]) -> ODINSetting:
+        """This score's setting with ``changes`` (a grid point) applied."""
+        return ODINSetting(**(self.params() | {k: float(v) for k, v in changes.items()}))
 
     def scores(self, model: Classifier, dataset: Dataset, grid: Sequence[ODINSetting], settings: RunSettings, *,
                desc: str = "odin") -> dict[ODINSetting, np.ndarray]:
@@ -279,37 +292,13 @@ class ODIN(OODScore):
         rows = accumulator.reduced()
         return {s: rows[_key(s)] for s in grid}
 
-    def evaluate_sets(self, model, id_name, id_data, ood_data, make_result, settings):
-        """ODIN's protocol: tune per OOD set on the first ``holdout`` images of the ID set and
-        of that set, report on the rest of both."""
-        held = self.holdout
-        for name, data in {id_name: id_data, **ood_data}.items():
-            if len(data) <= held:
-                raise UserError(f"ODIN holds out the first {held} images of every set to tune on, but {name} has "
-                                f"only {len(data)}; lower --odin-holdout or use more images")
-        grid = self.grid()
-
-        def tune(data, grid, desc):
-            return self.scores(model, data, grid, settings, desc=desc)
-
-        id_tune = tune(Subset(id_data, range(held)), grid, desc=f"ODIN tune {id_name}")
-        chosen, ood_scores = {}, {}
-        for name, data in ood_data.items():
-            ood_tune = tune(Subset(data, range(held)), grid, desc=f"ODIN tune {name}")
-            quality = {s: ood_metrics(id_tune[s], ood_tune[s]) for s in grid}
-            chosen[name] = max(grid, key=lambda s: (quality[s].tnr_at_tpr95, quality[s].auroc))
-            rest = Subset(data, range(held, len(data)))
-            ood_scores[name] = tune(rest, [chosen[name]], desc=f"ODIN {name}")[chosen[name]]
-        id_scores = tune(Subset(id_data, range(held, len(id_data))), list(dict.fromkeys(chosen.values())),
-                         desc=f"ODIN {id_name}")
-        per_sample: dict[str, np.ndarray] = {"id/index": np.arange(held, len(id_data))}
-        for name, data in ood_data.items():
-            per_sample |= {f"id/score@{name}": id_scores[chosen[name]], f"{name}/index": np.arange(held, len(data)),
-                           f"{name}/score": ood_scores[name]}
-        pairs = {n: (id_scores[chosen[n]], ood_scores[n]) for n in ood_data}
-        used = {id_name: len(id_data) - held} | {n: len(d) - held for n, d in ood_data.items()}
-        picked = {n: {"temperature": s.temperature, "noise": s.noise} for n, s in chosen.items()}
-        return make_result(self, pairs, per_sample, used, {"chosen": picked, "evaluated_from_index": held})
+    def score_datasets(self, model, data, grid, settings):
+        wanted = [self.setting(changes) for changes in grid]
+        out = {}
+        for key, dataset in data.items():
+            scored = self.scores(model, dataset, list(dict.fromkeys(wanted)), settings, desc=f"ODIN {key}")
+            out[key] = [scored[s] for s in wanted]
+        return out
 
 
 # the detectors that reshape the softmax, the pooled features or the head, then those fitted in feature

@@ -10,8 +10,9 @@ statistics of in-distribution data take them from the fitting set (the ID traini
 unless ``--fit-data`` says otherwise). Higher = more in-distribution throughout.
 
 Where OpenOOD estimates a statistic on its ID *validation* split (ReAct's clipping
-threshold, KLM's templates), this toolkit has no such split: the fitting set serves, and
-each docstring says so. Computation is in float64 from the float32 pass, as in
+threshold, KLM's templates: ``fit_split = "val"``), the evaluator fits on the ID validation
+images when it has them (an OpenOOD benchmark, tuned on its validation split) and on the
+fitting set otherwise; the record's ``fit_data`` says which. Computation is in float64 from the float32 pass, as in
 :mod:`cutmix_eval.evaluate.ood_scores`.
 """
 
@@ -25,7 +26,7 @@ from cutmix_eval.evaluate.ood_scores import OODScore, register_score
 from cutmix_eval.passes import Predictions
 
 #: OpenOOD's sweep of the activation-shaping percentile (``configs/postprocessors/{ash,scale}.yml``)
-SHAPING_GRID = (65, 70, 75, 80, 85, 90, 95)
+SHAPING_GRID = (65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
 
 
 def _logits(predictions: Predictions) -> np.ndarray:
@@ -60,6 +61,7 @@ class GEN(OODScore):
     name = "gen"
     description = ("minus the generalized entropy sum p^gamma (1-p)^gamma of the top-M softmax probabilities "
                    "(Liu et al. 2023)")
+    sweep = {"gamma": (0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0), "M": (10, 50, 100, 200, 500, 1000)}
 
     def __init__(self, gamma: float = 0.1, M: int = 100):
         if not gamma > 0 or int(M) != M or M < 1:
@@ -82,13 +84,14 @@ class KLMatching(OODScore):
     template); score = minus the smallest ``KL(softmax || template)`` (scipy's ``entropy(p,
     q)``: both normalized to sum 1, ``0 log 0 = 0``, infinite where a template is 0 and the
     softmax is not). Reads the logits; fits on the fitting set's logits. OpenOOD
-    (``kl_matching_postprocessor.py``) builds the templates on its ID validation split; here
-    the fitting set does. No hyper-parameters."""
+    (``kl_matching_postprocessor.py``) builds the templates on its ID validation split, and so
+    does the evaluator when it has one; else the fitting set serves. No hyper-parameters."""
 
     name = "klm"
     description = ("minus the smallest KL divergence of the softmax to the class templates, the mean softmax of "
                    "the fitting images predicted as each class (Hendrycks et al. 2022)")
     needs_fit = True
+    fit_split = "val"
 
     def __init__(self):
         self.templates: np.ndarray | None = None
@@ -147,9 +150,9 @@ class ReAct(_HeadEnergy):
     """ReAct (Sun et al. 2021): the pooled features clipped from above at a threshold ``c``,
     ``min(h, c)``, through the linear head, then the energy score. ``c`` is the
     ``percentile``-th percentile of every pooled activation (all images x all units,
-    flattened) of the fitting set. OpenOOD v1.5 (``react_postprocessor.py``) and the authors'
-    ``compute_threshold.py`` take it from the ID *validation* images; this toolkit has no
-    such split, so the fitting set (the ID training split by default) serves. Needs the
+    flattened) of the ID validation images, as OpenOOD v1.5 (``react_postprocessor.py``) and the
+    authors' ``compute_threshold.py`` take it, when the evaluator has them; else of the fitting
+    set (the ID training split by default). Needs the
     pooled features, the head and a fit. Default ``percentile`` 90 (OpenOOD's ``react.yml``,
     the paper's); OpenOOD's sweep 85, 90, 95, 99. Setting :attr:`threshold` to infinity
     gives the plain energy score."""
@@ -158,6 +161,8 @@ class ReAct(_HeadEnergy):
     description = ("energy of the logits recomputed from pooled features clipped at the percentile-p activation "
                    "of the fitting set (Sun et al. 2021)")
     needs_fit = True
+    fit_split = "val"
+    sweep = {"percentile": (85.0, 90.0, 95.0, 99.0)}
 
     def __init__(self, percentile: float = 90):
         super().__init__()
@@ -234,6 +239,8 @@ class _Shaping(_HeadEnergy):
     """Activation shaping of the pooled features, per image, at ``percentile`` (OpenOOD's
     ``ash_net.py``/``scale_net.py`` apply it to the pooled vector viewed as ``N x C x 1 x 1``,
     as the ASH authors' ResNets do after ``avgpool``), then the head and the energy score."""
+
+    sweep = {"percentile": SHAPING_GRID}
 
     def __init__(self, percentile: float = 90):
         super().__init__()
@@ -367,6 +374,7 @@ class FDBD(OODScore):
     sweep True, False."""
 
     name = "fdbd"
+    sweep = {"distance_as_normalizer": (True, False)}
     description = ("summed distance of the features to the decision boundaries of the predicted class, divided by "
                    "their distance to the mean training feature (Liu & Qin 2024)")
     needs_features = True

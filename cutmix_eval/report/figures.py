@@ -186,6 +186,55 @@ def ood_scores_figure(pairs: dict[str, tuple[Any, Any]], score: str, roc: dict[s
     return fig
 
 
+def detectors_figure(values: Mapping[str, Mapping[str, Mapping[str, float]]], panels: Sequence[tuple[str, str]],
+                     colours: Mapping[str, str] | None = None, title: str = "") -> Figure:
+    """OOD detectors against each other and methods against each other: one panel per
+    ``(metric key, panel title)`` of ``panels`` (e.g. ``("near/auroc", "near-OOD AUROC")``),
+    a row of horizontal bars per detector, one bar per method in its colour.
+
+    ``values``: ``{detector: {method: {metric key: fraction}}}``, detectors top to bottom in
+    the order given; a method missing for a detector leaves a gap. Values are drawn in percent
+    on a 0-100 axis, each bar labelled with its value; the x label says whether higher
+    (AUROC) or lower (FPR@95) is better.
+    """
+    detectors = list(values)
+    methods = list(dict.fromkeys(m for per in values.values() for m in per))
+    colours = colours or method_colours(methods)
+    height = 0.8 / max(len(methods), 1)
+    ncols = min(len(panels), 2)
+    nrows = math.ceil(len(panels) / ncols)
+    rows_inches = 0.22 * len(detectors) * max(len(methods), 1) ** 0.5 + 0.9
+    fig = Figure(figsize=(3.9 * ncols + 1.4, rows_inches * nrows + 0.4), layout="constrained")
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in grid.flat[len(panels):]:
+        ax.axis("off")
+    handles = {}
+    for ax, (key, panel_title) in zip(grid.flat, panels):
+        for j, method in enumerate(methods):
+            ys, xs = [], []
+            for i, detector in enumerate(detectors):
+                value = values[detector].get(method, {}).get(key)
+                if value is not None:
+                    ys.append(i - 0.4 + height * (j + 0.5))
+                    xs.append(100 * value)
+            bars = ax.barh(ys, xs, height=height * 0.92, color=colours[method])
+            handles[method] = bars
+            for y, x in zip(ys, xs):
+                ax.text(x + 1, y, f"{x:.1f}", va="center", fontsize=5.5, color="0.25")
+        ax.set_yticks(range(len(detectors)), detectors, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 112)
+        ax.set_title(panel_title, fontsize=8)
+        ax.set_xlabel("% (lower is better)" if "fpr" in key else "% (higher is better)")
+        ax.grid(True, axis="x", linewidth=0.3, color="0.85")
+        _style(ax)
+    if len(methods) > 1:
+        _outside_legend(fig, list(handles.values()), list(handles), title="method")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str], title: str = "",
                         colours: Sequence[str] | None = None, max_columns: int = 4) -> Figure:
     """Reliability diagrams side by side: accuracy per confidence bin against the diagonal.
