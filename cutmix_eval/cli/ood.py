@@ -30,6 +30,39 @@ def detectors_table(results: dict) -> list[dict]:
             for score, r in results.items()]
 
 
+def detectors_figure(results: dict, title: str):
+    """AUROC and FPR@95 (OOD positive) of every score, near-OOD and far-OOD means for an
+    OpenOOD v1.5 benchmark's sets, else the mean over sets."""
+    from cutmix_eval.report.figures import detectors_figure as draw
+
+    first = next(iter(results.values()))
+    groups = [g for g in ("near", "far") if f"{g}/auroc" in first.metrics] or ["mean"]
+    words = {"near": "near-OOD", "far": "far-OOD", "mean": "mean over sets"}
+    panels = [(f"{g}/{m}", f"{words[g]} {label}") for m, label in (("auroc", "AUROC"), ("fpr95_ood_pos", "FPR@95"))
+              for g in groups]
+    method = first.model.get("method") or first.model.get("arch", "model")
+    values = {score: {method: {key: r.metrics[key] for key, _ in panels}} for score, r in results.items()}
+    return draw(values, panels, title=title)
+
+
+def tuning_line(result) -> str:
+    """How the score's settings were chosen, in one line (a warning for test-OOD tuning)."""
+    from cutmix_eval.evaluate.ood_tuning import LEAK_WARNING
+
+    tuning, params = result.config["tuning"], result.config["params"]
+    shown = ", ".join(f"{k}={v}" for k, v in params.items()) or "none"
+    if tuning["protocol"] == "test-ood-holdout" and "chosen" in tuning:
+        per_set = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in chosen.items())
+                            for name, chosen in tuning["chosen"].items())
+        return (f"WARNING: {LEAK_WARNING}. Settings per set: {per_set}; scored on images from index "
+                f"{tuning['evaluated_from_index']}")
+    if "chosen" in tuning:
+        best = max((t["auroc"] for t in tuning["trials"] if "auroc" in t), default=float("nan"))
+        return (f"settings {shown}: best validation AUROC {100 * best:.1f}% of {len(tuning['trials'])} tried on "
+                f"{', '.join(tuning['validation_sets'])} (OpenOOD v1.5's protocol)")
+    return f"settings {shown} ({tuning['searched']})"
+
+
 def ood_figure(result):
     from cutmix_eval.evaluate.ood import score_pairs
     from cutmix_eval.metrics.ood import roc_points
@@ -48,9 +81,12 @@ class OODCommand(Command):
     examples = ("cutmix-eval ood --ckpt checkpoints/quickstart/cutmix/last.pth --in synthetic --out all",
                 "cutmix-eval ood --ckpt PyramidNet200_cutmix.pth.tar --in cifar100 --out all --data-root ~/data",
                 "cutmix-eval ood --ckpt model.pth --in cifar100 --out lsun --out ~/my_ood_images --score msp,energy",
-                "cutmix-eval ood --ckpt model.pth --in cifar100 --out isun --score odin --odin-holdout 1000 --json",
                 "cutmix-eval ood --ckpt model.pth --in openood-cifar10 --out openood-cifar10-near --out "
-                "openood-cifar10-far --score msp,energy,react,knn,vim")
+                "openood-cifar10-far --score msp,energy,react,knn,vim",
+                "cutmix-eval ood --ckpt model.pth --in openood-cifar10 --out openood-cifar10-near --score react "
+                "--params react.percentile=95 --csid openood-cifar10-csid",
+                "cutmix-eval ood --ckpt model.pth --in cifar100 --out isun --score odin --tuning test-ood-holdout "
+                "--holdout 1000 --json")
 
     def add_arguments(self, parser):
         add_evaluation(parser, 256, "in-distribution dataset (its test split unless --split)", data_option="--in")
@@ -67,6 +103,9 @@ class OODCommand(Command):
                             help="folder for the records and figures (default: reports/ood/<checkpoint>-<sha256[:8]>-<in>)")
 
     def run(self, args):
+        from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
+        from cutmix_eval.report.openood_csv import openood_frame
+
         options = given_options(args, "ood") | {"sets": args.ood}
         device, dataset, model, info, model_info = prepare_evaluation(args)
         record = stored_analysis(args, "ood", device, dataset, model, model_info, options)
@@ -75,19 +114,25 @@ class OODCommand(Command):
         summary = {}
         for score, result in results.items():
             paths = save_outputs(result, out_dir, score, {"scores": ood_figure(result)})
+            csv_path = atomic_write_text(out_dir / f"{score}-openood.csv", openood_frame(result).to_csv(
+                float_format="%.2f"))
             used = result.dataset["num_images"]
-            chosen = result.config.get("chosen")
             print(f"\n{info.arch}: {dataset.name}/{dataset.split} ({used} images) = positive class; score "
-                  f"{score} (higher = in-distribution)" + (f"; ODIN settings per set {chosen}, evaluated on images "
-                                                           f"from index {result.config['evaluated_from_index']}" if chosen else ""))
-            for name, about in result.dataset["ood_sets"].items():
-                print(f"  {name}: {about['num_images']} images; {about['description']}")
+                  f"{score} (higher = in-distribution); ID accuracy {100 * result.metrics['id/accuracy']:.1f}%")
+            print(tuning_line(result))
+            for name, about in {**result.dataset.get("csid_sets", {}), **result.dataset["ood_sets"]}.items():
+                kind = "csID" if name in result.dataset.get("csid_sets", {}) else "OOD"
+                print(f"  {kind} {name}: {about['num_images']} images; {about['description']}")
             print_table(ood_table(result), floatfmt=".1f")
-            print(f"record: {paths[0]}\nfigure: {paths[1]}")
-            summary[score] = result.summary() | {"record": str(paths[0]), "figure": str(paths[1])}
+            print(f"record: {paths[0]}\nfigure: {paths[1]}\nOpenOOD-style CSV: {csv_path}")
+            summary[score] = result.summary() | {"record": str(paths[0]), "figure": str(paths[1]),
+                                                 "openood_csv": str(csv_path)}
         if len(results) > 1:
             print(f"\nDetectors compared ({info.arch} on {dataset.name}), in %:")
             print_table(detectors_table(results), floatfmt=".1f")
+            figure = atomic_save_figure(out_dir / "detectors.png", detectors_figure(
+                results, f"OOD detectors compared: {info.arch} on {dataset.name}/{dataset.split}"))
+            print(f"figure: {figure}")
         print("TNR at TPR95: exact sweep, largest threshold accepting >= 95% of ID images; the OOD-positive "
               "FPR@95 is in the record as fpr95_ood_pos")
         if args.json:
