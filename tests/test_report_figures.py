@@ -72,7 +72,8 @@ def model_records(label: str, seed: int) -> list[Record]:
         sets = {name: {"num_images": n, "description": name} for name, n in OOD_SETS.items()}
         ood.append(_result("ood", label, config={"score": score}, per_sample=per_sample,
                            dataset=DATASET | {"ood_sets": sets},
-                           metrics={f"{n}/auroc": rng.uniform(0.5, 1) for n in OOD_SETS}))
+                           metrics={f"{n}/auroc": rng.uniform(0.5, 1) for n in OOD_SETS}
+                           | {"mean/auroc": rng.uniform(0.5, 1), "mean/fpr95_ood_pos": rng.uniform(0, 0.8)}))
     occlusion = _result("occlusion", label, config={"fill": "black"},
                         curves={mode: {"fraction": grid.tolist(), "accuracy": _falling(rng, grid, quality, end)}
                                 for mode, end in (("centre", 0.3), ("boundary", 0.005))})
@@ -214,7 +215,8 @@ def every_figure() -> dict[str, object]:
 
 
 def test_every_figure_at_one_and_eight_models_is_titled_and_readable(every_figure):
-    kinds = {"reliability", "cam", "roc-msp", "roc-energy", "occlusion", "inbetween", "adversarial", "corruption"}
+    kinds = {"reliability", "cam", "roc-msp", "roc-energy", "occlusion", "inbetween", "adversarial", "corruption",
+             "detectors"}
     assert {f"{n}-report-{kind}-cub-test" for n in (1, 8) for kind in kinds} <= set(every_figure)
     problems = {name: layout_problems(figure) for name, figure in every_figure.items()}
     assert {name: p for name, p in problems.items() if p} == {}
@@ -275,6 +277,8 @@ def test_report_of_two_ood_scores_through_the_cli(tmp_path):
     assert set(captions) == {"figures/roc-energy-synthetic-test.png", "figures/roc-msp-synthetic-test.png"}
     assert "ENERGY score" in captions["figures/roc-energy-synthetic-test.png"]
     assert "MSP score" in captions["figures/roc-msp-synthetic-test.png"]
+    assert "![AUROC and FPR@95 (OOD positive) of every OOD score, per method (synthetic/test)](figures/detectors-" \
+           "synthetic-test.png)" in (tmp_path / "O" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("command", [

@@ -206,6 +206,30 @@ def figure(columns, colours, where):
         panels, series, percent=False, markers=False, colours=colours, title=f"ROC curves, {score} score — {where}")
 
 
+def detector_panels(metrics: Mapping[str, float]) -> list[tuple[str, str]]:
+    """The panels comparing detectors: AUROC and OOD-positive FPR@95 of the near-OOD and
+    far-OOD means for an OpenOOD v1.5 benchmark's sets (OpenOOD's headline numbers), else of
+    the mean over sets."""
+    groups = [g for g in ("near", "far") if f"{g}/auroc" in metrics] or ["mean"]
+    words = {"near": "near-OOD", "far": "far-OOD", "mean": "mean over sets,"}
+    return [(f"{g}/{m}", f"{words[g]} {label}") for m, label in (("auroc", "AUROC"), ("fpr95_ood_pos", "FPR@95"))
+            for g in groups]
+
+
+def detectors_figure(parts: Mapping[str, Mapping[str, Record]], colours, where: str):
+    """Every score of the same records side by side, one bar per method (a report's columns)."""
+    from cutmix_eval.report.figures import detectors_figure as draw
+
+    first = next(iter(next(iter(parts.values())).values())).results[0]
+    panels = detector_panels(first.metrics)
+    values = {score: {label: {key: r.results[0].metrics.get(key) for key, _ in panels} for label, r in columns.items()}
+              for score, columns in parts.items()}
+    if all(v is None for per in values.values() for m in per.values() for v in m.values()):
+        return None
+    return "detectors", "AUROC and FPR@95 (OOD positive) of every OOD score, per method", draw(
+        values, panels, colours, title=f"OOD detectors and methods compared — {where}")
+
+
 ANALYSIS = register_analysis(Analysis(
     "ood", 2, "out-of-distribution detection against the companion sets",
     options=(Option("scores", ("msp",), choices(_scores, "OOD score"),
@@ -232,4 +256,5 @@ ANALYSIS = register_analysis(Analysis(
              Option("fit_limit", None, count(1, optional=True), "fit on the first N images only")),
     run=run, shared=PassUse(finish=from_pass), inputs=inputs, settle=settle,
     view=View(tuple(TableSpec(f"ood-{m}", f"Out-of-distribution detection: {title}", table_of(m), (m,), notes=notes)
-                    for m, (title, _) in COLUMNS.items()), figure=figure, split_by="score")))
+                    for m, (title, _) in COLUMNS.items()), figure=figure, split_by="score",
+              across_splits=detectors_figure)))

@@ -31,18 +31,15 @@ def detectors_table(results: dict) -> list[dict]:
 
 
 def detectors_figure(results: dict, title: str):
-    """AUROC and FPR@95 (OOD positive) of every score, near-OOD and far-OOD means for an
-    OpenOOD v1.5 benchmark's sets, else the mean over sets."""
+    """Every score of one model side by side (:func:`cutmix_eval.analyses.ood.detector_panels`)."""
+    from cutmix_eval.analyses.ood import detector_panels
     from cutmix_eval.report.figures import detectors_figure as draw
 
     first = next(iter(results.values()))
-    groups = [g for g in ("near", "far") if f"{g}/auroc" in first.metrics] or ["mean"]
-    words = {"near": "near-OOD", "far": "far-OOD", "mean": "mean over sets"}
-    panels = [(f"{g}/{m}", f"{words[g]} {label}") for m, label in (("auroc", "AUROC"), ("fpr95_ood_pos", "FPR@95"))
-              for g in groups]
+    panels = detector_panels(first.metrics)
     method = first.model.get("method") or first.model.get("arch", "model")
-    values = {score: {method: {key: r.metrics[key] for key, _ in panels}} for score, r in results.items()}
-    return draw(values, panels, title=title)
+    return draw({score: {method: {key: r.metrics[key] for key, _ in panels}} for score, r in results.items()},
+                panels, title=title)
 
 
 def tuning_line(result) -> str:

@@ -205,4 +205,21 @@ def comparison_figures(records: Sequence[Record], views: Mapping[str, View]) -> 
         stem = "-".join(p for p in (name, part, dataset, split) if p)
         suffix = sum(1 for s, _, _ in out if s.startswith(stem))
         out.append((stem + (f"-{suffix + 1}" if suffix else ""), f"{caption} ({dataset}/{split})", figure))
+    return out + _across_splits(groups, columns, views, colours)
+
+
+def _across_splits(groups, columns, views, colours) -> list[tuple[str, str, Any]]:
+    """The figures of views that compare their split parts (OOD: every score of the same records)."""
+    parts: dict[tuple, dict[str, dict]] = {}
+    for key in sorted(groups, key=lambda k: (k[1], k[2], k[0], k[4], k[5])):
+        if views[key[0]].across_splits and key[5]:
+            parts.setdefault(key[:5], {})[key[5]] = columns[key]
+    out = []
+    for (analysis, dataset, split, _, _), by_part in parts.items():
+        drawn = views[analysis].across_splits(by_part, colours, f"{dataset}/{split}") if len(by_part) > 1 else None
+        if drawn is not None:
+            name, caption, figure = drawn
+            stem = f"{name}-{dataset}-{split}"
+            suffix = sum(1 for s, _, _ in out if s.startswith(stem))
+            out.append((stem + (f"-{suffix + 1}" if suffix else ""), f"{caption} ({dataset}/{split})", figure))
     return out

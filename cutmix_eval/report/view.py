@@ -66,9 +66,13 @@ class View:
     """An analysis in reports. ``tables``: its tables; ``figure``: its comparison figure (None:
     none); ``split_by``: a config key whose values make each of a record's Results a group of
     its own (OOD detection: one table per ``score``), else only the record's first Result is
-    grouped; ``count(result)``: what the table title counts (default: the images)."""
+    grouped; ``across_splits``: a figure comparing those parts; ``count(result)``: what the table title counts (default: the images)."""
 
     tables: tuple[TableSpec, ...]
     figure: Drawer | None = None
     split_by: str | None = None
+    #: one figure over every split part of the same records (OOD: all scores side by side):
+    #: ``({part: columns}, colours, "dataset/split")`` -> like :data:`Drawer`; called when there are 2+ parts
+    across_splits: Callable[[dict[str, dict[str, "Record"]], dict[str, Any], str], "tuple[str, str, Any] | None"] \
+        | None = None
     count: Callable[[Result], str | None] | None = None
