@@ -235,3 +235,13 @@ def test_the_ood_command_on_a_v15_benchmark_reports_near_and_far_means(root, tmp
     far = [metrics[f"openood-cifar10-far-{s}/auroc"] for s in ("mnist", "svhn", "texture", "places365")]
     assert metrics["near/auroc"] == pytest.approx(sum(near) / 2) and metrics["far/auroc"] == pytest.approx(sum(far) / 4)
     assert metrics["mean/auroc"] == pytest.approx(sum(near + far) / 6)
+    # msp has nothing to tune: OpenOOD's validation set is named but no search runs
+    assert summary["msp"]["config"]["tuning"]["searched"].startswith("no search")
+    csv = (tmp_path / "o" / "msp-openood.csv").read_text().splitlines()
+    assert csv[0] == ",FPR@95,AUROC,AUPR_IN,AUPR_OUT,ACC"
+    assert [line.split(",")[0] for line in csv[1:]] == ["cifar100", "tin", "nearood", "mnist", "svhn", "texture",
+                                                        "places365", "farood"]
+    nearood = [float(v) for v in csv[3].split(",")[1:]]
+    assert nearood == pytest.approx([100 * metrics[f"near/{m}"] for m in ("fpr95_ood_pos", "auroc", "aupr_in",
+                                                                          "aupr_out")] + [100 * metrics["id/accuracy"]],
+                                    abs=0.006)
