@@ -172,3 +172,16 @@ def test_tuning_mistakes_are_one_line_errors(model, data, options, words):
     with pytest.raises(UserError) as err:
         run_analysis("ood", model, data[0], settings=QUIET, sets=("uniform",), **options)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_report_warns_when_settings_were_tuned_on_test_ood_images(model, data):
+    from pathlib import Path
+
+    from cutmix_eval.analyses.ood import notes
+    from cutmix_eval.report.store import Record
+
+    test, _, sets, _ = data
+    [leaky] = evaluate_ood(model, test, sets, scores=["gen"], tuning=Tuning("test-ood-holdout", 10), settings=QUIET)
+    [plain] = evaluate_ood(model, test, sets, scores=["gen"], settings=QUIET)
+    assert "leak" in notes([Record(Path("a.json"), {}, "a", [leaky])])[-1]
+    assert not any("leak" in line for line in notes([Record(Path("b.json"), {}, "b", [plain])]))

@@ -181,10 +181,22 @@ def table_of(metric: str) -> Callable[[Sequence[Record]], list[Metric]]:
 
 
 def notes(records: Sequence[Record]) -> list[str]:
+    """The score, the set sizes and how each column's settings were chosen (a warning where
+    they were tuned on test OOD images)."""
+    from cutmix_eval.evaluate.ood_tuning import LEAK_WARNING
+
     result = records[0].results[0]
     sizes = ", ".join(f"{name} {about['num_images']:,}" for name, about in result.dataset["ood_sets"].items())
-    return [f"Score: {result.config.get('score')} (higher = in-distribution); the ID test images are the positive "
-            f"class. Images scored: {result.dataset['num_images']:,} ID; OOD {sizes}."]
+    csid = ", ".join(result.dataset.get("csid_sets", {}))
+    lines = [f"Score: {result.config.get('score')} (higher = in-distribution); the ID test images"
+             f"{f' and the covariate-shifted ID sets {csid} (full-spectrum)' if csid else ''} are the positive "
+             f"class. Images scored: {result.dataset['num_images']:,} ID; OOD {sizes}."]
+    tunings = [r.results[0].config.get("tuning", {}) for r in records]
+    if any("warning" in t for t in tunings):
+        lines.append(f"Warning: settings {LEAK_WARNING}.")
+    elif any("validation_sets" in t for t in tunings):
+        lines.append("Settings chosen on the OOD validation sets by AUROC (OpenOOD v1.5's protocol).")
+    return lines
 
 
 def figure(columns, colours, where):
