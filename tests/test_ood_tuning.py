@@ -10,7 +10,7 @@ from cutmix_eval.data import create_dataset
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.ood import Validation, create_ood_sets, evaluate_ood
 from cutmix_eval.evaluate.ood_scores import create_score, score_class
-from cutmix_eval.evaluate.ood_tuning import Part, Tuning, sweep_grid, tune_and_score
+from cutmix_eval.evaluate.ood_tuning import Tuning, sweep_grid, tune_and_score
 from cutmix_eval.metrics.ood import ood_metrics
 from cutmix_eval.passes import predict
 from cutmix_eval.settings import RunSettings

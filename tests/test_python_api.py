@@ -62,7 +62,7 @@ def test_result_repr_is_a_short_summary_without_array_values(model, test_set):
     text = repr(result)
     assert len(str(result.per_sample)) > 1000 and len(text) < 400, text
     assert text.startswith("Result(ood on synthetic/test; 24 images; metrics: uniform/tnr_at_tpr95=")
-    assert "(+14 more); per_sample: id/index(24,), id/score(24,)" in text and "(+2 more)" in text
+    assert "(+15 more); per_sample: id/index(24,), id/score(24,)" in text and "(+2 more)" in text
     assert "array" not in text
     localization = evaluate_localization(model, test_set, keep_examples=2, **QUIET)
     assert "artifacts: examples/image(2, 3, 64, 64)" in repr(localization) and len(repr(localization)) < 400

@@ -101,7 +101,7 @@ class OODCommand(Command):
 
     def run(self, args):
         from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
-        from cutmix_eval.report.openood_csv import openood_frame
+        from cutmix_eval.analyses.ood import openood_frame
 
         options = given_options(args, "ood") | {"sets": args.ood}
         device, dataset, model, info, model_info = prepare_evaluation(args)
