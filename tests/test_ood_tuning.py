@@ -185,3 +185,14 @@ def test_the_report_warns_when_settings_were_tuned_on_test_ood_images(model, dat
     [plain] = evaluate_ood(model, test, sets, scores=["gen"], settings=QUIET)
     assert "leak" in notes([Record(Path("a.json"), {}, "a", [leaky])])[-1]
     assert not any("leak" in line for line in notes([Record(Path("b.json"), {}, "b", [plain])]))
+
+
+def test_score_settings_read_alike_from_the_command_line_and_a_study_file():
+    from cutmix_eval.analyses import get_analysis
+
+    ood = get_analysis("ood")
+    text = ood.parse_options({"scores": "react,knn", "params": "knn.k=100, react.percentile=95"})["params"]
+    table = ood.parse_options({"scores": ["react", "knn"], "params": {"react": {"percentile": 95}, "knn": {"k": 100}}})
+    assert text == table["params"] == {"knn": {"k": 100}, "react": {"percentile": 95}}
+    flags = ood.parse_options({"scores": "fdbd", "params": "fdbd.distance_as_normalizer=false"})["params"]
+    assert flags == {"fdbd": {"distance_as_normalizer": False}}
