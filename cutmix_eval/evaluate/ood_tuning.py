@@ -40,6 +40,7 @@ PROTOCOLS = ("ood-validation", "defaults", "test-ood-holdout")
 #: what each searching protocol maximizes (the first setting reaching the maximum wins, as in OpenOOD)
 CRITERIA = {"ood-validation": "auroc", "test-ood-holdout": "tnr_at_tpr95, then auroc"}
 VALIDATION_ID = "validation/id"
+NONE_APPLIES = "no setting of the sweep applies to this model (see trials): the score's settings as given"
 LEAK_WARNING = ("tuned on held-out images of each test OOD set (the ODIN paper's protocol); OpenOOD treats this as "
                 "test-set leakage, so these numbers are not comparable with OpenOOD v1.5's")
 
@@ -99,10 +100,10 @@ def _quality(protocol: str, id_scores: np.ndarray, ood_scores: np.ndarray) -> tu
 
 
 def _search(protocol: str, grid: Sequence[dict], id_scores: Sequence[np.ndarray | str],
-            ood_scores: Sequence[np.ndarray | str]) -> tuple[int, list[dict]]:
-    """The index of the first setting of the best quality, and every setting's metrics. A
-    setting the scorer could not apply (a reason instead of scores) is recorded as skipped;
-    if every setting was skipped, the first reason is the error."""
+            ood_scores: Sequence[np.ndarray | str]) -> tuple[int | None, list[dict]]:
+    """The index of the first setting of the best quality (None if the scorer could apply
+    none), and every setting's metrics. A setting the scorer could not apply (a reason
+    instead of scores) is recorded as skipped."""
     trials, quality = [], {}
     for k, (setting, i, o) in enumerate(zip(grid, id_scores, ood_scores)):
         if isinstance(i, str) or isinstance(o, str):
@@ -110,9 +111,7 @@ def _search(protocol: str, grid: Sequence[dict], id_scores: Sequence[np.ndarray 
             continue
         quality[k] = q = _quality(protocol, i, o)
         trials.append({"params": setting, "auroc": q[-1], **({"tnr_at_tpr95": q[0]} if len(q) > 1 else {})})
-    if not quality:
-        raise UserError(trials[0]["skipped"])
-    return max(quality, key=lambda k: quality[k]), trials
+    return (max(quality, key=lambda k: quality[k]) if quality else None), trials
 
 
 def _pool(scores: Sequence[np.ndarray | str]) -> np.ndarray | str:
@@ -147,7 +146,10 @@ def tune_and_score(tuning: Tuning, grid: Sequence[dict], scorer: Scorer, sizes: 
         record["searched"] = "no search: the score's settings as given" if tuning.searches else \
             "no search (protocol defaults): the score's settings as given"
     elif tuning.protocol == "test-ood-holdout":
-        return _holdout(tuning, grid, scorer, sizes, indices, ood_names, record)
+        tuned = _holdout(tuning, grid, scorer, sizes, indices, ood_names, record)
+        if tuned is not None:
+            return tuned
+        grid = [{}]
     chosen = grid[0]
     if len(grid) > 1:
         if not validation:
@@ -156,9 +158,13 @@ def tune_and_score(tuning: Tuning, grid: Sequence[dict], scorer: Scorer, sizes: 
         scored = scorer(parts, grid)
         pooled = [_pool([scored[p][k] for p in parts[1:]]) for k in range(len(grid))]
         best, trials = _search(tuning.protocol, grid, scored[parts[0]], pooled)
-        chosen = grid[best]
-        record |= {"criterion": CRITERIA[tuning.protocol], "chosen": chosen, "trials": trials,
-                   "validation_sets": list(validation)}
+        if best is None:
+            chosen = {}
+            record |= {"searched": NONE_APPLIES, "trials": trials}
+        else:
+            chosen = grid[best]
+            record |= {"criterion": CRITERIA[tuning.protocol], "chosen": chosen, "trials": trials,
+                       "validation_sets": list(validation)}
     parts = [Part("id"), *(Part(n) for n in ood_names)]
     scored = {part.key: values[0] for part, values in scorer(parts, [chosen]).items()}
     per_sample = {"id/index": indices["id"], "id/score": scored["id"]}
@@ -168,7 +174,8 @@ def tune_and_score(tuning: Tuning, grid: Sequence[dict], scorer: Scorer, sizes: 
 
 
 def _holdout(tuning: Tuning, grid: Sequence[dict], scorer: Scorer, sizes: Mapping[str, int],
-             indices: Mapping[str, np.ndarray], ood_names: Sequence[str], record: dict) -> Tuned:
+             indices: Mapping[str, np.ndarray], ood_names: Sequence[str], record: dict) -> Tuned | None:
+    """ODIN's protocol; None (``record`` saying why) when no setting of ``grid`` applies."""
     held = tuning.holdout
     for key, size in sizes.items():
         if size <= held:
@@ -179,8 +186,11 @@ def _holdout(tuning: Tuning, grid: Sequence[dict], scorer: Scorer, sizes: Mappin
     chosen: dict[str, int] = {}
     trials: dict[str, list[dict]] = {}
     for name in ood_names:
-        chosen[name], trials[name] = _search(tuning.protocol, grid, tuned[Part("id", 0, held)],
-                                             tuned[Part(name, 0, held)])
+        best, trials[name] = _search(tuning.protocol, grid, tuned[Part("id", 0, held)], tuned[Part(name, 0, held)])
+        if best is None:  # a setting applies or not whatever the set: none applies to any
+            record |= {"searched": NONE_APPLIES, "trials": trials[name]}
+            return None
+        chosen[name] = best
     scores: dict[str, np.ndarray] = {}
     for k in sorted(set(chosen.values())):  # one scoring per setting chosen, whichever sets chose it
         parts = [Part("id", held), *(Part(n, held) for n in ood_names if chosen[n] == k)]
