@@ -237,14 +237,11 @@ def subset_wnids(name: str) -> tuple[str, ...]:
     return tuple(Path(__file__).with_name(SUBSETS[name][3]).read_text().split())
 
 
-@functools.cache
 def subset_mask(name: str) -> np.ndarray:
     """The ImageNet-1k class indices of :func:`subset_wnids` (200 int64, ascending): column ``k`` of
     ``logits[:, subset_mask(name)]`` is the set's class ``k``."""
     index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
-    mask = np.array([index[wnid] for wnid in subset_wnids(name)], dtype=np.int64)
-    mask.flags.writeable = False
-    return mask
+    return np.array([index[wnid] for wnid in subset_wnids(name)], dtype=np.int64)
 
 
 def wnid_classes(dataset: str, known: Callable[[], tuple[str, ...]], what: str
@@ -254,7 +251,8 @@ def wnid_classes(dataset: str, known: Callable[[], tuple[str, ...]], what: str
 
     def label_space(folders: tuple[str, ...]) -> tuple[str, ...]:
         classes = known()
-        foreign = [f for f in folders if f not in set(classes)]
+        allowed = set(classes)
+        foreign = [f for f in folders if f not in allowed]
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise UserError(f"{dataset}: {len(foreign)} class folder(s) are not {what} ({shown}); expected the "
