@@ -161,6 +161,19 @@ def cifar_dataset(name: str, split: str, root: Path, *, transform: Any = "defaul
                         sources=[*(folder / batch for batch in fmt.batches[split]), meta])
 
 
+def cifar_class_names(clean: str, root: Path, count: int) -> tuple[str, ...]:
+    """The clean CIFAR set's class names from its meta file under ``root``, else ``"0"``.. ``"count-1"``."""
+    fmt = _CIFAR[clean]
+    meta = next((path for path in (root / fmt.folder / fmt.meta, root / clean / fmt.folder / fmt.meta)
+                 if path.is_file()), None)
+    if meta is None:
+        return tuple(str(i) for i in range(count))
+    names = tuple(str(c) for c in _entry(load_pickle(meta), fmt.names_key, meta))
+    if len(names) != count:
+        raise UserError(f"{meta}: {len(names)} class names; expected {count} for {clean}")
+    return names
+
+
 for _name, _title in (("cifar10", "CIFAR-10: 10 classes, 50,000 train / 10,000 test"),
                       ("cifar100", "CIFAR-100: 100 fine classes, 50,000 train / 10,000 test")):
     register_dataset(_name, description=f"{_title}, 32 x 32", layout=_cifar_layout(_name),

@@ -52,7 +52,7 @@ from torch.utils.data import Dataset
 from cutmix_eval.corruptions.registry import ALL, SEVERITIES, TABLES, corrupt, get_corruption
 from cutmix_eval.data.base import (DATA_ROOT_ENV, ImageDataset, Sample, Transform, dataset_labels, eval_transform,
                                    files_identity, find_layout, list_images, resolve_data_root)
-from cutmix_eval.data.cifar import _CIFAR, _entry, load_pickle
+from cutmix_eval.data.cifar import cifar_class_names
 from cutmix_eval.data.imagefolder import ImageFolderDataset
 from cutmix_eval.data.imagenet import imagenet_classes
 from cutmix_eval.data.registry import dataset_spec, register_dataset
@@ -203,19 +203,6 @@ def locate_cifar_c(name: str, root: Path) -> Path:
     return find_layout(root, [CIFAR_C[name][1]], ["labels.npy"], name, _cifar_c_layout(name))
 
 
-def _cifar_classes(clean: str, root: Path, count: int) -> tuple[str, ...]:
-    """The clean CIFAR set's class names from its meta file under ``root``, else ``"0"``.. ``"count-1"``."""
-    fmt = _CIFAR[clean]
-    meta = next((path for path in (root / fmt.folder / fmt.meta, root / clean / fmt.folder / fmt.meta)
-                 if path.is_file()), None)
-    if meta is None:
-        return tuple(str(i) for i in range(count))
-    names = tuple(str(c) for c in _entry(load_pickle(meta), fmt.names_key, meta))
-    if len(names) != count:
-        raise UserError(f"{meta}: {len(names)} class names; expected {count} for {clean}")
-    return names
-
-
 def _cifar_c_slices(folder: Path) -> list[tuple[str, int]]:
     return [(c, s) for c in ALL if (folder / f"{c}.npy").is_file() for s in SEVERITIES]
 
@@ -233,7 +220,7 @@ def cifar_c_dataset(name: str, split: str, root: Path, *, corruption: str | None
         raise DatasetNotFoundError(f"{name}: no {path.name} in {folder} (corruptions there: {present}); expected "
                                    f"the released {path.name} beside labels.npy")
     clean, _, count = CIFAR_C[name]
-    return CifarCDataset(name, path, folder / "labels.npy", corruption, severity, _cifar_classes(clean, root, count),
+    return CifarCDataset(name, path, folder / "labels.npy", corruption, severity, cifar_class_names(clean, root, count),
                          None if transform == "default" else transform)
 
 

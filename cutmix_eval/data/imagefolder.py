@@ -66,12 +66,27 @@ def folder_samples(folder: Path, dataset: str, label_space: LabelSpace | None = 
     """The classes (``label_space(sorted class folders)``, by default those folders) and the
     ``(path, label)`` samples of the tree at ``folder``, in torchvision's ``ImageFolder`` order;
     an error if it has no class folders or one of them holds no image."""
+    folders = class_folders(folder, dataset)
+    classes = label_space(folders) if label_space else folders
+    index = {cls: label for label, cls in enumerate(classes)}
+    return classes, labelled_folders(folder, dataset, {cls: index[cls] for cls in folders})
+
+
+def class_folders(folder: Path, dataset: str) -> tuple[str, ...]:
+    """The names of the sub-folders of ``folder``, sorted; an error if there are none."""
     folders = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
     if not folders:
         raise DatasetNotFoundError(f"{dataset}: no class sub-folders in {folder}; expected <class>/<image> files")
-    classes = label_space(folders) if label_space else folders
-    index = {cls: label for label, cls in enumerate(classes)}
-    return classes, [(path, index[cls]) for cls in folders for path in class_images(folder / cls, dataset)]
+    return folders
+
+
+def labelled_folders(folder: Path, dataset: str, labels: dict[str, int]) -> list[tuple[Path, int]]:
+    """The ``(path, label)`` samples of the class folders ``labels`` maps to their labels, by
+    label, then folder name, then as torchvision lists a folder's files (a tree whose labels
+    grow with the sorted folder names is therefore in ``ImageFolder`` order); an error if a
+    class folder holds no image."""
+    return [(path, labels[name]) for name in sorted(labels, key=lambda name: (labels[name], name))
+            for path in class_images(folder / name, dataset)]
 
 
 def class_images(folder: Path, dataset: str) -> list[Path]:
