@@ -25,6 +25,19 @@ SMALL = {"ood": {"sets": ["uniform", "gaussian"]},
 METHODS = ("baseline", "cutmix")
 
 
+def class_map_folder(folder, mapping: dict, per_class: int = 3):
+    """A shift set of your own: class folders of small PNGs and a ``class_map.json``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in mapping:
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    (folder / "class_map.json").write_text(json.dumps(mapping))
+    return folder
+
+
 def same_json(a, b) -> bool:
     """Equal as JSON (NaN equals NaN there, as in the stored record)."""
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
@@ -37,13 +50,15 @@ def stored(tmp_path_factory):
 
     data = create_dataset("synthetic", "test", num_samples=16)
     store = ResultStore(tmp_path_factory.mktemp("results"))
+    shift = class_map_folder(tmp_path_factory.mktemp("shift") / "my-shift", {"a": 0, "b": 3})
+    small = SMALL | {"shift": {"sets": [str(shift)]}}
     records = {}
     for seed, method in enumerate(METHODS):
         torch.manual_seed(seed)
         model = create_model("gapnet:width=4", 10, input_size=(3, 64, 64)).eval()
         info = {"checkpoint_sha256": f"{seed}" * 64, "method": method, "arch": "gapnet:width=4", "num_classes": 10}
         subject = Subject(model, data, RunSettings(model_info=info, batch_size=8, progress=False))
-        done = run_jobs(store, subject, {name: SMALL.get(name) for name in list_analyses()})
+        done = run_jobs(store, subject, {name: small.get(name) for name in list_analyses()})
         records[method] = {name: record for name, (record, _) in done.items()}
     return store, records
 

@@ -8,6 +8,7 @@ occlusion       accuracy as a centred hole grows / the image shrinks to it
 inbetween       predicting neither class of Mixup/CutMix in-between samples
 adversarial     accuracy under FGSM (and PGD) in pixel space
 corruption      error under the common corruptions, on the fly
+shift           accuracy, calibration and confidence under natural distribution shift
 =============== ==========================================================
 
 Each is one module of this package that registers an
@@ -28,7 +29,7 @@ from cutmix_eval.analyses.jobs import (describe_job, make_job, not_recorded, pla
                                        run_jobs, subject_job)
 
 # the registry, in the report's order
-from cutmix_eval.analyses import classification, localization, ood, occlusion, inbetween, adversarial, corruption  # noqa: E402,F401,I001
+from cutmix_eval.analyses import classification, localization, ood, occlusion, inbetween, adversarial, corruption, shift  # noqa: E402,F401,I001
 
 __all__ = ["ANALYSES", "Analysis", "Option", "Outcome", "PassUse", "Subject", "analysis_options", "cached",
            "describe_job", "effective_limit", "get_analysis", "list_analyses", "make_job", "not_recorded", "plan",

@@ -462,3 +462,43 @@ def corruption_heatmap(errors: dict[str, dict[str, Sequence[float]]], severities
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def shift_scatter(points: Mapping[str, Mapping[str, tuple[float, float]]], colours: Mapping[str, str] | None = None,
+                  title: str = "") -> Figure:
+    """Accuracy under natural distribution shift against ID accuracy, one panel per shift set.
+
+    ``points``: ``{shift set: {model label: (ID accuracy, shift accuracy)}}`` (fractions,
+    drawn in percent); each model one marker in its colour; the dashed diagonal is no loss
+    under the shift, so the vertical distance to it is the accuracy lost. Axes share one
+    range across panels, so sets compare at a glance.
+    """
+    sets = list(points)
+    ncols = min(len(sets), 4)
+    nrows = math.ceil(len(sets) / ncols)
+    fig = Figure(figsize=(2.7 * ncols + 1.4, 2.7 * nrows + 0.4), layout="constrained")
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in grid.flat[len(sets):]:
+        ax.axis("off")
+    labels = list(dict.fromkeys(label for per in points.values() for label in per))
+    colours = colours or method_colours(labels)
+    values = [100 * v for per in points.values() for pair in per.values() for v in pair]
+    low, high = max(0.0, min(values) - 5), min(100.0, max(values) + 5)
+    handles = {}
+    for ax, name in zip(grid.flat, sets):
+        ax.plot([low, high], [low, high], color="0.6", linewidth=0.8, linestyle="dashed")
+        for label, (id_acc, shift_acc) in points[name].items():
+            handles[label] = ax.scatter([100 * id_acc], [100 * shift_acc], color=colours[label], s=22, zorder=3)
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_aspect("equal")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("ID test accuracy (%)")
+        ax.set_ylabel("shift accuracy (%)")
+        ax.grid(True, linewidth=0.3, color="0.85")
+        _style(ax)
+    _outside_legend(fig, list(handles.values()), list(handles), title="method")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
