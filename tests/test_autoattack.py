@@ -121,7 +121,7 @@ def test_command_writes_a_robustbench_summary(tmp_path, capsys, reduced):
     assert main(["adversarial", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--attack",
                  "autoattack", "--norm", "L2", "--eps", "0.5", "--output-dir", str(out)]) == 0
     record = json.loads((out / "adversarial.json").read_text())
-    summary = json.loads((out / "autoattack.json").read_text())
+    (summary,) = json.loads((out / "autoattack.json").read_text())
     assert summary["threat_model"] == "L2" and summary["eps"] == 0.5 and summary["n_images"] == 8
     assert summary["version"] == "standard" and summary["package"] == f"pyautoattack {pyautoattack.__version__}"
     assert summary["clean_acc"] == pytest.approx(100 * record["metrics"]["clean_accuracy"])
