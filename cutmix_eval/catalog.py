@@ -47,8 +47,11 @@ OCCLUSION_FRACTIONS = tuple(i / 10 for i in range(11))
 #: in-between samples: the default grid of the partner's share t (mixup) and window side s (cutmix)
 INBETWEEN_GRID = tuple(i / 10 for i in range(11))
 
-#: adversarial: the attacks, the target rules of targeted attacks, the default L-infinity radii in
-#: [0, 1] pixel space (``evaluate/adversarial.py``)
-ATTACKS = ("fgsm", "pgd")
+#: adversarial: the attacks, the target rules of targeted attacks, the threat models (norms), the
+#: default radii per norm in [0, 1] pixel space and AutoAttack's versions (``evaluate/adversarial.py``)
+ATTACKS = ("fgsm", "pgd", "autoattack")
 ATTACK_TARGETS = ("random", "least-likely")
+ATTACK_NORMS = ("Linf", "L2")
 ATTACK_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+ATTACK_EPS_BY_NORM = {"Linf": ATTACK_EPS, "L2": (0.25, 0.5, 1.0)}
+AUTOATTACK_VERSIONS = ("standard", "rand")

@@ -10,7 +10,7 @@ from importlib import metadata
 from cutmix_eval import __version__
 
 #: the installed distributions whose versions are recorded, when present
-LIBRARIES = ("torch", "torchvision", "timm", "grad-cam", "numpy", "scipy", "scikit-learn", "opencv-python",
+LIBRARIES = ("torch", "torchvision", "timm", "grad-cam", "pyautoattack", "numpy", "scipy", "scikit-learn", "opencv-python",
              "opencv-python-headless")
 
 

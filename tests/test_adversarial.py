@@ -200,3 +200,57 @@ def test_adversarial_command(tmp_path, capsys):
     assert "cannot read eps" in capsys.readouterr().err
     assert main(["adversarial", "--ckpt", str(ckpt), "--data", "synthetic", "--pgd-step-size", "1/255,2/255"]) == 2
     assert "one value" in capsys.readouterr().err
+
+
+def pgd_l2_by_hand(model, images, labels, eps, steps, step, seed, keys):
+    """PGD in the L2 ball, one image at a time: the start ``eps * radius * g / ||g||`` drawn from
+    ``default_rng((seed, key, 0))`` (Gaussian g, radius u ** (1 / d)), then per step the mean
+    cross-entropy's gradient divided by its norm, the projection ``delta * min(1, eps / ||delta||)``
+    and clipping to [0, 1]; the first point that fools the model is kept."""
+    out = []
+    for image, label, key in zip(images, labels, keys):
+        rng = np.random.default_rng((seed, key, 0))
+        g = rng.standard_normal(image.shape)
+        start = g / np.linalg.norm(g) * rng.random() ** (1 / g.size)
+        x = (image + eps * torch.as_tensor(start, dtype=image.dtype)).clamp(0, 1)
+        found = image if model(image[None]).argmax() != label else None
+        for _ in range(steps):
+            x = x.detach().requires_grad_(True)
+            logits = model(x[None])
+            if found is None and logits.argmax() != label:
+                found = x.detach()
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, label[None]), x)
+            delta = x.detach() + step * grad / grad.norm() - image
+            x = (image + delta * min(1.0, eps / float(delta.norm()))).clamp(0, 1)
+        if found is None and model(x[None]).argmax() != label:
+            found = x.detach()
+        out.append(x.detach() if found is None else found)
+    return torch.stack(out)
+
+
+def test_pgd_l2_equals_a_per_image_loop(batch):
+    model, images, labels = batch
+    keys = list(range(100, 100 + len(labels)))
+    for eps in (0.5, 2.5):
+        ours = pgd(model, images, labels, eps, steps=5, norm="L2", seed=3, keys=keys)
+        theirs = pgd_l2_by_hand(model, images, labels, eps, steps=5, step=eps / 4, seed=3, keys=keys)
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+        distance = (ours - images).flatten(1).norm(dim=1)
+        assert (distance <= eps + 1e-5).all() and ours.min() >= 0 and ours.max() <= 1
+        with torch.no_grad():
+            fooled = model(ours).argmax(1) != labels
+        assert fooled.any() == (eps == 2.5)  # the comparison covers both outcomes
+
+
+def test_l2_options_and_defaults(small_labelled):
+    dataset, model = small_labelled
+    result = evaluate_adversarial(model, dataset, attacks=("pgd",), norm="L2", pgd_steps=2,
+                                  settings=RunSettings(limit=8, progress=False))
+    assert result.config["eps"] == [0.25, 0.5, 1.0] and result.config["norm"] == "L2"
+    assert "L2" in result.conventions["threat_model"] and "L2 norm" in result.conventions["pgd"]
+    assert len(evaluate_adversarial(model, dataset, attacks=("pgd",), norm="L2", eps=(3.0,), pgd_steps=1,
+                                    settings=RunSettings(limit=4, progress=False)).config["eps"]) == 1
+    with pytest.raises(UserError, match="FGSM is an L-infinity attack"):
+        evaluate_adversarial(model, dataset, attacks=("fgsm",), norm="L2", settings=RunSettings(progress=False))
+    with pytest.raises(UserError, match="write 8/255"):
+        evaluate_adversarial(model, dataset, eps=(8,), settings=RunSettings(progress=False))

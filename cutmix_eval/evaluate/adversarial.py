@@ -1,15 +1,27 @@
-"""Adversarial robustness: accuracy under white-box FGSM and PGD over a grid of eps.
+"""Adversarial robustness: accuracy under white-box FGSM, PGD and AutoAttack over a grid of eps.
 
 The CutMix paper's number (Table 11) is top-1 accuracy under untargeted FGSM at
 eps = 8/255 in [0, 1] pixel space. Attacks (:mod:`cutmix_eval.evaluate.attacks`) run
 on the model in eval mode and never touch its parameters or batch-norm statistics.
+The threat model is the L-infinity ball (FGSM, PGD, AutoAttack) or the L2 ball (PGD,
+AutoAttack) of radius eps around each image.
+
+AutoAttack (:mod:`cutmix_eval.evaluate.autoattack`, the authors' package) attacks, once
+per eps after the pass over the data, the images the clean pass found correct, in
+``settings.batch_size`` batches, as RobustBench's ``run_standard_evaluation(x, y,
+bs=batch_size)`` on the whole set does (that call attacks only the images it finds correct,
+so handing it those alone changes nothing); they are held in host memory meanwhile, as
+RobustBench holds its test set. It attacks the model itself, never the folded copy below,
+so its numbers are the package's own.
 
 Cost: FGSM's direction ``sign(grad)`` does not depend on eps, so one forward and
 backward pass per batch (whose forward also gives the clean predictions) plus one
 forward pass per eps serve the whole grid. PGD costs ``steps`` forward/backward passes
-per eps and restart. Every pass runs on a copy of the model whose batch norms are folded
-into the convolutions before them (:mod:`cutmix_eval.models.folding`): in eval mode the
-same function up to float rounding, with no batch-norm backward to pay for.
+per eps and restart. Without AutoAttack, every pass runs on a copy of the model whose batch
+norms are folded into the convolutions before them (:mod:`cutmix_eval.models.folding`): in
+eval mode the same function up to float rounding, with no batch-norm backward to pay for.
+With AutoAttack every pass runs on the model itself, so its clean pass is the one the
+package would compute.
 
 Targeted attacks aim every image at a target class: ``random`` (a class other than
 the label, drawn from a generator seeded by (seed, dataset index), so every model of a
@@ -28,12 +40,12 @@ import numpy as np
 import torch
 
 from cutmix_eval.data.base import ImageDataset
-from cutmix_eval.catalog import ATTACK_EPS as DEFAULT_EPS
+from cutmix_eval.catalog import ATTACK_EPS_BY_NORM, ATTACK_NORMS, ATTACKS, AUTOATTACK_VERSIONS
 from cutmix_eval.catalog import ATTACK_TARGETS as TARGETS
-from cutmix_eval.catalog import ATTACKS
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
 from cutmix_eval.evaluate.accumulate import Accumulator, feed
+from cutmix_eval.evaluate.autoattack import autoattack_adversary, check_logits, package_version, run_autoattack
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.models.folding import fold_batchnorm
@@ -51,21 +63,28 @@ def eps_label(eps: float) -> str:
     return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
 
 
-def parse_eps(text: str) -> list[float]:
-    """``"1/255,2/255,0.03"`` -> floats in (0, 1], sorted, unique; a UserError otherwise."""
+def parse_eps(text: str, norm: str = "Linf") -> list[float]:
+    """``"1/255,2/255,0.03"`` -> radii for ``norm`` (:func:`check_eps`), sorted, unique; a
+    UserError otherwise."""
     values = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
         try:
             values.append(float(Fraction(item)))
         except (ValueError, ZeroDivisionError):
             raise UserError(f"cannot read eps {item!r}; write fractions of 1 such as 8/255 or 0.03") from None
-    return check_eps(values)
+    return check_eps(values, norm)
 
 
-def check_eps(values) -> list[float]:
+def check_eps(values, norm: str = "Linf") -> list[float]:
+    """Radii sorted and unique: positive, and for Linf at most 1 ([0, 1] pixel units: a value
+    such as 8 meant 8 of 255 levels, and the fix ``8/255`` is named). L2 radii may exceed 1."""
     eps = sorted({float(v) for v in values})
-    if not eps or eps[0] <= 0 or eps[-1] > 1:
-        raise UserError(f"eps must be one or more values in (0, 1] (pixel space, e.g. 8/255), not {list(values)}")
+    if not eps or eps[0] <= 0:
+        raise UserError(f"eps must be one or more positive radii in [0, 1] pixel units (e.g. 8/255), "
+                        f"not {list(values)}")
+    if norm == "Linf" and eps[-1] > 1:
+        raise UserError(f"eps {eps[-1]:g} is more than 1: L-infinity radii are in [0, 1] pixel units; "
+                        f"for {eps[-1]:g} of 255 levels write {eps[-1]:g}/255")
     return eps
 
 
@@ -78,13 +97,14 @@ def random_targets(labels: torch.Tensor, indices: torch.Tensor, num_classes: int
 
 
 def _conventions(attacks: list[str], targeted: bool, target: str, steps: int, step_size: float | None,
-                 restarts: int, random_start: bool) -> dict[str, str]:
+                 restarts: int, random_start: bool, norm: str, version: str) -> dict[str, str]:
     goal = (f"targeted at a {target} class (random: another class drawn per image from (seed, index); "
             "least-likely: lowest clean logit), descending the target's cross-entropy"
             if targeted else "untargeted, ascending the cross-entropy of the true label")
     conventions = {
         "space": "attacks in [0, 1] pixel space (normalization is inside the model), adversarial images clipped "
                  "to [0, 1], model in eval mode, white box",
+        "threat_model": f"{norm} ball of radius eps around each image (pixel units)",
         "goal": goal,
         "clean_accuracy": "fraction of images whose top-1 class is the label, without attack",
         "accuracy": "robust accuracy: fraction of images whose top-1 class on the attacked image is the label "
@@ -100,9 +120,15 @@ def _conventions(attacks: list[str], targeted: bool, target: str, steps: int, st
         size = "eps / 4" if step_size is None else f"{step_size:g}"
         start = "uniform random start in the eps-ball drawn per image from (seed, index, restart), " \
             if random_start else ""
-        conventions["pgd"] = (f"{steps} sign steps of {size}, projection to the eps-ball and [0, 1] after each, "
+        kind = "sign steps" if norm == "Linf" else "steps along the gradient divided by its L2 norm"
+        conventions["pgd"] = (f"{steps} {kind} of {size}, projection to the eps-ball and [0, 1] after each, "
                               f"{start}{restarts} restart(s); an image counts as fooled if any visited point fooled "
                               "the model (Madry et al. 2018)")
+    if "autoattack" in attacks:
+        conventions["autoattack"] = (f"AutoAttack (Croce & Hein 2020), {version} version, run by the authors' package "
+                                     f"pyautoattack {package_version()} with seed = seed, on the images correct without "
+                                     "attack, in batches of the batch size; its checks' flags are in the curves "
+                                     "(autoattack/checks, by eps) and counted in autoattack/flags@{eps}")
     return conventions
 
 
@@ -119,16 +145,25 @@ class AttackSettings:
     pgd_restarts: int
     random_start: bool
     seed: int
+    norm: str = "Linf"
+    autoattack_version: str = "standard"
 
 
 class AdversarialAccumulator(Accumulator):
     """The per-batch work of :func:`evaluate_adversarial`: each batch's clean predictions, its
     attack goals and, per attack and eps, whether the attacked image keeps its label and whether
-    it lands on the goal."""
+    it lands on the goal. AutoAttack's images (those correct without attack) are kept, on the
+    host, for :meth:`run_autoattack` after the last batch."""
 
-    def __init__(self, model: Classifier, settings: AttackSettings, device: torch.device, dataset_name: str):
+    def __init__(self, model: Classifier, settings: AttackSettings, device: torch.device, dataset_name: str,
+                 batch_size: int = 128):
         super().__init__()
         self.model, self.settings, self.device, self.dataset_name = model, settings, device, dataset_name
+        self.batch_size = batch_size
+        self.kept_images: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        self.clean_predictions: list[torch.Tensor] = []
+        self.checks: dict[str, dict[str, str]] = {}
 
     def _goal(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor):
         """The attack's goal class per image, and the clean logits when computing the goal gave them."""
@@ -157,19 +192,50 @@ class AdversarialAccumulator(Accumulator):
             raise UserError(f"the model produced NaN or infinite logits for {bad} of {len(labels)} images in a batch of "
                             f"{self.dataset_name}; the attacks' gradients are undefined there (check the checkpoint "
                             "and its input scaling, --mean/--std)")
+        if "autoattack" in s.attacks:
+            if not self.clean_predictions:
+                check_logits(clean_logits)  # the package's own probability check, before any attack
+            self._keep_for_autoattack(images, labels, clean_logits.argmax(dim=1))
         outcomes = {}
-        for attack in s.attacks:
+        for attack in (a for a in s.attacks if a != "autoattack"):
             if attack == "fgsm":
                 predicted = fgsm_predictions(model, images, direction, s.eps)
             else:
                 predicted = _predict_each(model, (pgd(model, images, goal, e, steps=s.pgd_steps,
                                                       step_size=s.pgd_step_size, random_start=s.random_start,
                                                       restarts=s.pgd_restarts, targeted=s.targeted, seed=s.seed,
-                                                      keys=batch["index"], clean_logits=clean_logits)
+                                                      keys=batch["index"], clean_logits=clean_logits, norm=s.norm)
                                                   for e in s.eps))
             outcomes[f"{attack}/robust"] = predicted == labels[:, None]
             outcomes[f"{attack}/hit"] = predicted == goal[:, None]
         self.add(index=batch["index"], clean=clean_logits.argmax(dim=1) == labels, goal=goal, **outcomes)
+
+    def _keep_for_autoattack(self, images: torch.Tensor, labels: torch.Tensor, predicted: torch.Tensor) -> None:
+        correct = predicted == labels
+        self.clean_predictions.append(predicted.cpu())
+        self.labels.append(labels.cpu())
+        self.kept_images.append(images[correct].cpu())
+
+    def run_autoattack(self) -> None:
+        """AutoAttack at each eps on this process's images that were correct without attack, in
+        ``batch_size`` batches; adds the ``autoattack/robust`` and ``/hit`` rows (N x E, every
+        image of this process; an image wrong without attack keeps its clean prediction) and
+        keeps the checks' flags by eps."""
+        s = self.settings
+        clean, labels = torch.cat(self.clean_predictions), torch.cat(self.labels)
+        correct, images = clean == labels, torch.cat(self.kept_images)
+        columns = []
+        for e in s.eps:
+            column = clean.clone()
+            if len(images):
+                adversary = autoattack_adversary(self.model, norm=s.norm, eps=e, version=s.autoattack_version,
+                                                 seed=s.seed, device=self.device)
+                attacked, self.checks[eps_label(e)] = run_autoattack(adversary, images, labels[correct],
+                                                                     self.batch_size)
+                column[correct] = attacked.cpu()
+            columns.append(column)
+        robust = torch.stack(columns, dim=1) == labels[:, None]
+        self.add(**{"autoattack/robust": robust, "autoattack/hit": robust})  # untargeted: the goal is the label
 
     def finish(self, model_info: dict[str, Any], dataset_info: dict[str, Any], config: dict[str, Any]) -> Result:
         s, rows = self.settings, self.reduced()
@@ -181,8 +247,11 @@ class AdversarialAccumulator(Accumulator):
         if "fgsm" in s.attacks and any(abs(e - PAPER_EPS) < 1e-9 for e in s.eps) and not s.targeted:
             metrics["accuracy"] = metrics[f"fgsm/accuracy@{eps_label(PAPER_EPS)}"]  # the paper's Table 11 cell
         metrics["num_images"] = int(len(rows["clean"]))
+        if "autoattack" in s.attacks:
+            curves["autoattack"]["checks"] = self.checks
+            metrics |= {f"autoattack/flags@{label}": float(len(flags)) for label, flags in self.checks.items()}
         conventions = _conventions(s.attacks, s.targeted, s.target, s.pgd_steps, s.pgd_step_size, s.pgd_restarts,
-                                   s.random_start)
+                                   s.random_start, s.norm, s.autoattack_version)
         if "accuracy" in metrics:
             conventions["accuracy"] += "; 'accuracy' alone is untargeted FGSM at 8/255, the paper's Table 11 setting"
         return Result(evaluator="adversarial", metrics=metrics, conventions=conventions, model=model_info,
@@ -190,33 +259,42 @@ class AdversarialAccumulator(Accumulator):
 
 
 def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: tuple[str, ...] | list[str] = ("fgsm",),
-                         eps: tuple[float, ...] | list[float] = DEFAULT_EPS, targeted: bool = False,
+                         eps: tuple[float, ...] | list[float] | None = None, targeted: bool = False,
                          target: str = "random", pgd_steps: int = 10, pgd_step_size: float | None = None,
-                         pgd_restarts: int = 1, random_start: bool = True, seed: int = 0,
-                         settings: RunSettings = RunSettings()) -> Result:
+                         pgd_restarts: int = 1, random_start: bool = True, seed: int = 0, norm: str = "Linf",
+                         autoattack_version: str = "standard", settings: RunSettings = RunSettings()) -> Result:
     """Clean and robust accuracy of ``model`` on ``dataset`` (its first ``settings.limit``
-    images) under each attack at each eps; see the module docstring for the conventions."""
-    attacks = _check_settings(attacks, target, pgd_steps, pgd_step_size, pgd_restarts, targeted, model.num_classes)
-    eps = check_eps(eps)
+    images) under each attack at each eps of the ``norm`` ball (default grid: Linf 1, 2, 4,
+    8 / 255; L2 0.25, 0.5, 1); see the module docstring for the conventions."""
+    attacks = _check_settings(attacks, target, pgd_steps, pgd_step_size, pgd_restarts, targeted, model.num_classes,
+                              norm, autoattack_version)
+    eps = check_eps(ATTACK_EPS_BY_NORM[norm] if eps is None else eps, norm)
     check_compatible(model, dataset)
     device = resolve_device(settings.device)
     model_record = settings.model_record(model)
-    model = fold_batchnorm(model.to(device))  # the same function, about a fifth cheaper to attack
+    model = model.to(device)
+    if "autoattack" not in attacks:
+        model = fold_batchnorm(model)  # the same function, about a fifth cheaper to attack
     data = head(dataset, settings.limit)
-    attack = AttackSettings(attacks, eps, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start, seed)
-    accumulator = AdversarialAccumulator(model, attack, device, dataset.name)
+    attack = AttackSettings(attacks, eps, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start, seed,
+                            norm, autoattack_version)
+    accumulator = AdversarialAccumulator(model, attack, device, dataset.name, settings.batch_size)
     feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers), desc=f"attack {dataset.name}",
          progress=settings.progress)
-    config = {"attacks": attacks, "eps": eps, "targeted": targeted, "target": target if targeted else None,
-              "pgd_steps": pgd_steps, "pgd_step_size": pgd_step_size, "pgd_restarts": pgd_restarts,
-              "random_start": random_start, "seed": seed} | settings.config()
+    if "autoattack" in attacks:
+        accumulator.run_autoattack()
+    config = {"attacks": attacks, "eps": eps, "norm": norm, "targeted": targeted,
+              "target": target if targeted else None, "pgd_steps": pgd_steps, "pgd_step_size": pgd_step_size,
+              "pgd_restarts": pgd_restarts, "random_start": random_start, "seed": seed,
+              "autoattack_version": autoattack_version if "autoattack" in attacks else None} | settings.config()
     return accumulator.finish(model_record,
                               {"name": dataset.name, "split": dataset.split, "num_images": len(data),
                                "num_classes": dataset.num_classes}, config)
 
 
 def _check_settings(attacks: Sequence[str], target: str, pgd_steps: int, pgd_step_size: float | None,
-                    pgd_restarts: int, targeted: bool, num_classes: int) -> list[str]:
+                    pgd_restarts: int, targeted: bool, num_classes: int, norm: str = "Linf",
+                    autoattack_version: str = "standard") -> list[str]:
     """The attacks asked for, each once; every setting checked (one UserError each)."""
     attacks = list(dict.fromkeys(attacks))
     unknown = [a for a in attacks if a not in ATTACKS]
@@ -228,6 +306,18 @@ def _check_settings(attacks: Sequence[str], target: str, pgd_steps: int, pgd_ste
         raise UserError("PGD needs steps >= 1, restarts >= 1 and a positive step size")
     if targeted and num_classes < 2:
         raise UserError("a targeted attack needs a model with at least 2 classes")
+    if norm not in ATTACK_NORMS:
+        raise UserError(f"unknown norm {norm!r}; choose from {', '.join(ATTACK_NORMS)}")
+    if norm != "Linf" and "fgsm" in attacks:
+        raise UserError("FGSM is an L-infinity attack; drop fgsm from the attacks or use the Linf norm")
+    if "autoattack" in attacks:
+        if autoattack_version not in AUTOATTACK_VERSIONS:
+            raise UserError(f"unknown AutoAttack version {autoattack_version!r}; choose from "
+                            f"{', '.join(AUTOATTACK_VERSIONS)}")
+        if targeted:
+            raise UserError("AutoAttack is untargeted (APGD-T and FAB-T pick their own targets); drop --targeted "
+                            "or the autoattack attack")
+        package_version()
     return attacks
 
 

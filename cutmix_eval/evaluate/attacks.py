@@ -1,4 +1,5 @@
-"""White-box L-infinity attacks in pixel space: FGSM and PGD, untargeted or targeted.
+"""White-box attacks in pixel space: FGSM (L-infinity) and PGD (L-infinity or L2), untargeted or
+targeted.
 
 Conventions shared by every function here:
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -58,18 +60,48 @@ def _fooled(logits: torch.Tensor, targets: torch.Tensor, targeted: bool) -> torc
     return predicted == targets if targeted else predicted != targets
 
 
+def per_image_l2_ball(keys, shape, *, like: torch.Tensor) -> torch.Tensor:
+    """Points uniform in the unit L2 ball (by volume), one ``shape`` array per key: row ``i`` is
+    drawn from ``numpy.random.default_rng(keys[i])`` (a Gaussian direction, then a radius
+    ``u ** (1 / dimension)``), so it depends on its key alone. On ``like``'s device and dtype."""
+    rows = []
+    for key in keys:
+        rng = np.random.default_rng(key)
+        direction = rng.standard_normal(tuple(shape))
+        radius = rng.random() ** (1.0 / direction.size)
+        rows.append((radius / max(float(np.linalg.norm(direction)), 1e-12)) * direction)
+    return torch.from_numpy(np.stack(rows)).to(device=like.device, dtype=like.dtype)
+
+
+def l2_project(x: torch.Tensor, images: torch.Tensor, eps: float) -> torch.Tensor:
+    """``x`` moved onto the L2 ball of radius ``eps`` around each image (``delta * min(1, eps /
+    ||delta||)``), then clipped to [0, 1] (which only shortens ``delta``, so both hold)."""
+    delta = x - images
+    norms = delta.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
+    return (images + delta * torch.clamp(eps / norms.clamp_min(1e-12), max=1.0)).clamp_(0.0, 1.0)
+
+
+def _l2_direction(grad: torch.Tensor) -> torch.Tensor:
+    """Each image's gradient divided by its L2 norm (a zero gradient stays zero)."""
+    return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (grad.dim() - 1))
+
+
 def pgd(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: float, *, steps: int = 10,
         step_size: float | None = None, random_start: bool = True, restarts: int = 1, targeted: bool = False,
         seed: int = 0, keys: Sequence[int] | torch.Tensor | None = None,
-        clean_logits: torch.Tensor | None = None) -> torch.Tensor:
-    """Projected gradient descent (Madry et al. 2018) in the L-infinity ball of radius ``eps``.
+        clean_logits: torch.Tensor | None = None, norm: str = "Linf") -> torch.Tensor:
+    """Projected gradient descent (Madry et al. 2018) in the ``norm`` ball of radius ``eps``
+    (``"Linf"`` or ``"L2"``). Defaults: 10 steps of ``eps / 4``, a random start, 1 restart.
 
-    Each restart starts at ``x`` (or, with ``random_start``, at ``x`` plus uniform noise
-    in ``[-eps, eps]``, clipped to [0, 1]; image ``i``'s noise for restart ``r`` is drawn from
-    ``numpy.random.default_rng((seed, keys[i], r))``, with ``keys`` the images' dataset
-    indices, by default their positions in the batch, so a start depends on the image alone,
-    not on the batch or the model) and takes ``steps`` sign steps of ``step_size``
-    (default ``eps / 4``), projecting onto the eps-ball and [0, 1] after each. Success is
+    Each restart starts at ``x`` or, with ``random_start``, at a random point of the ball
+    clipped to [0, 1]: Linf, ``x`` plus uniform noise in ``[-eps, eps]``; L2, ``x`` plus
+    ``eps`` times a point uniform (by volume) in the unit L2 ball (:func:`per_image_l2_ball`).
+    Image ``i``'s start for restart ``r`` is drawn from ``numpy.random.default_rng((seed,
+    keys[i], r))``, with ``keys`` the images' dataset indices, by default their positions in
+    the batch, so a start depends on the image alone, not on the batch or the model. Then
+    ``steps`` steps of length ``step_size``: Linf, along ``sign(grad)``; L2, along
+    ``grad / ||grad||_2`` per image; each followed by the projection onto the eps-ball and
+    [0, 1] (L2: :func:`l2_project`). Success is
     kept per image: the returned image is the first point (the clean image, then every
     iterate of every restart in order) at which the attack succeeded (untargeted: top-1
     differs from the label; targeted: top-1 equals the target), or the last iterate of the
@@ -89,13 +121,20 @@ def pgd(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, eps: floa
     for restart in range(restarts):
         x = images.detach().clone()
         if random_start and eps > 0:
-            noise = per_image_uniform([(seed, int(k), restart) for k in keys], images.shape[1:], like=images)
-            x = (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
+            starts = [(seed, int(k), restart) for k in keys]
+            if norm == "L2":
+                x = (x + eps * per_image_l2_ball(starts, images.shape[1:], like=images)).clamp_(0.0, 1.0)
+            else:
+                noise = per_image_uniform(starts, images.shape[1:], like=images)
+                x = (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
         for _ in range(steps):
             logits, grad = loss_gradient(model, x, targets)
             _keep_first_success(best, done, x, _fooled(logits, targets, targeted))
-            x = x + sign * step * grad.sign()
-            x = torch.min(torch.max(x, images - eps), images + eps).clamp_(0.0, 1.0)
+            if norm == "L2":
+                x = l2_project(x + sign * step * _l2_direction(grad), images, eps)
+            else:
+                x = x + sign * step * grad.sign()
+                x = torch.min(torch.max(x, images - eps), images + eps).clamp_(0.0, 1.0)
         with torch.no_grad():
             _keep_first_success(best, done, x, _fooled(model(x), targets, targeted))
         if bool(done.all()):
