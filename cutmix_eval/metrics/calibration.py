@@ -37,6 +37,8 @@ __all__ = [
     "brier_per_image",
     "brier_score",
     "calibration_metrics",
+    "checked_logits",
+    "checked_logits_labels",
     "classwise_calibration_error",
     "debiased_l2_calibration_error",
     "equal_mass_bins",
@@ -98,7 +100,8 @@ CONVENTIONS: dict[str, str] = {
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_logits(logits) -> np.ndarray:
+def checked_logits(logits) -> np.ndarray:
+    """``logits`` as a float64 ``N x K`` array (finite, non-empty); one ``ValueError`` line otherwise."""
     arr = np.asarray(logits)
     if arr.ndim != 2:
         raise ValueError(f"logits must be an N x K array, got shape {arr.shape}")
@@ -126,8 +129,10 @@ def _check_labels(labels, n: int, k: int) -> np.ndarray:
     return arr.astype(np.intp, copy=False)
 
 
-def _check_logits_labels(logits, labels) -> tuple[np.ndarray, np.ndarray]:
-    z = _check_logits(logits)
+def checked_logits_labels(logits, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``logits`` as float64 ``N x K`` (finite, non-empty) and ``labels`` as ``N`` integers in
+    ``0..K-1``; one ``ValueError`` line otherwise."""
+    z = checked_logits(logits)
     return z, _check_labels(labels, *z.shape)
 
 
@@ -179,7 +184,7 @@ def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Raises ``ValueError`` for non-2-D, empty or non-finite logits, or a temperature
     that is not a finite number > 0.
     """
-    z = _check_logits(logits) / _check_temperature(temperature)
+    z = checked_logits(logits) / _check_temperature(temperature)
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
@@ -190,7 +195,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Numerically stable: the row maximum is subtracted before exponentiating. Same
     input checks as :func:`log_softmax`.
     """
-    z = _check_logits(logits) / _check_temperature(temperature)
+    z = checked_logits(logits) / _check_temperature(temperature)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -383,7 +388,7 @@ def negative_log_likelihood(logits, labels, temperature: float = 1.0) -> float:
 def nll_per_image(logits, labels, temperature: float = 1.0) -> np.ndarray:
     """``-log softmax(logits / temperature)[label]`` of each image (``N``, nats); its mean is
     :func:`negative_log_likelihood`."""
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
     return _nll_per_image(z / _check_temperature(temperature), y)
 
 
@@ -400,7 +405,7 @@ def brier_score(logits, labels, temperature: float = 1.0) -> float:
 
 def brier_per_image(logits, labels, temperature: float = 1.0) -> np.ndarray:
     """``sum_k (p_k - onehot_k)^2`` of each image (``N``); its mean is :func:`brier_score`."""
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
     diff = softmax(z, temperature)  # a fresh array: subtract the one-hot in place
     diff[np.arange(y.size), y] -= 1.0
     return np.sum(diff * diff, axis=1)
@@ -417,7 +422,7 @@ def fit_temperature(logits, labels) -> float:
     (e.g. an all-correct set, whose NLL keeps falling as ``T -> 0``) is clipped to
     the nearest bound. Same input checks as :func:`negative_log_likelihood`.
     """
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
 
     def nll(u: float) -> float:
         return float(np.mean(_nll_per_image(z / np.exp(u), y)))
@@ -441,7 +446,7 @@ def calibration_metrics(logits, labels, n_bins: int = 15) -> dict[str, float]:
     softmax probability) and ``accuracy`` (top-1 by argmax, ties to the lower class
     index). All are plain floats; fractions, not percentages.
     """
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
     p = softmax(z)
     confidence = p.max(axis=1)
     correct = np.argmax(z, axis=1) == y  # first maximum: ties go to the lower class index
