@@ -44,7 +44,7 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.metrics.calibration import checked_logits, checked_logits_labels, equal_mass_bins, fit_temperature, log_softmax, \
     softmax
 
-__all__ = ["DIRICHLET_ODIR", "HISTOGRAM_BINS", "RECALIBRATIONS", "Recalibration", "fit_recalibration"]
+__all__ = ["CONVENTIONS", "DIRICHLET_ODIR", "HISTOGRAM_BINS", "RECALIBRATIONS", "Recalibration", "fit_recalibration"]
 
 DIRICHLET_ODIR = 1e-2
 """Default ``lambda`` and ``mu`` of the Dirichlet map's ODIR penalty."""
@@ -205,6 +205,20 @@ def fit_isotonic(logits, labels) -> Recalibration:
     """One-vs-rest isotonic regression on each class's softmax probability (see the module docstring)."""
     return _one_vs_rest("isotonic", logits, labels, _isotonic_class)
 
+
+CONVENTIONS: dict[str, str] = {
+    "temperature": "temperature: softmax(z / T), T minimizing the holdout NLL",
+    "vector": "vector: softmax(w * z + b), w, b in R^K minimizing the holdout NLL (L-BFGS-B from w = 1, b = 0)",
+    "matrix": "matrix: softmax(W z + b), unregularized, minimizing the holdout NLL (L-BFGS-B from W = I, b = 0)",
+    "dirichlet": (f"dirichlet: softmax(W log softmax(z) + b) minimizing the holdout NLL + ODIR "
+                  f"{DIRICHLET_ODIR:g}/(K(K-1)) * sum of squared off-diagonal W + {DIRICHLET_ODIR:g}/K * sum b^2 "
+                  "(Kull et al. 2019)"),
+    "histogram": (f"histogram: one-vs-rest binning of each softmax probability into {HISTOGRAM_BINS} equal-mass "
+                  "bins (value: the bin's share of that class), rows renormalized"),
+    "isotonic": ("isotonic: one-vs-rest sklearn IsotonicRegression of label == k on softmax probability k, "
+                 "clipped, rows renormalized (all-zero rows uniform)"),
+}
+"""One line per map for a record's conventions."""
 
 RECALIBRATIONS: dict[str, Callable[[Any, Any], Recalibration]] = {
     "temperature": fit_temperature_map,

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from cutmix_eval.metrics._checks import check_finite_real, check_real
+from cutmix_eval.metrics.classification import topk_correct
 from cutmix_eval.metrics.selective import aurc, augrc, excess_aurc
 
 __all__ = [
@@ -485,6 +486,7 @@ def probability_metrics(probabilities, labels, n_bins: int = 15) -> dict[str, fl
     diff[rows, y] -= 1.0
     return {
         "top1_error": float(1 - np.mean(correct)),
+        "top5_error": float(1 - np.mean(topk_correct(p, y, 5))),
         "ece": expected_calibration_error(confidence, correct, n_bins),
         "adaptive_ece": adaptive_calibration_error(confidence, correct, n_bins),
         "classwise_ece": classwise_calibration_error(p, y, n_bins),
