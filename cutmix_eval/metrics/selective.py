@@ -88,8 +88,10 @@ def excess_aurc(confidences, correct) -> float:
     The oracle ranks every correct image above every wrong one: with ``m`` correct of
     ``N``, its AURC is ``(1/N) sum_{i=m+1..N} (i - m) / i``, computed exactly here.
     Geifman et al. give its continuous approximation ``r + (1 - r) ln(1 - r)`` (``r`` the
-    error rate), which differs by O(1/N) and is undefined at ``r = 1``. 0 when the
-    confidences separate correct from wrong images perfectly (or all are correct).
+    error rate), which differs by O(1/N) and is undefined at ``r = 1``. 0 when distinct
+    confidences rank every correct image above every wrong one (or all are correct); tied
+    confidences share their risk (:func:`aurc`), so a score with ties among the wrong images
+    stays above 0 even when it separates them from the correct ones.
     """
     conf, corr = _checked(confidences, correct)
     n, m = corr.size, int(np.count_nonzero(corr))
