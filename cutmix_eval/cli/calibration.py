@@ -6,9 +6,9 @@ from __future__ import annotations
 from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, given_options, \
     prepare_evaluation, print_table, report_outputs, save_outputs, stored_analysis
 
-SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE", "adaptive_ece": "adaptive ECE",
-         "classwise_ece": "classwise ECE", "mce": "MCE", "l2_ce_debiased": "L2-CE debiased", "aurc": "AURC",
-         "e_aurc": "E-AURC", "augrc": "AUGRC"}
+SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE (%)",
+         "adaptive_ece": "adaptive ECE (%)", "classwise_ece": "classwise ECE (%)", "mce": "MCE (%)",
+         "l2_ce_debiased": "L2-CE debiased (%)", "aurc": "AURC (%)", "e_aurc": "E-AURC (%)", "augrc": "AUGRC (%)"}
 """Columns of the command's table; every one but NLL and Brier is shown in percent."""
 
 
@@ -77,7 +77,6 @@ class CalibrationCommand(Command):
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {result.metrics['num_images']} images{held}")
         print_table(calibration_rows(result), floatfmt=".4g")
         print(f"ECE, MCE, classwise ECE: {bins} equal-width confidence bins (i/{bins}, (i+1)/{bins}]; adaptive ECE, "
-              f"L2-CE: {bins} equal-mass bins; AURC, AUGRC: max probability as the confidence; all but NLL and "
-              "Brier in %")
+              f"L2-CE: {bins} equal-mass bins; AURC, AUGRC: max probability as the confidence; errors in %")
         report_outputs(args, result, paths)
         return 0
