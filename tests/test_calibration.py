@@ -66,6 +66,8 @@ def test_calibration_and_evaluate_commands(tmp_path, capsys):
     assert code == 0 and "| isotonic" in out and "T = " in out and "AUGRC (%)" in out
     assert metrics["ece_temperature"] == pytest.approx(metrics["ece_calibrated"]) and 0 <= metrics["aurc_isotonic"] <= 1
     assert main(["calibration", "--ckpt", str(ckpt), "--data", "synthetic", "--recalibrate", "platt"]) == 2
+    assert main(["calibration", "--ckpt", str(ckpt), "--data", "synthetic", "--recalibrate", "isotonic"]) == 2
+    assert "needs held-out images to fit on" in capsys.readouterr().err
     code = main(["evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "20", "--json"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["metrics"]["num_images"] == 20 and 0 <= summary["calibration"]["metrics"]["ece"] <= 1

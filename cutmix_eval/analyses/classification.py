@@ -31,6 +31,13 @@ def run(subject: Subject, holdout: int = 0, n_bins: int = 15, recalibrate: tuple
     return results(*subject.labelled_pass(), subject, holdout, n_bins, recalibrate)
 
 
+def check(options, dataset, num_images: int) -> None:
+    """The holdout and the recalibration maps, against the number of images, before any work."""
+    from cutmix_eval.evaluate.calibration import check_holdout
+
+    check_holdout(options["holdout"], options["recalibrate"], num_images)
+
+
 def recalibrations() -> tuple[str, ...]:
     from cutmix_eval.evaluate.recalibration import RECALIBRATIONS
 
@@ -99,6 +106,6 @@ ANALYSIS = register_analysis(Analysis(
                     "recalibration maps fitted on the holdout, metrics before and after each: temperature, vector, "
                     "matrix, dirichlet, histogram, isotonic (comma-separated; needs --holdout)",
                     shown="temperature")),
-    run=run, shared=PassUse(finish=from_pass),
+    run=run, check=check, shared=PassUse(finish=from_pass),
     view=View((TableSpec("classification", "Classification and calibration", table,
                          ("top1_error", "nll", "brier", "ece")),), figure=figure)))

@@ -54,14 +54,11 @@ def _bins_curve(confidence: np.ndarray, correct: np.ndarray, n_bins: int, **fiel
             **fields}
 
 
-def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: int = N_BINS,
-                       recalibrate: tuple[str, ...] = ("temperature",), model_info: dict[str, Any],
-                       dataset_info: dict[str, Any], config: dict[str, Any] | None = None) -> Result:
-    """Calibration metrics from a (possibly shared) prediction pass; see the module docstring."""
-    predictions.require_finite("calibration is undefined for them")
-    logits, labels = predictions.logits.astype(np.float64), predictions.labels
-    if holdout and not 0 < holdout < len(labels) - 1:
-        raise UserError(f"cannot hold out {holdout} of {len(labels)} images to fit the temperature; "
+def check_holdout(holdout: int, recalibrate: tuple[str, ...], num_images: int) -> None:
+    """One UserError line for a holdout that leaves fewer than 2 images, an unknown map, or maps
+    other than the default temperature asked for without a holdout to fit them on."""
+    if holdout and not 0 < holdout < num_images - 1:
+        raise UserError(f"cannot hold out {holdout} of {num_images} images to fit the temperature; "
                         "use fewer (e.g. 10-20% of the set)")
     unknown = [name for name in recalibrate if name not in RECALIBRATIONS]
     if unknown:
@@ -69,6 +66,15 @@ def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: in
     if not holdout and tuple(recalibrate) != ("temperature",):
         raise UserError(f"recalibrating ({', '.join(recalibrate)}) needs held-out images to fit on: "
                         "give a holdout (e.g. 10-20% of the set)")
+
+
+def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: int = N_BINS,
+                       recalibrate: tuple[str, ...] = ("temperature",), model_info: dict[str, Any],
+                       dataset_info: dict[str, Any], config: dict[str, Any] | None = None) -> Result:
+    """Calibration metrics from a (possibly shared) prediction pass; see the module docstring."""
+    predictions.require_finite("calibration is undefined for them")
+    logits, labels = predictions.logits.astype(np.float64), predictions.labels
+    check_holdout(holdout, recalibrate, len(labels))
     z, y = logits[holdout:], labels[holdout:]  # every number is computed on these
     confidence, correct = _outcomes(z, y)
     beyond = probability_metrics(softmax(z), y, n_bins)
