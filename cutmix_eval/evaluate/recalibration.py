@@ -23,9 +23,9 @@ logits to ``M x K`` float64 rows summing to 1. The maps (``RECALIBRATIONS``):
   does for several classes.
 
 The parametric maps (vector, matrix, Dirichlet) minimize their objective with L-BFGS-B
-from the identity map (``W = I``, ``b = 0``) in float64. Temperature and vector scaling keep
-the argmax (``w > 0`` is not enforced for vector scaling, so it can change too); the other
-maps can change the prediction, so the top-1 error is recomputed after each. One-vs-rest
+from the identity map (``W = I``, ``b = 0``) in float64. Only temperature scaling always keeps
+the argmax; the other maps can change the prediction, so the top-1 error is recomputed after
+each. One-vs-rest
 rows whose calibrated probabilities are all 0 become uniform (``1 / K``), as in
 scikit-learn. Mistakes (shapes, NaN, a class count other than the fit's) are one-line
 ``UserError``.
