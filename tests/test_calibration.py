@@ -59,6 +59,15 @@ def test_calibration_and_evaluate_commands(tmp_path, capsys):
     assert code == 0 and summary["metrics"]["num_images"] == 30 and "T = " in out and "ECE (%)" in out
     assert (tmp_path / "cal" / "calibration-reliability.png").stat().st_size > 10_000
     assert len(json.loads((tmp_path / "cal" / "calibration.json").read_text())["per_sample"]["correct"]) == 30
+    code = main(["calibration", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "40", "--holdout", "10",
+                 "--recalibrate", "temperature,isotonic", "--output-dir", str(tmp_path / "maps"), "--json"])
+    out = capsys.readouterr().out
+    metrics = json.loads(out.strip().splitlines()[-1])["metrics"]
+    assert code == 0 and "| isotonic" in out and "T = " in out and "AUGRC (%)" in out
+    assert metrics["ece_temperature"] == pytest.approx(metrics["ece_calibrated"]) and 0 <= metrics["aurc_isotonic"] <= 1
+    assert main(["calibration", "--ckpt", str(ckpt), "--data", "synthetic", "--recalibrate", "platt"]) == 2
+    assert main(["calibration", "--ckpt", str(ckpt), "--data", "synthetic", "--recalibrate", "isotonic"]) == 2
+    assert "needs held-out images to fit on" in capsys.readouterr().err
     code = main(["evaluate", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "20", "--json"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["metrics"]["num_images"] == 20 and 0 <= summary["calibration"]["metrics"]["ece"] <= 1

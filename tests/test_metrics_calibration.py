@@ -212,7 +212,8 @@ def test_calibration_metrics_summary():
     tied = calibration_metrics(np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([0, 1]))
     assert tied["accuracy"] == 0.5 and tied["mean_confidence"] == 0.5
     assert tied["ece"] == pytest.approx(0.0)  # both in bin (7/15, 8/15]: acc 0.5, conf 0.5
-    assert set(CONVENTIONS) == {"ece", "nll", "brier", "temperature"}
+    assert set(CONVENTIONS) == {"ece", "nll", "brier", "temperature", "adaptive_ece", "classwise_ece", "mce",
+                                "l2_ce_debiased", "aurc", "augrc"}
     assert "right-closed" in CONVENTIONS["ece"] and "[0, 2]" in CONVENTIONS["brier"]
 
 

@@ -122,7 +122,8 @@ def command_figures() -> dict[str, object]:
 
     records = {r.analysis: r for r in model_records("cutmix", 3)}
     calibrated = records["classification"].results[1]
-    calibrated.metrics |= {"temperature": 1.3, "ece_calibrated": 0.012}
+    calibrated.metrics |= {"temperature": 1.3, "ece_calibrated": 0.012, "ece_temperature": 0.012}
+    calibrated.config["recalibrate"] = ["temperature"]
     calibrated.curves["reliability_calibrated"] = _reliability(np.random.default_rng(0), 0.02)
     title = "cutmix on cub/test"
     corruption = records["corruption"].results[0].curves

@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from cutmix_eval.analyses.base import Analysis, Option, Outcome, PassUse, Subject, register_analysis
-from cutmix_eval.analyses.options import count
+from cutmix_eval.analyses.options import choices, count
 from cutmix_eval.report.store import Record
 from cutmix_eval.report.table import LOWER
 from cutmix_eval.report.view import Metric, TableSpec, View
 
 
-def results(predictions, dataset_info, subject: Subject, holdout: int, n_bins: int) -> Outcome:
+def results(predictions, dataset_info, subject: Subject, holdout: int, n_bins: int,
+            recalibrate: tuple[str, ...]) -> Outcome:
     """Classification, then calibration (when every logit is finite), from one pass's Predictions."""
     from cutmix_eval.evaluate.calibration import calibration_result
     from cutmix_eval.evaluate.classification import classification_result
@@ -20,13 +21,27 @@ def results(predictions, dataset_info, subject: Subject, holdout: int, n_bins: i
     info = {"model_info": subject.model_info, "dataset_info": dataset_info}
     out = [classification_result(predictions, **info, config={"limit": subject.limit})]
     if out[0].metrics["num_nonfinite_logits"] == 0:
-        out.append(calibration_result(predictions, holdout=holdout, n_bins=n_bins, **info,
+        out.append(calibration_result(predictions, holdout=holdout, n_bins=n_bins, recalibrate=recalibrate, **info,
                                       config={"limit": subject.limit}))
     return out
 
 
-def run(subject: Subject, holdout: int = 0, n_bins: int = 15) -> Outcome:
-    return results(*subject.labelled_pass(), subject, holdout, n_bins)
+def run(subject: Subject, holdout: int = 0, n_bins: int = 15, recalibrate: tuple[str, ...] = ("temperature",)
+        ) -> Outcome:
+    return results(*subject.labelled_pass(), subject, holdout, n_bins, recalibrate)
+
+
+def check(options, dataset, num_images: int) -> None:
+    """The holdout and the recalibration maps, against the number of images, before any work."""
+    from cutmix_eval.evaluate.calibration import check_holdout
+
+    check_holdout(options["holdout"], options["recalibrate"], num_images)
+
+
+def recalibrations() -> tuple[str, ...]:
+    from cutmix_eval.evaluate.recalibration import RECALIBRATIONS
+
+    return tuple(RECALIBRATIONS)
 
 
 def from_pass(subject: Subject, shared, consumer, options) -> Outcome:
@@ -82,10 +97,15 @@ def figure(columns, colours, where):
 
 
 ANALYSIS = register_analysis(Analysis(
-    "classification", 1, "top-1/top-5 error and calibration from one labelled pass",
+    "classification", 2, "top-1/top-5 error and calibration from one labelled pass",
     options=(Option("holdout", 0, count(0), "hold out the first N images to fit a temperature minimizing their NLL; "
                     "every number is then computed on the other images", shown="0: no scaling"),
-             Option("n_bins", 15, count(1), "equal-width confidence bins for ECE and the reliability diagram")),
-    run=run, shared=PassUse(finish=from_pass),
+             Option("n_bins", 15, count(1), "confidence bins for ECE (equal-width), adaptive ECE and the debiased "
+                    "L2 error (equal-mass) and the reliability diagram"),
+             Option("recalibrate", ("temperature",), choices(recalibrations, "recalibration"),
+                    "recalibration maps fitted on the holdout, metrics before and after each: temperature, vector, "
+                    "matrix, dirichlet, histogram, isotonic (comma-separated; needs --holdout)",
+                    shown="temperature")),
+    run=run, check=check, shared=PassUse(finish=from_pass),
     view=View((TableSpec("classification", "Classification and calibration", table,
                          ("top1_error", "nll", "brier", "ece")),), figure=figure)))

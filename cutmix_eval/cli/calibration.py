@@ -1,33 +1,43 @@
-"""``calibration``: top-1/top-5 error, NLL, Brier score, ECE and a reliability diagram."""
+"""``calibration``: top-1/top-5 error, NLL, Brier score, ECE and beyond (adaptive, classwise, max, debiased
+L2; AURC, E-AURC, AUGRC), before and after recalibration maps fitted on a holdout, and reliability diagrams."""
 
 from __future__ import annotations
 
 from cutmix_eval.cli._common import Command, add_evaluation, add_options, default_output_dir, given_options, \
     prepare_evaluation, print_table, report_outputs, save_outputs, stored_analysis
 
-SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE (%)"}
+SHOWN = {"top1_error": "top-1 err", "top5_error": "top-5 err", "nll": "NLL", "brier": "Brier", "ece": "ECE (%)",
+         "adaptive_ece": "adaptive ECE (%)", "classwise_ece": "classwise ECE (%)", "mce": "MCE (%)",
+         "l2_ce_debiased": "L2-CE debiased (%)", "aurc": "AURC (%)", "e_aurc": "E-AURC (%)", "augrc": "AUGRC (%)"}
+"""Columns of the command's table; every one but NLL and Brier is shown in percent."""
 
 
 def calibration_rows(result) -> list[dict]:
-    """One row before temperature scaling and, if fitted, one after; errors and ECE in percent."""
+    """One row for the model as trained and one per recalibration map fitted on the holdout; errors,
+    calibration errors and the selective-prediction areas in percent."""
     m = result.metrics
-    rows = [{"": "as trained", **{label: m[key] * (100 if key in ("top1_error", "top5_error", "ece") else 1)
-                                  for key, label in SHOWN.items()}}]
-    if "temperature" in m:
-        rows.append({"": f"T = {m['temperature']:.3f}", "top-1 err": 100 * m["top1_error"],
-                     "top-5 err": 100 * m["top5_error"], "NLL": m["nll_calibrated"], "Brier": m["brier_calibrated"],
-                     "ECE (%)": 100 * m["ece_calibrated"]})
+
+    def row(label: str, suffix: str) -> dict:
+        return {"": label, **{column: m[key + suffix] * (1 if key in ("nll", "brier") else 100)
+                              for key, column in SHOWN.items()}}
+
+    rows = [row("as trained", "")]
+    for name in result.config.get("recalibrate", []):
+        rows.append(row(f"T = {m['temperature']:.3f}" if name == "temperature" else name, f"_{name}"))
     return rows
 
 
 def reliability_figure(result):
+    """Reliability diagrams, each with its confidence histogram below: as trained, then after each map."""
+    from cutmix_eval.evaluate.calibration import reliability_key
     from cutmix_eval.report.figures import reliability_diagram
 
     m, curves = result.metrics, [result.curves["reliability"]]
     labels = [f"as trained (ECE {100 * m['ece']:.2f}%)"]
-    if "reliability_calibrated" in result.curves:
-        curves.append(result.curves["reliability_calibrated"])
-        labels.append(f"temperature {m['temperature']:.2f} (ECE {100 * m['ece_calibrated']:.2f}%)")
+    for name in result.config.get("recalibrate", []):
+        curves.append(result.curves[reliability_key(name)])
+        shown = f"temperature {m['temperature']:.2f}" if name == "temperature" else name
+        labels.append(f"{shown} (ECE {100 * m[f'ece_{name}']:.2f}%)")
     data = result.dataset
     title = f"{result.model.get('arch', '')} on {data['name']}/{data['split']}: reliability diagram"
     return reliability_diagram(curves, labels, title=title)
@@ -35,9 +45,11 @@ def reliability_figure(result):
 
 class CalibrationCommand(Command):
     name = "calibration"
-    help = "calibration: NLL, Brier score, ECE (15 bins), reliability diagram, optional temperature scaling"
+    help = ("calibration: NLL, Brier, ECE and beyond, AURC/AUGRC, reliability diagrams, recalibration maps fitted "
+            "on a holdout")
     examples = ("cutmix-eval calibration --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
-                "cutmix-eval calibration --ckpt PyramidNet200_cutmix.pth.tar --data cifar100 --holdout 1000 --json")
+                "cutmix-eval calibration --ckpt PyramidNet200_cutmix.pth.tar --data cifar100 --holdout 1000 --json",
+                "cutmix-eval calibration --ckpt last.pth --data synthetic --holdout 500 --recalibrate temperature,vector,isotonic")
 
     def add_arguments(self, parser):
         add_evaluation(parser, 256, "labelled dataset (see `cutmix-eval datasets`)")
@@ -60,9 +72,11 @@ class CalibrationCommand(Command):
         paths = save_outputs(result, default_output_dir(args, "calibration", dataset.name), "calibration",
                              {"reliability": reliability_figure(result)})
         holdout, bins = result.config["holdout"], result.config["n_bins"]
-        held = f"; first {holdout} held out for the temperature" if holdout else ""
+        maps = ", ".join(result.config.get("recalibrate", []))
+        held = f"; first {holdout} held out to fit {maps}" if holdout else ""
         print(f"{info.arch} on {dataset.name}/{dataset.split}: {result.metrics['num_images']} images{held}")
         print_table(calibration_rows(result), floatfmt=".4g")
-        print(f"ECE: {bins} equal-width confidence bins (i/{bins}, (i+1)/{bins}], weighted by count")
+        print(f"ECE, MCE, classwise ECE: {bins} equal-width confidence bins (i/{bins}, (i+1)/{bins}]; adaptive ECE, "
+              f"L2-CE: {bins} equal-mass bins; AURC, AUGRC: max probability as the confidence; errors in %")
         report_outputs(args, result, paths)
         return 0

@@ -1,4 +1,5 @@
-"""Calibration metrics: ECE with reliability bins, NLL, Brier score, temperature scaling.
+"""Calibration metrics: ECE (equal-width and equal-mass bins, classwise, max, debiased L2)
+with reliability bins, NLL, Brier score, temperature scaling.
 
 Inputs are ``logits`` (``N x K``, finite real numbers) and integer ``labels``
 (``N``, values in ``0..K-1``), or, for the binned metrics, per-image
@@ -25,19 +26,31 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from cutmix_eval.metrics._checks import check_finite_real, check_real
+from cutmix_eval.metrics.classification import topk_correct
+from cutmix_eval.metrics.selective import aurc, augrc, excess_aurc
 
 __all__ = [
     "CONVENTIONS",
+    "PROBABILITY_EPS",
     "TEMPERATURE_BOUNDS",
     "ReliabilityBins",
+    "adaptive_calibration_error",
     "brier_per_image",
     "brier_score",
     "calibration_metrics",
+    "checked_logits",
+    "checked_logits_labels",
+    "classwise_calibration_error",
+    "debiased_l2_calibration_error",
+    "equal_mass_bins",
+    "equal_mass_edges",
     "expected_calibration_error",
     "fit_temperature",
     "log_softmax",
+    "max_calibration_error",
     "negative_log_likelihood",
     "nll_per_image",
+    "probability_metrics",
     "reliability_bins",
     "softmax",
 ]
@@ -50,6 +63,28 @@ CONVENTIONS: dict[str, str] = {
         "ECE: 15 equal-width bins over (0, 1], right-closed (bin i = (i/15, (i+1)/15], confidence 0 in the first bin), "
         "confidence = max softmax probability, correct = argmax (ties to the lower class) == label; "
         "ECE = sum over bins of |accuracy - mean confidence| * count / N (torchmetrics bins left-closed)."
+    ),
+    "adaptive_ece": (
+        "Adaptive ECE: as ECE but over at most 15 equal-mass bins of the sorted confidences (numpy.array_split; "
+        "edges at midpoints between runs, ties never split, right-closed)."
+    ),
+    "classwise_ece": (
+        "Classwise ECE (Kull et al. 2019): mean over the K classes of the ECE of p_k against label == k, "
+        "15 equal-width right-closed bins each."
+    ),
+    "mce": "MCE: max over non-empty equal-width bins (15, right-closed) of |accuracy - mean confidence|.",
+    "l2_ce_debiased": (
+        "Debiased L2 calibration error (Kumar et al. 2019, top-label): sqrt(max(0, sum over at most 15 equal-mass "
+        "bins of n_b/N * ((conf_b - acc_b)^2 - acc_b(1 - acc_b)/(n_b - 1)))), bins of one image add 0."
+    ),
+    "aurc": (
+        "AURC: area under the selective risk vs coverage curve (max probability as confidence), step function "
+        "over the distinct confidences = mean over images of the risk at their own confidence; E-AURC subtracts "
+        "the exact AURC of an oracle ranking every correct image first."
+    ),
+    "augrc": (
+        "AUGRC (Traub et al. 2024): trapezoidal area from (0, 0) under the generalized risk (accepted and wrong / N) "
+        "vs coverage over the distinct confidences."
     ),
     "nll": "NLL: mean over images of -log softmax(logits / T)[label], natural log (nats), T = 1 unless stated.",
     "brier": (
@@ -66,7 +101,8 @@ CONVENTIONS: dict[str, str] = {
 # --------------------------------------------------------------------------- input checks
 
 
-def _check_logits(logits) -> np.ndarray:
+def checked_logits(logits) -> np.ndarray:
+    """``logits`` as a float64 ``N x K`` array (finite, non-empty); one ``ValueError`` line otherwise."""
     arr = np.asarray(logits)
     if arr.ndim != 2:
         raise ValueError(f"logits must be an N x K array, got shape {arr.shape}")
@@ -94,8 +130,10 @@ def _check_labels(labels, n: int, k: int) -> np.ndarray:
     return arr.astype(np.intp, copy=False)
 
 
-def _check_logits_labels(logits, labels) -> tuple[np.ndarray, np.ndarray]:
-    z = _check_logits(logits)
+def checked_logits_labels(logits, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``logits`` as float64 ``N x K`` (finite, non-empty) and ``labels`` as ``N`` integers in
+    ``0..K-1``; one ``ValueError`` line otherwise."""
+    z = checked_logits(logits)
     return z, _check_labels(labels, *z.shape)
 
 
@@ -109,6 +147,17 @@ def _check_binned(confidences, correct, n_bins: int) -> tuple[np.ndarray, np.nda
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
     return checked_outcomes(conf, corr)
+
+
+def _check_probabilities_labels(probabilities, labels) -> tuple[np.ndarray, np.ndarray]:
+    p = np.asarray(probabilities)
+    if p.ndim != 2 or p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"probabilities must be a non-empty N x K array, got shape {p.shape}")
+    p, _ = checked_outcomes(p, np.ones(1, dtype=bool))
+    far = int(np.count_nonzero(np.abs(p.sum(axis=1) - 1) > 1e-6))
+    if far:
+        raise ValueError(f"{far} rows of probabilities do not sum to 1 (within 1e-6)")
+    return p, _check_labels(labels, *p.shape)
 
 
 def checked_outcomes(confidences: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +185,7 @@ def log_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Raises ``ValueError`` for non-2-D, empty or non-finite logits, or a temperature
     that is not a finite number > 0.
     """
-    z = _check_logits(logits) / _check_temperature(temperature)
+    z = checked_logits(logits) / _check_temperature(temperature)
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
@@ -147,7 +196,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     Numerically stable: the row maximum is subtracted before exponentiating. Same
     input checks as :func:`log_softmax`.
     """
-    z = _check_logits(logits) / _check_temperature(temperature)
+    z = checked_logits(logits) / _check_temperature(temperature)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -171,6 +220,19 @@ class ReliabilityBins:
     confidence: np.ndarray
 
 
+def _bins(conf: np.ndarray, corr: np.ndarray, edges: np.ndarray) -> ReliabilityBins:
+    """Statistics of checked ``conf``/``corr`` in the right-closed bins ``(edges[i], edges[i+1]]``
+    (``edges[0]`` is 0; a confidence of exactly 0 goes into bin 0)."""
+    n_bins = edges.size - 1
+    # side="left" on the upper edges: the number of upper edges strictly below c -> (e_i, e_{i+1}].
+    idx = np.searchsorted(edges[1:], conf, side="left")
+    count = np.bincount(idx, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.bincount(idx, weights=corr.astype(np.float64), minlength=n_bins) / count
+        confidence = np.bincount(idx, weights=conf, minlength=n_bins) / count
+    return ReliabilityBins(edges=edges, count=count, accuracy=accuracy, confidence=confidence)
+
+
 def reliability_bins(confidences, correct, n_bins: int = 15) -> ReliabilityBins:
     """Bin ``confidences`` (``N``, in [0, 1]) with ``correct`` (``N`` bools or 0/1) into equal-width bins.
 
@@ -182,14 +244,35 @@ def reliability_bins(confidences, correct, n_bins: int = 15) -> ReliabilityBins:
     [0, 1] or NaN, non-boolean ``correct``, or ``n_bins < 1``.
     """
     conf, corr = _check_binned(confidences, correct, n_bins)
-    edges = np.arange(n_bins + 1, dtype=np.float64) / n_bins
-    # side="left": the index i with edges[i-1] < c <= edges[i]; c == 0 gives 0 -> bin 0.
-    idx = np.maximum(np.searchsorted(edges, conf, side="left") - 1, 0)
-    count = np.bincount(idx, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.bincount(idx, weights=corr.astype(np.float64), minlength=n_bins) / count
-        confidence = np.bincount(idx, weights=conf, minlength=n_bins) / count
-    return ReliabilityBins(edges=edges, count=count, accuracy=accuracy, confidence=confidence)
+    return _bins(conf, corr, np.arange(n_bins + 1, dtype=np.float64) / n_bins)
+
+
+def equal_mass_edges(confidences: np.ndarray, n_bins: int) -> np.ndarray:
+    """Edges ``0 = e_0 <= e_1 < ... < e_B = 1`` of equal-mass (adaptive) bins of checked ``confidences``.
+
+    The sorted confidences are cut into ``min(n_bins, N)`` runs of consecutive values by
+    ``numpy.array_split`` (the first ``N mod B`` runs one value longer); each inner upper edge
+    is the midpoint of the last value of a run and the first of the next, the last upper edge
+    is 1, and equal upper edges (ties across a cut) are merged, so there may be fewer than
+    ``n_bins`` bins, none empty on these confidences. This is the binning of Kumar, Liang &
+    Ma (2019), ``calibration.utils.get_equal_bins``; ``e_0 = 0`` is prepended as the lower edge.
+    """
+    conf = np.sort(np.asarray(confidences, dtype=np.float64))
+    parts = np.array_split(conf, min(n_bins, conf.size))
+    inner = [(a[-1] + b[0]) / 2.0 for a, b in zip(parts[:-1], parts[1:])]
+    return np.concatenate([[0.0], np.unique(np.array([*inner, 1.0]))])
+
+
+def equal_mass_bins(confidences, correct, n_bins: int = 15) -> ReliabilityBins:
+    """Bin ``confidences`` (``N``, in [0, 1]) with ``correct`` into equal-mass (adaptive) bins.
+
+    Edges from :func:`equal_mass_edges` (at most ``n_bins`` bins holding about ``N / n_bins``
+    images each; ties are never split across bins); bins are right-closed like
+    :func:`reliability_bins`: bin ``i`` is ``(edges[i], edges[i+1]]``, confidence 0 in bin 0.
+    Same input checks as :func:`reliability_bins`.
+    """
+    conf, corr = _check_binned(confidences, correct, n_bins)
+    return _bins(conf, corr, equal_mass_edges(conf, n_bins))
 
 
 def expected_calibration_error(confidences, correct, n_bins: int = 15) -> float:
@@ -207,10 +290,71 @@ def expected_calibration_error(confidences, correct, n_bins: int = 15) -> float:
     works on float32 confidences; the results agree (up to float32 rounding) when
     no confidence lies on a bin edge, and differ when one does.
     """
-    bins = reliability_bins(confidences, correct, n_bins)
+    return _mean_gap(reliability_bins(confidences, correct, n_bins))
+
+
+def _mean_gap(bins: ReliabilityBins) -> float:
+    """``sum over non-empty bins of |accuracy - mean confidence| * count / N``."""
     full = bins.count > 0
     gap = np.abs(bins.accuracy[full] - bins.confidence[full])
     return float(np.sum(gap * bins.count[full]) / np.sum(bins.count))
+
+
+def adaptive_calibration_error(confidences, correct, n_bins: int = 15) -> float:
+    """Equal-mass (adaptive) ECE, a fraction in [0, 1].
+
+    ``sum over bins of |accuracy - mean confidence| * count / N`` like
+    :func:`expected_calibration_error`, but over the equal-mass bins of
+    :func:`equal_mass_bins` (at most ``n_bins`` bins of about ``N / n_bins`` images, ties
+    kept in one bin, right-closed). ``confidences`` and ``correct`` are ``N`` arrays.
+    netcal's ``ACE`` is a different quantity (classwise, unweighted mean over bins).
+    """
+    return _mean_gap(equal_mass_bins(confidences, correct, n_bins))
+
+
+def max_calibration_error(confidences, correct, n_bins: int = 15) -> float:
+    """Maximum calibration error (MCE), a fraction in [0, 1].
+
+    ``max over NON-EMPTY bins of |accuracy - mean confidence|`` with the right-closed
+    equal-width bins of :func:`reliability_bins` (unweighted: a bin of one image counts as
+    much as a full one). ``confidences`` and ``correct`` are ``N`` arrays. torchmetrics'
+    ``norm="max"`` calibration error is the same maximum over its LEFT-closed bins.
+    """
+    bins = reliability_bins(confidences, correct, n_bins)
+    full = bins.count > 0
+    return float(np.max(np.abs(bins.accuracy[full] - bins.confidence[full])))
+
+
+def debiased_l2_calibration_error(confidences, correct, n_bins: int = 15) -> float:
+    """Debiased top-label L2 calibration error of Kumar, Liang & Ma (NeurIPS 2019), a fraction in [0, 1].
+
+    Over the equal-mass bins of :func:`equal_mass_bins` (at most ``n_bins``): per bin ``b``
+    with ``n_b`` images, mean confidence ``c_b`` and accuracy ``a_b``, the plug-in squared
+    error ``(c_b - a_b)^2`` minus its bias ``a_b (1 - a_b) / (n_b - 1)`` (0 for bins of fewer
+    than 2 images); the estimate is ``sqrt(max(0, sum_b n_b / N * that))``. This is the
+    authors' ``calibration.lower_bound_scaling_ce(probs, labels, p=2, debias=True,
+    num_bins=15, mode="top-label")``. Their ``get_calibration_error`` switches to one bin per
+    distinct value when the probabilities take few distinct values; this function always
+    uses equal-mass bins. ``confidences`` and ``correct`` are ``N`` arrays.
+    """
+    bins = equal_mass_bins(confidences, correct, n_bins)
+    n, a, c = bins.count, bins.accuracy, bins.confidence
+    two = n >= 2
+    squared = (c[two] - a[two]) ** 2 - a[two] * (1 - a[two]) / (n[two] - 1)
+    return float(np.sqrt(max(0.0, float(np.sum(squared * n[two]) / np.sum(n)))))
+
+
+def classwise_calibration_error(probabilities, labels, n_bins: int = 15) -> float:
+    """Classwise ECE of Kull et al. (NeurIPS 2019), a fraction in [0, 1].
+
+    ``(1/K) sum over classes k of ECE_k``, where ``ECE_k`` is
+    :func:`expected_calibration_error` of ``probabilities[:, k]`` against ``labels == k``
+    (``n_bins`` equal-width right-closed bins, each weighted by its count / N): every class's
+    probability is binned, not just the top one. ``probabilities`` is ``N x K`` (rows of
+    probabilities in [0, 1]), ``labels`` ``N`` integers in ``0..K-1``.
+    """
+    p, y = _check_probabilities_labels(probabilities, labels)
+    return float(np.mean([expected_calibration_error(p[:, k], y == k, n_bins) for k in range(p.shape[1])]))
 
 
 # --------------------------------------------------------------------------- proper scoring rules
@@ -245,7 +389,7 @@ def negative_log_likelihood(logits, labels, temperature: float = 1.0) -> float:
 def nll_per_image(logits, labels, temperature: float = 1.0) -> np.ndarray:
     """``-log softmax(logits / temperature)[label]`` of each image (``N``, nats); its mean is
     :func:`negative_log_likelihood`."""
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
     return _nll_per_image(z / _check_temperature(temperature), y)
 
 
@@ -262,7 +406,7 @@ def brier_score(logits, labels, temperature: float = 1.0) -> float:
 
 def brier_per_image(logits, labels, temperature: float = 1.0) -> np.ndarray:
     """``sum_k (p_k - onehot_k)^2`` of each image (``N``); its mean is :func:`brier_score`."""
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
     diff = softmax(z, temperature)  # a fresh array: subtract the one-hot in place
     diff[np.arange(y.size), y] -= 1.0
     return np.sum(diff * diff, axis=1)
@@ -279,7 +423,7 @@ def fit_temperature(logits, labels) -> float:
     (e.g. an all-correct set, whose NLL keeps falling as ``T -> 0``) is clipped to
     the nearest bound. Same input checks as :func:`negative_log_likelihood`.
     """
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
 
     def nll(u: float) -> float:
         return float(np.mean(_nll_per_image(z / np.exp(u), y)))
@@ -303,7 +447,7 @@ def calibration_metrics(logits, labels, n_bins: int = 15) -> dict[str, float]:
     softmax probability) and ``accuracy`` (top-1 by argmax, ties to the lower class
     index). All are plain floats; fractions, not percentages.
     """
-    z, y = _check_logits_labels(logits, labels)
+    z, y = checked_logits_labels(logits, labels)
     p = softmax(z)
     confidence = p.max(axis=1)
     correct = np.argmax(z, axis=1) == y  # first maximum: ties go to the lower class index
@@ -313,4 +457,44 @@ def calibration_metrics(logits, labels, n_bins: int = 15) -> dict[str, float]:
         "brier": brier_score(z, y),
         "mean_confidence": float(np.mean(confidence)),
         "accuracy": float(np.mean(correct)),
+    }
+
+
+PROBABILITY_EPS = float(np.finfo(np.float64).eps)
+"""Floor of the true class's probability in :func:`probability_metrics`' NLL (as ``sklearn.metrics.log_loss``)."""
+
+
+def probability_metrics(probabilities, labels, n_bins: int = 15) -> dict[str, float]:
+    """Every calibration and selective-prediction metric of ``N x K`` class probabilities.
+
+    The prediction is the argmax (ties to the lower class index), the confidence its
+    probability. Keys: ``top1_error``; ``ece`` (:func:`expected_calibration_error`),
+    ``adaptive_ece`` (:func:`adaptive_calibration_error`), ``classwise_ece``
+    (:func:`classwise_calibration_error`), ``mce`` (:func:`max_calibration_error`),
+    ``l2_ce_debiased`` (:func:`debiased_l2_calibration_error`), all with ``n_bins`` bins;
+    ``nll``: mean of ``-log max(p_label, PROBABILITY_EPS)`` (recalibration maps such as
+    isotonic regression can give a class probability 0; the floor is sklearn's
+    ``log_loss`` clipping); ``brier`` (sum over the K classes, range [0, 2]); ``aurc``,
+    ``e_aurc``, ``augrc`` (:mod:`cutmix_eval.metrics.selective`, max probability as the
+    confidence). Rows must sum to 1 within 1e-6.
+    """
+    p, y = _check_probabilities_labels(probabilities, labels)
+    rows = np.arange(y.size)
+    confidence = p.max(axis=1)
+    correct = np.argmax(p, axis=1) == y
+    diff = p.copy()
+    diff[rows, y] -= 1.0
+    return {
+        "top1_error": float(1 - np.mean(correct)),
+        "top5_error": float(1 - np.mean(topk_correct(p, y, 5))),
+        "ece": expected_calibration_error(confidence, correct, n_bins),
+        "adaptive_ece": adaptive_calibration_error(confidence, correct, n_bins),
+        "classwise_ece": classwise_calibration_error(p, y, n_bins),
+        "mce": max_calibration_error(confidence, correct, n_bins),
+        "l2_ce_debiased": debiased_l2_calibration_error(confidence, correct, n_bins),
+        "nll": float(np.mean(-np.log(np.maximum(p[rows, y], PROBABILITY_EPS)))),
+        "brier": float(np.mean(np.sum(diff * diff, axis=1))),
+        "aurc": aurc(confidence, correct),
+        "e_aurc": excess_aurc(confidence, correct),
+        "augrc": augrc(confidence, correct),
     }
