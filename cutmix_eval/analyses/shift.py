@@ -16,7 +16,7 @@ from cutmix_eval.report.table import HIGHER, LOWER, Cell, Row
 from cutmix_eval.report.view import Metric, TableSpec, View
 
 #: the shift sets evaluated when none are named, by ID dataset
-DEFAULT_SETS = {"cifar10": ("cifar10.1-v6", "cifar10.2"),
+DEFAULT_SETS = {"synthetic": ("synthetic-shift",), "cifar10": ("cifar10.1-v6", "cifar10.2"),
                 "imagenet": ("imagenetv2-matched-frequency", "imagenet-a", "imagenet-r", "imagenet-sketch")}
 LOGIT_SCORES = ("msp", "maxlogit", "energy", "gen")
 
@@ -208,7 +208,8 @@ def _scores() -> tuple[str, ...]:
 ANALYSIS = register_analysis(Analysis(
     "shift", 1, "accuracy, calibration and confidence under natural distribution shift",
     options=(Option("sets", None, _sets, "shift sets (default: cifar10.1-v6, cifar10.2 for cifar10; imagenetv2-"
-                    "matched-frequency, imagenet-a, imagenet-r, imagenet-sketch for imagenet)", shown="by ID dataset"),
+                    "matched-frequency, imagenet-a, imagenet-r, imagenet-sketch for imagenet; synthetic-shift for "
+                    "synthetic)", shown="by ID dataset"),
              Option("score", "msp", choice(_scores), "confidence score compared between ID and shift images"),
              Option("n_bins", 15, count(1), "equal-width confidence bins for ECE")),
     run=run, shared=PassUse(finish=from_pass), inputs=inputs,

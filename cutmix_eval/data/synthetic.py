@@ -86,6 +86,7 @@ ANCHORS = {"end": (0.72, 0.0), "centre": (0.0, 0.0), "side": (0.05, 0.75), "shou
 PART_RADIUS = 0.2  # in body half-lengths: the part's diameter is ~20 % of the body's length
 PART_REACH = 1.25  # the farthest any part shape reaches, in part radii
 SCALE_RANGE = (0.35, 0.80)  # body length / image side
+SHIFT_SCALE_RANGE = (0.22, 0.40)  # synthetic-shift: the same objects, drawn smaller
 BODY_HUE_BIAS = 0.3  # probability that a body's hue is drawn near its class hue
 MIN_DISTRACTORS, MAX_DISTRACTORS = 2, 5
 
@@ -358,10 +359,10 @@ class Generated:
 
 
 def object_poses(rng: np.random.Generator, shape: BodyShape, anchors: np.ndarray, radius: np.ndarray,
-                 size: int) -> Pose:
+                 size: int, scale_range: tuple[float, float] = SCALE_RANGE) -> Pose:
     """Random poses keeping body and part inside the image (``anchors`` ``n x 2`` as in
     :data:`ANCHORS`, part ``radius`` in half-lengths): the half-length is
-    ``SCALE_RANGE`` x S / 2, shrunk if the rotated bounding rectangle would not fit."""
+    ``scale_range`` x S / 2, shrunk if the rotated bounding rectangle would not fit."""
     n = len(radius)
     angle = rng.uniform(0, 2 * np.pi, n)
     widest = shape.aspect * (1 + np.abs(shape.taper))
@@ -370,7 +371,7 @@ def object_poses(rng: np.random.Generator, shape: BodyShape, anchors: np.ndarray
     cos, sin = np.abs(np.cos(angle)), np.abs(np.sin(angle))
     extent_x, extent_y = cos * reach_u + sin * reach_v, sin * reach_u + cos * reach_v
     room = size / 2 - 1.5
-    unit = np.minimum(rng.uniform(*SCALE_RANGE, n) * size / 2, room / np.maximum(extent_x, extent_y))
+    unit = np.minimum(rng.uniform(*scale_range, n) * size / 2, room / np.maximum(extent_x, extent_y))
     margin_x, margin_y = extent_x * unit + 0.5, extent_y * unit + 0.5
     cx = rng.uniform(margin_x, size - 1 - margin_x)
     cy = rng.uniform(margin_y, size - 1 - margin_y)
@@ -378,16 +379,16 @@ def object_poses(rng: np.random.Generator, shape: BodyShape, anchors: np.ndarray
 
 
 def render_objects(rng: np.random.Generator, design_ids: np.ndarray, designs: list[PartDesign],
-                   size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   size: int, scale_range: tuple[float, float] = SCALE_RANGE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one object of design ``designs[design_ids[i]]`` on a fresh background per
-    image. Returns float images ``n x 3 x S x S``, object masks and part masks
-    (bool ``n x S x S``)."""
+    image, its length a ``scale_range`` fraction of the side. Returns float images
+    ``n x 3 x S x S``, object masks and part masks (bool ``n x S x S``)."""
     n = len(design_ids)
     image = backgrounds(rng, n, size)
     shape = sample_body_shapes(rng, n)
     anchors = np.array([ANCHORS[design.anchor] for design in designs])[design_ids]
     radius = PART_RADIUS * rng.uniform(0.9, 1.1, n)
-    pose = object_poses(rng, shape, anchors, radius, size)
+    pose = object_poses(rng, shape, anchors, radius, size, scale_range)
     u, v = to_body_frame(pose, size)
     body = body_level(u, v, shape)
     class_hue = (design_ids + 0.5) / len(designs)
@@ -443,16 +444,17 @@ def _chunks(seeds: np.random.SeedSequence, n: int) -> list[tuple[slice, np.rando
 
 
 def build_objects(n: int, params: dict[str, Any], seeds: np.random.SeedSequence,
-                  designs: list[PartDesign], label_samples: bool) -> Generated:
-    """Objects of ``designs``, balanced over them; labels are the design indices
-    (``label_samples``) or -1."""
+                  designs: list[PartDesign], label_samples: bool,
+                  scale_range: tuple[float, float] = SCALE_RANGE) -> Generated:
+    """Objects of ``designs``, balanced over them, their length a ``scale_range`` fraction of
+    the side; labels are the design indices (``label_samples``) or -1."""
     size = params["image_size"]
     design_ids = balanced_labels(np.random.default_rng(seeds.spawn(1)[0]), n, len(designs))
     out = Generated(np.empty((n, 3, size, size), np.uint8),
                     design_ids if label_samples else np.full(n, OOD_LABEL, np.int64),
                     masks=np.empty((n, size, size), np.uint8), part_masks=np.empty((n, size, size), np.uint8))
     for part, rng in _chunks(seeds, n):
-        image, masks, part_masks = render_objects(rng, design_ids[part], designs, size)
+        image, masks, part_masks = render_objects(rng, design_ids[part], designs, size, scale_range)
         out.images[part], out.masks[part], out.part_masks[part] = finish(image, rng), masks, part_masks
     out.boxes = boxes_from_masks(out.masks.astype(bool))
     return out
@@ -489,6 +491,7 @@ def build_photos(n: int, params: dict[str, Any], seeds: np.random.SeedSequence) 
 BUILDERS: dict[str, Callable[[int, dict[str, Any], np.random.SeedSequence], Generated]] = {
     "synthetic": lambda n, p, s: build_objects(n, p, s, class_designs(p["num_classes"]), True),
     "synthetic-unseen": lambda n, p, s: build_objects(n, p, s, unseen_designs(), False),
+    "synthetic-shift": lambda n, p, s: build_objects(n, p, s, class_designs(p["num_classes"]), True, SHIFT_SCALE_RANGE),
     "synthetic-background": build_backgrounds,
     "photos": build_photos,
 }
@@ -619,6 +622,21 @@ def synthetic(split: str, root: Path | None = None, *, transform: Transform | No
     classes = [design.name for design in class_designs(num_classes)]
     count = DEFAULT_SAMPLES[split] if num_samples is None else num_samples
     return _make("synthetic", split, classes, transform, count, cache,
+                 image_size=image_size, num_classes=num_classes, seed=seed)
+
+
+@register_dataset("synthetic-shift", layout=LAYOUT, splits=("test",),
+                  description="natural-shift companion of synthetic: the same classes, objects drawn smaller "
+                              f"({int(100 * SHIFT_SCALE_RANGE[0])}-{int(100 * SHIFT_SCALE_RANGE[1])} % of the side "
+                              f"instead of {int(100 * SCALE_RANGE[0])}-{int(100 * SCALE_RANGE[1])} %)")
+def synthetic_shift(split: str, root: Path | None = None, *, transform: Transform | None | str = "default",
+                    image_size: int = 64, num_classes: int = 10, seed: int = 0, num_samples: int | None = None,
+                    cache: bool = True) -> GeneratedDataset:
+    """The embedded classes under a scale shift: the objects of :func:`synthetic`, smaller
+    (``SHIFT_SCALE_RANGE`` of the side), so its parts are harder to see (``root`` is ignored)."""
+    classes = [design.name for design in class_designs(num_classes)]
+    count = DEFAULT_SAMPLES["test"] if num_samples is None else num_samples
+    return _make("synthetic-shift", split, classes, transform, count, cache,
                  image_size=image_size, num_classes=num_classes, seed=seed)
 
 
