@@ -98,8 +98,9 @@ def test_the_shift_analysis_from_the_command_line(tmp_path, capsys):
     assert code == 0, out
     summary = json.loads(out.strip().splitlines()[-1])
     assert "my-shift/accuracy" in json.dumps(summary)
-    assert main(["analyze", "shift", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "12"]) == 2
-    assert "no default shift sets for synthetic" in capsys.readouterr().err
+    assert main(["analyze", "shift", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "12", "--sets",
+                 "synthetic-unseen", "--results", str(tmp_path / "R1")]) == 2
+    assert "shift set synthetic-unseen has 0 classes but the model predicts 10" in capsys.readouterr().err
     (folder / "class_map.json").write_text(json.dumps({"a": 0}))
     assert main(["analyze", "shift", "--ckpt", str(ckpt), "--data", "synthetic", "--sets", str(folder),
                  "--results", str(tmp_path / "R2")]) == 2

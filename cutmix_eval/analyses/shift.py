@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cutmix_eval.analyses.base import Analysis, Option, Outcome, PassUse, Subject, cached, register_analysis
+from cutmix_eval.analyses.base import Analysis, Option, Outcome, Subject, cached, register_analysis
 from cutmix_eval.analyses.options import choice, count, texts
 from cutmix_eval.errors import UserError
 from cutmix_eval.report.store import Record
@@ -79,12 +79,10 @@ def _evaluate(subject: Subject, id_predictions, sets, score, n_bins) -> Outcome:
 
 
 def run(subject: Subject, sets: tuple[str, ...] | None = None, score: str = "msp", n_bins: int = 15) -> Outcome:
+    """The ID side is the subject's labelled pass, shared with classification when both run on
+    the subject. Not part of ``evaluate --all``'s shared pass: shift sets are extra data that
+    most ID datasets' users do not have, so it runs when asked (``analyze shift``, a study)."""
     return _evaluate(subject, subject.labelled_pass()[0], sets, score, n_bins)
-
-
-def from_pass(subject: Subject, shared, consumer, options) -> Outcome:
-    """The pass's Predictions are the ID side; each shift set needs its own pass."""
-    return _evaluate(subject, shared.predictions, **options)
 
 
 def inputs(subject: Subject, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,7 +210,7 @@ ANALYSIS = register_analysis(Analysis(
                     "synthetic)", shown="by ID dataset"),
              Option("score", "msp", choice(_scores), "confidence score compared between ID and shift images"),
              Option("n_bins", 15, count(1), "equal-width confidence bins for ECE")),
-    run=run, shared=PassUse(finish=from_pass), inputs=inputs,
+    run=run, inputs=inputs,
     view=View((TableSpec("shift-accuracy", "Natural distribution shift: top-1 accuracy", accuracy_table,
                          ("accuracy",), notes=notes, extra_rows=robustness_rows),
                TableSpec("shift-ece", "Calibration under natural shift: ECE", calibration_table, ("ece",)),
