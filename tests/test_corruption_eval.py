@@ -66,6 +66,43 @@ def test_on_the_fly_equals_a_brute_force_loop_and_ignores_batch_size(small_label
     json.loads(result.to_json())
 
 
+def brute_force_ece(confidence, correct, n_bins=15):
+    """ECE by a loop over right-closed bins (i/B, (i+1)/B]."""
+    total = 0.0
+    for b in range(n_bins):
+        inside = [(c, ok) for c, ok in zip(confidence, correct) if b / n_bins < c <= (b + 1) / n_bins]
+        if inside:
+            total += len(inside) / len(confidence) * abs(np.mean([ok for _, ok in inside])
+                                                         - np.mean([c for c, _ in inside]))
+    return total
+
+
+def test_calibration_under_corruption_against_a_brute_force_loop(small_labelled):
+    dataset, model = small_labelled
+    result = evaluate_corruption(model, dataset, corruptions=CHEAP[:2], severities=[2, 4], seed=1,
+                                 settings=RunSettings(batch_size=16, limit=30, progress=False))
+    images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(30)])
+    labels = torch.as_tensor([int(dataset[i]["label"]) for i in range(30)])
+    grid = []
+    for name in CHEAP[:2]:
+        row = []
+        for j, severity in enumerate((2, 4)):
+            with torch.no_grad():
+                corrupted = corrupt_indexed(images, range(30), name, severity, seed=1, table=result.config["table"])
+                probs = torch.softmax(model(corrupted).double(), 1)
+            confidence, correct = probs.max(1).values.numpy(), (probs.argmax(1) == labels).numpy()
+            np.testing.assert_allclose(result.per_sample[f"{name}/confidence"][:, j], confidence, rtol=1e-6)
+            row.append(brute_force_ece(confidence, correct))
+            assert result.metrics[f"{name}/ece@{severity}"] == pytest.approx(row[-1], abs=1e-6)
+        grid.append(row)
+    with torch.no_grad():
+        probs = torch.softmax(model(images).double(), 1)
+    assert result.metrics["clean_ece"] == pytest.approx(
+        brute_force_ece(probs.max(1).values.numpy(), (probs.argmax(1) == labels).numpy()), abs=1e-6)
+    assert result.metrics["ece@4"] == pytest.approx(np.mean([r[1] for r in grid]), abs=1e-6)
+    assert result.metrics["mean_ece"] == pytest.approx(np.mean(grid), abs=1e-6)
+
+
 def test_errors_grow_with_severity(sensitive):
     dataset, model, _ = sensitive
     result = evaluate_corruption(model, dataset, corruptions="shot_noise", table="imagenet",

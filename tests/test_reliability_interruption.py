@@ -66,10 +66,12 @@ def analyses_recorded(results: Path) -> list[str]:
 
 
 def start(log: Path, argv: list[str], program: tuple[str, ...] = tuple(CLI)) -> subprocess.Popen:
-    """``program argv`` in its own process group (as a shell runs a job), stdout to ``log``,
-    stderr to ``log.err``."""
+    """``program argv`` in its own process group with Ctrl-C at its default (as a shell runs a
+    job, even when the tests themselves run as a background job, which ignores SIGINT and
+    would pass that on), stdout to ``log``, stderr to ``log.err``."""
     with open(log, "w") as out, open(log.with_suffix(".err"), "w") as err:
-        return subprocess.Popen([*program, *argv], env=cli_env(), stdout=out, stderr=err, start_new_session=True)
+        return subprocess.Popen([*program, *argv], env=cli_env(), stdout=out, stderr=err, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(proc: subprocess.Popen, condition, what: str, timeout: float = 300) -> None:

@@ -52,7 +52,8 @@ def tables(results_dir):
 
 def test_one_table_per_analysis_methods_in_paper_order(tables):
     assert set(tables) == {"classification", "localization", "ood-tnr_at_tpr95", "ood-auroc",
-                           "ood-detection_accuracy", "occlusion", "inbetween", "adversarial", "corruption"}
+                           "ood-detection_accuracy", "occlusion", "inbetween", "adversarial", "corruption",
+                           "corruption-ece"}
     assert all(t.columns == ["baseline", "cutmix"] for t in tables.values())
     assert "48 images" in tables["classification"].title and tables["classification"].note
 
@@ -149,7 +150,7 @@ def test_report_in_every_format(results_dir, tmp_path):
     assert {"table", "metric", "method", "value", "ci_low", "ci_high"} <= set(frame.columns)
     assert set(frame["method"]) == {"baseline", "cutmix"}
     tex = outcome.paths["tex"].read_text()
-    assert tex.count(r"\begin{table}") == 9 and r"\toprule" in tex and tex.rstrip().endswith(r"\end{document}")
+    assert tex.count(r"\begin{table}") == 10 and r"\toprule" in tex and tex.rstrip().endswith(r"\end{document}")
     page = outcome.paths["html"].read_text()
     assert page.count("data:image/png;base64,") == len(outcome.figures)
     assert not re.search(r"""(src|href)=["'](?!data:|#)""", page)

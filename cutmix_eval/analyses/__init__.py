@@ -7,7 +7,7 @@ ood             out-of-distribution detection against the companion sets
 occlusion       accuracy as a centred hole grows / the image shrinks to it
 inbetween       predicting neither class of Mixup/CutMix in-between samples
 adversarial     accuracy under FGSM (and PGD) in pixel space
-corruption      error under the common corruptions, on the fly
+corruption      error and calibration under the common corruptions
 shift           accuracy, calibration and confidence under natural distribution shift
 =============== ==========================================================
 

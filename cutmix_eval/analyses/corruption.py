@@ -149,6 +149,24 @@ def table(records: Sequence[Record]) -> list[Metric]:
     return rows
 
 
+def calibration_table(records: Sequence[Record]) -> list[Metric]:
+    """Calibration under corruption: ECE on the clean images, at each severity (mean over the
+    corruptions evaluated) and over everything, from records that hold it (corruption analysis
+    version 2 on); no interval (an ECE per corruption is not a mean over images)."""
+    result = records[0].results[0]
+    if "mean_ece" not in result.metrics:
+        return []
+
+    def row(label: str, key: str) -> Metric:
+        return Metric(label, lambda r: 100 * r.results[0].metrics[key], LOWER, None, key=key, digits=2)
+
+    names = result.config["corruptions"]
+    rows = [row("clean", "clean_ece")] if "clean_ece" in result.metrics else []
+    rows += [row(f"severity {s} (mean over {len(names)} corruptions)", f"ece@{s}") for s in result.config["severities"]]
+    return rows + [row(f"mean over corruptions and severities{severity_scope(result.config['severities'])}",
+                       "mean_ece")]
+
+
 def mce_row(columns: dict[str, list[Record]]) -> list[Row]:
     """mCE with the baseline column as the reference model (CE per corruption = sum over the
     severities evaluated of the model's errors / the baseline's; mean over the benchmark
@@ -186,7 +204,7 @@ def figure(columns, colours, where):
 
 
 ANALYSIS = register_analysis(Analysis(
-    "corruption", 1, "error under the common corruptions, on the fly or from a released set's files",
+    "corruption", 2, "error and calibration under the common corruptions, on the fly or from a released set's files",
     options=(Option("corruptions", "all", _corruptions, "all (19), benchmark (the 15), a group (noise, blur, "
                     "weather, digital, extra) or a comma-separated list of groups and names"),
              Option("severities", (1, 2, 3, 4, 5), _severities, "a range such as 3-5, one level, or a list such as "
@@ -200,5 +218,7 @@ ANALYSIS = register_analysis(Analysis(
                     "on the same corrupted images; CE, mCE and relative mCE are normalized by its errors (default: "
                     "AlexNet's published errors on ImageNet data at all 5 severities, none elsewhere)")),
     run=run, inputs=inputs, check=check, settle=settle,
-    view=View((TableSpec("corruption", "Common corruptions", table, ("error", "source"), extra_rows=mce_row),),
+    view=View((TableSpec("corruption", "Common corruptions", table, ("error", "source"), extra_rows=mce_row),
+               TableSpec("corruption-ece", "Calibration under common corruptions: ECE (15 bins)", calibration_table,
+                         ("ece",))),
               figure=figure)))

@@ -48,6 +48,7 @@ from cutmix_eval.runtime import resolve_device
 from cutmix_eval.settings import RunSettings
 
 MODEL, REFERENCE = "model", "reference"
+ECE_BINS = 15  # calibration under corruption: the bins of the classification analysis's ECE
 
 
 def check_selection(corruptions: str | Sequence[str], severities: Iterable[int]) -> tuple[list[str], list[int]]:
@@ -86,10 +87,13 @@ def parse_severities(text: str) -> list[int]:
 
 
 @torch.inference_mode()
-def _correct(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``B`` bool: top-1 right (a NaN or infinite logit counts as wrong)."""
+def _outcomes(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B bool: top-1 right, B float32: max softmax probability)``; a row with a NaN or
+    infinite logit counts as wrong and gets confidence NaN (left out of ECE)."""
     logits = model(images)
-    return (logits.argmax(dim=1) == labels) & torch.isfinite(logits).all(dim=1)
+    finite = torch.isfinite(logits).all(dim=1)
+    confidence = torch.softmax(logits.double(), dim=1).amax(dim=1).float()
+    return (logits.argmax(dim=1) == labels) & finite, torch.where(finite, confidence, torch.nan)
 
 
 def _models(model: Classifier, reference: Classifier | None, device: torch.device) -> dict[str, Classifier]:
@@ -125,7 +129,8 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
               "image_size": list(size)}
     return _result(model, dataset, len(data), names, levels, rows["index"],
                    {k: rows[f"{k}/clean"] for k in models}, {k: rows[f"{k}/corrupted"] for k in models},
-                   reference, reference_label, source, settings)
+                   reference, reference_label, source, settings,
+                   confidence=(rows["clean_confidence"], rows["confidence"]))
 
 
 class CorruptionAccumulator(Accumulator):
@@ -144,21 +149,28 @@ class CorruptionAccumulator(Accumulator):
         images, labels = batch["image"].to(self.device, non_blocking=True), batch["label"].to(self.device)
         self.size = self.size or tuple(images.shape[-2:])
         used_table = resolve_table(self.table, *self.size)
-        clean = {f"{key}/clean": _correct(m, images, labels) for key, m in self.models.items()}
+        clean = {key: _outcomes(m, images, labels) for key, m in self.models.items()}
         self.tick()
-        grid = {key: torch.zeros(len(images), len(self.names), len(self.levels), dtype=torch.bool)
-                for key in self.models}
+        shape = (len(images), len(self.names), len(self.levels))
+        grid = {key: torch.zeros(shape, dtype=torch.bool) for key in self.models}
+        confidence = torch.zeros(shape, dtype=torch.float32)
         for i, name in enumerate(self.names):
             for j, severity in enumerate(self.levels):
                 corrupted = corrupt_indexed(images, batch["index"], name, severity, seed=self.seed, table=used_table)
                 for key, m in self.models.items():
-                    grid[key][:, i, j] = _correct(m, corrupted, labels).cpu()
+                    correct, confident = _outcomes(m, corrupted, labels)
+                    grid[key][:, i, j] = correct.cpu()
+                    if key == MODEL:
+                        confidence[:, i, j] = confident.cpu()
                 self.tick()
-        self.add(index=batch["index"], **clean, **{f"{key}/corrupted": g for key, g in grid.items()})
+        self.add(index=batch["index"], **{f"{key}/clean": c for key, (c, _) in clean.items()},
+                 **{f"{key}/corrupted": g for key, g in grid.items()}, clean_confidence=clean[MODEL][1],
+                 confidence=confidence)
 
 
 class CorrectnessAccumulator(Accumulator):
-    """Each model's top-1 correctness per image (``key`` -> ``N`` bool), for released slices."""
+    """Each model's top-1 correctness per image (``key`` -> ``N`` bool) and the model's
+    confidence (``confidence``), for released slices."""
 
     def __init__(self, models: dict[str, Classifier], device: torch.device):
         super().__init__()
@@ -166,7 +178,8 @@ class CorrectnessAccumulator(Accumulator):
 
     def update(self, batch: dict) -> None:
         images, labels = batch["image"].to(self.device, non_blocking=True), batch["label"].to(self.device)
-        self.add(**{key: _correct(m, images, labels) for key, m in self.models.items()})
+        outcomes = {key: _outcomes(m, images, labels) for key, m in self.models.items()}
+        self.add(**{key: correct for key, (correct, _) in outcomes.items()}, confidence=outcomes[MODEL][1])
 
 
 def evaluate_released_corruption(model: Classifier, name: str, *, root: str | None = None, split: str = "test",
@@ -200,6 +213,7 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
     check_compatible(model, first)
     count = len(head(first, settings.limit))
     correct = {key: np.zeros((count, len(names), len(levels)), dtype=bool) for key in models}
+    confidence = np.zeros((count, len(names), len(levels)), dtype=np.float32)
     bar = progress_bar(total=len(names) * len(levels) + (clean is not None), desc=f"{name} slices", unit="slice",
                        enabled=settings.progress)
     for i, corruption in enumerate(names):
@@ -211,23 +225,25 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
             outcome = _pass(models, Subset(part, range(count)), settings, device)
             for key in models:
                 correct[key][:, i, j] = outcome[key]
+            confidence[:, i, j] = outcome["confidence"]
             bar.update()
-    clean_correct = None
+    clean_correct, clean_confidence = None, None
     if clean is not None:
         if len(clean) < count:
             raise UserError(f"the clean set {clean.name} has {len(clean)} images, fewer than the {count} of {name}")
         clean_correct = _pass(models, Subset(clean, range(count)), settings, device)
+        clean_confidence = clean_correct.pop("confidence")
         bar.update()
     bar.close()
     left_out = f"; not on disk, left out: {', '.join(absent)}" if absent else ""
     source = {"source": f"released files ({name}){left_out}",
               "table": "released", "seed": None, "clean_data": getattr(clean, "name", None), "absent": absent}
     return _result(model, first, count, names, levels, np.arange(count), clean_correct, correct, reference,
-                   reference_label, source, settings, dataset_name=name)
+                   reference_label, source, settings, dataset_name=name, confidence=(clean_confidence, confidence))
 
 
 def _pass(models: dict[str, Classifier], data, settings: RunSettings, device: torch.device) -> dict[str, np.ndarray]:
-    """Per-model ``N`` bool correctness over ``data`` in one loader pass."""
+    """Per-model ``N`` bool correctness over ``data`` in one loader pass, and the model's ``confidence``."""
     accumulator = CorrectnessAccumulator(models, device)
     feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers), desc="", progress=False)
     return accumulator.reduced()
@@ -296,9 +312,12 @@ def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref,
 
 def _result(model: Classifier, dataset, count: int, names: list[str], levels: list[int], indices: np.ndarray,
             clean: dict[str, np.ndarray] | None, correct: dict[str, np.ndarray], reference, reference_label: str,
-            source: dict[str, Any], settings: RunSettings, dataset_name: str | None = None) -> Result:
+            source: dict[str, Any], settings: RunSettings, dataset_name: str | None = None,
+            confidence: tuple[np.ndarray | None, np.ndarray] | None = None) -> Result:
     """The Result from per-image outcomes: ``correct[key]`` is ``N x C x S`` bool per model
-    key (``model``, maybe ``reference``), ``clean[key]`` ``N`` bool, or None without a clean set."""
+    key (``model``, maybe ``reference``), ``clean[key]`` ``N`` bool, or None without a clean set;
+    ``confidence``: the model's max softmax probability, clean (``N``, or None) and corrupted
+    (``N x C x S``), for calibration under corruption."""
     dataset_name = dataset_name or dataset.name
     errors = {key: {name: 1.0 - grid[:, i, :].mean(axis=0) for i, name in enumerate(names)}
               for key, grid in correct.items()}
@@ -322,6 +341,9 @@ def _result(model: Classifier, dataset, count: int, names: list[str], levels: li
     metrics, conventions = metrics | more, conventions | notes
     ref = ref if "mce" in more else None
     metrics["num_images"] = int(count)
+    if confidence is not None:
+        more, notes = _calibration(names, levels, correct[MODEL], clean.get(MODEL) if clean else None, *confidence)
+        metrics, conventions = metrics | more, conventions | notes
     curves: dict[str, Any] = {
         "severities": levels, "errors": {c: e.tolist() for c, e in errors[MODEL].items()},
         "groups": [g for g, members in GROUPS.items() if any(c in members for c in names)],
@@ -335,6 +357,10 @@ def _result(model: Classifier, dataset, count: int, names: list[str], levels: li
     if clean is not None:
         per_sample["clean_correct"] = clean[MODEL]
     per_sample |= {f"{name}/correct": correct[MODEL][:, i, :] for i, name in enumerate(names)}
+    if confidence is not None:
+        if confidence[0] is not None:
+            per_sample["clean_confidence"] = confidence[0]
+        per_sample |= {f"{name}/confidence": confidence[1][:, i, :] for i, name in enumerate(names)}
     return Result(evaluator="corruption", metrics=metrics, conventions=conventions,
                   model=settings.model_record(model),
                   dataset={"name": dataset_name, "split": dataset.split, "num_images": int(count),
@@ -342,3 +368,32 @@ def _result(model: Classifier, dataset, count: int, names: list[str], levels: li
                   config={"corruptions": names, "severities": levels, "reference": ref.name if ref else None,
                           **source, **settings.config()},
                   curves=curves, per_sample=per_sample)
+
+
+def _ece(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """ECE with :data:`ECE_BINS` equal-width right-closed bins over the images with a finite
+    confidence (NaN when none has one)."""
+    from cutmix_eval.metrics.calibration import expected_calibration_error
+
+    finite = np.isfinite(confidence)
+    return expected_calibration_error(confidence[finite], correct[finite], ECE_BINS) if finite.any() else float("nan")
+
+
+def _calibration(names: Sequence[str], levels: Sequence[int], correct: np.ndarray, clean_correct: np.ndarray | None,
+                 clean_confidence: np.ndarray | None, confidence: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+    """Calibration under corruption: ``{corruption}/ece@{severity}``, ``{corruption}/ece`` (mean
+    over the severities), ``ece@{severity}`` (mean over the corruptions), ``mean_ece`` and, with
+    a clean set, ``clean_ece``; the convention that says how."""
+    grid = np.array([[_ece(confidence[:, i, j], correct[:, i, j]) for j in range(len(levels))]
+                     for i in range(len(names))])
+    metrics = {f"{name}/ece@{s}": float(grid[i, j]) for i, name in enumerate(names) for j, s in enumerate(levels)}
+    metrics |= {f"{name}/ece": float(grid[i].mean()) for i, name in enumerate(names)}
+    metrics |= {f"ece@{s}": float(grid[:, j].mean()) for j, s in enumerate(levels)}
+    metrics["mean_ece"] = float(grid.mean())
+    if clean_confidence is not None and clean_correct is not None:
+        metrics["clean_ece"] = _ece(clean_confidence, clean_correct)
+    return metrics, {"ece": f"calibration under corruption: ECE of the max softmax probability, {ECE_BINS} equal-width "
+                            "right-closed bins, per (corruption, severity); ece@{severity} and mean_ece are means of "
+                            "those ECEs over the corruptions (and severities); images with a non-finite logit are "
+                            "left out"}
+

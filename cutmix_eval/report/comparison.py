@@ -231,6 +231,8 @@ def build_tables(records: Sequence[Record], views: Mapping[str, View], intervals
                             m.digits, m.unit) for m in metrics]
                 rows += spec.extra_rows(columns) if spec.extra_rows else []
                 rows += reference_rows(analysis, key[1], everything, metrics, labels)
+                if not rows:  # e.g. a table of numbers older records do not hold
+                    continue
                 tables.append(Table(f"{spec.key}-{key[1]}-{len(tables)}", _title(spec, view, key, everything, siblings),
                                     labels, rows, notes(spec, columns)))
     return tables
