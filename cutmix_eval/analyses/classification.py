@@ -79,6 +79,11 @@ def table(records: Sequence[Record]) -> list[Metric]:
                         lambda r: (cal_samples("confidence", "correct")(r),
                                    lambda x: 100 * bs.ece_rows(x[..., 0], x[..., 1] > 0.5, n_bins)),
                         key="ece", digits=2)]
+        if all("adaptive_ece" in result_of(r, "calibration").metrics for r in records):  # classification v2 on
+            rows += [Metric(f"adaptive ECE ({n_bins} equal-mass bins)", lambda r: 100 * cal("adaptive_ece")(r), LOWER,
+                            None, key="adaptive_ece", digits=2),
+                     Metric("AURC (selective risk, max probability)", lambda r: 100 * cal("aurc")(r), LOWER, None,
+                            key="aurc", digits=2)]
     return rows
 
 
@@ -108,4 +113,4 @@ ANALYSIS = register_analysis(Analysis(
                     shown="temperature")),
     run=run, check=check, shared=PassUse(finish=from_pass),
     view=View((TableSpec("classification", "Classification and calibration", table,
-                         ("top1_error", "nll", "brier", "ece")),), figure=figure)))
+                         ("top1_error", "nll", "brier", "ece", "adaptive_ece", "aurc")),), figure=figure)))

@@ -31,7 +31,7 @@ from cutmix_eval.passes import Predictions
 from cutmix_eval.results import Result
 
 N_BINS = 15
-NEW_METRICS = ("adaptive_ece", "classwise_ece", "mce", "l2_ce_debiased", "aurc", "e_aurc", "augrc")
+BEYOND_ECE = ("adaptive_ece", "classwise_ece", "mce", "l2_ce_debiased", "aurc", "e_aurc", "augrc")
 """The metrics beyond ECE/NLL/Brier that :func:`probability_metrics` adds for the model as trained."""
 
 
@@ -81,7 +81,7 @@ def calibration_result(predictions: Predictions, *, holdout: int = 0, n_bins: in
     metrics: dict[str, float] = {"top1_error": float(1 - topk_correct(z, y, 1).mean()),
                                  "top5_error": float(1 - topk_correct(z, y, 5).mean()),
                                  **calibration_metrics(z, y, n_bins), "num_images": int(len(y)),
-                                 **{key: beyond[key] for key in NEW_METRICS}}
+                                 **{key: beyond[key] for key in BEYOND_ECE}}
     curves = {"reliability": _bins_curve(confidence, correct, n_bins, temperature=1.0)}
     conventions = dict(CALIBRATION_CONVENTIONS) | {
         "top1_error": "fraction of images whose label is not the highest logit",
