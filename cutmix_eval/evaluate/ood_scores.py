@@ -132,7 +132,7 @@ def create_score(name: str, **kwargs) -> OODScore:
     return score_class(name)(**kwargs)
 
 
-def _logits64(predictions: Predictions) -> np.ndarray:
+def logits64(predictions: Predictions) -> np.ndarray:
     return predictions.logits.astype(np.float64)
 
 
@@ -142,7 +142,7 @@ class MSP(OODScore):
     description = "maximum softmax probability (Hendrycks & Gimpel 2017; the CutMix paper's score)"
 
     def __call__(self, predictions):
-        return softmax(_logits64(predictions), axis=1).max(axis=1)
+        return softmax(logits64(predictions), axis=1).max(axis=1)
 
 
 @register_score
@@ -151,24 +151,28 @@ class MaxLogit(OODScore):
     description = "maximum logit (Hendrycks et al. 2022)"
 
     def __call__(self, predictions):
-        return _logits64(predictions).max(axis=1)
+        return logits64(predictions).max(axis=1)
 
 
-@register_score
-class Energy(OODScore):
-    name = "energy"
-    description = "negative free energy T * logsumexp(logits / T) (Liu et al. 2020)"
+class TemperedScore(OODScore):
+    """A score with one setting, a softmax temperature ``T`` > 0 (default 1)."""
 
     def __init__(self, temperature: float = 1.0):
         if not temperature > 0:
-            raise UserError(f"energy temperature must be > 0, not {temperature}")
+            raise UserError(f"{self.name} temperature must be > 0, not {temperature}")
         self.temperature = float(temperature)
 
     def params(self):
         return {"temperature": self.temperature}
 
+
+@register_score
+class Energy(TemperedScore):
+    name = "energy"
+    description = "negative free energy T * logsumexp(logits / T) (Liu et al. 2020)"
+
     def __call__(self, predictions):
-        return self.temperature * logsumexp(_logits64(predictions) / self.temperature, axis=1)
+        return self.temperature * logsumexp(logits64(predictions) / self.temperature, axis=1)
 
 
 @register_score

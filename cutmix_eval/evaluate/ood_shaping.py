@@ -22,15 +22,11 @@ import numpy as np
 from scipy.special import logsumexp, softmax, xlogy
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.evaluate.ood_scores import OODScore, register_score
+from cutmix_eval.evaluate.ood_scores import OODScore, TemperedScore, logits64, register_score
 from cutmix_eval.passes import Predictions
 
 #: OpenOOD's sweep of the activation-shaping percentile (``configs/postprocessors/{ash,scale}.yml``)
 SHAPING_GRID = (65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0)
-
-
-def _logits(predictions: Predictions) -> np.ndarray:
-    return predictions.logits.astype(np.float64)
 
 
 def _pooled(predictions: Predictions, score: str) -> np.ndarray:
@@ -72,7 +68,7 @@ class GEN(OODScore):
         return {"gamma": self.gamma, "M": self.M}
 
     def __call__(self, predictions):
-        top = np.sort(softmax(_logits(predictions), axis=1), axis=1)[:, -self.M:]
+        top = np.sort(softmax(logits64(predictions), axis=1), axis=1)[:, -self.M:]
         return -(top ** self.gamma * (1 - top) ** self.gamma).sum(axis=1)
 
 
@@ -97,7 +93,7 @@ class KLMatching(OODScore):
         self.templates: np.ndarray | None = None
 
     def fit(self, train):
-        probs = softmax(_logits(train), axis=1)
+        probs = softmax(logits64(train), axis=1)
         predicted = probs.argmax(axis=1)
         num_classes = probs.shape[1]
         templates = np.eye(num_classes)
@@ -108,7 +104,7 @@ class KLMatching(OODScore):
     def __call__(self, predictions):
         if self.templates is None:
             raise RuntimeError("KLMatching.fit must be called before scoring")
-        p = softmax(_logits(predictions), axis=1)
+        p = softmax(logits64(predictions), axis=1)
         p = p / p.sum(axis=1, keepdims=True)
         q = self.templates / self.templates.sum(axis=1, keepdims=True)
         zero = q == 0
@@ -331,7 +327,7 @@ class SCALE(_Shaping):
 
 
 @register_score
-class GradNorm(OODScore):
+class GradNorm(TemperedScore):
     """GradNorm (Huang et al. 2021): the L1 norm of the gradient, with respect to the last
     linear layer's *weight* (not its bias), of ``sum_k -log softmax(z / T)_k`` (the authors'
     and OpenOOD's loss: all-ones targets, i.e. ``K`` times the cross-entropy to the uniform
@@ -346,16 +342,8 @@ class GradNorm(OODScore):
                    "all-ones targets, in closed form (Huang et al. 2021)")
     needs_features = True
 
-    def __init__(self, temperature: float = 1.0):
-        if not temperature > 0:
-            raise UserError(f"GradNorm temperature must be > 0, not {temperature}")
-        self.temperature = float(temperature)
-
-    def params(self):
-        return {"temperature": self.temperature}
-
     def __call__(self, predictions):
-        logits = _logits(predictions)
+        logits = logits64(predictions)
         probs = softmax(logits / self.temperature, axis=1)
         output_grad = np.abs(logits.shape[1] * probs - 1).sum(axis=1) / self.temperature
         return output_grad * np.abs(_pooled(predictions, self.name)).sum(axis=1)
@@ -400,7 +388,7 @@ class FDBD(OODScore):
     def __call__(self, predictions):
         if self.denominators is None or self.mean is None:
             raise RuntimeError("FDBD.use_head and FDBD.fit must be called before scoring")
-        logits, features = _logits(predictions), _pooled(predictions, self.name)
+        logits, features = logits64(predictions), _pooled(predictions, self.name)
         predicted = logits.argmax(axis=1)
         top = logits[np.arange(len(logits)), predicted]
         distances = (np.abs(top[:, None] - logits) / self.denominators[predicted]).sum(axis=1)

@@ -18,7 +18,7 @@ sets' authors evaluate; every other set must have the model's classes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -73,8 +73,8 @@ def set_metrics(predictions: Predictions, score: str, n_bins: int) -> tuple[dict
     ``score``) of one set's predictions."""
     metrics = calibration_metrics(predictions.logits, predictions.labels, n_bins)
     scores = create_score(score)(predictions)
-    confidence = softmax(predictions.logits.astype(np.float64)).max(axis=1)
-    correct = predictions.logits.argmax(axis=1) == predictions.labels
+    confidence = softmax(predictions.logits).max(axis=1)
+    correct = np.argmax(predictions.logits, axis=1) == predictions.labels
     return metrics | {"mean_score": float(np.mean(scores))}, {"correct": correct, "confidence": confidence,
                                                                 "score": scores, "index": predictions.indices}
 
@@ -130,13 +130,3 @@ def _describe(dataset: ImageDataset, used: int) -> dict[str, Any]:
     mask = getattr(dataset, "class_mask", None)
     return {"num_images": used, "description": dataset_spec(dataset.name).description,
             **({"classes": f"{len(mask)} of the model's (class_mask)"} if mask is not None else {})}
-
-
-def shift_set_names(requested: Sequence[str]) -> list[str]:
-    """The shift sets named, each once (a set named twice is a UserError)."""
-    names: list[str] = []
-    for name in requested:
-        if name in names:
-            raise UserError(f"shift set {name} is named twice; name each set once")
-        names.append(name)
-    return names
