@@ -19,15 +19,42 @@ from typing import Any
 SUMMARY_PREFIX = "BENCH-SUMMARY "
 
 
-def parse_rounds(doc: str, quick: tuple, full: tuple) -> tuple:
-    """The benchmark's command line: ``--quick`` picks the smaller settings (rounds, calls, sizes...)."""
+def parse_rounds(doc: str, quick: tuple, full: tuple, device: bool = False) -> tuple:
+    """The benchmark's command line: ``--quick`` picks the smaller settings (rounds, calls, sizes...).
+
+    With ``device=True`` the benchmark also takes ``--device`` (default ``cpu``; ``cuda`` on a GPU
+    machine) and the chosen settings come back with the device appended.
+    """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and smaller inputs")
-    return quick if parser.parse_args().quick else full
+    if device:
+        parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    args = parser.parse_args()
+    chosen = quick if args.quick else full
+    return (*chosen, args.device) if device else chosen
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """What makes a timed block end when its work ends: CUDA runs asynchronously, so a block on a
+    CUDA device waits for the device (``torch.cuda.synchronize``); on the CPU there is nothing to wait for."""
+    if not device.startswith("cuda"):
+        return lambda: None
+    import torch
+
+    return lambda: torch.cuda.synchronize(device)
+
+
+def device_note(device: str) -> str:
+    """How the timings were taken, for a benchmark's title: CPU threads, or the CUDA device's name."""
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, synchronized per block"
+    return f"{torch.get_num_threads()} CPU threads"
 
 
 def alternating_seconds(variants: dict[str, Callable[[], Any]], rounds: int, calls: int = 1,
-                        warmup: int = 1) -> dict[str, float]:
+                        warmup: int = 1, device: str = "cpu") -> dict[str, float]:
     """Median seconds per call of each zero-argument variant: THE timing loop of every benchmark.
 
     After ``warmup`` untimed calls of each variant, ``rounds`` rounds each time a block of
@@ -52,9 +79,10 @@ def alternating_seconds(variants: dict[str, Callable[[], Any]], rounds: int, cal
 
 
 def alternating_medians(variants: dict[str, Callable], x, y, rounds: int, calls: int) -> dict[str, float]:
-    """Median images/s of each ``fn(x, y)`` on the batch ``x`` (via :func:`alternating_seconds`)."""
+    """Median images/s of each ``fn(x, y)`` on the batch ``x`` (via :func:`alternating_seconds`, on
+    ``x``'s device)."""
     seconds = alternating_seconds({name: (lambda fn=fn: fn(x, y)) for name, fn in variants.items()},
-                                  rounds, calls)
+                                  rounds, calls, device=str(x.device))
     return {name: x.shape[0] / s for name, s in seconds.items()}
 
 

@@ -36,7 +36,10 @@ CPU work), set against a gapnet forward of 0.3 to 2 ms per image here depending 
 busy the shared machine is (its 2-thread convolutions slow down most under load), so
 the ratio moves with the load.
 
-    .venv/bin/python benchmarks/bench_full_evaluation.py [--quick]
+On a GPU (``--device cuda``) the model, both loops and the analyses run on the device (the
+loader's batches are copied to it in both), each timed block ending with the device synchronized.
+
+    .venv/bin/python benchmarks/bench_full_evaluation.py [--quick] [--device cuda]
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
-from _common import alternating_seconds, comparison, markdown_table, parse_rounds, print_summary
+from _common import alternating_seconds, comparison, device_note, markdown_table, parse_rounds, print_summary
 from cutmix_eval.data import create_dataset
 from cutmix_eval.analyses import run_analyses
 from cutmix_eval.evaluate.ood import create_ood_sets
@@ -61,36 +64,36 @@ BATCH = 256
 QUICKSTART = Path(__file__).resolve().parents[1] / "checkpoints" / "quickstart" / "baseline" / "last.pth"
 
 
-def models() -> dict[str, torch.nn.Module]:
+def models(device: str) -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     found = {"gapnet 64px, random weights": create_model("gapnet", 10).eval()}
     if QUICKSTART.exists():
         from cutmix_eval.models.checkpoint import load_checkpoint
 
         found["gapnet 64px, quick-start baseline"] = load_checkpoint(QUICKSTART)[0].eval()
-    return found
+    return {name: model.to(device) for name, model in found.items()}
 
 
-def floor(model, dataset, count: int):
+def floor(model, dataset, count: int, device: str):
     """The passes alone: the same OOD sets built, forward_all over the ID images, a forward per OOD set."""
     def run():
         ood_sets = create_ood_sets(dataset, ["all"], num_noise=count)
         with torch.inference_mode():
             for batch in make_loader(Subset(dataset, range(count)), BATCH):
-                model.forward_all(batch["image"])
+                model.forward_all(batch["image"].to(device, non_blocking=True))
             for data in ood_sets.values():
                 for batch in make_loader(Subset(data, range(min(count, len(data)))), BATCH):
-                    model(batch["image"])
+                    model(batch["image"].to(device, non_blocking=True))
     return run
 
 
 SHARED = ("classification", "localization", "ood")  # the analyses `evaluate --all` runs
 
 
-def ours(model, dataset, count: int, keep: dict, analyses=SHARED):
+def ours(model, dataset, count: int, keep: dict, device: str, analyses=SHARED):
     def run():
         keep["last"] = run_analyses(model, dataset, dict.fromkeys(analyses),
-                                    settings=RunSettings(batch_size=BATCH, limit=count, progress=False))
+                                    settings=RunSettings(batch_size=BATCH, limit=count, progress=False, device=device))
     return run
 
 
@@ -109,23 +112,23 @@ def record_writing_seconds(full, dataset, count: int) -> float:
 
 
 def main() -> None:
-    rounds, count = parse_rounds(__doc__, quick=(3, 200), full=(5, 400))
+    rounds, count, device = parse_rounds(__doc__, quick=(3, 200), full=(5, 400), device=True)
     dataset = create_dataset("synthetic", "test")
     create_ood_sets(dataset, ["all"], num_noise=count)  # generate the companions into the cache, untimed
     rows = []
-    for name, model in models().items():
+    for name, model in models(device).items():
         kept: dict = {}
-        ours(model, dataset, min(count, 64), kept)()  # warm up (lazy imports, allocator), untimed
-        seconds = alternating_seconds({"ours": ours(model, dataset, count, kept),
-                                       "floor": floor(model, dataset, count),
-                                       "no loc": ours(model, dataset, count, {}, ("classification", "ood"))},
-                                      rounds, warmup=0)
+        ours(model, dataset, min(count, 64), kept, device)()  # warm up (lazy imports, allocator), untimed
+        seconds = alternating_seconds({"ours": ours(model, dataset, count, kept, device),
+                                       "floor": floor(model, dataset, count, device),
+                                       "no loc": ours(model, dataset, count, {}, device, ("classification", "ood"))},
+                                      rounds, warmup=0, device=device)
         rows.append({"model": name, "images": f"{count} ID + 5 x {count} OOD", "ours (s)": seconds["ours"],
                      "floor (s)": seconds["floor"], "ratio": seconds["ours"] / seconds["floor"],
                      "no loc (s)": seconds["no loc"], "no loc ratio": seconds["no loc"] / seconds["floor"],
                      "writing (s)": record_writing_seconds(kept["last"], dataset, count)})
     print(f"# Full evaluation (`evaluate --all`) vs the floor of its forward passes (medians of {rounds} "
-          f"alternating rounds, batch {BATCH}, {torch.get_num_threads()} CPU threads)\n")
+          f"alternating rounds, batch {BATCH}, {device_note(device)})\n")
     print(markdown_table(rows, {"model": "", "images": "", "ours (s)": ".2f", "floor (s)": ".2f", "ratio": ".2f",
                                 "no loc (s)": ".2f", "no loc ratio": ".2f", "writing (s)": ".3f"}))
     print("\nours: `run_analyses` end to end without writing records (classification, calibration, OOD detection "

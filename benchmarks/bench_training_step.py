@@ -8,7 +8,10 @@ the variants for several rounds, so the machine's drift cancels; medians are
 reported. Targets: CutMix at least 0.97 of the baseline's throughput, and at least
 0.97 of the throughput of the same step with timm's Mixup doing the CutMix.
 
-    .venv/bin/python benchmarks/bench_training_step.py [--quick]
+On a GPU (``--device cuda``) the same steps run on the device, each timed block ending with the
+device synchronized.
+
+    .venv/bin/python benchmarks/bench_training_step.py [--quick] [--device cuda]
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import numpy as np
 import torch
 from timm.data import Mixup
 
-from _common import alternating_medians, markdown_table, parse_rounds, print_summary, throughput_comparisons, verdict
+from _common import (alternating_medians, device_note, markdown_table, parse_rounds, print_summary,
+                     throughput_comparisons, verdict)
 from cutmix_eval.models import create_model
 from cutmix_eval.train.mixing import Baseline, CutMix, soft_cross_entropy
 
@@ -41,11 +45,11 @@ def timm_mixer(num_classes):
     return lambda x, y: timm_mix(x.clone(), y)  # timm mixes in place; clone like ours for a fair comparison
 
 
-def bench(arch: str, size: int, batch: int, rounds: int, steps: int) -> list[dict]:
+def bench(arch: str, size: int, batch: int, rounds: int, steps: int, device: str) -> list[dict]:
     torch.manual_seed(0)
-    model = create_model(arch, 10).train()
+    model = create_model(arch, 10).train().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    x, y = torch.rand(batch, 3, size, size), torch.randint(0, 10, (batch,))
+    x, y = torch.rand(batch, 3, size, size, device=device), torch.randint(0, 10, (batch,), device=device)
     mixers = {"baseline": Baseline(10, np.random.default_rng(0)),
               "cutmix (ours)": CutMix(10, np.random.default_rng(0), prob=1.0),
               "cutmix (timm Mixup)": timm_mixer(10)}
@@ -59,10 +63,10 @@ def bench(arch: str, size: int, batch: int, rounds: int, steps: int) -> list[dic
 
 
 def main() -> None:
-    rounds, steps = parse_rounds(__doc__, quick=(3, 3), full=(7, 5))
-    rows = bench("gapnet", 64, 128, rounds, steps) + bench("cifar_resnet56", 32, 64, rounds, steps)
+    rounds, steps, device = parse_rounds(__doc__, quick=(3, 3), full=(7, 5), device=True)
+    rows = bench("gapnet", 64, 128, rounds, steps, device) + bench("cifar_resnet56", 32, 64, rounds, steps, device)
     print(f"# Training step: CutMix vs baseline (medians of {rounds} alternating rounds of {steps} steps, "
-          f"{torch.get_num_threads()} CPU threads)\n")
+          f"{device_note(device)})\n")
     print(markdown_table(rows, {"model": "", "variant": "", "images/s": ".0f", "ratio to baseline": ".3f",
                                 "ratio to timm": ".3f", "mix call (us)": ".0f"}))
     ours = min(r["ratio to baseline"] for r in rows if r["variant"] == "cutmix (ours)")
