@@ -117,7 +117,7 @@ def throughput_comparisons(rows: Sequence[dict[str, Any]], ours: str, what: str,
                            references: Sequence[tuple[str, str, float]], step: str = "") -> list[dict[str, Any]]:
     """Summary rows for a throughput table (rows with ``model``, ``variant``, ``images/s`` and
     ratio columns): for each ``(reference variant, ratio column, target)`` and each row of
-    variant ``ours``, "``what`` vs ``reference``\ ``step``, model" against that model's
+    variant ``ours``, "``what`` vs ``reference`` + ``step``, model" against that model's
     reference row, met when the ratio is at least the target."""
     speed = {(r["model"], r["variant"]): r["images/s"] for r in rows}
     return [comparison(f"{what} vs {reference}{step}, {r['model']}", r["images/s"], speed[r["model"], reference],

@@ -94,7 +94,7 @@ EOF
 
 export -f env_report run_tests train_and_compare
 step env 30 env_report
-step tests 210 run_tests
+step tests 300 run_tests
 step train 120 train_and_compare
 step bench-training-step 60 "$PY" benchmarks/bench_training_step.py --quick --device "$DEVICE"
 step bench-full-evaluation 75 "$PY" benchmarks/bench_full_evaluation.py --quick --device "$DEVICE"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cutmix_eval.errors import UserError
 from cutmix_eval.runtime import resolve_device
 
 #: how long a finished rank waits for the others before leaving the process group
@@ -51,6 +52,11 @@ def setup(device: str = "auto") -> DistContext:
         return DistContext(0, 1, resolved)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if resolved.type == "cuda":
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus:
+            raise UserError(f"torchrun started {os.environ.get('LOCAL_WORLD_SIZE', local_rank + 1)} processes on this "
+                            f"machine but it has {gpus} CUDA device(s), one per process; use --nproc-per-node {gpus}, "
+                            "or --device cpu to run the processes on the CPU (gloo)")
         resolved = torch.device("cuda", local_rank)
         torch.cuda.set_device(resolved)
     if not dist.is_initialized():

@@ -17,7 +17,7 @@ from cutmix_eval.distributed import gather_rows, shard_range, world
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.progress import progress_bar
-from cutmix_eval.runtime import Loader, resolve_device
+from cutmix_eval.runtime import Loader, on_device, resolve_device
 from cutmix_eval.settings import RunSettings
 
 
@@ -88,23 +88,23 @@ def predict(model: Classifier, dataset: Dataset, settings: RunSettings = RunSett
     batch goes through ``model.forward_all`` (one forward), else ``model(images)``.
     ``settings.limit`` is the caller's business (:func:`head`)."""
     device = resolve_device(settings.device)
-    model = model.to(device).eval()
-    every_output = keep_features or bool(consumers)
-    logits, labels, indices, pooled = [], [], [], []
-    loader = make_loader(dataset, settings.batch_size, settings.num_workers)
-    for batch in progress_bar(loader, desc=desc, unit="batch", enabled=settings.progress):
-        images = batch["image"].to(device, non_blocking=True)
-        if every_output:
-            out, features, fmap = model.forward_all(images)
-            for consumer in consumers:
-                consumer.update(batch, images, out, features, fmap)
-            if keep_features:
-                pooled.append(features.float().cpu())
-        else:
-            out = model(images)
-        logits.append(out.float().cpu())
-        labels.append(batch["label"])
-        indices.append(batch["index"])
+    with on_device(model, device):
+        every_output = keep_features or bool(consumers)
+        logits, labels, indices, pooled = [], [], [], []
+        loader = make_loader(dataset, settings.batch_size, settings.num_workers)
+        for batch in progress_bar(loader, desc=desc, unit="batch", enabled=settings.progress):
+            images = batch["image"].to(device, non_blocking=True)
+            if every_output:
+                out, features, fmap = model.forward_all(images)
+                for consumer in consumers:
+                    consumer.update(batch, images, out, features, fmap)
+                if keep_features:
+                    pooled.append(features.float().cpu())
+            else:
+                out = model(images)
+            logits.append(out.float().cpu())
+            labels.append(batch["label"])
+            indices.append(batch["index"])
     return Predictions(gather_rows(torch.cat(logits).numpy()), gather_rows(torch.cat(labels).numpy()),
                        gather_rows(torch.cat(indices).numpy()),
                        gather_rows(torch.cat(pooled).numpy()) if keep_features else None)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -24,6 +26,30 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+@contextlib.contextmanager
+def on_device(model: torch.nn.Module, device: torch.device) -> Iterator[torch.nn.Module]:
+    """``model`` on ``device`` and in eval mode for the block, then back on its own device and
+    in its own mode: an evaluation leaves the caller's model where and as it found it.
+
+    Moves happen with inference mode off, also inside an ``inference_mode`` function:
+    parameters moved under inference mode become inference tensors, which can never again
+    take part in a backward pass (ODIN, gradient CAMs and attacks on the same model would
+    fail). A model whose parameters and buffers are not all on one device is not moved back.
+    """
+    homes = {t.device for t in (*model.parameters(), *model.buffers())}
+    training = model.training
+    with torch.inference_mode(False):
+        model.to(device)
+    model.eval()
+    try:
+        yield model
+    finally:
+        if len(homes) == 1:
+            with torch.inference_mode(False):
+                model.to(homes.pop())
+        model.train(training)
+
+
 class Loader(DataLoader):
     """A DataLoader whose worker processes are started with Ctrl-C (SIGINT) held back.
 
@@ -34,11 +60,14 @@ class Loader(DataLoader):
     KeyboardInterrupt once the workers have started (they are shut down cleanly). The workers
     inherit the holding handler, so a Ctrl-C to the whole process group is the main
     process's alone to handle. Workers also keep quiet when the main process hangs up in the
-    middle of taking a batch from them (see :func:`_quiet_worker`).
+    middle of taking a batch from them (see :func:`_quiet_worker`), and so does the main
+    process's pin-memory thread (see :func:`_quiet_pin_memory_thread`).
     """
 
     def __init__(self, *args, worker_init_fn=None, **kwargs):
         super().__init__(*args, worker_init_fn=functools.partial(_quiet_worker, worker_init_fn), **kwargs)
+        if self.pin_memory:
+            threading.excepthook = _quiet_pin_memory_thread
 
     def __iter__(self):
         if not self.num_workers or threading.current_thread() is not threading.main_thread() \
@@ -70,6 +99,17 @@ def _quiet_worker(worker_init_fn, worker_id: int) -> None:
 def _drop_connection_errors(kind, error, traceback) -> None:
     if not issubclass(kind, (OSError, EOFError)):
         sys.__excepthook__(kind, error, traceback)
+
+
+def _quiet_pin_memory_thread(args, report=threading.excepthook) -> None:
+    """``threading.excepthook`` once a loader pins memory (CUDA): the loader's pin-memory thread
+    takes each batch from the workers through the same connections as above, and when a
+    Ctrl-C stops the workers first its connection error ended the run in a 40-line thread
+    traceback after the interrupt line. Such errors of that thread are dropped; anything else
+    is reported as usual (``report``: the hook in place when this module was imported)."""
+    if "_pin_memory_loop" in getattr(args.thread, "name", "") and issubclass(args.exc_type, (OSError, EOFError)):
+        return
+    report(args)
 
 
 def per_image_uniform(keys, shape, *, like: torch.Tensor) -> torch.Tensor:

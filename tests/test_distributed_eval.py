@@ -15,7 +15,7 @@ from cutmix_eval.models.checkpoint import save_checkpoint
 from cutmix_eval.report.store import ResultStore
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cutmix_eval"]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes (gloo) on a GPU machine too
 
 STUDY = """
 [study]

@@ -152,7 +152,7 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     # 8 SGD steps: float reduction order differs (1e-8 after a step), and long runs amplify it
     args = ["--method", "baseline", "--arch", "gapnet:width=4,norm=group", "--augment", "none", "--epochs", "2",
             "--train-samples", "64"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes on a GPU machine too
     subprocess.run(_cli(*args, "--out", str(tmp_path / "one")), check=True, env=env, capture_output=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     done = subprocess.run(torchrun + ["-m", "cutmix_eval"] + _cli(*args, "--out", str(tmp_path / "two"))[3:],

@@ -135,6 +135,10 @@ def _run(argv: list[str] | None) -> int:
     if unknown:
         _refuse_unknown(args, unknown)
     warnings.showwarning = _show_warning
+    # Python 3.12+ warns when a process with threads forks, as DataLoader workers do once CUDA or
+    # the pin-memory thread runs; the workers never touch CUDA, which is what makes fork safe here
+    warnings.filterwarnings("ignore", message=r"This process \(pid=\d+\) is multi-threaded, use of fork\(\)",
+                            category=DeprecationWarning)
     group = None
     try:
         group = _join_torchrun(args)

@@ -25,8 +25,9 @@ AlexNet's published ImageNet-C errors (the default on ImageNet data), which are 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result
-from cutmix_eval.runtime import resolve_device
+from cutmix_eval.runtime import on_device, resolve_device
 from cutmix_eval.settings import RunSettings
 
 MODEL, REFERENCE = "model", "reference"
@@ -96,9 +97,13 @@ def _outcomes(model: Classifier, images: torch.Tensor, labels: torch.Tensor) -> 
     return (logits.argmax(dim=1) == labels) & finite, torch.where(finite, confidence, torch.nan)
 
 
-def _models(model: Classifier, reference: Classifier | None, device: torch.device) -> dict[str, Classifier]:
+@contextlib.contextmanager
+def _on_device(model: Classifier, reference: Classifier | None,
+               device: torch.device) -> Iterator[dict[str, Classifier]]:
+    """The model and a reference model, if given as one, on ``device`` for the block (:func:`on_device`)."""
     models = {MODEL: model} | ({REFERENCE: reference} if isinstance(reference, Classifier) else {})
-    return {key: m.to(device).eval() for key, m in models.items()}
+    with contextlib.ExitStack() as stack:
+        yield {key: stack.enter_context(on_device(m, device)) for key, m in models.items()}
 
 
 def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions: str | Sequence[str] = "all",
@@ -117,20 +122,21 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
     check_compatible(model, dataset)
     data = head(dataset, settings.limit)
     device = resolve_device(settings.device)
-    models = _models(model, reference, device)
-    loader = make_loader(data, settings.batch_size, settings.num_workers)
-    bar = progress_bar(total=len(loader) * (1 + len(names) * len(levels)), desc=f"corruptions {dataset.name}",
-                       unit="pass", enabled=settings.progress)
-    accumulator = CorruptionAccumulator(models, names, levels, table=table, seed=seed, device=device, tick=bar.update)
-    feed(accumulator, loader, desc="", progress=False)  # the bar above counts passes, not batches
-    bar.close()
-    rows, size = accumulator.reduced(), accumulator.size
-    source = {"source": "on the fly", "table": resolve_table(table, *size), "seed": seed,
-              "image_size": list(size)}
-    return _result(model, dataset, len(data), names, levels, rows["index"],
-                   {k: rows[f"{k}/clean"] for k in models}, {k: rows[f"{k}/corrupted"] for k in models},
-                   reference, reference_label, source, settings,
-                   confidence=(rows["clean_confidence"], rows["confidence"]))
+    with _on_device(model, reference, device) as models:
+        loader = make_loader(data, settings.batch_size, settings.num_workers)
+        bar = progress_bar(total=len(loader) * (1 + len(names) * len(levels)), desc=f"corruptions {dataset.name}",
+                           unit="pass", enabled=settings.progress)
+        accumulator = CorruptionAccumulator(models, names, levels, table=table, seed=seed, device=device,
+                                            tick=bar.update)
+        feed(accumulator, loader, desc="", progress=False)  # the bar above counts passes, not batches
+        bar.close()
+        rows, size = accumulator.reduced(), accumulator.size
+        source = {"source": "on the fly", "table": resolve_table(table, *size), "seed": seed,
+                  "image_size": list(size)}
+        return _result(model, dataset, len(data), names, levels, rows["index"],
+                       {k: rows[f"{k}/clean"] for k in models}, {k: rows[f"{k}/corrupted"] for k in models},
+                       reference, reference_label, source, settings,
+                       confidence=(rows["clean_confidence"], rows["confidence"]))
 
 
 class CorruptionAccumulator(Accumulator):
@@ -208,38 +214,38 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
         raise UserError(f"{name} lacks {len(missing)} selected slices (e.g. {missing[0][0]} severity "
                         f"{missing[0][1]}); select what is on disk with --corruptions / --severities")
     device = resolve_device(settings.device)
-    models = _models(model, reference, device)
-    first = create_dataset(name, split, root=root, corruption=names[0], severity=levels[0])
-    check_compatible(model, first)
-    count = len(head(first, settings.limit))
-    correct = {key: np.zeros((count, len(names), len(levels)), dtype=bool) for key in models}
-    confidence = np.zeros((count, len(names), len(levels)), dtype=np.float32)
-    bar = progress_bar(total=len(names) * len(levels) + (clean is not None), desc=f"{name} slices", unit="slice",
-                       enabled=settings.progress)
-    for i, corruption in enumerate(names):
-        for j, severity in enumerate(levels):
-            part = create_dataset(name, split, root=root, corruption=corruption, severity=severity)
-            if len(part) < count:
-                raise UserError(f"{name}/{corruption}/{severity} has {len(part)} images, fewer than the {count} of "
-                                f"{names[0]}/{levels[0]}; the release has the same images in every slice")
-            outcome = _pass(models, Subset(part, range(count)), settings, device)
-            for key in models:
-                correct[key][:, i, j] = outcome[key]
-            confidence[:, i, j] = outcome["confidence"]
+    with _on_device(model, reference, device) as models:
+        first = create_dataset(name, split, root=root, corruption=names[0], severity=levels[0])
+        check_compatible(model, first)
+        count = len(head(first, settings.limit))
+        correct = {key: np.zeros((count, len(names), len(levels)), dtype=bool) for key in models}
+        confidence = np.zeros((count, len(names), len(levels)), dtype=np.float32)
+        bar = progress_bar(total=len(names) * len(levels) + (clean is not None), desc=f"{name} slices", unit="slice",
+                           enabled=settings.progress)
+        for i, corruption in enumerate(names):
+            for j, severity in enumerate(levels):
+                part = create_dataset(name, split, root=root, corruption=corruption, severity=severity)
+                if len(part) < count:
+                    raise UserError(f"{name}/{corruption}/{severity} has {len(part)} images, fewer than the {count} of "
+                                    f"{names[0]}/{levels[0]}; the release has the same images in every slice")
+                outcome = _pass(models, Subset(part, range(count)), settings, device)
+                for key in models:
+                    correct[key][:, i, j] = outcome[key]
+                confidence[:, i, j] = outcome["confidence"]
+                bar.update()
+        clean_correct, clean_confidence = None, None
+        if clean is not None:
+            if len(clean) < count:
+                raise UserError(f"the clean set {clean.name} has {len(clean)} images, fewer than the {count} of {name}")
+            clean_correct = _pass(models, Subset(clean, range(count)), settings, device)
+            clean_confidence = clean_correct.pop("confidence")
             bar.update()
-    clean_correct, clean_confidence = None, None
-    if clean is not None:
-        if len(clean) < count:
-            raise UserError(f"the clean set {clean.name} has {len(clean)} images, fewer than the {count} of {name}")
-        clean_correct = _pass(models, Subset(clean, range(count)), settings, device)
-        clean_confidence = clean_correct.pop("confidence")
-        bar.update()
-    bar.close()
-    left_out = f"; not on disk, left out: {', '.join(absent)}" if absent else ""
-    source = {"source": f"released files ({name}){left_out}",
-              "table": "released", "seed": None, "clean_data": getattr(clean, "name", None), "absent": absent}
-    return _result(model, first, count, names, levels, np.arange(count), clean_correct, correct, reference,
-                   reference_label, source, settings, dataset_name=name, confidence=(clean_confidence, confidence))
+        bar.close()
+        left_out = f"; not on disk, left out: {', '.join(absent)}" if absent else ""
+        source = {"source": f"released files ({name}){left_out}",
+                  "table": "released", "seed": None, "clean_data": getattr(clean, "name", None), "absent": absent}
+        return _result(model, first, count, names, levels, np.arange(count), clean_correct, correct, reference,
+                       reference_label, source, settings, dataset_name=name, confidence=(clean_confidence, confidence))
 
 
 def _pass(models: dict[str, Classifier], data, settings: RunSettings, device: torch.device) -> dict[str, np.ndarray]:

@@ -37,7 +37,7 @@ from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import DistinctPasses, head, make_loader
 from cutmix_eval.results import Result
 from cutmix_eval.settings import RunSettings
-from cutmix_eval.runtime import resolve_device
+from cutmix_eval.runtime import on_device, resolve_device
 
 
 
@@ -277,13 +277,13 @@ def evaluate_inbetween(model: Classifier, dataset: ImageDataset, *, num_pairs: i
         raise UserError(f"dataset {dataset.name} is empty; nothing to pair")
     a_indices, b_indices = make_pairs(dataset_labels(data), num_pairs, seed)
     device = resolve_device(settings.device)
-    model = model.to(device).eval()
-    accumulator = InbetweenAccumulator(model, grids, device)
-    loader = make_loader(PairDataset(data, a_indices, b_indices), settings.batch_size, settings.num_workers,
-                         collate_fn=collate_pairs)
-    feed(accumulator, loader, desc=f"in-between {dataset.name}", progress=settings.progress)
-    return accumulator.finish(
-        (a_indices, b_indices), settings.model_record(model),
-        {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
-        {"num_pairs": num_pairs, "seed": seed, "mix_grid": grids["mixup"], "cut_grid": grids["cutmix"]}
-        | settings.config())
+    with on_device(model, device):
+        accumulator = InbetweenAccumulator(model, grids, device)
+        loader = make_loader(PairDataset(data, a_indices, b_indices), settings.batch_size, settings.num_workers,
+                             collate_fn=collate_pairs)
+        feed(accumulator, loader, desc=f"in-between {dataset.name}", progress=settings.progress)
+        return accumulator.finish(
+            (a_indices, b_indices), settings.model_record(model),
+            {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
+            {"num_pairs": num_pairs, "seed": seed, "mix_grid": grids["mixup"], "cut_grid": grids["cutmix"]}
+            | settings.config())

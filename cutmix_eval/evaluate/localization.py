@@ -41,7 +41,7 @@ from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import head, make_loader
 from cutmix_eval.progress import progress_bar
 from cutmix_eval.results import Result, example_arrays
-from cutmix_eval.runtime import resolve_device
+from cutmix_eval.runtime import on_device, resolve_device
 from cutmix_eval.settings import RunSettings
 
 
@@ -79,15 +79,15 @@ def evaluate_localization(model: Classifier, dataset: ImageDataset, *, cam: str 
     accumulator = LocalizationAccumulator(dataset, cam=cam, protocol=protocol, keep_examples=keep_examples)
     check_compatible(model, dataset)
     device = resolve_device(settings.device)
-    model = model.to(device).eval()
-    method = create_cam(cam, model)
-    data = head(dataset, settings.limit)
-    for batch in progress_bar(make_loader(data, settings.batch_size, settings.num_workers),
-                              desc=f"localize {dataset.name}", unit="batch", enabled=settings.progress):
-        images, labels = batch["image"].to(device), batch["label"].to(device)
-        out = method(images, labels)
-        accumulator.update(batch, out.logits, out.maps)
-    return accumulator.finish(settings.model_record(model), settings.config(), num_images=len(data))
+    with on_device(model, device):
+        method = create_cam(cam, model)
+        data = head(dataset, settings.limit)
+        for batch in progress_bar(make_loader(data, settings.batch_size, settings.num_workers),
+                                  desc=f"localize {dataset.name}", unit="batch", enabled=settings.progress):
+            images, labels = batch["image"].to(device), batch["label"].to(device)
+            out = method(images, labels)
+            accumulator.update(batch, out.logits, out.maps)
+        return accumulator.finish(settings.model_record(model), settings.config(), num_images=len(data))
 
 
 class LocalizationAccumulator(Accumulator):

@@ -35,7 +35,7 @@ from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import DistinctPasses, head, make_loader
 from cutmix_eval.results import Result
 from cutmix_eval.settings import RunSettings
-from cutmix_eval.runtime import per_image_uniform, resolve_device
+from cutmix_eval.runtime import on_device, per_image_uniform, resolve_device
 
 FILLS = ("black", "mean", "noise")
 #: the table cells: accuracy at these fractions of the side (or the nearest grid points)
@@ -337,11 +337,11 @@ def evaluate_occlusion(model: Classifier, dataset: ImageDataset, *, fractions: S
     check_compatible(model, dataset)
     data = head(dataset, settings.limit)
     device = resolve_device(settings.device)
-    model = model.to(device).eval()
-    accumulator = OcclusionAccumulator(model, fractions=fractions, modes=modes, fill=fill, seed=seed, device=device)
-    feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers), desc=f"occlusion {dataset.name}",
-         progress=settings.progress)
-    return accumulator.finish(
-        settings.model_record(model),
-        {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
-        {"fractions": fractions, "modes": modes, "fill": fill, "seed": seed} | settings.config())
+    with on_device(model, device):
+        accumulator = OcclusionAccumulator(model, fractions=fractions, modes=modes, fill=fill, seed=seed, device=device)
+        feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers),
+             desc=f"occlusion {dataset.name}", progress=settings.progress)
+        return accumulator.finish(
+            settings.model_record(model),
+            {"name": dataset.name, "split": dataset.split, "num_images": len(data), "num_classes": dataset.num_classes},
+            {"fractions": fractions, "modes": modes, "fill": fill, "seed": seed} | settings.config())

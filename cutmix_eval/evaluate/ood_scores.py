@@ -39,7 +39,7 @@ from cutmix_eval.evaluate.attacks import loss_gradient
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.passes import Predictions, make_loader
 from cutmix_eval.registry import Registry
-from cutmix_eval.runtime import resolve_device
+from cutmix_eval.runtime import on_device, resolve_device
 from cutmix_eval.settings import RunSettings
 
 
@@ -290,9 +290,10 @@ class ODIN(OODScore):
         """ODIN scores of every image of ``dataset`` for each setting of ``grid``: one backward
         pass per temperature and one forward pass per setting, batch by batch."""
         device = resolve_device(settings.device)
-        accumulator = _ODINScores(model.to(device).eval(), grid, device)
-        feed(accumulator, make_loader(dataset, settings.batch_size, settings.num_workers), desc=desc,
-             progress=settings.progress)
+        with on_device(model, device):
+            accumulator = _ODINScores(model, grid, device)
+            feed(accumulator, make_loader(dataset, settings.batch_size, settings.num_workers), desc=desc,
+                 progress=settings.progress)
         rows = accumulator.reduced()
         return {s: rows[_key(s)] for s in grid}
 

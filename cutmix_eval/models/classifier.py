@@ -85,7 +85,8 @@ class Classifier(nn.Module):
         try:
             return self.forward_features(self.normalize(x))
         except (RuntimeError, AssertionError) as err:
-            if isinstance(err, torch.OutOfMemoryError) or tuple(x.shape[-2:]) == self.input_size[-2:]:
+            if isinstance(err, torch.OutOfMemoryError) or tuple(x.shape[-2:]) == self.input_size[-2:] \
+                    or x.device != self.mean.device:
                 raise
             raise self._size_error(x, err) from err
 
