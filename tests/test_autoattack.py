@@ -19,7 +19,7 @@ from cutmix_eval.cli import main  # noqa: E402
 from cutmix_eval.errors import UserError  # noqa: E402
 from cutmix_eval.evaluate import adversarial  # noqa: E402
 from cutmix_eval.evaluate.adversarial import evaluate_adversarial  # noqa: E402
-from cutmix_eval.evaluate.autoattack import autoattack_adversary, check_logits, run_autoattack  # noqa: E402
+from cutmix_eval.evaluate.autoattack import autoattack_adversary, check_logits, run_autoattack, stage_file  # noqa: E402
 from cutmix_eval.models import create_model  # noqa: E402
 from cutmix_eval.models.checkpoint import save_checkpoint  # noqa: E402
 from cutmix_eval.settings import RunSettings  # noqa: E402
@@ -126,3 +126,45 @@ def test_command_writes_a_robustbench_summary(tmp_path, capsys, reduced):
     assert summary["version"] == "standard" and summary["package"] == f"pyautoattack {pyautoattack.__version__}"
     assert summary["clean_acc"] == pytest.approx(100 * record["metrics"]["clean_accuracy"])
     assert summary["autoattack_acc"] == pytest.approx(100 * record["metrics"]["autoattack/accuracy@0.5"])
+
+
+def test_an_interrupted_run_continues_after_its_last_finished_attack(data, reduced, tmp_path, monkeypatch):
+    """Ctrl-C during FAB-T: APGD-CE and APGD-T are kept in the work folder, the rerun runs FAB-T and
+    Square alone, its robust flags equal the package's single call, and nothing is left behind."""
+    dataset, model, images, labels = data
+    work = tmp_path / "work"
+    settings = RunSettings(batch_size=16, progress=False, work_dir=str(work))
+    calls, run = [], pyautoattack.AutoAttack.run_standard_evaluation
+
+    def spy(adversary, x, y, **kwargs):
+        calls.append(list(adversary.attacks_to_run))
+        if interrupt and adversary.attacks_to_run == ["fab-t"]:
+            raise KeyboardInterrupt
+        return run(adversary, x, y, **kwargs)
+
+    monkeypatch.setattr(pyautoattack.AutoAttack, "run_standard_evaluation", spy)
+    interrupt = True
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_adversarial(model, dataset, attacks=("autoattack",), eps=(6 / 255,), settings=settings)
+    assert calls == [["apgd-ce"], ["apgd-t"], ["fab-t"]] and len(list(work.glob("autoattack-*.pt"))) == 1
+    calls.clear()
+    interrupt = False
+    result = evaluate_adversarial(model, dataset, attacks=("autoattack",), eps=(6 / 255,), settings=settings)
+    assert calls == [["fab-t"], ["square"]]
+    np.testing.assert_array_equal(result.per_sample["autoattack/correct"][:, 0],
+                                  reference_flags(model, images, labels, "Linf", 6 / 255, "standard", batch_size=16))
+    assert list(work.iterdir()) == []
+
+
+def test_stage_files_are_named_by_everything_the_outcome_depends_on(data):
+    _, model, images, labels = data
+    adversary = autoattack_adversary(model, norm="Linf", eps=4 / 255, version="standard", seed=0, device="cpu")
+    name = stage_file("w", adversary, images, labels, "weights", 16)
+    assert stage_file("w", adversary, images, labels, "weights", 16) == name
+    other_eps = autoattack_adversary(model, norm="Linf", eps=8 / 255, version="standard", seed=0, device="cpu")
+    others = {stage_file("w", other_eps, images, labels, "weights", 16),
+              stage_file("w", adversary, images[:-1], labels[:-1], "weights", 16),
+              stage_file("w", adversary, images, labels, "other weights", 16),
+              stage_file("w", adversary, images, labels, "weights", 8),
+              stage_file("w", reduce(adversary), images, labels, "weights", 16)}
+    assert name not in others and len(others) == 5

@@ -10,6 +10,7 @@ each other's records.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -129,6 +130,8 @@ def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]
     for name in records if report else ():
         report([name], 0.0, True)
     missing = [name for name in jobs if name not in records]
+    if subject.settings.work_dir is None:  # a rerun after an interruption continues what was finished
+        subject = dataclasses.replace(subject, settings=subject.settings.replace(work_dir=str(store.work_folder)))
     groups = plan(subject, {name: jobs[name] for name in missing})
     for group in groups:
         start = time.perf_counter()

@@ -13,14 +13,19 @@ package's ``auto-attack`` logger; they are kept by check name instead of printed
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from cutmix_eval.errors import UserError
+from cutmix_eval.fileio import atomic_write
 
 PACKAGE = "pyautoattack"
 PINNED = "0.2.0"
@@ -83,13 +88,89 @@ def autoattack_adversary(model: torch.nn.Module, *, norm: str, eps: float, versi
     return AutoAttack(model.eval(), norm=norm, eps=eps, version=version, seed=seed, device=device)
 
 
-def run_autoattack(adversary: Any, images: torch.Tensor, labels: torch.Tensor,
-                   batch_size: int) -> tuple[torch.Tensor, dict[str, str]]:
-    """``(top-1 class of each image's final point, the checks' flags)``: the package's
-    ``run_standard_evaluation(images, labels, batch_size=...)``. An image the model gets wrong
-    is not attacked and keeps its clean prediction; one every attack failed on keeps its label.
-    (The package's ``state_path`` resume is not used: in 0.2.0 a restored run fails on its first
-    fooled image, its ``y_adv`` being defined only on a fresh run.)"""
-    with captured_checks() as flags:
-        _, predicted = adversary.run_standard_evaluation(images, labels, batch_size=batch_size)
-    return predicted, flags
+#: the package's settings of each attack that change its outcome (they enter a stage file's key)
+_ATTACK_SETTINGS = {
+    "apgd": ("n_iter", "n_restarts", "eot_iter", "thr_decr", "use_largereps"),
+    "apgd_targeted": ("n_iter", "n_restarts", "n_target_classes", "eot_iter", "thr_decr", "use_largereps"),
+    "fab": ("n_iter", "n_restarts", "n_target_classes"),
+    "square": ("n_queries", "p_init"),
+}
+
+
+def stage_file(folder: str | os.PathLike, adversary: Any, images: torch.Tensor, labels: torch.Tensor,
+               weights: str, batch_size: int) -> Path:
+    """Where :func:`run_autoattack` keeps its finished attacks for these images: a file named by
+    the SHA-256 of everything the outcome depends on (the images' and labels' bytes, the model's
+    ``weights`` digest, norm, eps, version, seed, batch size, the attacks and their settings, the
+    package's version), so a file is only ever picked up by the run that made it."""
+    digest = hashlib.sha256()
+    digest.update(images.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(labels.detach().cpu().to(torch.int64).numpy().tobytes())
+    settings = {name: [getattr(getattr(adversary, name), a) for a in names] for name, names in _ATTACK_SETTINGS.items()}
+    digest.update(json.dumps([weights, adversary.norm, adversary.epsilon, adversary.version, adversary.seed,
+                              batch_size, list(adversary.attacks_to_run), settings, package_version()]).encode())
+    return Path(folder) / f"autoattack-{digest.hexdigest()[:32]}.pt"
+
+
+def run_autoattack(adversary: Any, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                   stages: Path | None = None) -> tuple[torch.Tensor, dict[str, str]]:
+    """``(top-1 class of each image's final point, the checks' flags)`` of the package's
+    ``run_standard_evaluation(images, labels, batch_size=...)``, for images the model gets right.
+    An image every attack failed on keeps its label.
+
+    The package's attacks run one call each, in the version's order, each on the images every
+    earlier attack failed on. That is what one call does inside: the same images in the same
+    ``batch_size`` batches, and each attack re-seeds per batch. So the outcome is one call's, and
+    the test holds it to that. The two checks that look at the whole list of attacks (Square
+    against the white-box attacks, the class count against the targets) are then made once
+    more with that list, through the package's own functions, so the flags are one call's too.
+
+    After each attack its outcome is written to ``stages`` (atomically; :func:`stage_file` names
+    it), and a rerun continues after the last attack written there; the file is removed once
+    the last attack has run. The package's own ``state_path`` resume is not used: in 0.2.0 a
+    restored run fails on its first fooled image, its ``y_adv`` being defined only on a fresh run.
+    """
+    from pyautoattack import checks
+
+    attacks = list(adversary.attacks_to_run)
+    state = _read_stages(stages) or {"finished": [], "robust": torch.ones(len(labels), dtype=torch.bool),
+                                     "predicted": labels.detach().cpu().clone(), "accuracy": {"clean": 1.0},
+                                     "flags": {}}
+    try:
+        for attack in attacks[len(state["finished"]):]:
+            robust = state["robust"]
+            if robust.any():
+                adversary.attacks_to_run = [attack]
+                with captured_checks() as flags:
+                    _, predicted = adversary.run_standard_evaluation(images[robust], labels[robust],
+                                                                     batch_size=batch_size)
+                fooled = predicted.cpu() != labels[robust].cpu()
+                hit = robust.nonzero().flatten()[fooled]
+                state["predicted"][hit], state["robust"][hit] = predicted.cpu()[fooled], False
+                state["flags"] |= flags
+            state["accuracy"][attack] = float(state["robust"].float().mean()) if len(labels) else 0.0
+            state["finished"].append(attack)
+            if stages is not None and attack != attacks[-1]:
+                atomic_write(stages, lambda fh: torch.save(state, fh))
+    finally:
+        adversary.attacks_to_run = attacks
+    with torch.no_grad():
+        num_classes = adversary.get_logits(images[:1].to(adversary.device)).shape[-1]
+    with captured_checks() as flags:  # the two checks that look at every attack, as one call makes them
+        checks.check_n_classes(num_classes, attacks, adversary.apgd_targeted.n_target_classes,
+                               adversary.fab.n_target_classes, logger=logging.getLogger(LOGGER))
+        checks.check_square_sr(state["accuracy"], logger=logging.getLogger(LOGGER))
+    if stages is not None:
+        stages.unlink(missing_ok=True)
+    return state["predicted"], state["flags"] | flags
+
+
+def _read_stages(path: Path | None) -> dict[str, Any] | None:
+    """The stages a run wrote to ``path``, or None when there are none (or the file is unreadable:
+    those attacks run again)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # noqa: BLE001 - a torn or foreign file: start over rather than fail the run
+        return None

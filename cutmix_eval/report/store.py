@@ -106,6 +106,11 @@ class ResultStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
+    @property
+    def work_folder(self) -> Path:
+        """Where unfinished computations keep their finished parts (``RunSettings.work_dir``)."""
+        return self.root / ".unfinished"
+
     def path_for(self, job: Mapping[str, Any]) -> Path:
         key = job_key(job)
         parts = [job["analysis"], job["model"].get("method") or "model", job["dataset"]["name"], key[:12]]
