@@ -168,3 +168,9 @@ def test_stage_files_are_named_by_everything_the_outcome_depends_on(data):
               stage_file("w", adversary, images, labels, "weights", 8),
               stage_file("w", reduce(adversary), images, labels, "weights", 16)}
     assert name not in others and len(others) == 5
+
+
+def test_flags_raised_on_any_process_are_the_runs():
+    assert adversarial.merged_checks([{"0.0157": {"check_randomized": "a"}},
+                                      {"0.0157": {"check_dynamic": "b"}, "0.0314": {}}, {}]) == {
+        "0.0157": {"check_randomized": "a", "check_dynamic": "b"}, "0.0314": {}}

@@ -135,3 +135,19 @@ def test_a_command_under_torchrun_prints_and_records_once(checkpoint):
     assert summary["metrics"]["num_images"] == 9 and len(list(results.glob("*.json"))) == 1
     again = subprocess.run(TORCHRUN + argv, env=ENV, capture_output=True, text=True)
     assert again.returncode == 0 and "reused the recorded" in again.stdout
+
+
+@pytest.mark.slow
+def test_autoattack_under_torchrun(checkpoint, tmp_path):
+    """AutoAttack (rand version: about 30 s on 2 CPU cores) under torchrun: each process attacks its
+    own images; the record equals one process's, flags included."""
+    argv = ["adversarial", "--ckpt", str(checkpoint / "model.pth"), "--data", "synthetic", "--limit", "16",
+            "--attack", "autoattack", "--autoattack-version", "rand", "--eps", "2/255", "--batch-size", "4"]
+    for name, launcher in (("one", [sys.executable, "-m", "cutmix_eval"]), ("two", TORCHRUN)):
+        done = subprocess.run(launcher + argv + ["--results", str(tmp_path / name), "--output-dir",
+                                                 str(tmp_path / f"{name}-out")], env=ENV, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_records(tmp_path / "one", tmp_path / "two", 1)
+    checks = [json.loads((tmp_path / f"{name}-out" / "adversarial.json").read_text())["curves"]["autoattack"]["checks"]
+              for name in ("one", "two")]
+    assert checks[0] == checks[1]

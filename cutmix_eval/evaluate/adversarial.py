@@ -49,6 +49,7 @@ from cutmix_eval.evaluate.autoattack import (autoattack_adversary, check_logits,
                                              stage_file)
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.models.classifier import Classifier
+from cutmix_eval.distributed import gather_objects
 from cutmix_eval.fileio import writable_folder
 from cutmix_eval.models.checkpoint import weights_sha256
 from cutmix_eval.models.folding import fold_batchnorm
@@ -255,8 +256,9 @@ class AdversarialAccumulator(Accumulator):
             metrics["accuracy"] = metrics[f"fgsm/accuracy@{eps_label(PAPER_EPS)}"]  # the paper's Table 11 cell
         metrics["num_images"] = int(len(rows["clean"]))
         if "autoattack" in s.attacks:
-            curves["autoattack"]["checks"] = self.checks
-            metrics |= {f"autoattack/flags@{label}": float(len(flags)) for label, flags in self.checks.items()}
+            checks = merged_checks(gather_objects(self.checks))
+            curves["autoattack"]["checks"] = checks
+            metrics |= {f"autoattack/flags@{label}": float(len(flags)) for label, flags in checks.items()}
         conventions = _conventions(s.attacks, s.targeted, s.target, s.pgd_steps, s.pgd_step_size, s.pgd_restarts,
                                    s.random_start, s.norm, s.autoattack_version)
         if "accuracy" in metrics:
@@ -298,6 +300,16 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
         return accumulator.finish(model_record,
                                   {"name": dataset.name, "split": dataset.split, "num_images": len(data),
                                    "num_classes": dataset.num_classes}, config)
+
+
+def merged_checks(per_process: Sequence[dict[str, dict[str, str]]]) -> dict[str, dict[str, str]]:
+    """The AutoAttack checks' flags by eps of every process (under torchrun each attacks its own
+    images, and a flag raised on any of them is the run's): ``{eps label: {check: message}}``."""
+    merged: dict[str, dict[str, str]] = {}
+    for checks in per_process:
+        for label, flags in checks.items():
+            merged.setdefault(label, {}).update(flags)
+    return merged
 
 
 def _check_settings(attacks: Sequence[str], target: str, pgd_steps: int, pgd_step_size: float | None,
