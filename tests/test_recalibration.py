@@ -91,8 +91,35 @@ def test_dirichlet_odir_matches_a_torch_fit_of_kull_et_al_objective():
     z, y = logits(4, n=400, k=5)
     ours = fit_dirichlet(z, y, reg_lambda=0.5, reg_mu=0.3)(z)
     np.testing.assert_allclose(ours, torch_fit(log_softmax(z), y, diagonal=False, lam=0.5, mu=0.3), atol=1e-5)
-    default = fit_recalibration("dirichlet", z, y)
-    assert default.params == {"reg_lambda": 0.01, "reg_mu": 0.01}
+
+
+def test_dirichlet_chooses_lambda_and_mu_by_cross_validation_as_a_brute_force_loop_does():
+    """Every (lambda, mu) of the grid: 3 stratified folds, fits on the training parts, sklearn's
+    log_loss on the held-out parts; the lowest mean is chosen and refitted on everything."""
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    from cutmix_eval.evaluate.recalibration import DIRICHLET_GRID, cross_validate_odir
+
+    z, y = logits(5, n=150, k=3)
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(z, y))
+    expected = {(lam, mu): np.mean([log_loss(y[held], fit_dirichlet(z[fit], y[fit], lam, mu)(z[held]),
+                                             labels=range(3)) for fit, held in folds])
+                for lam in DIRICHLET_GRID for mu in DIRICHLET_GRID}
+    best, scores = cross_validate_odir(z, y)
+    assert scores.keys() == expected.keys()
+    # ours starts each fit at the previous pair's solution, the loop at the identity: the same convex
+    # optimum up to L-BFGS-B's tolerance
+    np.testing.assert_allclose([scores[key] for key in expected], list(expected.values()), rtol=1e-5)
+    assert best == min(expected, key=expected.__getitem__)
+    fitted = fit_recalibration("dirichlet", z, y)
+    assert fitted.params == {"reg_lambda": best[0], "reg_mu": best[1], "cv_nll": scores[best]}
+    np.testing.assert_array_equal(fitted(z), fit_dirichlet(z, y, *best)(z))
+    with pytest.raises(UserError, match="at least 2 images of a class"):
+        cross_validate_odir(z[:3], np.array([0, 1, 2]))
+    many = np.tile(z[:60], (1, 8))  # 24 classes: mu = lambda along the grid
+    _, tied = cross_validate_odir(many, np.arange(60) % 24)
+    assert list(tied) == [(v, v) for v in DIRICHLET_GRID]
 
 
 class SoftmaxOfInput(ClassifierMixin, BaseEstimator):

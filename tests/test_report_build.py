@@ -71,6 +71,26 @@ def test_cells_are_the_records_metrics_with_bootstrap_intervals(results_dir, tab
     assert cell.low <= cell.value <= cell.high and cell.high - cell.low < 2 * half
 
 
+def test_adaptive_ece_and_aurc_intervals_resample_images_as_a_loop_does(results_dir, tables):
+    """Each resample's adaptive ECE and AURC recomputed by the metric functions, row by row."""
+    from cutmix_eval.metrics.calibration import adaptive_calibration_error
+    from cutmix_eval.metrics.selective import aurc
+
+    record = next(r for r in ResultStore(results_dir).records()
+                  if r.analysis == "classification" and r.job["model"]["method"] == "cutmix")
+    calibration = record.results[1]
+    outcomes = np.stack([calibration.per_sample["confidence"].astype(np.float64),
+                         calibration.per_sample["correct"].astype(np.float64)], axis=-1)
+    rows = {row.label.split(" (")[0]: row for row in tables["classification"].rows}
+    for label, metric, key in (("adaptive ECE", lambda c, k: adaptive_calibration_error(c, k, 15), "adaptive_ece"),
+                               ("AURC", aurc, "aurc")):
+        cell = rows[label].cells["cutmix"]
+        low, high = bs.bootstrap_interval(
+            lambda x, metric=metric: 100 * np.array([metric(r[:, 0], r[:, 1] > 0.5) for r in x]), [outcomes])
+        assert cell.value == pytest.approx(100 * calibration.metrics[key])
+        assert (cell.low, cell.high) == pytest.approx((low, high)) and cell.low <= cell.value <= cell.high
+
+
 def test_best_values_follow_the_direction(tables):
     top1 = tables["classification"].rows[0]
     assert top1.label == "top-1 error" and top1.better == "lower"

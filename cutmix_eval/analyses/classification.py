@@ -80,10 +80,18 @@ def table(records: Sequence[Record]) -> list[Metric]:
                                    lambda x: 100 * bs.ece_rows(x[..., 0], x[..., 1] > 0.5, n_bins)),
                         key="ece", digits=2)]
         if all("adaptive_ece" in result_of(r, "calibration").metrics for r in records):  # classification v2 on
+            from cutmix_eval.metrics.calibration import adaptive_calibration_error
+            from cutmix_eval.metrics.selective import aurc
+
+            def resampled(metric: Callable) -> Callable:
+                return lambda r: (cal_samples("confidence", "correct")(r),
+                                  lambda x: 100 * bs.outcome_rows(metric, x[..., 0], x[..., 1] > 0.5))
+
             rows += [Metric(f"adaptive ECE ({n_bins} equal-mass bins)", lambda r: 100 * cal("adaptive_ece")(r), LOWER,
-                            None, key="adaptive_ece", digits=2),
-                     Metric("AURC (selective risk, max probability)", lambda r: 100 * cal("aurc")(r), LOWER, None,
-                            key="aurc", digits=2)]
+                            resampled(lambda c, k: adaptive_calibration_error(c, k, n_bins)), key="adaptive_ece",
+                            digits=2),
+                     Metric("AURC (selective risk, max probability)", lambda r: 100 * cal("aurc")(r), LOWER,
+                            resampled(aurc), key="aurc", digits=2)]
     return rows
 
 
@@ -102,7 +110,7 @@ def figure(columns, colours, where):
 
 
 ANALYSIS = register_analysis(Analysis(
-    "classification", 2, "top-1/top-5 error and calibration from one labelled pass",
+    "classification", 3, "top-1/top-5 error and calibration from one labelled pass",
     options=(Option("holdout", 0, count(0), "hold out the first N images to fit a temperature minimizing their NLL; "
                     "every number is then computed on the other images", shown="0: no scaling"),
              Option("n_bins", 15, count(1), "confidence bins for ECE (equal-width), adaptive ECE and the debiased "

@@ -11,8 +11,14 @@ logits to ``M x K`` float64 rows summing to 1. The maps (``RECALIBRATIONS``):
 - ``matrix``: ``softmax(W z + b)``, ``W`` in R^{KxK} (Guo et al. 2017), unregularized.
 - ``dirichlet``: ``softmax(W log softmax(z) + b)`` (Kull et al. 2019) with their
   off-diagonal and intercept regularization (ODIR): the mean NLL plus
-  ``lambda / (K (K - 1)) * sum_{i != j} W_ij^2 + mu / K * sum_j b_j^2``, by default
-  ``lambda = mu = DIRICHLET_ODIR`` (the authors pick both by cross-validation).
+  ``lambda / (K (K - 1)) * sum_{i != j} W_ij^2 + mu / K * sum_j b_j^2``. ``lambda`` and
+  ``mu`` are chosen as the authors choose them, by cross-validation on the fit set: every
+  pair of :data:`DIRICHLET_GRID` x :data:`DIRICHLET_GRID` (up to
+  :data:`DIRICHLET_PAIRS_MAX_CLASSES` classes; above, ``mu = lambda`` along the grid, since one
+  fit has ``K^2`` parameters), :data:`DIRICHLET_FOLDS` stratified folds (shuffled, seed 0), at
+  most :data:`DIRICHLET_CV_MAXITER` iterations per fit, the lowest mean held-out NLL (the first
+  in grid order on a tie), then one fit on the whole fit set. Their experiments search a wider
+  grid (up to 1e6) with 5 folds; this one covers the range where their choices fell.
 - ``histogram``: one-vs-rest histogram binning: for each class k, 15 equal-mass bins of
   ``p_k = softmax(z)_k`` on the fit set (:func:`~cutmix_eval.metrics.calibration.equal_mass_bins`,
   right-closed) map ``p_k`` to the bin's share of images of class k; a bin left empty by
@@ -33,6 +39,7 @@ scikit-learn. Mistakes (shapes, NaN, a class count other than the fit's) are one
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,12 +49,23 @@ from scipy.optimize import minimize
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics.calibration import checked_logits, checked_logits_labels, equal_mass_bins, fit_temperature, log_softmax, \
-    softmax
+    probability_nll, softmax
 
-__all__ = ["CONVENTIONS", "DIRICHLET_ODIR", "HISTOGRAM_BINS", "RECALIBRATIONS", "Recalibration", "fit_recalibration"]
+__all__ = ["CONVENTIONS", "DIRICHLET_FOLDS", "DIRICHLET_GRID", "DIRICHLET_PAIRS_MAX_CLASSES", "HISTOGRAM_BINS", "RECALIBRATIONS", "Recalibration", "fit_recalibration"]
 
-DIRICHLET_ODIR = 1e-2
-"""Default ``lambda`` and ``mu`` of the Dirichlet map's ODIR penalty."""
+DIRICHLET_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+"""The values of ``lambda`` and of ``mu`` that the Dirichlet map's cross-validation tries."""
+
+DIRICHLET_FOLDS = 3
+"""Stratified folds of the Dirichlet map's cross-validation."""
+
+DIRICHLET_PAIRS_MAX_CLASSES = 20
+"""Up to this many classes the cross-validation tries every (lambda, mu) pair; above, mu = lambda."""
+
+DIRICHLET_CV_MAXITER = 500
+"""L-BFGS-B iterations of each cross-validation fit (the final fit gets the optimizer's default
+2,000): weakly penalized fits of many classes on a small holdout barely converge, and the
+choice needs the held-out NLL to a few digits only."""
 
 HISTOGRAM_BINS = 15
 """Equal-mass bins per class of the histogram-binning map."""
@@ -85,13 +103,15 @@ def _checked(logits, labels) -> tuple[np.ndarray, np.ndarray | None]:
 # --------------------------------------------------------------------------- parametric maps
 
 
-def _fit_affine(features: np.ndarray, labels: np.ndarray, diagonal: bool, reg_lambda: float,
-                reg_mu: float) -> tuple[np.ndarray, np.ndarray]:
+def _fit_affine(features: np.ndarray, labels: np.ndarray, diagonal: bool, reg_lambda: float, reg_mu: float,
+                start: tuple[np.ndarray, np.ndarray] | None = None, maxiter: int = 2000
+                ) -> tuple[np.ndarray, np.ndarray]:
     """``(W, b)`` minimizing mean NLL of ``softmax(features W^T + b)`` plus the ODIR penalty.
 
     ``diagonal``: ``W = diag(w)`` (vector scaling). The penalty is
     ``reg_lambda / (K (K-1)) * sum of squared off-diagonal W`` (0 when diagonal) plus
-    ``reg_mu / K * sum b^2``. L-BFGS-B from ``W = I``, ``b = 0`` with the exact gradient.
+    ``reg_mu / K * sum b^2``. L-BFGS-B with the exact gradient from ``start`` (default
+    ``W = I``, ``b = 0``), at most ``maxiter`` iterations.
     """
     n, k = features.shape
     onehot = np.zeros((n, k))
@@ -117,9 +137,11 @@ def _fit_affine(features: np.ndarray, labels: np.ndarray, diagonal: bool, reg_la
             grad_w = grad_w + 2 * lam * np.where(off, w, 0.0)
         return loss, np.concatenate([grad_w.ravel(), grad_b])
 
-    start = np.concatenate([np.ones(k) if diagonal else np.eye(k).ravel(), np.zeros(k)])
-    res = minimize(objective, start, jac=True, method="L-BFGS-B",
-                   options={"maxiter": 2000, "ftol": 1e-13, "gtol": 1e-9})
+    if start is None:
+        start = (np.eye(k), np.zeros(k))
+    theta = np.concatenate([np.diag(start[0]) if diagonal else start[0].ravel(), start[1]])
+    res = minimize(objective, theta, jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "ftol": 1e-13, "gtol": 1e-9})
     return unpack(res.x)
 
 
@@ -154,12 +176,55 @@ def fit_matrix_scaling(logits, labels) -> Recalibration:
     return _affine_map("matrix", logits, labels, diagonal=False, on_log_probs=False)
 
 
-def fit_dirichlet(logits, labels, reg_lambda: float = DIRICHLET_ODIR, reg_mu: float = DIRICHLET_ODIR
+def fit_dirichlet(logits, labels, reg_lambda: float | None = None, reg_mu: float | None = None
                   ) -> Recalibration:
     """Dirichlet calibration with ODIR (Kull et al. 2019): ``softmax(W log softmax(z) + b)``
-    minimizing mean NLL + ``reg_lambda / (K(K-1)) sum_{i!=j} W_ij^2 + reg_mu / K sum_j b_j^2``."""
-    return _affine_map("dirichlet", logits, labels, diagonal=False, on_log_probs=True, reg_lambda=reg_lambda,
-                       reg_mu=reg_mu)
+    minimizing mean NLL + ``reg_lambda / (K(K-1)) sum_{i!=j} W_ij^2 + reg_mu / K sum_j b_j^2``.
+    Both None (the default): chosen by cross-validation (:func:`cross_validate_odir`), and the
+    map's ``params`` also hold the chosen pair's mean held-out NLL (``cv_nll``)."""
+    if (reg_lambda is None) != (reg_mu is None):
+        raise ValueError("give both reg_lambda and reg_mu, or neither (cross-validation)")
+    chosen = {}
+    if reg_lambda is None:
+        (reg_lambda, reg_mu), scores = cross_validate_odir(logits, labels)
+        chosen = {"cv_nll": scores[reg_lambda, reg_mu]}
+    fitted = _affine_map("dirichlet", logits, labels, diagonal=False, on_log_probs=True, reg_lambda=reg_lambda,
+                         reg_mu=reg_mu)
+    return dataclasses.replace(fitted, params=fitted.params | chosen)
+
+
+def cross_validate_odir(logits, labels, grid: tuple[float, ...] = DIRICHLET_GRID, folds: int = DIRICHLET_FOLDS
+                        ) -> tuple[tuple[float, float], dict[tuple[float, float], float]]:
+    """``((lambda, mu) with the lowest mean held-out NLL, {(lambda, mu): mean held-out NLL})``
+    over ``grid`` x ``grid`` (``mu = lambda`` above :data:`DIRICHLET_PAIRS_MAX_CLASSES`
+    classes): scikit-learn's ``StratifiedKFold(folds, shuffle=True,
+    random_state=0)`` on the fit set (fewer folds when even the commonest class has fewer
+    images, at least 2), a Dirichlet fit on each training part, the NLL on its held-out part
+    averaged over the folds. Ties go to the first pair in grid order (``lambda`` outer). Within
+    a fold the pairs are fitted from the strongest penalty down, each fit starting at the
+    previous one's solution (a regularization path: the objective is convex, so the optimum is
+    the same up to the optimizer's tolerance, reached in far fewer steps)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    z, y = _checked(logits, labels)
+    splits = min(folds, int(np.bincount(y).max(initial=0)))
+    if splits < 2:
+        raise UserError("recalibration: cross-validating the Dirichlet map needs at least 2 images of a class "
+                        "in the fit set; hold out more images")
+    features = log_softmax(z)
+    pairs = ([(lam, mu) for lam in grid for mu in grid] if z.shape[1] <= DIRICHLET_PAIRS_MAX_CLASSES
+             else [(lam, lam) for lam in grid])
+    losses: dict[tuple[float, float], list[float]] = {pair: [] for pair in pairs}
+    for fit, held in StratifiedKFold(splits, shuffle=True, random_state=0).split(z, y):
+        previous = None  # from the strongest penalty down, each fit starting at the last one's solution
+        for lam, mu in reversed(losses):
+            previous = _fit_affine(features[fit], y[fit], False, lam, mu, start=previous,
+                                   maxiter=DIRICHLET_CV_MAXITER)
+            w, b = previous
+            losses[lam, mu].append(probability_nll(softmax(features[held] @ w.T + b), y[held]))
+    scores = {key: float(np.mean(values)) for key, values in losses.items()}
+    best = min(scores, key=scores.__getitem__)  # min keeps the first of equal values
+    return best, scores
 
 
 # --------------------------------------------------------------------------- one-vs-rest maps
@@ -210,9 +275,11 @@ CONVENTIONS: dict[str, str] = {
     "temperature": "temperature: softmax(z / T), T minimizing the holdout NLL",
     "vector": "vector: softmax(w * z + b), w, b in R^K minimizing the holdout NLL (L-BFGS-B from w = 1, b = 0)",
     "matrix": "matrix: softmax(W z + b), unregularized, minimizing the holdout NLL (L-BFGS-B from W = I, b = 0)",
-    "dirichlet": (f"dirichlet: softmax(W log softmax(z) + b) minimizing the holdout NLL + ODIR "
-                  f"{DIRICHLET_ODIR:g}/(K(K-1)) * sum of squared off-diagonal W + {DIRICHLET_ODIR:g}/K * sum b^2 "
-                  "(Kull et al. 2019)"),
+    "dirichlet": ("dirichlet: softmax(W log softmax(z) + b) minimizing the holdout NLL + ODIR "
+                  "lambda/(K(K-1)) * sum of squared off-diagonal W + mu/K * sum b^2 (Kull et al. 2019), lambda and "
+                  f"mu each from {', '.join(f'{v:g}' for v in DIRICHLET_GRID)} (mu = lambda above "
+                  f"{DIRICHLET_PAIRS_MAX_CLASSES} classes) by {DIRICHLET_FOLDS}-fold stratified cross-validation of "
+                  "the NLL on the holdout (reg_lambda, reg_mu, cv_nll in the curve)"),
     "histogram": (f"histogram: one-vs-rest binning of each softmax probability into {HISTOGRAM_BINS} equal-mass "
                   "bins (value: the bin's share of that class), rows renormalized"),
     "isotonic": ("isotonic: one-vs-rest sklearn IsotonicRegression of label == k on softmax probability k, "

@@ -492,9 +492,16 @@ def probability_metrics(probabilities, labels, n_bins: int = 15) -> dict[str, fl
         "classwise_ece": classwise_calibration_error(p, y, n_bins),
         "mce": max_calibration_error(confidence, correct, n_bins),
         "l2_ce_debiased": debiased_l2_calibration_error(confidence, correct, n_bins),
-        "nll": float(np.mean(-np.log(np.maximum(p[rows, y], PROBABILITY_EPS)))),
+        "nll": probability_nll(p, y),
         "brier": float(np.mean(np.sum(diff * diff, axis=1))),
         "aurc": aurc(confidence, correct),
         "e_aurc": excess_aurc(confidence, correct),
         "augrc": augrc(confidence, correct),
     }
+
+
+def probability_nll(probabilities, labels) -> float:
+    """Mean over images of ``-log p[label]`` (nats) of ``N x K`` probability rows, each
+    probability floored at :data:`PROBABILITY_EPS` (a map may give a label probability 0)."""
+    p, y = _check_probabilities_labels(probabilities, labels)
+    return float(np.mean(-np.log(np.maximum(p[np.arange(y.size), y], PROBABILITY_EPS))))
