@@ -119,13 +119,17 @@ def test_command_writes_a_robustbench_summary(tmp_path, capsys, reduced):
     ckpt = save_checkpoint(create_model("gapnet:width=4", 10), tmp_path / "m.pth", method="cutmix")
     out = tmp_path / "out"
     assert main(["adversarial", "--ckpt", str(ckpt), "--data", "synthetic", "--limit", "8", "--attack",
-                 "autoattack", "--norm", "L2", "--eps", "0.5", "--output-dir", str(out)]) == 0
+                 "autoattack", "--norm", "L2", "--eps", "0.5", "--output-dir", str(out),
+                 "--results", str(tmp_path / "results")]) == 0
     record = json.loads((out / "adversarial.json").read_text())
     (summary,) = json.loads((out / "autoattack.json").read_text())
     assert summary["threat_model"] == "L2" and summary["eps"] == 0.5 and summary["n_images"] == 8
     assert summary["version"] == "standard" and summary["package"] == f"pyautoattack {pyautoattack.__version__}"
     assert summary["clean_acc"] == pytest.approx(100 * record["metrics"]["clean_accuracy"])
     assert summary["autoattack_acc"] == pytest.approx(100 * record["metrics"]["autoattack/accuracy@0.5"])
+    assert main(["report", str(tmp_path / "results"), "--format", "csv", "--out", str(tmp_path / "report")]) == 0
+    rows = (tmp_path / "report" / "report.csv").read_text()
+    assert f"AUTOATTACK eps 0.5: checks flagged,,lower,cutmix,{record['metrics']['autoattack/flags@0.5']:g}" in rows
 
 
 def test_an_interrupted_run_continues_after_its_last_finished_attack(data, reduced, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from cutmix_eval.analyses.options import choice, choices, count, flag
 from cutmix_eval.errors import UserError
 from cutmix_eval.catalog import ATTACK_EPS_BY_NORM, ATTACK_NORMS, ATTACK_TARGETS, ATTACKS, AUTOATTACK_VERSIONS
 from cutmix_eval.report.store import Record
-from cutmix_eval.report.table import HIGHER
+from cutmix_eval.report.table import HIGHER, LOWER
 from cutmix_eval.report.view import Metric, TableSpec, View
 
 
@@ -76,6 +76,10 @@ def table(records: Sequence[Record]) -> list[Metric]:
                                lambda r, a=attack, j=j: ([r.results[0].per_sample[f"{a}/correct"][:, j]],
                                                          percent_rows),
                                key="accuracy" if paper else key))
+    for label in [k.split("@", 1)[1] for k in result.metrics if k.startswith("autoattack/flags@")]:
+        key = f"autoattack/flags@{label}"  # the package's reliability checks that fired (0: none)
+        rows.append(Metric(f"AUTOATTACK eps {label}: checks flagged", lambda r, key=key: r.results[0].metrics[key],
+                           LOWER, None, key=key, unit="", digits=0))
     return rows
 
 
