@@ -75,3 +75,27 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_save_figure(path: str | os.PathLike, figure, dpi: int = 150) -> Path:
     """Save a matplotlib figure as PNG (tight bounding box) with :func:`atomic_write`."""
     return atomic_write(path, lambda fh: figure.savefig(fh, format="png", dpi=dpi, bbox_inches="tight"))
+
+
+class PartFolder:
+    """The finished parts of long computations, one file per key in ``folder`` (the object
+    behind ``RunSettings.parts``): a computation that is interrupted finds them when it is run
+    again. Keys are file names the computation derives from everything its outcome depends on
+    (a digest), so a part is only ever read by the run that wrote it. Each part is written
+    atomically; evaluators hand over bytes and never touch the files themselves."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def read(self, key: str) -> bytes | None:
+        """The part's bytes, or None when there is none (or it cannot be read: computed again)."""
+        try:
+            return (self.folder / key).read_bytes()
+        except OSError:
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        atomic_write(writable_folder(self.folder, "work folder") / key, lambda fh: fh.write(data))
+
+    def remove(self, key: str) -> None:
+        (self.folder / key).unlink(missing_ok=True)

@@ -21,10 +21,11 @@ class RunSettings:
     ``"cpu"``, ``"cuda:1"`` or a ``torch.device``; ``num_workers`` loader processes;
     ``limit``: evaluate the first N images only (None: all); ``progress``: show progress
     bars; ``model_info``: the identity record of the model (None: its architecture and
-    class count, :meth:`model_record`); ``work_dir``: a folder where a long evaluation keeps
-    what it has finished, so that a rerun after an interruption continues from there
-    (AutoAttack, attack by attack; None: nothing kept). Records of jobs get their results
-    folder's ``.unfinished/``."""
+    class count, :meth:`model_record`); ``parts``: where a long evaluation keeps what it has
+    finished, so that a rerun after an interruption continues from there (AutoAttack, attack
+    by attack): an object with ``read(key) -> bytes | None``, ``write(key, bytes)`` and
+    ``remove(key)``, such as :class:`cutmix_eval.fileio.PartFolder` (None: nothing kept). Jobs
+    get a PartFolder on their results folder's ``.unfinished/``."""
 
     batch_size: int = 256
     device: Any = "auto"
@@ -32,7 +33,7 @@ class RunSettings:
     limit: int | None = None
     progress: bool = True
     model_info: Mapping[str, Any] | None = None
-    work_dir: str | None = None
+    parts: Any = None
 
     def replace(self, **changes: Any) -> RunSettings:
         """A copy with ``changes`` (e.g. ``settings.replace(progress=False)``)."""

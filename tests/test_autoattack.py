@@ -19,7 +19,8 @@ from cutmix_eval.cli import main  # noqa: E402
 from cutmix_eval.errors import UserError  # noqa: E402
 from cutmix_eval.evaluate import adversarial  # noqa: E402
 from cutmix_eval.evaluate.adversarial import evaluate_adversarial  # noqa: E402
-from cutmix_eval.evaluate.autoattack import autoattack_adversary, check_logits, run_autoattack, stage_file  # noqa: E402
+from cutmix_eval.evaluate.autoattack import autoattack_adversary, check_logits, run_autoattack, stage_key  # noqa: E402
+from cutmix_eval.fileio import PartFolder  # noqa: E402
 from cutmix_eval.models import create_model  # noqa: E402
 from cutmix_eval.models.checkpoint import save_checkpoint  # noqa: E402
 from cutmix_eval.settings import RunSettings  # noqa: E402
@@ -137,7 +138,7 @@ def test_an_interrupted_run_continues_after_its_last_finished_attack(data, reduc
     Square alone, its robust flags equal the package's single call, and nothing is left behind."""
     dataset, model, images, labels = data
     work = tmp_path / "work"
-    settings = RunSettings(batch_size=16, progress=False, work_dir=str(work))
+    settings = RunSettings(batch_size=16, progress=False, parts=PartFolder(work))
     calls, run = [], pyautoattack.AutoAttack.run_standard_evaluation
 
     def spy(adversary, x, y, **kwargs):
@@ -160,17 +161,17 @@ def test_an_interrupted_run_continues_after_its_last_finished_attack(data, reduc
     assert list(work.iterdir()) == []
 
 
-def test_stage_files_are_named_by_everything_the_outcome_depends_on(data):
+def test_stage_keys_are_digests_of_everything_the_outcome_depends_on(data):
     _, model, images, labels = data
     adversary = autoattack_adversary(model, norm="Linf", eps=4 / 255, version="standard", seed=0, device="cpu")
-    name = stage_file("w", adversary, images, labels, "weights", 16)
-    assert stage_file("w", adversary, images, labels, "weights", 16) == name
+    name = stage_key(adversary, images, labels, "weights", 16)
+    assert stage_key(adversary, images, labels, "weights", 16) == name
     other_eps = autoattack_adversary(model, norm="Linf", eps=8 / 255, version="standard", seed=0, device="cpu")
-    others = {stage_file("w", other_eps, images, labels, "weights", 16),
-              stage_file("w", adversary, images[:-1], labels[:-1], "weights", 16),
-              stage_file("w", adversary, images, labels, "other weights", 16),
-              stage_file("w", adversary, images, labels, "weights", 8),
-              stage_file("w", reduce(adversary), images, labels, "weights", 16)}
+    others = {stage_key(other_eps, images, labels, "weights", 16),
+              stage_key(adversary, images[:-1], labels[:-1], "weights", 16),
+              stage_key(adversary, images, labels, "other weights", 16),
+              stage_key(adversary, images, labels, "weights", 8),
+              stage_key(reduce(adversary), images, labels, "weights", 16)}
     assert name not in others and len(others) == 5
 
 

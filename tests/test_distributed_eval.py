@@ -66,6 +66,7 @@ def checkpoint(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # about 30-55 s: `make test-all`
 def test_a_study_under_torchrun_writes_the_records_of_one_process(checkpoint):
     for name in ("one", "two"):
         (checkpoint / f"{name}.toml").write_text(STUDY.format(name=name))
@@ -101,6 +102,7 @@ def assert_same_records(one, two, count: int) -> None:
                     np.testing.assert_array_equal(b.artifacts[key], value, err_msg=key)
 
 
+@pytest.mark.slow  # about 30-55 s: `make test-all`
 def test_gradient_scores_fitted_scores_and_released_corruptions_under_torchrun(checkpoint, tmp_path):
     """ODIN (input gradients, temperature and noise chosen on a held-out part), Mahalanobis
     (fitted on a labelled set) and a released corrupted set (CIFAR-10-C files) give the
@@ -123,6 +125,7 @@ def test_gradient_scores_fitted_scores_and_released_corruptions_under_torchrun(c
     assert_same_records(tmp_path / "one", tmp_path / "two", 2)
 
 
+@pytest.mark.slow  # about 30-55 s: `make test-all`
 def test_a_command_under_torchrun_prints_and_records_once(checkpoint):
     results = checkpoint / "cli-results"
     argv = ["occlusion", "--ckpt", str(checkpoint / "model.pth"), "--data", "synthetic", "--limit", "9",

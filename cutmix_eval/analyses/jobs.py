@@ -17,6 +17,7 @@ from typing import Any
 
 from cutmix_eval.analyses.base import ANALYSES, Outcome, Subject, check_job, get_analysis
 from cutmix_eval.errors import where_things_stand
+from cutmix_eval.fileio import PartFolder
 from cutmix_eval.report.store import Record, ResultStore, job_key
 from cutmix_eval.settings import RunSettings
 
@@ -130,8 +131,8 @@ def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]
     for name in records if report else ():
         report([name], 0.0, True)
     missing = [name for name in jobs if name not in records]
-    if subject.settings.work_dir is None:  # a rerun after an interruption continues what was finished
-        subject = dataclasses.replace(subject, settings=subject.settings.replace(work_dir=str(store.work_folder)))
+    if subject.settings.parts is None:  # a rerun after an interruption continues what was finished
+        subject = dataclasses.replace(subject, settings=subject.settings.replace(parts=PartFolder(store.work_folder)))
     groups = plan(subject, {name: jobs[name] for name in missing})
     for group in groups:
         start = time.perf_counter()

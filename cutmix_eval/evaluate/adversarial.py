@@ -46,11 +46,10 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
 from cutmix_eval.evaluate.accumulate import Accumulator, feed
 from cutmix_eval.evaluate.autoattack import (autoattack_adversary, check_logits, package_version, run_autoattack,
-                                             stage_file)
+                                             stage_key)
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.models.classifier import Classifier
 from cutmix_eval.distributed import gather_objects
-from cutmix_eval.fileio import writable_folder
 from cutmix_eval.models.checkpoint import weights_sha256
 from cutmix_eval.models.folding import fold_batchnorm
 from cutmix_eval.passes import head, make_loader
@@ -160,10 +159,10 @@ class AdversarialAccumulator(Accumulator):
     host, for :meth:`run_autoattack` after the last batch."""
 
     def __init__(self, model: Classifier, settings: AttackSettings, device: torch.device, dataset_name: str,
-                 batch_size: int = 128, work_dir: str | None = None):
+                 batch_size: int = 128, parts: Any = None):
         super().__init__()
         self.model, self.settings, self.device, self.dataset_name = model, settings, device, dataset_name
-        self.batch_size, self.work_dir = batch_size, work_dir
+        self.batch_size, self.parts = batch_size, parts
         self.kept_images: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
         self.clean_predictions: list[torch.Tensor] = []
@@ -224,22 +223,22 @@ class AdversarialAccumulator(Accumulator):
         """AutoAttack at each eps on this process's images that were correct without attack, in
         ``batch_size`` batches; adds the ``autoattack/robust`` and ``/hit`` rows (N x E, every
         image of this process; an image wrong without attack keeps its clean prediction) and
-        keeps the checks' flags by eps. With a ``work_dir`` every finished attack is kept there
-        until its eps is done, and a rerun continues from it (:func:`run_autoattack`)."""
+        keeps the checks' flags by eps. With ``parts`` (``RunSettings.parts``) every finished
+        attack is kept there until its eps is done, and a rerun continues from it
+        (:func:`run_autoattack`)."""
         s = self.settings
         clean, labels = torch.cat(self.clean_predictions), torch.cat(self.labels)
         correct, images = clean == labels, torch.cat(self.kept_images)
-        weights = weights_sha256(self.model.state_dict()) if self.work_dir and len(images) else ""
+        weights = weights_sha256(self.model.state_dict()) if self.parts is not None and len(images) else ""
         columns = []
         for e in s.eps:
             column = clean.clone()
             if len(images):
                 adversary = autoattack_adversary(self.model, norm=s.norm, eps=e, version=s.autoattack_version,
                                                  seed=s.seed, device=self.device)
-                stages = (stage_file(writable_folder(self.work_dir, "work folder"), adversary, images,
-                                     labels[correct], weights, self.batch_size) if self.work_dir else None)
+                key = stage_key(adversary, images, labels[correct], weights, self.batch_size)
                 attacked, self.checks[eps_label(e)] = run_autoattack(adversary, images, labels[correct],
-                                                                     self.batch_size, stages)
+                                                                     self.batch_size, self.parts, key)
                 column[correct] = attacked.cpu()
             columns.append(column)
         robust = torch.stack(columns, dim=1) == labels[:, None]
@@ -288,7 +287,7 @@ def evaluate_adversarial(model: Classifier, dataset: ImageDataset, *, attacks: t
         attack = AttackSettings(attacks, eps, targeted, target, pgd_steps, pgd_step_size, pgd_restarts, random_start,
                                 seed, norm, autoattack_version)
         accumulator = AdversarialAccumulator(model, attack, device, dataset.name, settings.batch_size,
-                                             settings.work_dir)
+                                             settings.parts)
         feed(accumulator, make_loader(data, settings.batch_size, settings.num_workers), desc=f"attack {dataset.name}",
              progress=settings.progress)
         if "autoattack" in attacks:

@@ -14,18 +14,16 @@ package's ``auto-attack`` logger; they are kept by check name instead of printed
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.fileio import atomic_write
 
 PACKAGE = "pyautoattack"
 PINNED = "0.2.0"
@@ -97,23 +95,22 @@ _ATTACK_SETTINGS = {
 }
 
 
-def stage_file(folder: str | os.PathLike, adversary: Any, images: torch.Tensor, labels: torch.Tensor,
-               weights: str, batch_size: int) -> Path:
-    """Where :func:`run_autoattack` keeps its finished attacks for these images: a file named by
+def stage_key(adversary: Any, images: torch.Tensor, labels: torch.Tensor, weights: str, batch_size: int) -> str:
+    """The key under which :func:`run_autoattack` keeps its finished attacks for these images:
     the SHA-256 of everything the outcome depends on (the images' and labels' bytes, the model's
     ``weights`` digest, norm, eps, version, seed, batch size, the attacks and their settings, the
-    package's version), so a file is only ever picked up by the run that made it."""
+    package's version), so a part is only ever picked up by the run that made it."""
     digest = hashlib.sha256()
     digest.update(images.detach().cpu().contiguous().numpy().tobytes())
     digest.update(labels.detach().cpu().to(torch.int64).numpy().tobytes())
     settings = {name: [getattr(getattr(adversary, name), a) for a in names] for name, names in _ATTACK_SETTINGS.items()}
     digest.update(json.dumps([weights, adversary.norm, adversary.epsilon, adversary.version, adversary.seed,
                               batch_size, list(adversary.attacks_to_run), settings, package_version()]).encode())
-    return Path(folder) / f"autoattack-{digest.hexdigest()[:32]}.pt"
+    return f"autoattack-{digest.hexdigest()[:32]}.pt"
 
 
 def run_autoattack(adversary: Any, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                   stages: Path | None = None) -> tuple[torch.Tensor, dict[str, str]]:
+                   parts: Any = None, key: str = "") -> tuple[torch.Tensor, dict[str, str]]:
     """``(top-1 class of each image's final point, the checks' flags)`` of the package's
     ``run_standard_evaluation(images, labels, batch_size=...)``, for images the model gets right.
     An image every attack failed on keeps its label.
@@ -125,15 +122,15 @@ def run_autoattack(adversary: Any, images: torch.Tensor, labels: torch.Tensor, b
     against the white-box attacks, the class count against the targets) are then made once
     more with that list, through the package's own functions, so the flags are one call's too.
 
-    After each attack its outcome is written to ``stages`` (atomically; :func:`stage_file` names
-    it), and a rerun continues after the last attack written there; the file is removed once
-    the last attack has run. The package's own ``state_path`` resume is not used: in 0.2.0 a
+    After each attack the outcome so far goes to ``parts`` under ``key`` (``RunSettings.parts``;
+    :func:`stage_key`), and a rerun continues after the last attack kept there; the part is
+    removed once the last attack has run. The package's own ``state_path`` resume is not used: in 0.2.0 a
     restored run fails on its first fooled image, its ``y_adv`` being defined only on a fresh run.
     """
     from pyautoattack import checks
 
     attacks = list(adversary.attacks_to_run)
-    state = _read_stages(stages) or {"finished": [], "robust": torch.ones(len(labels), dtype=torch.bool),
+    state = _read_stages(parts, key) or {"finished": [], "robust": torch.ones(len(labels), dtype=torch.bool),
                                      "predicted": labels.detach().cpu().clone(), "accuracy": {"clean": 1.0},
                                      "flags": {}}
     try:
@@ -150,8 +147,10 @@ def run_autoattack(adversary: Any, images: torch.Tensor, labels: torch.Tensor, b
                 state["flags"] |= flags
             state["accuracy"][attack] = float(state["robust"].float().mean()) if len(labels) else 0.0
             state["finished"].append(attack)
-            if stages is not None and attack != attacks[-1]:
-                atomic_write(stages, lambda fh: torch.save(state, fh))
+            if parts is not None and attack != attacks[-1]:
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                parts.write(key, buffer.getvalue())
     finally:
         adversary.attacks_to_run = attacks
     with torch.no_grad():
@@ -160,17 +159,18 @@ def run_autoattack(adversary: Any, images: torch.Tensor, labels: torch.Tensor, b
         checks.check_n_classes(num_classes, attacks, adversary.apgd_targeted.n_target_classes,
                                adversary.fab.n_target_classes, logger=logging.getLogger(LOGGER))
         checks.check_square_sr(state["accuracy"], logger=logging.getLogger(LOGGER))
-    if stages is not None:
-        stages.unlink(missing_ok=True)
+    if parts is not None:
+        parts.remove(key)
     return state["predicted"], state["flags"] | flags
 
 
-def _read_stages(path: Path | None) -> dict[str, Any] | None:
-    """The stages a run wrote to ``path``, or None when there are none (or the file is unreadable:
-    those attacks run again)."""
-    if path is None or not path.is_file():
+def _read_stages(parts: Any, key: str) -> dict[str, Any] | None:
+    """The stages a run kept in ``parts`` under ``key``, or None when there are none (or they
+    cannot be read: those attacks run again)."""
+    data = parts.read(key) if parts is not None else None
+    if data is None:
         return None
     try:
-        return torch.load(path, weights_only=True)
+        return torch.load(io.BytesIO(data), weights_only=True)
     except Exception:  # noqa: BLE001 - a torn or foreign file: start over rather than fail the run
         return None

@@ -108,7 +108,7 @@ class ResultStore:
 
     @property
     def work_folder(self) -> Path:
-        """Where unfinished computations keep their finished parts (``RunSettings.work_dir``)."""
+        """Where unfinished computations keep their finished parts (``RunSettings.parts``)."""
         return self.root / ".unfinished"
 
     def path_for(self, job: Mapping[str, Any]) -> Path:
