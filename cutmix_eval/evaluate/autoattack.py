@@ -86,7 +86,7 @@ def autoattack_adversary(model: torch.nn.Module, *, norm: str, eps: float, versi
     return AutoAttack(model.eval(), norm=norm, eps=eps, version=version, seed=seed, device=device)
 
 
-#: the package's settings of each attack that change its outcome (they enter a stage file's key)
+#: the package's settings of each attack that change its outcome (they enter the stage key)
 _ATTACK_SETTINGS = {
     "apgd": ("n_iter", "n_restarts", "eot_iter", "thr_decr", "use_largereps"),
     "apgd_targeted": ("n_iter", "n_restarts", "n_target_classes", "eot_iter", "thr_decr", "use_largereps"),
@@ -124,15 +124,16 @@ def run_autoattack(adversary: Any, images: torch.Tensor, labels: torch.Tensor, b
 
     After each attack the outcome so far goes to ``parts`` under ``key`` (``RunSettings.parts``;
     :func:`stage_key`), and a rerun continues after the last attack kept there; the part is
-    removed once the last attack has run. The package's own ``state_path`` resume is not used: in 0.2.0 a
-    restored run fails on its first fooled image, its ``y_adv`` being defined only on a fresh run.
+    removed once the last attack has run. The package's own ``state_path`` resume is not used:
+    in 0.2.0 a restored run fails on its first fooled image, its ``y_adv`` being defined only on
+    a fresh run.
     """
     from pyautoattack import checks
 
     attacks = list(adversary.attacks_to_run)
-    state = _read_stages(parts, key) or {"finished": [], "robust": torch.ones(len(labels), dtype=torch.bool),
-                                     "predicted": labels.detach().cpu().clone(), "accuracy": {"clean": 1.0},
-                                     "flags": {}}
+    fresh = {"finished": [], "robust": torch.ones(len(labels), dtype=torch.bool),
+             "predicted": labels.detach().cpu().clone(), "accuracy": {"clean": 1.0}, "flags": {}}
+    state = _read_stages(parts, key) or fresh
     try:
         for attack in attacks[len(state["finished"]):]:
             robust = state["robust"]
