@@ -36,17 +36,19 @@ def on_device(model: torch.nn.Module, device: torch.device) -> Iterator[torch.nn
     take part in a backward pass (ODIN, gradient CAMs and attacks on the same model would
     fail). A model whose parameters and buffers are not all on one device is not moved back.
     """
+    def move(to: torch.device) -> None:
+        with torch.inference_mode(False):
+            model.to(to)
+
     homes = {t.device for t in (*model.parameters(), *model.buffers())}
     training = model.training
-    with torch.inference_mode(False):
-        model.to(device)
+    move(device)
     model.eval()
     try:
         yield model
     finally:
         if len(homes) == 1:
-            with torch.inference_mode(False):
-                model.to(homes.pop())
+            move(homes.pop())
         model.train(training)
 
 
@@ -96,8 +98,13 @@ def _quiet_worker(worker_init_fn, worker_id: int) -> None:
         worker_init_fn(worker_id)
 
 
+#: what a loader's helper (a worker's sharing thread, the pin-memory thread) raises when the
+#: other side of its connection is gone: Ctrl-C stopped it first; dropped, never reported
+CONNECTION_ERRORS = (OSError, EOFError)
+
+
 def _drop_connection_errors(kind, error, traceback) -> None:
-    if not issubclass(kind, (OSError, EOFError)):
+    if not issubclass(kind, CONNECTION_ERRORS):
         sys.__excepthook__(kind, error, traceback)
 
 
@@ -107,7 +114,7 @@ def _quiet_pin_memory_thread(args, report=threading.excepthook) -> None:
     Ctrl-C stops the workers first its connection error ended the run in a 40-line thread
     traceback after the interrupt line. Such errors of that thread are dropped; anything else
     is reported as usual (``report``: the hook in place when this module was imported)."""
-    if "_pin_memory_loop" in getattr(args.thread, "name", "") and issubclass(args.exc_type, (OSError, EOFError)):
+    if "_pin_memory_loop" in getattr(args.thread, "name", "") and issubclass(args.exc_type, CONNECTION_ERRORS):
         return
     report(args)
 

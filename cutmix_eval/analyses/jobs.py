@@ -10,6 +10,7 @@ each other's records.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -122,6 +123,7 @@ def plan(subject: Subject, jobs: Mapping[str, Mapping[str, Any]]) -> list[list[s
 def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]], force: bool, *,
          report: Reporter | None = None, notes: dict[str, str] | None = None) -> dict[str, tuple[Record, bool]]:
     from cutmix_eval.distributed import is_main_process, main_decides
+    from cutmix_eval.runtime import on_device, resolve_device
 
     main = is_main_process()  # under torchrun every rank computes, rank 0 alone reads and writes the store
     loaded = {name: store.load(job) if main and not force else None for name, job in jobs.items()}
@@ -134,14 +136,16 @@ def _run(store: ResultStore, subject: Subject, jobs: Mapping[str, dict[str, Any]
     if subject.settings.parts is None:  # a rerun after an interruption continues what was finished
         subject = dataclasses.replace(subject, settings=subject.settings.replace(parts=PartFolder(store.work_folder)))
     groups = plan(subject, {name: jobs[name] for name in missing})
-    for group in groups:
-        start = time.perf_counter()
-        with where_things_stand(lambda group=group: not_recorded(group, store)):
-            for name, results in _compute(group, subject, jobs, notes):  # each saved as soon as it is computed
-                path = store.save(jobs[name], results) if main else store.path_for(jobs[name])
-                records[name] = (Record(path, jobs[name], job_key(jobs[name]), results), False)
-        if report:
-            report([name for name in group if name in records], time.perf_counter() - start, False)
+    # the model goes to the device once for all the computations (each evaluator's own move is then a no-op)
+    with on_device(subject.model, resolve_device(subject.settings.device)) if groups else contextlib.nullcontext():
+        for group in groups:
+            start = time.perf_counter()
+            with where_things_stand(lambda group=group: not_recorded(group, store)):
+                for name, results in _compute(group, subject, jobs, notes):  # each saved as soon as it is computed
+                    path = store.save(jobs[name], results) if main else store.path_for(jobs[name])
+                    records[name] = (Record(path, jobs[name], job_key(jobs[name]), results), False)
+            if report:
+                report([name for name in group if name in records], time.perf_counter() - start, False)
     return {name: records[name] for name in jobs if name in records}
 
 

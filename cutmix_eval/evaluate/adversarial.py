@@ -42,6 +42,7 @@ import torch
 from cutmix_eval.data.base import ImageDataset
 from cutmix_eval.catalog import ATTACK_EPS_BY_NORM, ATTACK_NORMS, ATTACKS, AUTOATTACK_VERSIONS
 from cutmix_eval.catalog import ATTACK_TARGETS as TARGETS
+from cutmix_eval.distributed import gather_objects
 from cutmix_eval.errors import UserError
 from cutmix_eval.evaluate.attacks import fgsm_direction, pgd
 from cutmix_eval.evaluate.accumulate import Accumulator, feed
@@ -49,7 +50,6 @@ from cutmix_eval.evaluate.autoattack import (autoattack_adversary, check_logits,
                                              stage_key)
 from cutmix_eval.evaluate.classification import check_compatible
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.distributed import gather_objects
 from cutmix_eval.models.checkpoint import weights_sha256
 from cutmix_eval.models.folding import fold_batchnorm
 from cutmix_eval.passes import head, make_loader

@@ -135,8 +135,7 @@ def evaluate_corruption(model: Classifier, dataset: ImageDataset, *, corruptions
                   "image_size": list(size)}
         return _result(model, dataset, len(data), names, levels, rows["index"],
                        {k: rows[f"{k}/clean"] for k in models}, {k: rows[f"{k}/corrupted"] for k in models},
-                       reference, reference_label, source, settings,
-                       confidence=(rows["clean_confidence"], rows["confidence"]))
+                       reference, reference_label, source, settings, (rows["clean_confidence"], rows["confidence"]))
 
 
 class CorruptionAccumulator(Accumulator):
@@ -245,7 +244,7 @@ def evaluate_released_corruption(model: Classifier, name: str, *, root: str | No
         source = {"source": f"released files ({name}){left_out}",
                   "table": "released", "seed": None, "clean_data": getattr(clean, "name", None), "absent": absent}
         return _result(model, first, count, names, levels, np.arange(count), clean_correct, correct, reference,
-                       reference_label, source, settings, dataset_name=name, confidence=(clean_confidence, confidence))
+                       reference_label, source, settings, (clean_confidence, confidence), dataset_name=name)
 
 
 def _pass(models: dict[str, Classifier], data, settings: RunSettings, device: torch.device) -> dict[str, np.ndarray]:
@@ -318,8 +317,8 @@ def _summary(errors: dict[str, np.ndarray], clean_error: float | None, ref,
 
 def _result(model: Classifier, dataset, count: int, names: list[str], levels: list[int], indices: np.ndarray,
             clean: dict[str, np.ndarray] | None, correct: dict[str, np.ndarray], reference, reference_label: str,
-            source: dict[str, Any], settings: RunSettings, dataset_name: str | None = None,
-            confidence: tuple[np.ndarray | None, np.ndarray] | None = None) -> Result:
+            source: dict[str, Any], settings: RunSettings, confidence: tuple[np.ndarray | None, np.ndarray],
+            dataset_name: str | None = None) -> Result:
     """The Result from per-image outcomes: ``correct[key]`` is ``N x C x S`` bool per model
     key (``model``, maybe ``reference``), ``clean[key]`` ``N`` bool, or None without a clean set;
     ``confidence``: the model's max softmax probability, clean (``N``, or None) and corrupted
@@ -347,9 +346,8 @@ def _result(model: Classifier, dataset, count: int, names: list[str], levels: li
     metrics, conventions = metrics | more, conventions | notes
     ref = ref if "mce" in more else None
     metrics["num_images"] = int(count)
-    if confidence is not None:
-        more, notes = _calibration(names, levels, correct[MODEL], clean.get(MODEL) if clean else None, *confidence)
-        metrics, conventions = metrics | more, conventions | notes
+    more, notes = _calibration(names, levels, correct[MODEL], clean.get(MODEL) if clean else None, *confidence)
+    metrics, conventions = metrics | more, conventions | notes
     curves: dict[str, Any] = {
         "severities": levels, "errors": {c: e.tolist() for c, e in errors[MODEL].items()},
         "groups": [g for g, members in GROUPS.items() if any(c in members for c in names)],
@@ -363,10 +361,9 @@ def _result(model: Classifier, dataset, count: int, names: list[str], levels: li
     if clean is not None:
         per_sample["clean_correct"] = clean[MODEL]
     per_sample |= {f"{name}/correct": correct[MODEL][:, i, :] for i, name in enumerate(names)}
-    if confidence is not None:
-        if confidence[0] is not None:
-            per_sample["clean_confidence"] = confidence[0]
-        per_sample |= {f"{name}/confidence": confidence[1][:, i, :] for i, name in enumerate(names)}
+    if confidence[0] is not None:
+        per_sample["clean_confidence"] = confidence[0]
+    per_sample |= {f"{name}/confidence": confidence[1][:, i, :] for i, name in enumerate(names)}
     return Result(evaluator="corruption", metrics=metrics, conventions=conventions,
                   model=settings.model_record(model),
                   dataset={"name": dataset_name, "split": dataset.split, "num_images": int(count),

@@ -51,7 +51,8 @@ from cutmix_eval.errors import UserError
 from cutmix_eval.metrics.calibration import checked_logits, checked_logits_labels, equal_mass_bins, fit_temperature, log_softmax, \
     probability_nll, softmax
 
-__all__ = ["CONVENTIONS", "DIRICHLET_FOLDS", "DIRICHLET_GRID", "DIRICHLET_PAIRS_MAX_CLASSES", "HISTOGRAM_BINS", "RECALIBRATIONS", "Recalibration", "fit_recalibration"]
+__all__ = ["CONVENTIONS", "DIRICHLET_CV_MAXITER", "DIRICHLET_FOLDS", "DIRICHLET_GRID", "DIRICHLET_PAIRS_MAX_CLASSES",
+           "HISTOGRAM_BINS", "RECALIBRATIONS", "Recalibration", "cross_validate_odir", "fit_recalibration"]
 
 DIRICHLET_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 """The values of ``lambda`` and of ``mu`` that the Dirichlet map's cross-validation tries."""
