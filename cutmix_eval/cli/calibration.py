@@ -23,8 +23,21 @@ def calibration_rows(result) -> list[dict]:
 
     rows = [row("as trained", "")]
     for name in result.config.get("recalibrate", []):
-        rows.append(row(f"T = {m['temperature']:.3f}" if name == "temperature" else name, f"_{name}"))
+        rows.append(row(map_label(result, name), f"_{name}"))
     return rows
+
+
+def map_label(result, name: str) -> str:
+    """A recalibration map's name with what was fitted or chosen for it: ``T = 1.234``,
+    ``dirichlet (λ = 0.1, μ = 1)``."""
+    from cutmix_eval.evaluate.calibration import reliability_key
+
+    fitted = result.curves.get(reliability_key(name), {})
+    if name == "temperature":
+        return f"T = {result.metrics['temperature']:.3f}"
+    if name == "dirichlet" and "reg_lambda" in fitted:
+        return f"dirichlet (λ = {fitted['reg_lambda']:g}, μ = {fitted['reg_mu']:g})"
+    return name
 
 
 def reliability_figure(result):
@@ -36,8 +49,7 @@ def reliability_figure(result):
     labels = [f"as trained (ECE {100 * m['ece']:.2f}%)"]
     for name in result.config.get("recalibrate", []):
         curves.append(result.curves[reliability_key(name)])
-        shown = f"temperature {m['temperature']:.2f}" if name == "temperature" else name
-        labels.append(f"{shown} (ECE {100 * m[f'ece_{name}']:.2f}%)")
+        labels.append(f"{map_label(result, name)} (ECE {100 * m[f'ece_{name}']:.2f}%)")
     data = result.dataset
     title = f"{result.model.get('arch', '')} on {data['name']}/{data['split']}: reliability diagram"
     return reliability_diagram(curves, labels, title=title)
