@@ -59,7 +59,7 @@ def test_catalog_names_are_what_the_registries_hold():
     from cutmix_eval.evaluate.localization import PROTOCOLS
     from cutmix_eval.evaluate.ood_scores import list_scores
     from cutmix_eval.report.build import FORMATS
-    from cutmix_eval.train.mixing import METHODS
+    from cutmix_eval.train.methods import METHODS
 
     assert tuple(METHODS) == catalog.METHODS
     assert list_cams() == sorted(catalog.CAMS)

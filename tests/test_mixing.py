@@ -6,8 +6,8 @@ import torch
 from scipy import stats
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.train.mixing import (CutMix, Cutout, Mixup, create_mixer, cutmix_boxes, kept_fraction,
-                                      mix_targets, soft_cross_entropy)
+from cutmix_eval.train.methods import create_mixer
+from cutmix_eval.train.mixing import CutMix, Cutout, Mixup, cutmix_boxes, kept_fraction, mix_targets, soft_cross_entropy
 
 
 def _source_coded(batch, height=13, width=17):

@@ -70,7 +70,7 @@ def test_the_package_registries_say_unknown_names_in_one_line_with_the_close_one
     from cutmix_eval.data import create_dataset
     from cutmix_eval.evaluate.ood_scores import create_score
     from cutmix_eval.models import create_model
-    from cutmix_eval.train.mixing import create_mixer
+    from cutmix_eval.train.methods import create_mixer
 
     for lookup, parts in (
         (lambda: create_model("pyramidnet20", 10), ["unknown architecture 'pyramidnet20'", "'pyramidnet200'?",

@@ -8,7 +8,7 @@ line builds its parsers from the recipes).
 import importlib
 
 #: public name -> the submodule defining it
-_SOURCES = {"TrainOutcome": "loop", "train": "loop", "METHODS": "mixing", "create_mixer": "mixing",
+_SOURCES = {"TrainOutcome": "loop", "train": "loop", "METHODS": "methods", "create_mixer": "methods",
             "RECIPES": "recipes", "Recipe": "recipes", "get_recipe": "recipes"}
 
 __all__ = sorted(_SOURCES)

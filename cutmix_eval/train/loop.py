@@ -23,6 +23,7 @@ evaluates and writes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -50,7 +51,8 @@ from cutmix_eval.progress import progress_bar
 from cutmix_eval.runtime import Loader
 from cutmix_eval import distributed
 from cutmix_eval.train.augment import batch_augment, sample_transform
-from cutmix_eval.train.mixing import METHODS, create_mixer, soft_cross_entropy
+from cutmix_eval.train.methods import METHODS, create_mixer
+from cutmix_eval.train.mixing import soft_cross_entropy
 from cutmix_eval.train.recipes import Recipe
 
 LAST, BEST, LOG = "last.pth", "best.pth", "log.jsonl"
@@ -130,7 +132,10 @@ def _resume_state(out_dir: Path, method: str, recipe: Recipe, num_classes: int) 
                         "the same method or choose another --out")
     stored = raw.get("train_config", {})
     now = json.loads(json.dumps(recipe.to_dict()))  # tuples -> lists, as stored
-    changed = [k for k in now if k not in _FREE_ON_RESUME and stored.get(k) != now[k]]
+    # a field added after the run was started held its default then
+    defaults = {f.name: json.loads(json.dumps(f.default)) for f in dataclasses.fields(Recipe)
+                if f.default is not dataclasses.MISSING}
+    changed = [k for k in now if k not in _FREE_ON_RESUME and stored.get(k, defaults.get(k)) != now[k]]
     if changed:
         details = ", ".join(f"{k} {stored.get(k)!r} -> {now[k]!r}" for k in changed[:4])
         raise UserError(f"{path} was trained with other settings ({details}); resume with the same recipe "
@@ -203,14 +208,14 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
 
     for epoch in range(start_epoch, recipe.epochs + 1):
         torch.manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 0))  # augmentation, dropout
-        mixer.rng = np.random.default_rng(epoch_seed(recipe.seed, epoch, ctx.rank, 1))
+        mixer.start_epoch(np.random.default_rng(epoch_seed(recipe.seed, epoch, ctx.rank, 1)), epoch, recipe.epochs)
         sampler.set_epoch(epoch)
         loader = Loader(train_set, batch_size=local_batch, sampler=sampler, num_workers=recipe.workers,
                         collate_fn=collate_samples, pin_memory=use_cuda,
                         generator=torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 2)))
         lr = optimizer.param_groups[0]["lr"]  # at the start of the epoch
         augment_generator = torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, ctx.rank, 3))
-        record = _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx,
+        record = _train_epoch(net, model, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx,
                               use_amp, use_cuda and recipe.channels_last, f"{method} {epoch}/{recipe.epochs}",
                               progress)
         top1, top5 = _evaluate(model, test_set, local_batch, ctx.device)  # every rank its shard, gathered
@@ -229,8 +234,10 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
     return TrainOutcome(method, out_dir, out_dir / LAST, out_dir / BEST, out_dir / LOG, history)
 
 
-def _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx, use_amp: bool,
-                 channels_last: bool, desc: str, progress: bool) -> dict[str, float]:
+def _train_epoch(net, model, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx,
+                 use_amp: bool, channels_last: bool, desc: str, progress: bool) -> dict[str, float]:
+    """One epoch; ``net`` takes the gradient pass (DDP's wrapper under torchrun), ``model`` is
+    the classifier inside it, for the methods whose mixing needs the model."""
     net.train()
     start = time.perf_counter()
     loss_sum = correct = seen = 0.0
@@ -242,16 +249,15 @@ def _train_epoch(net, loader, augment, augment_generator, mixer, optimizer, sche
             images = augment(images, augment_generator)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        images, targets = mixer(images, labels)
         with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=use_amp):
-            logits = net(images)
+            logits, targets = mixer.training_step(net, model, images, labels)
         loss = soft_cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        count = labels.shape[0]
+        count = targets.shape[0]  # RegMixup trains on 2B rows: its clean and its mixed batch
         loss_sum += loss.item() * count
         correct += (logits.argmax(1) == targets.argmax(1)).sum().item()  # vs the dominant label
         seen += count

@@ -15,6 +15,30 @@ partners come from a random permutation, so an image may be paired with itself
 
 Box convention (CutMix, Cutout): ``(y0, y1, x0, x1)`` half-open pixel ranges, the
 box covering rows ``y0 <= r < y1`` and columns ``x0 <= c < x1``.
+
+Targets are loss weights: ``cross_entropy`` is linear in them, so a method whose
+official loss weights its two terms by numbers that do not sum to one (SnapMix's
+semantic weights) or adds a clean term (RegMixup) gives rows that do not sum to one,
+and the loop's loss is still the official one.
+
+**The model hook.** Most methods mix pixels and need nothing else. A method that
+needs the model has two places to say so, both called by the training step and
+nowhere else:
+
+``guide(model, x, y) -> tensor``
+    what the mixing needs from the current model, computed before mixing (SnapMix's
+    class activation maps, PuzzleMix's input-gradient saliency); it is the optional
+    third argument of ``mixer(x, y, guide)``, so the mixing itself stays a function of
+    its inputs and can be called and tested without a model;
+``training_step(net, model, x, y) -> (logits, targets)``
+    the step's forward, by default ``net(mixer(x, y, guide))``; methods that mix
+    inside the forward (Manifold Mixup, feature-level CutMix) override it.
+
+``net`` is what the gradient pass must go through (the DistributedDataParallel
+wrapper under torchrun), ``model`` the :class:`~cutmix_eval.models.Classifier`
+inside it. ``start_epoch(rng, epoch, epochs)`` hands the mixer the epoch's generator
+and position, from which alone a method's schedule is computed, so a resumed run
+mixes as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -27,7 +51,6 @@ import torch
 import torch.nn.functional as F
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.registry import Registry
 
 # ----------------------------------------------------------------------------- pure helpers
 
@@ -104,6 +127,11 @@ def mix_targets(y: torch.Tensor, partner: torch.Tensor, lam: np.ndarray | float,
     return weight * one_hot + (1 - weight) * one_hot[partner]
 
 
+def one_hot_targets(y: torch.Tensor, num_classes: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``B x K`` one-hot targets in ``dtype`` (float32 when ``dtype`` is not floating)."""
+    return F.one_hot(y, num_classes).to(dtype if dtype.is_floating_point else torch.float32)
+
+
 def as_index(perm: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(perm, dtype=torch.long, device=device)
 
@@ -113,20 +141,44 @@ def as_index(perm: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @dataclass
 class Mixer:
-    """Base: ``mixer(x, y) -> (x_mixed, soft targets)``; subclasses set ``name`` and ``mix``."""
+    """Base: ``mixer(x, y[, guide]) -> (x_mixed, soft targets)``; subclasses set ``name``
+    and ``mix`` (and, if they need the model, ``needs_guide`` with ``guide``, or
+    ``training_step``: see the module's docstring)."""
 
     num_classes: int
     rng: np.random.Generator
 
     name: ClassVar[str] = ""
+    #: what ``guide`` computes, for the error when it is missing ("" = the method needs none)
+    needs_guide: ClassVar[str] = ""
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor,
+                 guide: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 4 or y.shape != (x.shape[0],):
             raise ValueError(f"expected x B x C x H x W and y B, got {tuple(x.shape)} and {tuple(y.shape)}")
-        return self.mix(x, y)
+        if not self.needs_guide:
+            return self.mix(x, y)
+        if guide is None:
+            raise UserError(f"{self.name} mixes with {self.needs_guide} of the model: pass them as "
+                            f"mixer(x, y, mixer.guide(model, x, y)), or train through training_step")
+        return self.mix(x, y, guide)
 
     def mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x, F.one_hot(y, self.num_classes).to(x.dtype if x.is_floating_point() else torch.float32)
+        return x, one_hot_targets(y, self.num_classes, x.dtype)
+
+    def guide(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """What the mixing needs from the current model (None for methods that need nothing)."""
+        return None
+
+    def training_step(self, net: torch.nn.Module, model: torch.nn.Module, x: torch.Tensor,
+                      y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training step's forward: ``(logits, targets)`` of the mixed batch."""
+        mixed, targets = self(x, y, self.guide(model, x, y))
+        return net(mixed), targets
+
+    def start_epoch(self, rng: np.random.Generator, epoch: int, epochs: int) -> None:
+        """Called before each epoch (1-based) of ``epochs``: the epoch's generator."""
+        self.rng = rng
 
     def describe(self) -> dict[str, Any]:
         """Plain-type description of the method and its parameters."""
@@ -227,21 +279,6 @@ class CutMix(Mixer):
         if self.lambda_correction:
             lam = kept_fraction(boxes, height, width)
         return mixed, mix_targets(y, perm, lam, self.num_classes, x.dtype)
-
-
-#: the training methods by name, in the order tables list them
-METHODS: Registry[type[Mixer]] = Registry("method")
-for _mixer in (Baseline, Mixup, Cutout, CutMix):
-    METHODS.register(_mixer.name, _mixer)
-
-
-def create_mixer(method: str, num_classes: int, rng: np.random.Generator, **params: Any) -> Mixer:
-    """The mixer for ``method`` (baseline, mixup, cutout, cutmix) with its parameters."""
-    mixer = METHODS.get(method)
-    try:
-        return mixer(num_classes, rng, **params)
-    except TypeError as err:
-        raise UserError(f"method {method!r} does not take {sorted(params)}: {err}") from err
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -63,14 +63,28 @@ class Recipe:
     sync_bn: bool = _doc(True, "SyncBatchNorm under torchrun (CUDA only; PyTorch has no CPU version)")
 
     def method_params(self, method: str, mean: tuple[float, ...]) -> dict[str, Any]:
-        """The keyword arguments of ``create_mixer`` for ``method``."""
-        return {
-            "baseline": {},
-            "mixup": {"alpha": self.mixup_alpha, "per_sample": self.per_sample},
-            "cutout": {"size": self.cutout_size, "fill": _fill(self.cutout_fill), "mean": tuple(mean)},
-            "cutmix": {"beta": self.cutmix_beta, "prob": self.cutmix_prob, "per_sample": self.per_sample,
-                       "lambda_correction": self.lambda_correction},
-        }.get(method, {})
+        """The keyword arguments of ``create_mixer`` for ``method``.
+
+        Each hyper-parameter ``p`` of the method's mixer comes from the recipe field
+        ``<method>_<p>`` (``-`` as ``_``: ``manifold_mixup_alpha``), else from that of the
+        method it specializes (the paper's CutMix variants take ``cutmix_beta`` and
+        ``cutmix_prob``), else from a field shared by several methods (``per_sample``,
+        ``lambda_correction``); Cutout's ``mean`` is the model's normalization mean. A
+        parameter no field names keeps the mixer's default.
+        """
+        from cutmix_eval.train.methods import METHODS  # torch: this module stays light for the CLI's parsers
+        from cutmix_eval.train.mixing import Mixer
+
+        mixer = METHODS.get(method)
+        prefixes = [c.name.replace("-", "_") for c in mixer.__mro__ if issubclass(c, Mixer) and c.name]
+        params: dict[str, Any] = {}
+        for param in (f.name for f in fields(mixer) if f.init and f.name not in ("num_classes", "rng")):
+            source = next((n for n in [f"{p}_{param}" for p in prefixes] + [param] if n in _FIELD_NAMES), None)
+            if param == "mean":
+                params[param] = tuple(mean)
+            elif source is not None:
+                params[param] = _CONVERT.get(source, lambda v: v)(getattr(self, source))
+        return params
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -78,6 +92,11 @@ class Recipe:
 
 def _fill(value: str) -> str | float:
     return value if value == "mean" else float(value)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Recipe))
+#: recipe fields whose command-line text becomes another type for the mixer
+_CONVERT = {"cutout_fill": _fill}
 
 
 _CIFAR = dict(epochs=300, batch_size=64, lr=0.25, weight_decay=1e-4, schedule="step", milestones=(150, 225),
