@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	# torchattacks (tests compare our FGSM/PGD with it) pins an old requests it never imports:
 	# installed without its dependencies
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks==3.5.1
+	# OpenMixup's augment functions, the peer of benchmarks/bench_mixers.py: a folder of their own
+	# (as a package OpenMixup needs mmcv; the benchmark loads the augment modules one by one)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/openmixup openmixup==0.2.9
 	touch $@
 
 quickstart: $(VENV)/.installed

@@ -11,8 +11,20 @@ itself and ``tests/test_cli_imports.py`` checks that the registry holds exactly 
 names, in this order. Adding a method, CAM, score, protocol or format starts here.
 """
 
-#: the training methods, in the order runs and reports list them (``train/mixing.py``)
-METHODS = ("baseline", "mixup", "cutout", "cutmix")
+#: the paper's four training methods (``train/mixing.py``): what ``train-all``, the quick start and
+#: ``report``'s paper comparison take by default
+PAPER_METHODS = ("baseline", "mixup", "cutout", "cutmix")
+
+#: the CutMix variants the paper ablates (``train/mixers/cutmix_ablations.py``, ``feature_cutmix.py``)
+CUTMIX_VARIANTS = ("cutmix-center-gaussian", "cutmix-fixed-size", "cutmix-scheduled", "cutmix-one-hot",
+                   "cutmix-complete-label", "cutmix-feature")
+
+#: CutMix's successors, by year (``train/mixers/``)
+SUCCESSORS = ("manifold-mixup", "fmix", "smoothmix", "puzzlemix", "resizemix", "saliencymix", "snapmix",
+              "gridmix", "regmixup", "mixup-cutmix")
+
+#: every training method, in the order runs and reports list them (``train/methods.py``)
+METHODS = PAPER_METHODS + CUTMIX_VARIANTS + SUCCESSORS
 
 #: our name -> pytorch-grad-cam class (``cam/library.py`` imports the library on first use)
 LIBRARY_CAMS = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM",

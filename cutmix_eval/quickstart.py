@@ -21,7 +21,8 @@ from cutmix_eval.data import create_dataset
 from cutmix_eval.distributed import is_main_process
 from cutmix_eval.fileio import atomic_save_figure
 from cutmix_eval.study import Study, StudyCheckpoint, StudyDataset, run_study
-from cutmix_eval.train import METHODS, Recipe, get_recipe, train
+from cutmix_eval.catalog import PAPER_METHODS
+from cutmix_eval.train import Recipe, get_recipe, train
 from cutmix_eval.train.loop import LAST
 
 #: every analysis with its options and image limit (None: the whole test split), sized so
@@ -49,7 +50,7 @@ def quickstart_study(out_dir: Path, checkpoints: dict[str, Path], recipe: Recipe
 
 
 def run_quickstart(out_dir: str | Path = "reports/quickstart", ckpt_dir: str | Path = "checkpoints/quickstart",
-                   recipe: Recipe | None = None, methods: Sequence[str] = tuple(METHODS), device: str = "auto",
+                   recipe: Recipe | None = None, methods: Sequence[str] = PAPER_METHODS, device: str = "auto",
                    progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train, evaluate, report; returns a summary dict (paths, timings)."""
     recipe = recipe or get_recipe("quick")

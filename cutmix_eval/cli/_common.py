@@ -11,7 +11,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from cutmix_eval.catalog import METHODS
+from cutmix_eval.catalog import CUTMIX_VARIANTS, METHODS, PAPER_METHODS, SUCCESSORS
 
 
 GENERIC_CHECKPOINT_NAMES = ("last", "best", "model_best", "checkpoint", "model")
@@ -50,17 +50,21 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 
 def add_methods(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
-                        default=list(METHODS), help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
+                        default=list(PAPER_METHODS),
+                        help=f"comma-separated training methods, 'all' for every one (default: the paper's "
+                             f"{','.join(PAPER_METHODS)}); the paper's CutMix variants: {','.join(CUTMIX_VARIANTS)}; "
+                             f"CutMix's successors: {','.join(SUCCESSORS)}")
 
 
 def selected_methods(args: argparse.Namespace) -> list[str]:
     """The ``--methods`` list, checked against the known methods."""
     from cutmix_eval.errors import UserError
 
-    unknown = [m for m in args.methods if m not in METHODS]
+    methods = list(METHODS) if args.methods == ["all"] else args.methods
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise UserError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    return args.methods
+        raise UserError(f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}, or all")
+    return methods
 
 
 def channels(values: Sequence[float]) -> str:

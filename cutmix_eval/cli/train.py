@@ -1,4 +1,4 @@
-"""``train`` and ``train-all``: train one method, or all four with the same seed and data order."""
+"""``train`` and ``train-all``: train one method, or several with the same seed and data order."""
 
 from __future__ import annotations
 
@@ -31,8 +31,12 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     from cutmix_eval.train.recipes import Recipe, recipe_fields
 
     hints = typing.get_type_hints(Recipe)
-    group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
+    recipe_group = parser.add_argument_group("recipe overrides (default: the recipe's value)")
+    method_group = parser.add_argument_group("method hyper-parameters (default: the method's published value; "
+                                             "each applies to the methods it names)")
+    prefixes = tuple(m.replace("-", "_") + "_" for m in METHODS) + ("per_sample", "lambda_correction")
     for field in recipe_fields():
+        group = method_group if field.name.startswith(prefixes) else recipe_group
         flag = "--" + field.name.replace("_", "-")
         hint = hints[field.name]
         args = typing.get_args(hint)
@@ -110,7 +114,7 @@ def _run(methods: list[str], args: argparse.Namespace, nested: bool) -> int:
 
 class TrainCommand(Command):
     name = "train"
-    help = "train one model with baseline, mixup, cutout or cutmix from a named recipe"
+    help = "train one model with baseline, mixup, cutout, cutmix, a CutMix variant or a successor, from a named recipe"
     examples = ("cutmix-eval train --method cutmix --recipe quick",
                 "cutmix-eval train --method cutmix --arch pyramidnet200 --data cifar100 --data-root ~/data",
                 "cutmix-eval train --method mixup --recipe quick --epochs 3 --out checkpoints/try",
@@ -118,7 +122,8 @@ class TrainCommand(Command):
                 "torchrun --nproc_per_node=4 -m cutmix_eval train --method cutmix --recipe imagenet-resnet50")
 
     def add_arguments(self, parser):
-        parser.add_argument("--method", required=True, choices=sorted(METHODS))
+        parser.add_argument("--method", required=True, choices=METHODS, metavar="METHOD",
+                            help=f"the training method: {', '.join(METHODS)}")
         _add_common(parser)
 
     def run(self, args):
@@ -127,8 +132,9 @@ class TrainCommand(Command):
 
 class TrainAllCommand(Command):
     name = "train-all"
-    help = "train the four methods with the same recipe, seed and data order; one folder per method"
+    help = "train several methods (the paper's four by default) with the same recipe, seed and data order"
     examples = ("cutmix-eval train-all --recipe quick",
+                "cutmix-eval train-all --recipe quick --methods cutmix,fmix,puzzlemix,snapmix",
                 "cutmix-eval train-all --recipe cifar100-pyramidnet200 --data-root ~/data --out checkpoints/c100")
 
     def add_arguments(self, parser):

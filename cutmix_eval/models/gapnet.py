@@ -18,6 +18,8 @@ from cutmix_eval.models.registry import register_model
 
 
 class GAPNet(GAPHeadMixin, nn.Module):
+    mixing_stages = ("body.2", "body.5", "body.8", "body.11", "body.14")  # hidden-state mixing: after each ReLU
+
     def __init__(self, num_classes: int = 10, width: int = 32, norm: str = "batch"):
         super().__init__()
         # (out channels as multiples of width, stride)

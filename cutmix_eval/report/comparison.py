@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cutmix_eval.catalog import METHODS
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics import bootstrap as bs
 from cutmix_eval.report.paper import paper_references
@@ -31,14 +32,14 @@ from cutmix_eval.report.table import Cell, Row, Table
 from cutmix_eval.report.view import Metric, TableSpec, View
 from cutmix_eval.results import Result
 
-METHOD_ORDER = ("baseline", "mixup", "cutout", "cutmix")
 RESAMPLES = 1000
 
 
 def ordered_labels(labels: Sequence[str]) -> list[str]:
-    """The four methods in the paper's order, then any other labels alphabetically."""
+    """The training methods in the catalog's order (the paper's four first), then any other
+    labels alphabetically."""
     unique = list(dict.fromkeys(labels))
-    return [m for m in METHOD_ORDER if m in unique] + sorted(m for m in unique if m not in METHOD_ORDER)
+    return [m for m in METHODS if m in unique] + sorted(m for m in unique if m not in METHODS)
 
 
 # --------------------------------------------------------------------------- columns: which records are seeds

@@ -281,13 +281,21 @@ def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str],
 
 
 #: one colour per training method, the same in every figure (colour-blind-safe Okabe-Ito hues)
-METHOD_COLOURS = {"baseline": "#555555", "mixup": "#0072b2", "cutout": "#009e73", "cutmix": "#d55e00"}
-#: for other labels, in turn: the rest of Okabe-Ito (less its yellow, faint on white), then tab10's others
-OTHER_COLOURS = ("#cc79a7", "#e69f00", "#56b4e9", "#000000", "#9467bd", "#8c564b", "#bcbd22", "#17becf")
+#: one colour per training method (``catalog.METHODS``): the paper's four from Okabe-Ito, the paper's
+#: CutMix variants in shades of CutMix's vermilion, the successors from tab10 and Okabe-Ito's rest, the
+#: Mixup family (Manifold Mixup, RegMixup) in blues
+METHOD_COLOURS = {"baseline": "#555555", "mixup": "#0072b2", "cutout": "#009e73", "cutmix": "#d55e00",
+                  "cutmix-center-gaussian": "#fdae6b", "cutmix-fixed-size": "#f16913", "cutmix-scheduled": "#a63603",
+                  "cutmix-one-hot": "#fd8d3c", "cutmix-complete-label": "#7f2704", "cutmix-feature": "#e6550d",
+                  "manifold-mixup": "#56b4e9", "fmix": "#e69f00", "smoothmix": "#bcbd22", "puzzlemix": "#9467bd",
+                  "resizemix": "#8c564b", "saliencymix": "#cc79a7", "snapmix": "#17becf", "gridmix": "#000000",
+                  "regmixup": "#08306b", "mixup-cutmix": "#e377c2"}
+#: for other labels, in turn: tab20b/tab20c's dark shades, none of them a method's
+OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354", "#756bb1")
 
 
 def method_colours(labels: Sequence[str]) -> dict[str, str]:
-    """A distinct colour per label: the four methods keep theirs (matched on the label's first
+    """A distinct colour per label: the training methods keep theirs (matched on the label's first
     word, so ``cutmix``, ``CutMix`` and ``cutmix seed 1`` agree), every other label (and a second
     label of the same method) takes the next of :data:`OTHER_COLOURS` in the order given, so
     figures drawn with the same labels colour them alike."""

@@ -173,8 +173,8 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
 
     torch.manual_seed(recipe.seed)  # same initial weights for every method
     model = create_model(recipe.arch, num_classes, mean=recipe.mean, std=recipe.std)
-    mean = tuple(model.mean.flatten().tolist())
-    mixer = create_mixer(method, num_classes, np.random.default_rng(0), **recipe.method_params(method, mean))
+    mean, std = (tuple(v.flatten().tolist()) for v in (model.mean, model.std))
+    mixer = create_mixer(method, num_classes, np.random.default_rng(0), **recipe.method_params(method, mean, std))
     use_cuda = ctx.device.type == "cuda"
     use_amp = use_cuda and recipe.amp
     if use_cuda and recipe.channels_last:

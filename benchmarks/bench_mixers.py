@@ -1,0 +1,168 @@
+"""Every training method's step against the baseline step, and our mixing calls against the peers'.
+
+1. Images per second of a whole training step (the loop's ``Mixer.training_step``, the soft
+   cross-entropy, backward, SGD update) for every method in ``catalog.METHODS`` on the same
+   model and batch, each method's probability of mixing set to 1 (every step mixes: the worst
+   case). Blocks of steps alternate between the methods, so the machine's drift cancels;
+   medians are reported, with the ratio to the baseline and the cost in baseline steps.
+   Targets: the methods that only compose pixels (mask and box methods) at least 0.97 of the
+   baseline's throughput. The methods that need more than the one pass report their cost in
+   baseline steps next to what their design adds (Manifold Mixup: nothing; SnapMix: a forward
+   pass for the CAMs; PuzzleMix: a forward and backward pass for the saliency, then graph cuts
+   and transport; RegMixup: a batch twice as large).
+2. The mixing call alone against the same method's call in the peer that implements it:
+   timm's ``Mixup`` (CutMix, its Mixup/CutMix switch) and OpenMixup's augment functions
+   (Mixup, CutMix, FMix, GridMix, ResizeMix, SmoothMix). OpenMixup needs mmcv to import as a
+   package, so its augment modules are loaded one by one with the two helpers they import
+   stubbed, and their hard-coded ``.cuda()`` calls made no-ops on a CPU run. Install it once
+   into a folder of its own (its dependencies are not needed):
+
+       .venv/bin/pip install --no-deps --target .venv/openmixup openmixup==0.2.9
+
+    .venv/bin/python benchmarks/bench_mixers.py [--quick] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+from timm.data import Mixup
+
+from _common import (alternating_medians, comparison, device_note, markdown_table, parse_rounds, print_summary,
+                     verdict)
+from cutmix_eval import catalog
+from cutmix_eval.models import create_model
+from cutmix_eval.train import get_recipe
+from cutmix_eval.train.methods import create_mixer
+from cutmix_eval.train.mixing import soft_cross_entropy
+
+TARGET = 0.97
+#: what each method that needs the model adds to the baseline's one forward and backward pass
+EXTRA_WORK = {"manifold-mixup": "none (mixes inside the pass)", "cutmix-feature": "none (mixes inside the pass)",
+              "snapmix": "a no-grad forward (CAMs)", "puzzlemix": "a forward + input backward, graph cuts, transport",
+              "regmixup": "the pass on 2B images", "saliencymix": "a saliency map per batch"}
+MODEL_METHODS = frozenset(EXTRA_WORK)
+OPENMIXUP = Path(__file__).resolve().parent.parent / ".venv" / "openmixup"
+#: our method -> (OpenMixup augment module, its keyword arguments for the same setting)
+OPENMIXUP_CALLS = {"mixup": ("mixup", {"alpha": 1.0}), "cutmix": ("cutmix", {"alpha": 1.0}),
+                   "fmix": ("fmix", {"alpha": 1.0, "decay_power": 3}), "gridmix": ("gridmix", {"alpha": 1.0}),
+                   "resizemix": ("resizemix", {"scope": (0.1, 0.8)}), "smoothmix": ("smoothmix", {"alpha": 1.0})}
+
+
+def _mixer(method: str, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)):
+    params = get_recipe("quick").method_params(method, mean, std)
+    params.update({k: 1.0 for k in ("prob",) if k in params})
+    return create_mixer(method, 10, np.random.default_rng(0), **params)
+
+
+def make_step(model, optimizer, mixer):
+    def step(x, y):
+        logits, targets = mixer.training_step(model, model, x, y)
+        loss = soft_cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def bench_steps(arch: str, size: int, batch: int, rounds: int, steps: int, device: str) -> list[dict]:
+    torch.manual_seed(0)
+    model = create_model(arch, 10).train().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    x, y = torch.rand(batch, 3, size, size, device=device), torch.randint(0, 10, (batch,), device=device)
+    mean, std = (tuple(v.flatten().tolist()) for v in (model.mean, model.std))
+    speed = alternating_medians({m: make_step(model, optimizer, _mixer(m, mean, std)) for m in catalog.METHODS},
+                                x, y, rounds, steps)
+    return [{"model": f"{arch} {size}px batch {batch}", "method": m, "images/s": s,
+             "ratio to baseline": s / speed["baseline"], "baseline steps": speed["baseline"] / s,
+             "extra work": EXTRA_WORK.get(m, "")} for m, s in speed.items()]
+
+
+def _openmixup_functions() -> dict[str, object]:
+    """OpenMixup's augment functions by our method name, or {} when it is not installed."""
+    folder = OPENMIXUP / "openmixup" / "models" / "augments"
+    if not folder.is_dir():
+        return {}
+    utils = types.ModuleType("openmixup.models.utils")
+    utils.batch_shuffle_ddp = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("dist_mode is not benchmarked"))
+    utils.to_2tuple = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    for name in ("openmixup", "openmixup.models"):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    sys.modules["openmixup.models.utils"] = utils
+    functions = {}
+    for method, (module, kwargs) in OPENMIXUP_CALLS.items():
+        spec = importlib.util.spec_from_file_location(f"openmixup_{module}", folder / f"{module}.py")
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        functions[method] = (lambda fn, kw: lambda x, y: fn(x.clone(), y, **kw))(getattr(loaded, module), kwargs)
+    return functions
+
+
+@contextlib.contextmanager
+def _cuda_calls_stay(device: str):
+    """OpenMixup's functions call ``.cuda()`` on their masks and indices; on a CPU run that is a no-op."""
+    if device.startswith("cuda"):
+        yield
+        return
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original
+
+
+def bench_calls(size: int, batch: int, rounds: int, device: str) -> list[dict]:
+    x, y = torch.rand(batch, 3, size, size, device=device), torch.randint(0, 10, (batch,), device=device)
+    timm_cutmix = Mixup(mixup_alpha=0.0, cutmix_alpha=1.0, prob=1.0, label_smoothing=0.0, num_classes=10)
+    timm_switch = Mixup(num_classes=10)  # timm's defaults, as our mixup-cutmix's
+    peers = {"cutmix": {"timm": lambda a, b: timm_cutmix(a.clone(), b)},
+             "mixup-cutmix": {"timm": lambda a, b: timm_switch(a.clone(), b)}}
+    for method, fn in _openmixup_functions().items():
+        peers.setdefault(method, {})["OpenMixup"] = fn
+    rows = []
+    with _cuda_calls_stay(device):
+        for method, references in peers.items():
+            variants = {"ours": _mixer(method), **references}
+            speed = alternating_medians(variants, x, y, rounds, 20)
+            rows += [{"method": method, "peer": peer, "ours (us)": 1e6 * batch / speed["ours"],
+                      "peer (us)": 1e6 * batch / speed[peer], "speed-up": speed["ours"] / speed[peer]}
+                     for peer in references]
+    return rows
+
+
+def main() -> None:
+    rounds, steps, device = parse_rounds(__doc__, quick=(3, 2), full=(5, 4), device=True)
+    models = [("gapnet", 64, 128)] + ([] if rounds < 5 else [("cifar_resnet20", 32, 128)])
+    rows = [row for arch, size, batch in models for row in bench_steps(arch, size, batch, rounds, steps, device)]
+    print(f"# Training step of every method vs the baseline (medians of {rounds} alternating rounds of {steps} "
+          f"steps, probability of mixing 1, {device_note(device)})\n")
+    print(markdown_table(rows, {"model": "", "method": "", "images/s": ".0f", "ratio to baseline": ".3f",
+                                "baseline steps": ".2f", "extra work": ""}))
+    pixel_only = [r for r in rows if r["method"] not in MODEL_METHODS and r["method"] != "baseline"]
+    worst = min(pixel_only, key=lambda r: r["ratio to baseline"])
+    print(f"\nTarget: every pixel-composing method >= {TARGET} x the baseline's step throughput: "
+          f"{verdict(worst['ratio to baseline'], TARGET)} (worst: {worst['method']}, "
+          f"{worst['ratio to baseline']:.3f}, {worst['model']}).")
+    calls = bench_calls(32, 128, rounds, device)
+    print(f"\n## The mixing call alone vs the peer's (32 px, batch 128; microseconds per call"
+          f"{'' if OPENMIXUP.is_dir() else '; OpenMixup not installed, see the docstring'})\n")
+    print(markdown_table(calls, {"method": "", "peer": "", "ours (us)": ".0f", "peer (us)": ".0f", "speed-up": ".2f"}))
+    summary = [comparison(f"{r['method']} training step vs baseline step, {r['model']}", r["images/s"],
+                          r["images/s"] / r["ratio to baseline"], "images/s", r["ratio to baseline"],
+                          f">= {TARGET:g}" if r["method"] not in MODEL_METHODS else "informational",
+                          r["ratio to baseline"] >= TARGET if r["method"] not in MODEL_METHODS else None, "baseline")
+               for r in rows if r["method"] != "baseline"]
+    summary += [comparison(f"{r['method']} mixing call vs {r['peer']}'s", r["ours (us)"], r["peer (us)"], "us/call",
+                           r["speed-up"], "informational", None, r["peer"]) for r in calls]
+    print_summary(summary)
+
+
+if __name__ == "__main__":
+    main()
