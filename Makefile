@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	# OpenMixup's augment functions, the peer of benchmarks/bench_mixers.py: a folder of their own
 	# (as a package OpenMixup needs mmcv; the benchmark loads the augment modules one by one)
 	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/openmixup openmixup==0.2.9
+	# OpenCV's saliency module, which tests/test_mixers_saliencymix.py checks our SaliencyMix saliency
+	# against: opencv-contrib shares the cv2 package with the opencv-python the others need, so it
+	# gets a folder of its own that only that test's subprocess puts on its path
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/opencv-contrib opencv-contrib-python-headless==5.1.0.95
 	touch $@
 
 quickstart: $(VENV)/.installed

@@ -119,9 +119,10 @@ def _cli(*argv):
             "--train-samples", "256", "--test-samples", "32", "--batch-size", "16", "--workers", "0", *argv]
 
 
-def test_sigkill_then_resume_reaches_the_same_weights(tmp_path):
+@pytest.mark.parametrize("method", ["cutmix", "puzzlemix"])  # puzzlemix: a model hook, eval-mode saliency, gco
+def test_sigkill_then_resume_reaches_the_same_weights(tmp_path, method):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    epochs = ["--epochs", "5", "--method", "cutmix"]
+    epochs = ["--epochs", "5", "--method", method]
     subprocess.run(_cli(*epochs, "--out", str(tmp_path / "straight")), check=True, env=env, capture_output=True)
     log = tmp_path / "killed" / "log.jsonl"
     proc = subprocess.Popen(_cli(*epochs, "--out", str(tmp_path / "killed")), env=env,
@@ -137,7 +138,7 @@ def test_sigkill_then_resume_reaches_the_same_weights(tmp_path):
     load_checkpoint(tmp_path / "killed" / "last.pth")  # ...and the last checkpoint is whole
     resumed = subprocess.run(_cli(*epochs, "--out", str(tmp_path / "killed"), "--resume"), env=env,
                              capture_output=True, text=True, check=True)
-    assert "resuming cutmix from epoch" in resumed.stdout + resumed.stderr
+    assert f"resuming {method} from epoch" in resumed.stdout + resumed.stderr
     straight = load_checkpoint(tmp_path / "straight" / "last.pth")[0].net.state_dict()
     killed = load_checkpoint(tmp_path / "killed" / "last.pth")[0].net.state_dict()
     for key in straight:

@@ -78,12 +78,27 @@ class Recipe:
     smoothmix_sigma_min: float = _doc(0.25, "smoothmix: smallest Gaussian sigma, as a fraction of the image height")
     smoothmix_sigma_max: float = _doc(0.5, "smoothmix: largest Gaussian sigma, as a fraction of the image height")
     smoothmix_prob: float = _doc(1.0, "smoothmix: probability that a batch is mixed")
+    puzzlemix_alpha: float = _doc(1.0, "puzzlemix: lambda ~ Beta(alpha, alpha)")
+    puzzlemix_n_labels: int = _doc(3, "puzzlemix: mask levels 0, 1/(n-1), ..., 1")
+    puzzlemix_beta: float = _doc(1.2, "puzzlemix: mask smoothness (label) cost")
+    puzzlemix_gamma: float = _doc(0.5, "puzzlemix: image discontinuity cost where the source changes")
+    puzzlemix_eta: float = _doc(0.2, "puzzlemix: weight of the prior around lambda")
+    puzzlemix_neigh_size: int = _doc(4, "puzzlemix: pooling size of the boundary costs")
+    puzzlemix_transport: bool = _doc(True, "puzzlemix: move salient blocks into the region each image shows")
+    puzzlemix_t_size: int = _doc(4, "puzzlemix: transport block side (-1: the graph cut's block)")
+    puzzlemix_t_eps: float = _doc(0.8, "puzzlemix: transport distance cost")
+    puzzlemix_block_nums: tuple[int, ...] = _doc((2, 4, 8, 16), "puzzlemix: grid sizes, one drawn per batch")
+    puzzlemix_prob: float = _doc(1.0, "puzzlemix: probability that a batch is mixed")
     resizemix_scale_min: float = _doc(0.1, "resizemix: smallest scale tau of the pasted image (the paper's alpha)")
     resizemix_scale_max: float = _doc(0.8, "resizemix: largest scale tau (the paper's beta)")
     resizemix_scale_beta: float | None = _doc(None, "resizemix: tau ~ Beta(a, a) redrawn uniformly outside the "
                                                     "range (OpenMixup's use_alpha; default: tau uniform)")
     resizemix_interpolation: str = _doc("nearest", "resizemix: resize mode, nearest or bilinear")
     resizemix_prob: float = _doc(1.0, "resizemix: probability that a batch is mixed")
+    saliencymix_beta: float = _doc(1.0, "saliencymix: lambda ~ Beta(beta, beta)")
+    saliencymix_prob: float = _doc(0.5, "saliencymix: probability that a batch is mixed (CIFAR; ImageNet: 1.0)")
+    saliencymix_detector_input: str = _doc("normalized", "saliencymix: what the saliency detector sees: normalized "
+                                                         "(the official code's float input) or uint8")
     snapmix_beta: float = _doc(5.0, "snapmix: both box lambdas ~ Beta(beta, beta)")
     snapmix_prob: float = _doc(1.0, "snapmix: probability that a batch is mixed")
     gridmix_alpha: float = _doc(0.2, "gridmix: lambda ~ Beta(alpha, alpha) (OpenMixup's CIFAR setting)")
@@ -171,7 +186,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            "x0.1 at 75/150/225, RandomResizedCrop + flip + ColorJitter(0.4) + PCA lighting(0.1), cutmix_prob 1.0, "
            "Cutout 112", arch="torchvision/resnet50", dataset="imagenet", epochs=300, batch_size=256, lr=0.1,
            milestones=(75, 150, 225), augment="imagenet", cutout_size=112, cutmix_fixed_size_size=112, cutmix_prob=1.0,
-           workers=8),
+           saliencymix_prob=1.0, workers=8),
     Recipe("quick", "the embedded dataset in minutes on a CPU: gapnet, 6 epochs, batch 128, lr 0.1 cosine, "
            "wd 5e-4, crop+flip, Cutout 32 (half the side, as 16 at 32 px), cutmix_prob 0.5",
            arch="gapnet", dataset="synthetic", epochs=6, batch_size=128, lr=0.1, weight_decay=5e-4,
