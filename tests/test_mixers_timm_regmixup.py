@@ -11,12 +11,11 @@ from timm.data import Mixup as TimmMixup
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.train.mixers.cutmix_ablations import (CenterGaussianCutMix, CompleteLabelCutMix, FixedSizeCutMix,
-                                                       OneHotCutMix, ScheduledCutMix, boxes_at, nearest_pixel,
-                                                       paste_boxes, scheduled_prob)
+                                                       OneHotCutMix, ScheduledCutMix, nearest_pixel, scheduled_prob)
 from cutmix_eval.train.mixers.regmixup import RegMixup, regmixup_batch
 from cutmix_eval.train.mixers.timm_switch import (SwitchDraws, TimmMixupCutMix, draw_lambdas, minmax_boxes,
                                                   switch_mix, timm_boxes)
-from cutmix_eval.train.mixing import CutMix, _centred_boxes, kept_fraction, soft_cross_entropy
+from cutmix_eval.train.mixing import CutMix, boxes_at, centred_boxes, kept_fraction, paste_boxes, soft_cross_entropy
 
 ABLATIONS = (CenterGaussianCutMix, FixedSizeCutMix, ScheduledCutMix, OneHotCutMix, CompleteLabelCutMix)
 METHODS = {cls.name: cls for cls in (TimmMixupCutMix, RegMixup, *ABLATIONS)}
@@ -342,7 +341,7 @@ def test_ablation_replay_is_bit_equal(variant):
         if variant == "center-gaussian":
             row, col = (nearest_pixel(side / 2 + 0.25 * side * z, side) for side, z in zip((height, width), normals))
         if variant == "fixed-size":
-            ours = _centred_boxes(np.asarray(row), np.asarray(col), 5, 5, height, width)
+            ours = centred_boxes(np.asarray(row), np.asarray(col), 5, 5, height, width)
         else:
             ours = boxes_at(drawn, np.asarray(row), np.asarray(col), height, width)
         assert np.array_equal(ours, box) and kept_fraction(ours, height, width) == lam

@@ -16,6 +16,7 @@ from matplotlib.colors import to_hex
 from conftest import CLI, cli_env, tiny_checkpoint
 from cutmix_eval.analyses import views
 from cutmix_eval.corruptions.registry import ALL, GROUPS
+from cutmix_eval.report.figures import METHOD_COLOURS
 from cutmix_eval.report.store import Record
 from cutmix_eval.results import example_arrays
 from cutmix_eval.results import Result
@@ -235,7 +236,11 @@ def test_each_model_has_one_distinct_colour_in_every_figure(every_figure):
 
     drawn = [colours(every_figure[f"8-report-{kind}-cub-test"])
              for kind in ("occlusion", "inbetween", "adversarial", "roc-msp")]
-    assert list(drawn[0]) == [*LABELS[:4], *sorted(LABELS[4:])] and len(set(drawn[0].values())) == 8
+    # the training methods in the catalog's order, then other labels alphabetically
+    assert list(drawn[0]) == [*LABELS[:4], "puzzlemix", "resizemix", "saliencymix", "augmix"]
+    assert len(set(drawn[0].values())) == 8
+    assert {label: drawn[0][label] for label in LABELS if label != "augmix"} == \
+        {label: METHOD_COLOURS[label] for label in LABELS if label != "augmix"}  # each method its own colour
     assert all(d == drawn[0] for d in drawn)
     heat = every_figure["8-report-corruption-cub-test"]
     assert {ax.get_title(): to_hex(ax.title.get_color()) for ax in heat.axes if ax.get_title()} == drawn[0]

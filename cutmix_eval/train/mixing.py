@@ -75,13 +75,15 @@ def cutmix_boxes(rng: np.random.Generator, height: int, width: int, lam: np.ndar
     (the box is not kept inside the image, so clipping makes it smaller).
     Returns an integer array ``... x 4`` of ``(y0, y1, x0, x1)``.
     """
-    lam = np.asarray(lam, dtype=np.float64)
-    ratio = np.sqrt(1.0 - lam)
-    cut_h = (height * ratio).astype(np.int64)
-    cut_w = (width * ratio).astype(np.int64)
-    cy = rng.integers(0, height, size=lam.shape)
-    cx = rng.integers(0, width, size=lam.shape)
-    return _centred_boxes(cy, cx, cut_h, cut_w, height, width)
+    shape = np.shape(lam)
+    return boxes_at(lam, rng.integers(0, height, size=shape), rng.integers(0, width, size=shape), height, width)
+
+
+def boxes_at(lam: np.ndarray | float, cy: np.ndarray, cx: np.ndarray, height: int, width: int) -> np.ndarray:
+    """The official CutMix box for given centres: sides ``int(side * sqrt(1 - lam))``, rows
+    ``[cy - cut_h // 2, cy + cut_h // 2)`` (columns alike) clipped at the border."""
+    ratio = np.sqrt(1.0 - np.asarray(lam, dtype=np.float64))
+    return centred_boxes(cy, cx, (height * ratio).astype(np.int64), (width * ratio).astype(np.int64), height, width)
 
 
 def cutout_boxes(rng: np.random.Generator, height: int, width: int, size: int, count: int) -> np.ndarray:
@@ -91,10 +93,12 @@ def cutout_boxes(rng: np.random.Generator, height: int, width: int, size: int, c
     cy = rng.integers(0, height, size=count)
     cx = rng.integers(0, width, size=count)
     side = np.full(count, size, dtype=np.int64)
-    return _centred_boxes(cy, cx, side, side, height, width)
+    return centred_boxes(cy, cx, side, side, height, width)
 
 
-def _centred_boxes(cy, cx, cut_h, cut_w, height: int, width: int) -> np.ndarray:
+def centred_boxes(cy, cx, cut_h, cut_w, height: int, width: int) -> np.ndarray:
+    """Boxes ``[c - cut // 2, c + cut // 2)`` per axis around centres ``(cy, cx)``, clipped
+    at the border (the official CutMix and Cutout convention), ``... x 4``."""
     return np.stack([np.clip(cy - cut_h // 2, 0, height), np.clip(cy + cut_h // 2, 0, height),
                      np.clip(cx - cut_w // 2, 0, width), np.clip(cx + cut_w // 2, 0, width)], axis=-1)
 
@@ -115,6 +119,19 @@ def box_masks(boxes: np.ndarray, height: int, width: int, device: torch.device |
     inside = ((rows >= b[:, 0, None, None]) & (rows < b[:, 1, None, None])
               & (cols >= b[:, 2, None, None]) & (cols < b[:, 3, None, None]))
     return inside[:, None]
+
+
+def paste_boxes(x: torch.Tensor, perm: np.ndarray | torch.Tensor, boxes: np.ndarray) -> torch.Tensor:
+    """``x`` (``B x C x H x W``) with each image's box replaced by the same box of its
+    partner ``x[perm]``: one ``(y0, y1, x0, x1)`` for the batch, or ``B x 4``."""
+    perm = perm if isinstance(perm, torch.Tensor) else as_index(perm, x.device)
+    boxes = np.asarray(boxes)
+    if boxes.ndim == 2:
+        return torch.where(box_masks(boxes, x.shape[-2], x.shape[-1], x.device), x[perm], x)
+    y0, y1, x0, x1 = (int(v) for v in boxes)
+    mixed = x.clone()
+    mixed[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    return mixed
 
 
 def mix_targets(y: torch.Tensor, partner: torch.Tensor, lam: np.ndarray | float, num_classes: int,
@@ -263,22 +280,34 @@ class CutMix(Mixer):
     name: ClassVar[str] = "cutmix"
 
     def mix(self, x, y):
-        if not (self.beta > 0 and self.rng.random() < self.prob):
+        if not self.applies():
             return super().mix(x, y)
         batch, _, height, width = x.shape
-        lam = sample_lambda(self.rng, self.beta, batch if self.per_sample else None)
-        perm_np = pair_indices(self.rng, batch)
-        perm = as_index(perm_np, x.device)
-        boxes = cutmix_boxes(self.rng, height, width, lam)
-        if self.per_sample:
-            mixed = torch.where(box_masks(boxes, height, width, x.device), x[perm], x)
-        else:
-            y0, y1, x0, x1 = (int(v) for v in boxes)
-            mixed = x.clone()
-            mixed[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
-        if self.lambda_correction:
-            lam = kept_fraction(boxes, height, width)
-        return mixed, mix_targets(y, perm, lam, self.num_classes, x.dtype)
+        lam = self.draw_lambda(batch if self.per_sample else None, height, width)
+        perm = pair_indices(self.rng, batch)
+        boxes = self.draw_boxes(lam, height, width)
+        kept = kept_fraction(boxes, height, width) if self.lambda_correction else lam
+        return paste_boxes(x, perm, boxes), self.targets(y, perm, kept, x.dtype)
+
+    # the four steps, in the official order of draws; the paper's variants change one each
+    # (train/mixers/cutmix_ablations.py)
+
+    def applies(self) -> bool:
+        """The official coin: mix with probability ``prob`` (never when ``beta <= 0``)."""
+        return self.beta > 0 and self.rng.random() < self.prob
+
+    def draw_lambda(self, count: int | None, height: int, width: int) -> np.ndarray | float:
+        """``lam ~ Beta(beta, beta)``: one, or ``count``."""
+        return sample_lambda(self.rng, self.beta, count)
+
+    def draw_boxes(self, lam: np.ndarray | float, height: int, width: int) -> np.ndarray:
+        """A box per ``lam`` at the official uniform centre."""
+        return cutmix_boxes(self.rng, height, width, lam)
+
+    def targets(self, y: torch.Tensor, perm: np.ndarray, kept: np.ndarray | float,
+                dtype: torch.dtype) -> torch.Tensor:
+        """The official area-weighted labels ``kept * y + (1 - kept) * y[perm]``."""
+        return mix_targets(y, as_index(perm, y.device), kept, self.num_classes, dtype)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

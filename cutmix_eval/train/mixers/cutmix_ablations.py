@@ -20,8 +20,10 @@ with the one change the paper describes:
 The paper has no random-label variant; its feature-level CutMix (Figure 3) is elsewhere.
 Every variant keeps :class:`CutMix`'s fields (``per_sample`` draws a ``lam`` and a box per
 image; ``lambda_correction=False`` keeps the drawn ``lam``) and its order of draws: coin,
-``lam``, permutation, boxes. The mixing is pure given the draws: :func:`paste_boxes` for
-the images, the target rules below for the labels.
+``lam``, permutation, boxes: each overrides one of CutMix's steps (``applies``,
+``draw_lambda``, ``draw_boxes``, ``targets``). The mixing is pure given the draws:
+:func:`~cutmix_eval.train.mixing.paste_boxes` for the images, the target rules below for
+the labels.
 """
 
 from __future__ import annotations
@@ -33,25 +35,9 @@ import numpy as np
 import torch
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.train.mixing import (CutMix, _centred_boxes, as_index, box_masks, cutmix_boxes, kept_fraction,
-                                      mix_targets, one_hot_targets, pair_indices, sample_lambda)
+from cutmix_eval.train.mixing import CutMix, as_index, boxes_at, centred_boxes, mix_targets
 
 # ----------------------------------------------------------------------------- pure helpers
-
-
-def paste_boxes(x: torch.Tensor, perm: np.ndarray, boxes: np.ndarray) -> torch.Tensor:
-    """``x`` with the box of each image (one ``(y0, y1, x0, x1)`` for the batch, or
-    ``B x 4``) replaced by the same box of its partner ``x[perm]``."""
-    batch, _, height, width = x.shape
-    masks = box_masks(np.broadcast_to(boxes, (batch, 4)).copy(), height, width, x.device)
-    return torch.where(masks, x[as_index(perm, x.device)], x)
-
-
-def boxes_at(lam: np.ndarray | float, cy: np.ndarray, cx: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The official box for given centres: sides ``int(side * sqrt(1 - lam))``, rows
-    ``[cy - cut_h // 2, cy + cut_h // 2)`` (columns alike) clipped at the border."""
-    ratio = np.sqrt(1.0 - np.asarray(lam, dtype=np.float64))
-    return _centred_boxes(cy, cx, (height * ratio).astype(np.int64), (width * ratio).astype(np.int64), height, width)
 
 
 def gaussian_centres(rng: np.random.Generator, side: int, std: float, shape: tuple[int, ...]) -> np.ndarray:
@@ -83,40 +69,7 @@ def complete_label_targets(y: torch.Tensor, perm: np.ndarray, num_classes: int,
 
 
 @dataclass
-class _CutMixVariant(CutMix):
-    """CutMix in four overridable steps, drawn in the official order (coin, ``lam``,
-    permutation, boxes): whether the batch is mixed, its ``lam``, its boxes, its targets."""
-
-    def mix(self, x, y):
-        if not self.applies():
-            return x, one_hot_targets(y, self.num_classes, x.dtype)
-        batch, _, height, width = x.shape
-        lam = self.draw_lambda(batch if self.per_sample else None, height, width)
-        perm = pair_indices(self.rng, batch)
-        boxes = self.draw_boxes(lam, height, width)
-        kept = kept_fraction(boxes, height, width) if self.lambda_correction else lam
-        return paste_boxes(x, perm, boxes), self.targets(y, perm, kept, x.dtype)
-
-    def applies(self) -> bool:
-        """The official coin: mix with probability ``prob`` (never when ``beta <= 0``)."""
-        return self.beta > 0 and self.rng.random() < self.prob
-
-    def draw_lambda(self, count: int | None, height: int, width: int) -> np.ndarray | float:
-        """``lam ~ Beta(beta, beta)``: one, or ``count``."""
-        return sample_lambda(self.rng, self.beta, count)
-
-    def draw_boxes(self, lam: np.ndarray | float, height: int, width: int) -> np.ndarray:
-        """A box per ``lam``: the official uniform centre."""
-        return cutmix_boxes(self.rng, height, width, lam)
-
-    def targets(self, y: torch.Tensor, perm: np.ndarray, kept: np.ndarray | float,
-                dtype: torch.dtype) -> torch.Tensor:
-        """The official area-weighted labels ``kept * y + (1 - kept) * y[perm]``."""
-        return mix_targets(y, as_index(perm, y.device), kept, self.num_classes, dtype)
-
-
-@dataclass
-class CenterGaussianCutMix(_CutMixVariant):
+class CenterGaussianCutMix(CutMix):
     """Center Gaussian CutMix: as CutMix, but the box centre is drawn per axis from a
     Gaussian with mean at the image centre, ``side / 2 + centre_std * side * N(0, 1)``,
     rounded to a pixel and clipped to ``[0, side - 1]`` (:func:`gaussian_centres`). The official box
@@ -147,7 +100,7 @@ class CenterGaussianCutMix(_CutMixVariant):
 
 
 @dataclass
-class FixedSizeCutMix(_CutMixVariant):
+class FixedSizeCutMix(CutMix):
     """Fixed-size CutMix: a ``size x size`` box (16 x 16 on 32 x 32 CIFAR: ``lam = 0.75``)
     at the official uniform centre, clipped at the border; no ``lam`` is drawn (``beta``
     is unused). With the correction ``lam`` is the kept area (0.75 or more on CIFAR: more
@@ -172,11 +125,11 @@ class FixedSizeCutMix(_CutMixVariant):
     def draw_boxes(self, lam, height, width):
         shape = np.shape(lam)
         cy, cx = self.rng.integers(0, height, shape), self.rng.integers(0, width, shape)
-        return _centred_boxes(cy, cx, self.size, self.size, height, width)
+        return centred_boxes(cy, cx, self.size, self.size, height, width)
 
 
 @dataclass
-class ScheduledCutMix(_CutMixVariant):
+class ScheduledCutMix(CutMix):
     """Scheduled CutMix: CutMix applied with a probability that grows linearly over
     training from 0 to ``prob`` (the paper: "from 0 to 1", so ``prob`` defaults to 1).
 
@@ -215,7 +168,7 @@ def scheduled_prob(prob: float, epoch: int, epochs: int) -> float:
 
 
 @dataclass
-class OneHotCutMix(_CutMixVariant):
+class OneHotCutMix(CutMix):
     """One-hot CutMix: CutMix's images; the target is the one-hot label of the image
     covering the larger area (the own image's on a tie) instead of the area-weighted mix
     (:func:`larger_area_targets`; the area is the corrected ``lam``, or the drawn one
@@ -228,7 +181,7 @@ class OneHotCutMix(_CutMixVariant):
 
 
 @dataclass
-class CompleteLabelCutMix(_CutMixVariant):
+class CompleteLabelCutMix(CutMix):
     """Complete-label CutMix: CutMix's images; the target is ``0.5 y_A + 0.5 y_B``
     whatever the areas (:func:`complete_label_targets`; a self-paired image keeps its
     one-hot label)."""

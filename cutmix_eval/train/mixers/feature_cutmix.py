@@ -10,8 +10,8 @@ import torch
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.train.hidden import forward_mixed
-from cutmix_eval.train.mixing import (Mixer, as_index, box_masks, cutmix_boxes, kept_fraction, mix_targets,
-                                      one_hot_targets, pair_indices, sample_lambda)
+from cutmix_eval.train.mixing import (Mixer, as_index, cutmix_boxes, kept_fraction, mix_targets, one_hot_targets,
+                                      pair_indices, paste_boxes, sample_lambda)
 
 
 class CutMixDraws(NamedTuple):
@@ -30,17 +30,6 @@ def draw_cutmix(rng: np.random.Generator, beta: float, prob: float, batch: int,
         return None
     lam = sample_lambda(rng, beta, batch if per_sample else None)
     return CutMixDraws(lam, pair_indices(rng, batch))
-
-
-def paste_boxes(h: torch.Tensor, perm: torch.Tensor, boxes: np.ndarray, per_sample: bool) -> torch.Tensor:
-    """``h`` (``B x C x H x W``) with each box ``(y0, y1, x0, x1)`` taken from the partner
-    ``h[perm]``: one box for the batch (``boxes`` of shape 4) or one per sample (``B x 4``)."""
-    if per_sample:
-        return torch.where(box_masks(boxes, h.shape[-2], h.shape[-1], h.device), h[perm], h)
-    y0, y1, x0, x1 = (int(v) for v in boxes)
-    mixed = h.clone()
-    mixed[:, :, y0:y1, x0:x1] = h[perm, :, y0:y1, x0:x1]
-    return mixed
 
 
 @dataclass
@@ -100,7 +89,7 @@ class FeatureCutMix(Mixer):
                                 f"{tuple(h.shape)}; choose a layer whose output is a feature map")
             boxes = cutmix_boxes(self.rng, h.shape[-2], h.shape[-1], draws.lam)
             kept.append(kept_fraction(boxes, h.shape[-2], h.shape[-1]))
-            return paste_boxes(h, perm, boxes, self.per_sample)
+            return paste_boxes(h, perm, boxes)
 
         logits = forward_mixed(net, model, x, self.layer, mix)
         return logits, mix_targets(y, perm, kept[0], self.num_classes, x.dtype)

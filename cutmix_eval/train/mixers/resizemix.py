@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.train.mixing import Mixer, _centred_boxes, as_index, kept_fraction, mix_targets, pair_indices
+from cutmix_eval.train.mixing import Mixer, centred_boxes, as_index, kept_fraction, mix_targets, pair_indices
 
 #: the reference code's resize modes
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -58,7 +58,7 @@ def draw_scale(rng: np.random.Generator, low: float, high: float, beta: float | 
 def paste_box(height: int, width: int, scale: float, cy: int, cx: int) -> np.ndarray:
     """``(y0, y1, x0, x1)`` of the box the partner is pasted into: sides ``int(H * scale)``
     and ``int(W * scale)`` centred on pixel ``(cy, cx)``, clipped at the border."""
-    return _centred_boxes(cy, cx, int(height * scale), int(width * scale), height, width)
+    return centred_boxes(cy, cx, int(height * scale), int(width * scale), height, width)
 
 
 def draw_paste_box(rng: np.random.Generator, height: int, width: int, low: float, high: float,

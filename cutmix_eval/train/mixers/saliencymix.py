@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from cutmix_eval.errors import UserError
-from cutmix_eval.train.mixing import Mixer, _centred_boxes, as_index, box_masks, kept_fraction, mix_targets
+from cutmix_eval.train.mixing import Mixer, centred_boxes, as_index, box_masks, kept_fraction, mix_targets
 from cutmix_eval.train.saliency import fine_grained_saliency, saliency_peaks
 
 #: what the saliency detector can be shown
@@ -87,7 +87,7 @@ def saliency_boxes(rows: np.ndarray, cols: np.ndarray, height: int, width: int, 
     ratio = np.sqrt(1.0 - np.asarray(lam, dtype=np.float64))
     cut_h = (height * ratio).astype(np.int64)
     cut_w = (width * ratio).astype(np.int64)
-    return _centred_boxes(np.asarray(rows), np.asarray(cols), cut_h, cut_w, height, width)
+    return centred_boxes(np.asarray(rows), np.asarray(cols), cut_h, cut_w, height, width)
 
 
 def saliencymix(x: torch.Tensor, y: torch.Tensor, lam: np.ndarray | float, perm: np.ndarray, num_classes: int,
