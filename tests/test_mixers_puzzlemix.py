@@ -11,7 +11,7 @@ from scipy import stats
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.models import create_model
-from cutmix_eval.train.mixers.puzzlemix import (PuzzleDraws, PuzzleMix, PuzzleSettings, column_winners, draw_puzzle,
+from cutmix_eval.train.mixers.puzzlemix import (PuzzleDraws, PuzzleMix, column_winners, draw_puzzle,
                                                 puzzle_mix, transport_plan)
 from cutmix_eval.train.mixing import mix_targets
 
@@ -167,7 +167,7 @@ def _off_mixup_graph(input1, grad1, indices, block_num, alpha, beta, gamma, eta,
     return mask * input1 + (1 - mask) * input2, ratio
 
 
-def _off_mixup_process(out, target, grad, num_classes, s: PuzzleSettings, mixup_alpha=1.0, mean=0.0, std=1.0):
+def _off_mixup_process(out, target, grad, num_classes, s: PuzzleMix, mixup_alpha=1.0, mean=0.0, std=1.0):
     """mixup_process(graph=True) with to_one_hot and get_lambda; its np.random calls.
     ``mean=0, std=1``: its normalized-space input is the pixels, and ``x * 1 + 0`` is exact."""
     target_reweighted = torch.zeros((target.size(0), num_classes), dtype=torch.float32)
@@ -216,7 +216,7 @@ REPLAY = [  # (n_labels, transport, t_size, side, seeds)
 def test_replay_of_the_official_mixup_process_is_bit_equal(n_labels, transport, t_size, side, seeds, batch):
     """Same images, saliency and np.random draws: the official mixup_process (normalization
     mean 0, std 1, so its pixel round trip is exact) and ours give equal images and targets."""
-    settings = PuzzleSettings(n_labels=n_labels, transport=transport, t_size=t_size)
+    settings = PuzzleMix(10, np.random.default_rng(0), n_labels=n_labels, transport=transport, t_size=t_size)
     grids = set()
     for seed in seeds:
         x, saliency, y = _batch(batch, side, seed)
@@ -235,7 +235,7 @@ def test_pixel_space_mixing_equals_the_official_normalized_space_mixing():
     """With CIFAR-100 normalization the official code mixes normalized images; ours, mixing
     pixels, gives its output mapped back to pixels (to float rounding) and the same targets."""
     x, saliency, y = _batch(6, 32, 3)
-    settings = PuzzleSettings()
+    settings = PuzzleMix(10, np.random.default_rng(0))
     for seed in range(4):
         np.random.seed(seed)
         official, official_targets = _off_mixup_process((x - C100_MEAN) / C100_STD, y, saliency, 10,
@@ -322,7 +322,7 @@ def test_mixed_ratio_follows_the_official_distribution():
     mixer = PuzzleMix(2, np.random.default_rng(1), transport=False)
     ours = [mixer(x, y, saliency)[1][0, 0].item() for _ in range(300)]
     np.random.seed(1)
-    official = [_off_mixup_process(x, y, saliency, 2, mixer.settings)[1][0, 0].item() for _ in range(300)]
+    official = [_off_mixup_process(x, y, saliency, 2, mixer)[1][0, 0].item() for _ in range(300)]
     assert stats.ks_2samp(ours, official).pvalue > 0.001
 
 
@@ -383,7 +383,7 @@ def test_prob_leaves_batches_unmixed():
         mixed, _ = PuzzleMix(10, np.random.default_rng(seed), prob=0.5)(x, y, saliency)
         rng = np.random.default_rng(seed)
         coins.append(rng.random() < 0.5)
-        expected = puzzle_mix(x, saliency, draw_puzzle(rng, (2, 4, 8, 16), 6, 1.0), never.settings)[0] \
+        expected = puzzle_mix(x, saliency, draw_puzzle(rng, (2, 4, 8, 16), 6, 1.0), never)[0] \
             if coins[-1] else x
         assert torch.equal(mixed, expected)
     assert 0 < sum(coins) < 12

@@ -203,6 +203,16 @@ class Mixer:
 
 
 @dataclass
+class HiddenStateMixer(Mixer):
+    """Base of the methods that mix inside the forward pass (Manifold Mixup, feature-level
+    CutMix): they override ``training_step``; ``mixer(x, y)`` alone cannot mix."""
+
+    def mix(self, x, y):
+        raise UserError(f"{self.name} mixes hidden states inside the forward pass: train through "
+                        "mixer.training_step(net, model, x, y)")
+
+
+@dataclass
 class Baseline(Mixer):
     """No mixing: one-hot targets."""
 

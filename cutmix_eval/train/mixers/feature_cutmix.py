@@ -10,7 +10,7 @@ import torch
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.train.hidden import forward_mixed
-from cutmix_eval.train.mixing import (Mixer, as_index, cutmix_boxes, kept_fraction, mix_targets, one_hot_targets,
+from cutmix_eval.train.mixing import (HiddenStateMixer, as_index, cutmix_boxes, kept_fraction, mix_targets, one_hot_targets,
                                       pair_indices, paste_boxes, sample_lambda)
 
 
@@ -33,7 +33,7 @@ def draw_cutmix(rng: np.random.Generator, beta: float, prob: float, batch: int,
 
 
 @dataclass
-class FeatureCutMix(Mixer):
+class FeatureCutMix(HiddenStateMixer):
     """Feature-level CutMix, the ablation of the CutMix paper (Yun et al., "CutMix:
     Regularization Strategy to Train Strong Classifiers with Localizable Features", ICCV
     2019, Sec. "Ablation studies": CutMix applied to the feature maps after a given
@@ -71,10 +71,6 @@ class FeatureCutMix(Mixer):
         if not isinstance(self.layer, (int, np.integer)) or self.layer < 0:
             raise UserError(f"cutmix-feature layer must be an integer >= 0 (0 = the image, k = after stage k), "
                             f"got {self.layer!r}")
-
-    def mix(self, x, y):
-        raise UserError("cutmix-feature mixes feature maps inside the forward: train through "
-                        "mixer.training_step(net, model, x, y)")
 
     def training_step(self, net, model, x, y):
         draws = draw_cutmix(self.rng, self.beta, self.prob, x.shape[0], self.per_sample)

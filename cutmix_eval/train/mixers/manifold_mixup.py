@@ -10,7 +10,7 @@ import torch
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.train.hidden import forward_mixed
-from cutmix_eval.train.mixing import Mixer, as_index, mix_targets, pair_indices, sample_lambda
+from cutmix_eval.train.mixing import HiddenStateMixer, as_index, mix_targets, pair_indices, sample_lambda
 
 
 class ManifoldDraws(NamedTuple):
@@ -37,7 +37,7 @@ def interpolate(h: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor
 
 
 @dataclass
-class ManifoldMixup(Mixer):
+class ManifoldMixup(HiddenStateMixer):
     """Manifold Mixup (Verma et al., "Manifold Mixup: Better Representations by
     Interpolating Hidden States", ICML 2019; official code
     github.com/vikasverma1077/manifold_mixup, ``supervised/``).
@@ -74,10 +74,6 @@ class ManifoldMixup(Mixer):
         if not self.layers or any(not isinstance(k, (int, np.integer)) or k < 0 for k in self.layers):
             raise UserError(f"manifold-mixup layers must be a non-empty list of integers >= 0 "
                             f"(0 = the input, k = after stage k), got {list(self.layers)}")
-
-    def mix(self, x, y):
-        raise UserError("manifold-mixup mixes hidden states inside the forward: train through "
-                        "mixer.training_step(net, model, x, y)")
 
     def training_step(self, net, model, x, y):
         draws = draw_manifold(self.rng, self.layers, self.alpha, x.shape[0])

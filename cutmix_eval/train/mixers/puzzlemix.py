@@ -251,29 +251,8 @@ def move_blocks(images: torch.Tensor, plan: Transport, size: int) -> torch.Tenso
 # ----------------------------------------------------------------------------- composition
 
 
-@dataclass(frozen=True)
-class PuzzleSettings:
-    """The hyper-parameters of :func:`puzzle_mix` (see :class:`PuzzleMix`)."""
-
-    n_labels: int = 3
-    beta: float = 1.2
-    gamma: float = 0.5
-    eta: float = 0.2
-    neigh_size: int = 4
-    transport: bool = True
-    t_size: int = 4
-    t_eps: float = 0.8
-
-    def sizes(self, side: int, block_num: int) -> tuple[int, int, int]:
-        """``(block, neighbourhood, transport block)`` sizes in pixels, as the official
-        ``mixup_graph`` clips them (``t_size = -1``: the graph-cut block)."""
-        block = side // block_num
-        transport = block if self.t_size == -1 else min(self.t_size, block)
-        return block, min(self.neigh_size, block), transport
-
-
 def puzzle_mix(x: torch.Tensor, saliency: torch.Tensor, draws: PuzzleDraws,
-               settings: PuzzleSettings) -> tuple[torch.Tensor, torch.Tensor]:
+               settings: PuzzleMix) -> tuple[torch.Tensor, torch.Tensor]:
     """The official ``mixup_graph`` as a function of its inputs: ``(mixed B x C x H x W,
     ratio B)``, ``ratio`` the mean of each image's pixel mask (the own image's weight).
 
@@ -307,7 +286,7 @@ def puzzle_mix(x: torch.Tensor, saliency: torch.Tensor, draws: PuzzleDraws,
     return mask * own + (1 - mask) * partner, mask.reshape(batch, -1).mean(-1)
 
 
-def check_geometry(shape: tuple[int, ...], block_nums: tuple[int, ...], settings: PuzzleSettings) -> None:
+def check_geometry(shape: tuple[int, ...], block_nums: tuple[int, ...], settings: PuzzleMix) -> None:
     """One-line :class:`UserError` unless every ``block_num`` tiles the (square) images
     with blocks its neighbourhood and transport blocks divide."""
     height, width = shape[-2:]
@@ -403,10 +382,12 @@ class PuzzleMix(Mixer):
         if any(problems):
             raise UserError("puzzlemix: " + "; ".join(p for p in problems if p))
 
-    @property
-    def settings(self) -> PuzzleSettings:
-        return PuzzleSettings(self.n_labels, self.beta, self.gamma, self.eta, self.neigh_size, self.transport,
-                              self.t_size, self.t_eps)
+    def sizes(self, side: int, block_num: int) -> tuple[int, int, int]:
+        """``(block, neighbourhood, transport block)`` sizes in pixels, as the official
+        ``mixup_graph`` clips them (``t_size = -1``: the graph-cut block)."""
+        block = side // block_num
+        transport = block if self.t_size == -1 else min(self.t_size, block)
+        return block, min(self.neigh_size, block), transport
 
     def guide(self, model, x, y):
         """``B x H x W`` saliency: root mean square over channels of the input gradient
@@ -427,10 +408,10 @@ class PuzzleMix(Mixer):
         if guide.shape != (x.shape[0], *x.shape[-2:]):
             raise UserError(f"puzzlemix expects a B x H x W saliency for images {tuple(x.shape)}, "
                             f"got {tuple(guide.shape)}")
-        check_geometry(x.shape, self.block_nums, self.settings)
+        check_geometry(x.shape, self.block_nums, self)
         if self.prob < 1 and not self.rng.random() < self.prob:
             return x, one_hot_targets(y, self.num_classes, x.dtype)
         draws = draw_puzzle(self.rng, self.block_nums, x.shape[0], self.alpha)
-        mixed, ratio = puzzle_mix(x, guide.to(x), draws, self.settings)
+        mixed, ratio = puzzle_mix(x, guide.to(x), draws, self)
         targets = mix_targets(y, as_index(draws.perm, x.device), ratio.cpu().numpy(), self.num_classes, x.dtype)
         return mixed, targets
