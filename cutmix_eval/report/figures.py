@@ -280,16 +280,14 @@ def reliability_diagram(curves: Sequence[dict[str, Any]], labels: Sequence[str],
     return fig
 
 
-#: one colour per training method, the same in every figure (colour-blind-safe Okabe-Ito hues)
-#: one colour per training method (``catalog.METHODS``): the paper's four from Okabe-Ito, the paper's
-#: CutMix variants in shades of CutMix's vermilion, the successors from tab10 and Okabe-Ito's rest, the
-#: Mixup family (Manifold Mixup, RegMixup) in blues
+#: one colour per training method (``catalog.METHODS``): the paper's four from Okabe-Ito; the others
+#: each a hue of their own, so that a method and its variants (cutmix, cutmix-feature) stay apart
 METHOD_COLOURS = {"baseline": "#555555", "mixup": "#0072b2", "cutout": "#009e73", "cutmix": "#d55e00",
-                  "cutmix-center-gaussian": "#fdae6b", "cutmix-fixed-size": "#f16913", "cutmix-scheduled": "#a63603",
-                  "cutmix-one-hot": "#fd8d3c", "cutmix-complete-label": "#7f2704", "cutmix-feature": "#e6550d",
+                  "cutmix-center-gaussian": "#fdae6b", "cutmix-fixed-size": "#7f2704", "cutmix-scheduled": "#e7298a",
+                  "cutmix-one-hot": "#999933", "cutmix-complete-label": "#882255", "cutmix-feature": "#a6761d",
                   "manifold-mixup": "#56b4e9", "fmix": "#e69f00", "smoothmix": "#bcbd22", "puzzlemix": "#9467bd",
                   "resizemix": "#8c564b", "saliencymix": "#cc79a7", "snapmix": "#17becf", "gridmix": "#000000",
-                  "regmixup": "#08306b", "mixup-cutmix": "#e377c2"}
+                  "regmixup": "#08306b", "mixup-cutmix": "#66a61e"}
 #: for other labels, in turn: tab20b/tab20c's dark shades, none of them a method's
 OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354", "#756bb1")
 
