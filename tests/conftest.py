@@ -105,6 +105,21 @@ def pixels(sample) -> np.ndarray:
     return (sample["image"] * 255).round().to(torch.int64).numpy()
 
 
+def source_coded(batch: int, height: int = 13, width: int = 17, channels: int = 1,
+                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose every pixel holds the index of its source image, and labels = indices:
+    after mixing, :func:`pixel_sources` reads off where each pixel came from."""
+    x = torch.arange(batch, dtype=dtype).view(batch, 1, 1, 1).expand(batch, channels, height, width).clone()
+    return x, torch.arange(batch)
+
+
+def pixel_sources(mixed: torch.Tensor, batch: int) -> torch.Tensor:
+    """Per mixed source-coded image, the fraction of its pixels (first channel) that came
+    from each source image: ``B x batch``, float64."""
+    flat = mixed[:, 0].reshape(mixed.shape[0], -1).round().long()
+    return torch.stack([torch.bincount(row, minlength=batch) for row in flat]).double() / flat.shape[1]
+
+
 def assert_one_line(err: pytest.ExceptionInfo, *parts: str) -> None:
     message = str(err.value)
     assert "\n" not in message

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import nn
 
+from conftest import pixel_sources, source_coded
 from cutmix_eval.errors import UserError
 from cutmix_eval.models import Classifier, create_model
 from cutmix_eval.models.classifier import GAPHeadMixin
@@ -39,16 +40,6 @@ def _batch(batch, size=16, seed=0, dtype=torch.float32):
             torch.randint(0, K, (batch,), generator=gen))
 
 
-def _source_coded(batch, height=13, width=17):
-    """Three-channel images whose every pixel holds the index of its source image."""
-    x = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1).expand(batch, 3, height, width).clone()
-    return x, torch.arange(batch)
-
-
-def _pixel_sources(mixed, batch):
-    """Per image, the fraction of its pixels (first channel) from each source image: B x B."""
-    flat = mixed[:, 0].reshape(mixed.shape[0], -1).round().long()
-    return torch.stack([torch.bincount(row, minlength=batch) for row in flat]).double() / flat.shape[1]
 
 
 class _CodedNet(GAPHeadMixin, nn.Module):
@@ -277,7 +268,7 @@ def test_feature_cutmix_targets_equal_the_feature_map_composition(batch, layer, 
     """Source-coded images through a net that keeps them source-coded: each label's
     weight is exactly its share of the mixed map (6 x 8, not the image's 13 x 17)."""
     model = _coded_model(batch)
-    x, y = _source_coded(batch)
+    x, y = source_coded(batch, channels=3)
     after = model.net.stage2 if layer == 1 else model.net.tail
     mixer = FeatureCutMix(batch, np.random.default_rng(batch), layer=layer, prob=1.0, per_sample=per_sample)
     for _ in range(10):
@@ -286,7 +277,7 @@ def test_feature_cutmix_targets_equal_the_feature_map_composition(batch, layer, 
             _, targets = mixer.training_step(model, model, x, y)
         handle.remove()
         assert seen[0].shape[-2:] == (6, 8)
-        torch.testing.assert_close(targets.double(), _pixel_sources(seen[0], batch), rtol=0, atol=1e-7)
+        torch.testing.assert_close(targets.double(), pixel_sources(seen[0], batch), rtol=0, atol=1e-7)
 
 
 def _official_rand_bbox(size, lam):
@@ -475,7 +466,7 @@ def _brute_force_weights(maps, y, draws):
 def test_snapmix_pastes_the_partner_box_and_weights_labels_by_map_mass(batch):
     """Source-coded images: the image's box holds its partner's pixels, the rest its own;
     the targets follow the stated rule computed pixel by pixel."""
-    x, y = _source_coded(batch)
+    x, y = source_coded(batch, channels=3)
     y = y % 3  # same-label pairs
     maps = _maps(batch, 13, 17, nan_rows=[batch - 1] if batch > 1 else [])
     rng = np.random.default_rng(batch)
@@ -488,7 +479,7 @@ def test_snapmix_pastes_the_partner_box_and_weights_labels_by_map_mass(batch):
             assert torch.equal(mixed, x) and torch.equal(targets, F.one_hot(y, K).float())
             continue
         eye = torch.eye(batch, dtype=torch.float64)
-        torch.testing.assert_close(_pixel_sources(mixed, batch), (1 - area) * eye + area * eye[draws.perm],
+        torch.testing.assert_close(pixel_sources(mixed, batch), (1 - area) * eye + area * eye[draws.perm],
                                    rtol=0, atol=1e-12)
         expected = torch.zeros(batch, K, dtype=torch.float64)
         for i, (lam_a, lam_b, y_b) in enumerate(_brute_force_weights(maps, y, draws)):

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from scipy import stats
 from timm.data import Mixup as TimmMixup
 
+from conftest import pixel_sources, source_coded
 from cutmix_eval.errors import UserError
 from cutmix_eval.train.mixers.cutmix_ablations import (CenterGaussianCutMix, CompleteLabelCutMix, FixedSizeCutMix,
                                                        OneHotCutMix, ScheduledCutMix, nearest_pixel, scheduled_prob)
@@ -21,16 +22,6 @@ ABLATIONS = (CenterGaussianCutMix, FixedSizeCutMix, ScheduledCutMix, OneHotCutMi
 METHODS = {cls.name: cls for cls in (TimmMixupCutMix, RegMixup, *ABLATIONS)}
 
 
-def _source_coded(batch, height=13, width=17, dtype=torch.float32):
-    """Images whose every pixel holds the index of its source image; labels = indices."""
-    x = torch.arange(batch, dtype=dtype).view(batch, 1, 1, 1).expand(batch, 1, height, width).clone()
-    return x, torch.arange(batch)
-
-
-def _pixel_sources(mixed, batch):
-    """Per image, the fraction of its pixels that came from each source image: B x B."""
-    flat = mixed.reshape(mixed.shape[0], -1).long()
-    return torch.stack([torch.bincount(row, minlength=batch) for row in flat]).double() / flat.shape[1]
 
 
 def _scheduled_at_end(num_classes, rng, **params):
@@ -125,9 +116,9 @@ def test_timm_cutmix_targets_equal_the_pixel_composition(mode, batch):
                              label_smoothing=0.0)
     for _ in range(20):
         for m in (mixer, minmax):
-            x, y = _source_coded(batch)
+            x, y = source_coded(batch)
             mixed, targets = m(x, y)
-            torch.testing.assert_close(targets.double(), _pixel_sources(mixed, batch), rtol=0, atol=1e-6)
+            torch.testing.assert_close(targets.double(), pixel_sources(mixed, batch), rtol=0, atol=1e-6)
 
 
 def test_timm_mixup_rows_are_the_flipped_blend_and_targets_are_smoothed():
@@ -169,7 +160,7 @@ def test_timm_lambda_distribution_matches_timms_sampling(config):
 def test_timm_corrected_area_distribution_matches_timm():
     """The lambda after box clipping and correction, per image: ours against timm's full call."""
     batch = 1000
-    x, y = _source_coded(batch, 12, 12)
+    x, y = source_coded(batch, 12, 12)
     np.random.seed(3)
     _, theirs = TimmMixup(mixup_alpha=0.0, cutmix_alpha=1.0, mode="elem", label_smoothing=0.0,
                           num_classes=batch)(x.clone(), y)
@@ -252,7 +243,7 @@ def test_regmixup_targets_match_the_pixel_blend(batch):
     mixed target row is lam on label i and 1 - lam on label j."""
     mixer = RegMixup(batch, np.random.default_rng(batch), alpha=2.0)
     for _ in range(10):
-        x, y = _source_coded(batch, dtype=torch.float64)
+        x, y = source_coded(batch, dtype=torch.float64)
         images, targets = mixer(x, y)
         assert images.shape == (2 * batch, 1, 13, 17) and targets.shape == (2 * batch, batch)
         assert torch.equal(images[:batch], x) and torch.equal(targets[:batch], torch.eye(batch, dtype=torch.float64))
@@ -265,7 +256,7 @@ def test_regmixup_targets_match_the_pixel_blend(batch):
 
 def test_regmixup_lambda_distribution_matches_the_official_sampling():
     mixer = RegMixup(8, np.random.default_rng(0), alpha=10.0)
-    x, y = _source_coded(8)
+    x, y = source_coded(8)
     ours = []
     while len(ours) < 1500:
         own = mixer(x, y)[1][8:].diagonal()  # lam where the partner is another image, 1 where it is itself
@@ -366,9 +357,9 @@ def _ablation(cls, batch, seed, **params):
 def test_area_based_variants_targets_equal_the_pixel_composition(cls, batch, per_sample):
     mixer = _ablation(cls, batch, batch, per_sample=per_sample, **({"size": 6} if cls is FixedSizeCutMix else {}))
     for _ in range(20):
-        x, y = _source_coded(batch)
+        x, y = source_coded(batch)
         mixed, targets = mixer(x, y)
-        torch.testing.assert_close(targets.double(), _pixel_sources(mixed, batch), rtol=0, atol=1e-6)
+        torch.testing.assert_close(targets.double(), pixel_sources(mixed, batch), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -378,13 +369,13 @@ def test_label_variants_follow_their_rule(cls, batch, per_sample):
     """Brute force: the partner from a replayed generator, the own share counted in pixels;
     one-hot takes the label covering more (the own on a tie), complete-label 0.5 / 0.5."""
     for seed in range(15):
-        x, y = _source_coded(batch, 8, 8)
+        x, y = source_coded(batch, 8, 8)
         mixed, targets = cls(batch, np.random.default_rng(seed), prob=1.0, per_sample=per_sample)(x, y)
         replay = np.random.default_rng(seed)
         replay.random()
         replay.beta(1.0, 1.0, batch if per_sample else None)
         perm = replay.permutation(batch)
-        sources = _pixel_sources(mixed, batch)
+        sources = pixel_sources(mixed, batch)
         for i in range(batch):
             j = int(perm[i])
             assert sources[i, i] + (sources[i, j] if j != i else 0) == 1
@@ -442,7 +433,7 @@ def test_label_variants_mix_images_as_cutmix():
 def test_scheduled_probability_is_linear_in_the_epoch_and_resumes_exactly():
     assert [scheduled_prob(1.0, e, 5) for e in range(1, 6)] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert scheduled_prob(0.5, 1, 1) == 0.5 and scheduled_prob(0.5, 3, 5) == 0.25
-    x, y = _source_coded(8)
+    x, y = source_coded(8)
     uninterrupted = ScheduledCutMix(8, np.random.default_rng(0))
     assert all(torch.equal(uninterrupted(x, y)[0], x) for _ in range(10))  # before any epoch: probability 0
     outputs = []

@@ -5,21 +5,12 @@ import pytest
 import torch
 from scipy import stats
 
+from conftest import pixel_sources, source_coded
 from cutmix_eval.errors import UserError
 from cutmix_eval.train.methods import create_mixer
 from cutmix_eval.train.mixing import CutMix, Cutout, Mixup, cutmix_boxes, kept_fraction, mix_targets, soft_cross_entropy
 
 
-def _source_coded(batch, height=13, width=17):
-    """Images whose every pixel holds the index of its source image; labels = indices."""
-    x = torch.arange(batch, dtype=torch.float32).view(batch, 1, 1, 1).expand(batch, 1, height, width).clone()
-    return x, torch.arange(batch)
-
-
-def _pixel_sources(mixed, batch):
-    """Per image, the fraction of its pixels that came from each source image: B x B."""
-    flat = mixed.reshape(mixed.shape[0], -1).long()
-    return torch.stack([torch.bincount(row, minlength=batch) for row in flat]).float() / flat.shape[1]
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -28,13 +19,13 @@ def test_cutmix_targets_equal_the_pixel_composition_exactly(per_sample, batch):
     """The lambda correction: the label weight of each source is exactly its share of pixels."""
     mixer = CutMix(batch, np.random.default_rng(batch), prob=1.0, per_sample=per_sample)
     for _ in range(20):
-        x, y = _source_coded(batch)
+        x, y = source_coded(batch)
         mixed, targets = mixer(x, y)
-        torch.testing.assert_close(targets, _pixel_sources(mixed, batch), rtol=0, atol=1e-6)
+        torch.testing.assert_close(targets.double(), pixel_sources(mixed, batch), rtol=0, atol=1e-6)
 
 
 def test_without_the_correction_lambda_is_the_drawn_value():
-    x, y = _source_coded(16, 32, 32)
+    x, y = source_coded(16, 32, 32)
     drawn = np.random.default_rng(5)
     mixer = CutMix(16, np.random.default_rng(5), prob=1.0, lambda_correction=False)
     _, targets = mixer(x, y)
@@ -46,7 +37,7 @@ def test_without_the_correction_lambda_is_the_drawn_value():
 
 
 def test_cutmix_probability_and_unmixed_batches():
-    x, y = _source_coded(8)
+    x, y = source_coded(8)
     mixer = CutMix(8, np.random.default_rng(0), prob=0.5)
     mixed_count = 0
     for _ in range(400):

@@ -169,6 +169,13 @@ class Mixer:
     #: what ``guide`` computes, for the error when it is missing ("" = the method needs none)
     needs_guide: ClassVar[str] = ""
 
+    def __post_init__(self):
+        """Checks shared by every method (subclasses call it first): a probability of
+        mixing ``prob``, where the method has one, is in [0, 1]."""
+        prob = getattr(self, "prob", None)
+        if prob is not None and not 0 <= prob <= 1:
+            raise UserError(f"{self.name} prob must be in [0, 1], got {prob}")
+
     def __call__(self, x: torch.Tensor, y: torch.Tensor,
                  guide: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 4 or y.shape != (x.shape[0],):
@@ -256,6 +263,7 @@ class Cutout(Mixer):
     name: ClassVar[str] = "cutout"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.fill == "mean" and self.mean is None:
             raise UserError("Cutout with fill='mean' needs the model's normalization mean")
         if self.size < 1:

@@ -89,6 +89,7 @@ class CenterGaussianCutMix(CutMix):
     name: ClassVar[str] = "cutmix-center-gaussian"
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.centre_std > 0:
             raise UserError(f"cutmix-center-gaussian centre_std must be > 0 (a fraction of the image side), "
                             f"got {self.centre_std}")
@@ -112,6 +113,7 @@ class FixedSizeCutMix(CutMix):
     name: ClassVar[str] = "cutmix-fixed-size"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.size < 1:
             raise UserError(f"cutmix-fixed-size box side must be at least 1 pixel, got {self.size}")
 
@@ -144,8 +146,7 @@ class ScheduledCutMix(CutMix):
     name: ClassVar[str] = "cutmix-scheduled"
 
     def __post_init__(self):
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"cutmix-scheduled prob must be in [0, 1], got {self.prob}")
+        super().__post_init__()
         self.applied_prob = 0.0
 
     def start_epoch(self, rng: np.random.Generator, epoch: int, epochs: int) -> None:

@@ -64,10 +64,9 @@ class FeatureCutMix(HiddenStateMixer):
     name: ClassVar[str] = "cutmix-feature"
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.beta > 0:
             raise UserError(f"cutmix-feature beta must be > 0, got {self.beta}")
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"cutmix-feature prob must be in [0, 1], got {self.prob}")
         if not isinstance(self.layer, (int, np.integer)) or self.layer < 0:
             raise UserError(f"cutmix-feature layer must be an integer >= 0 (0 = the image, k = after stage k), "
                             f"got {self.layer!r}")

@@ -140,14 +140,13 @@ class FMix(Mixer):
     name: ClassVar[str] = "fmix"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.alpha <= 0:
             raise UserError(f"fmix alpha must be > 0 (lam ~ Beta(alpha, alpha)), got {self.alpha}")
         if self.decay_power < 0:
             raise UserError(f"fmix decay_power must be >= 0, got {self.decay_power}")
         if not 0 <= self.max_soft <= 0.5:
             raise UserError(f"fmix max_soft must be in [0, 0.5], got {self.max_soft}")
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"fmix prob must be in [0, 1], got {self.prob}")
 
     def mix(self, x, y):
         if not self.rng.random() < self.prob:

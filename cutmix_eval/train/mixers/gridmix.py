@@ -118,6 +118,7 @@ class GridMix(Mixer):
     name: ClassVar[str] = "gridmix"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.alpha <= 0:
             raise UserError(f"gridmix alpha must be > 0 (lam ~ Beta(alpha, alpha)), got {self.alpha}")
         if not 1 <= self.n_holes_min <= self.n_holes_max:
@@ -132,8 +133,6 @@ class GridMix(Mixer):
         if not 0 < self.cut_aspect_min <= self.cut_aspect_max:
             raise UserError(f"gridmix needs 0 < cut_aspect_min <= cut_aspect_max, got {self.cut_aspect_min} and "
                             f"{self.cut_aspect_max}")
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"gridmix prob must be in [0, 1], got {self.prob}")
 
     def draw_mask(self, height: int, width: int) -> np.ndarray:
         """One hole mask for ``H x W`` images, drawn in the order the module docstring gives."""

@@ -68,6 +68,7 @@ class ManifoldMixup(HiddenStateMixer):
     name: ClassVar[str] = "manifold-mixup"
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.alpha > 0:
             raise UserError(f"manifold-mixup alpha must be > 0, got {self.alpha}")
         self.layers = tuple(self.layers)

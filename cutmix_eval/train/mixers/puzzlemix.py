@@ -367,6 +367,7 @@ class PuzzleMix(Mixer):
     needs_guide: ClassVar[str] = "input-gradient saliency"
 
     def __post_init__(self):
+        super().__post_init__()
         self.block_nums = tuple(int(b) for b in self.block_nums)
         problems = [f"alpha must be > 0, got {self.alpha}" if not self.alpha > 0 else "",
                     f"n_labels must be an integer >= 2, got {self.n_labels}"
@@ -377,8 +378,7 @@ class PuzzleMix(Mixer):
                     f"t_size must be >= 1 or -1, got {self.t_size}" if not (self.t_size >= 1 or self.t_size == -1)
                     else "",
                     f"block_nums must be integers >= 2, got {list(self.block_nums)}"
-                    if not self.block_nums or min(self.block_nums) < 2 else "",
-                    f"prob must be in [0, 1], got {self.prob}" if not 0 <= self.prob <= 1 else ""]
+                    if not self.block_nums or min(self.block_nums) < 2 else ""]
         if any(problems):
             raise UserError("puzzlemix: " + "; ".join(p for p in problems if p))
 

@@ -58,6 +58,7 @@ class RegMixup(Mixer):
     name: ClassVar[str] = "regmixup"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.alpha <= 0:
             raise UserError(f"regmixup alpha must be > 0 (lam ~ Beta(alpha, alpha)), got {self.alpha}")
         if self.eta < 0:

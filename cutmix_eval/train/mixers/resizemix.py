@@ -98,6 +98,7 @@ class ResizeMix(Mixer):
     name: ClassVar[str] = "resizemix"
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0 < self.scale_min <= self.scale_max <= 1:
             raise UserError(f"resizemix needs 0 < scale_min <= scale_max <= 1, got {self.scale_min} and "
                             f"{self.scale_max}")
@@ -106,8 +107,6 @@ class ResizeMix(Mixer):
         if self.interpolation not in INTERPOLATIONS:
             raise UserError(f"resizemix interpolation must be one of {', '.join(INTERPOLATIONS)}, "
                             f"got {self.interpolation!r}")
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"resizemix prob must be in [0, 1], got {self.prob}")
 
     def mix(self, x, y):
         if not self.rng.random() < self.prob:

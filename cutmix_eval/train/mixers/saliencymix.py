@@ -129,10 +129,9 @@ class SaliencyMix(Mixer):
     name: ClassVar[str] = "saliencymix"
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.beta > 0:
             raise UserError(f"saliencymix beta must be > 0 (lam ~ Beta(beta, beta)), got {self.beta}")
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"saliencymix prob must be in [0, 1], got {self.prob}")
         if self.detector_input not in DETECTOR_INPUTS:
             raise UserError(f"saliencymix detector_input must be one of {', '.join(DETECTOR_INPUTS)}, "
                             f"got {self.detector_input!r}")

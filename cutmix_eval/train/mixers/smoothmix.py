@@ -83,10 +83,9 @@ class SmoothMix(Mixer):
     name: ClassVar[str] = "smoothmix"
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0 < self.sigma_min <= self.sigma_max:
             raise UserError(f"smoothmix needs 0 < sigma_min <= sigma_max, got {self.sigma_min} and {self.sigma_max}")
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"smoothmix prob must be in [0, 1], got {self.prob}")
 
     def mix(self, x, y):
         if not self.rng.random() < self.prob:

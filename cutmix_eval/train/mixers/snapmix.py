@@ -142,10 +142,9 @@ class SnapMix(Mixer):
     needs_guide: ClassVar[str] = "class activation maps"
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.beta > 0:
             raise UserError(f"snapmix beta must be > 0, got {self.beta}")
-        if not 0 <= self.prob <= 1:
-            raise UserError(f"snapmix prob must be in [0, 1], got {self.prob}")
 
     def guide(self, model, x, y):
         return semantic_percentage_maps(model, x, y)

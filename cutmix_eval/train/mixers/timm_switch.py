@@ -210,6 +210,7 @@ class TimmMixupCutMix(Mixer):
     name: ClassVar[str] = "mixup-cutmix"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.mode not in MODES:
             raise UserError(f"mixup-cutmix mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.cutmix_minmax is not None:
@@ -222,7 +223,7 @@ class TimmMixupCutMix(Mixer):
             raise UserError(f"mixup_alpha and cutmix_alpha must be >= 0, got {self.mixup_alpha}, {self.cutmix_alpha}")
         if not (self.mixup_alpha > 0 or self.cutmix_alpha > 0):
             raise UserError("mixup-cutmix needs mixup_alpha > 0, cutmix_alpha > 0 or cutmix_minmax")
-        for field, value in (("prob", self.prob), ("switch_prob", self.switch_prob),
+        for field, value in (("switch_prob", self.switch_prob),
                              ("label_smoothing", self.label_smoothing)):
             if not 0 <= value <= 1:
                 raise UserError(f"mixup-cutmix {field} must be in [0, 1], got {value}")
