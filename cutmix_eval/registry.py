@@ -21,7 +21,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Iterable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from cutmix_eval.errors import UserError
 
@@ -86,3 +86,31 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         """The names, in listing order (as a dict iterates its keys)."""
         return iter(self.names())
+
+
+def parse_options(text: str, what: str) -> tuple[str, dict[str, Any]]:
+    """``"name:depth=56,alpha=0.5,bottleneck=true"`` -> ``("name", {"depth": 56, "alpha": 0.5,
+    "bottleneck": True})``: how an architecture or a dataset is named with settings of its own.
+
+    Values are parsed as int, float, bool (true/false) or left as strings; ``what`` names the
+    kind of thing in the one-line error.
+    """
+    name, _, rest = text.partition(":")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"cannot parse {what} {text!r}: expected NAME or NAME:key=value,...")
+        kwargs[key.strip()] = _parse_value(value.strip())
+    return name.strip(), kwargs
+
+
+def _parse_value(text: str) -> Any:
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text

@@ -719,3 +719,20 @@ def test_a_datasets_identity_covers_its_annotations(tmp_path, name, make, annota
     assert (tmp_path / annotation).resolve() in [Path(f).resolve() for f in dataset.source_files()]
     os.utime(tmp_path / annotation, ns=(7, 7))
     assert create_dataset(name, split, root=tmp_path).identity["sha256"] != before["sha256"]
+
+
+def test_settings_in_a_dataset_name_reach_the_dataset_and_mistakes_are_one_line_errors():
+    from cutmix_eval.data import create_dataset, dataset_spec
+
+    named = create_dataset("synthetic:image_size=24,num_samples=6", "test", cache=False)
+    plain = create_dataset("synthetic", "test", image_size=24, num_samples=6, cache=False)
+    assert dataset_spec("synthetic:image_size=24").name == "synthetic"
+    assert named.identity == plain.identity and np.array_equal(named.data.images, plain.data.images)
+    assert create_dataset("synthetic:image_size=24", "test", image_size=24, num_samples=6, cache=False).identity \
+        == plain.identity  # the same value given both ways is fine
+    with pytest.raises(UserError, match="sets image_size, which is also given as image_size=32; give it once"):
+        create_dataset("synthetic:image_size=24", "test", image_size=32)
+    with pytest.raises(UserError, match="has no setting colour; its settings are .*image_size"):
+        create_dataset("synthetic:colour=red", "test")
+    with pytest.raises(UserError, match="cannot parse dataset 'synthetic:24'"):
+        create_dataset("synthetic:24", "test")

@@ -17,7 +17,7 @@ from typing import Any
 
 from cutmix_eval.data.base import ImageDataset, resolve_data_root
 from cutmix_eval.errors import UserError
-from cutmix_eval.registry import Registry
+from cutmix_eval.registry import Registry, parse_options
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def register_dataset(name: str, *, description: str, layout: str, splits: tuple[
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    """The registry entry for ``name`` (or one of its aliases)."""
-    return _DATASETS.get(name)
+    """The registry entry for ``name`` (or one of its aliases); settings after a colon
+    (``synthetic:body_evidence=0.25``, see :func:`create_dataset`) are ignored here."""
+    return _DATASETS.get(parse_options(name, "dataset")[0])
 
 
 def list_datasets(pattern: str = "*", kind: str | None = None) -> list[str]:
@@ -79,11 +80,24 @@ def create_dataset(name: str, split: str = "test", root: str | os.PathLike | Non
     """Build dataset ``name`` for ``split`` from the data root.
 
     ``root`` defaults to ``$CUTMIX_EVAL_DATA`` or ``./data``. Keyword arguments go to
-    the dataset (e.g. ``transform``, ``image_size``). A missing or malformed dataset
-    raises :class:`~cutmix_eval.errors.DatasetNotFoundError` naming the path searched
-    and the expected layout.
+    the dataset (e.g. ``transform``, ``image_size``), and so do settings written into the
+    name as an architecture's are (``synthetic:body_evidence=0.25``), so that one string
+    names the data in recipes, studies and on the command line; a setting given both ways
+    must agree. A missing or malformed dataset raises
+    :class:`~cutmix_eval.errors.DatasetNotFoundError` naming the path searched and the
+    expected layout.
     """
     spec = dataset_spec(name)
     if split not in spec.splits:
         raise UserError(f"dataset {spec.name!r} has no split {split!r}; choose from {', '.join(spec.splits)}")
-    return spec.factory(split, resolve_data_root(root), **kwargs)
+    settings = parse_options(name, "dataset")[1]
+    clashing = sorted(k for k in settings if k in kwargs and kwargs[k] != settings[k])
+    if clashing:
+        raise UserError(f"dataset {name!r} sets {', '.join(clashing)}, which is also given as "
+                        f"{', '.join(f'{k}={kwargs[k]!r}' for k in clashing)}; give it once")
+    unknown = sorted(k for k in settings if not spec.accepts(k))
+    if unknown:
+        known = [p for p in inspect.signature(spec.factory).parameters if p not in ("split", "root", "transform")]
+        raise UserError(f"dataset {spec.name!r} has no setting {', '.join(unknown)}; its settings are "
+                        f"{', '.join(known) or 'none'}")
+    return spec.factory(split, resolve_data_root(root), **{**kwargs, **settings})

@@ -23,7 +23,7 @@ from torch import nn
 
 from cutmix_eval.errors import UserError
 from cutmix_eval.models.classifier import Classifier
-from cutmix_eval.registry import Registry
+from cutmix_eval.registry import Registry, parse_options
 
 CIFAR_MEAN = (125.3 / 255, 123.0 / 255, 113.9 / 255)  # the official CutMix CIFAR normalization
 CIFAR_STD = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -119,18 +119,9 @@ def count_blocks(state: Mapping[str, torch.Tensor], layer: str) -> int:
 
 
 def parse_arch(arch: str) -> tuple[str, dict[str, Any]]:
-    """``"name:depth=56,alpha=48,bottleneck=true"`` -> ``("name", {"depth": 56, ...})``.
-
-    Values are parsed as int, float, bool (true/false) or left as strings.
-    """
-    name, _, rest = arch.partition(":")
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"cannot parse architecture {arch!r}: expected NAME or NAME:key=value,...")
-        kwargs[key.strip()] = _parse_value(value.strip())
-    return name.strip(), kwargs
+    """``"name:depth=56,alpha=48,bottleneck=true"`` -> ``("name", {"depth": 56, ...})``
+    (:func:`~cutmix_eval.registry.parse_options`)."""
+    return parse_options(arch, "architecture")
 
 
 def format_arch(name: str, kwargs: dict[str, Any]) -> str:
@@ -138,17 +129,6 @@ def format_arch(name: str, kwargs: dict[str, Any]) -> str:
     if not kwargs:
         return name
     return name + ":" + ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in kwargs.items())
-
-
-def _parse_value(text: str) -> Any:
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def model_spec(name: str) -> ModelSpec:
