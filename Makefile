@@ -25,7 +25,7 @@ quickstart: $(VENV)/.installed
 	$(BIN)/cutmix-eval quickstart
 
 test: $(VENV)/.installed
-	$(BIN)/ruff check cutmix_eval tests benchmarks
+	$(BIN)/ruff check cutmix_eval tests benchmarks examples
 	$(BIN)/python -m pytest -q
 
 test-all: $(VENV)/.installed

@@ -508,3 +508,89 @@ def shift_scatter(points: Mapping[str, Mapping[str, tuple[float, float]]], colou
         fig.suptitle(title, fontsize=9)
     return fig
 
+
+
+def learning_curves(histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]], *, title: str = "",
+                    colours: Mapping[str, str] | None = None) -> Figure:
+    """Test top-1 error and training loss against the epoch, one line per method (the paper's
+    test-error-against-epoch figure).
+
+    ``histories``: ``{method: [history of each seed]}``, a history being the per-epoch records
+    of a training run (``epoch``, ``test_top1_error`` as a fraction, ``train_loss``). The line
+    is the mean over seeds at each epoch that every seed reached; the band spans their lowest
+    and highest value, so a band narrower than the gap between two lines says the gap is not
+    one seed's luck. A single seed draws a line without a band.
+    """
+    colours = colours or method_colours(list(histories))
+    panels = (("test_top1_error", "test top-1 error (%)", 100.0), ("train_loss", "training loss", 1.0))
+    fig = Figure(figsize=(7.6, 2.9), layout="constrained")
+    axes = fig.subplots(1, len(panels))
+    handles = {}
+    for method, runs in histories.items():
+        epochs = min(len(run) for run in runs)
+        x = np.array([record["epoch"] for record in runs[0][:epochs]], dtype=float)
+        for ax, (key, _, scale) in zip(axes, panels):
+            values = scale * np.array([[record[key] for record in run[:epochs]] for run in runs], dtype=float)
+            handles[method], = ax.plot(x, values.mean(axis=0), color=colours[method], linewidth=1.4)
+            if len(runs) > 1:
+                ax.fill_between(x, values.min(axis=0), values.max(axis=0), color=colours[method], alpha=0.18,
+                                linewidth=0)
+    for ax, (_, label, _) in zip(axes, panels):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True, linewidth=0.3, color="0.85")
+        _style(ax)
+    seeds = sorted({len(runs) for runs in histories.values()})
+    _outside_legend(fig, list(handles.values()), list(handles),
+                    title=f"mean of {'/'.join(map(str, seeds))} seeds" + (", band: min-max" if max(seeds) > 1 else ""))
+    fig.suptitle(title or "Learning curves", fontsize=9)
+    return fig
+
+
+def sensitivity_figure(rows: Sequence[Any], *, knob: str = "body_evidence", title: str = "",
+                       colours: Mapping[str, str] | None = None) -> Figure:
+    """Top-1 error against a data setting, and each method's difference from the baseline.
+
+    ``rows``: :class:`~cutmix_eval.sensitivity.Summary` rows (``level``, ``method``, ``mean``,
+    ``low``, ``high`` in percent; ``diff`` = (mean, low, high) of the paired difference or None).
+    Left: the mean over seeds with its 95% t-interval as error bars; right: the paired
+    difference from the baseline with its interval, filled markers where it excludes 0.
+    Methods are offset slightly along x so that their bars do not hide each other.
+    """
+    methods = list(dict.fromkeys(r.method for r in rows))
+    colours = colours or method_colours(methods)
+    levels = sorted({r.level for r in rows})
+    step = min(np.diff(levels)) if len(levels) > 1 else 1.0
+    fig = Figure(figsize=(7.8, 3.0), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    handles = {}
+    for i, method in enumerate(methods):
+        mine = sorted((r for r in rows if r.method == method), key=lambda r: r.level)
+        x = np.array([r.level for r in mine]) + (i - (len(methods) - 1) / 2) * 0.04 * step
+        mean = np.array([r.mean for r in mine])
+        spread = np.array([[r.mean - r.low for r in mine], [r.high - r.mean for r in mine]])
+        handles[method] = left.errorbar(x, mean, yerr=spread, color=colours[method], marker="o", markersize=3,
+                                        linewidth=1.3, capsize=2)
+        paired = [(xi, r.diff) for xi, r in zip(x, mine) if r.diff is not None]
+        if paired:
+            px = np.array([p[0] for p in paired])
+            d = np.array([p[1] for p in paired])
+            right.errorbar(px, d[:, 0], yerr=[d[:, 0] - d[:, 1], d[:, 2] - d[:, 0]], color=colours[method],
+                           linewidth=1.3, capsize=2, marker="none")
+            excludes = (d[:, 1] > 0) | (d[:, 2] < 0)
+            right.scatter(px, d[:, 0], s=16, zorder=3, color=[colours[method] if e else "white" for e in excludes],
+                          edgecolors=colours[method])
+    right.axhline(0, color="0.4", linewidth=0.8, linestyle="dashed")
+    left.set_ylabel("test top-1 error (%)")
+    right.set_ylabel("difference from baseline (points)")
+    right.set_title("paired by seed; filled: interval excludes 0", fontsize=8)
+    for ax in (left, right):
+        ax.set_xlabel(knob)
+        ax.set_xticks(levels)
+        ax.grid(True, linewidth=0.3, color="0.85")
+        _style(ax)
+    seeds = sorted({r.seeds for r in rows})
+    _outside_legend(fig, list(handles.values()), list(handles),
+                    title=f"mean of {'/'.join(map(str, seeds))} seeds, 95% t-interval")
+    fig.suptitle(title or f"Top-1 error across {knob}", fontsize=9)
+    return fig
