@@ -4,9 +4,13 @@ Every image shows one **object** on a **cluttered background**:
 
 * the **body** (most of the object's area) is a rounded, possibly tapered blob
   whose aspect, roundness, taper, colour and stripes come from distributions
-  shared by all classes; the only class information it carries is a weak hue
-  bias (with probability ``BODY_HUE_BIAS`` its hue is drawn near a hue of its
-  class, otherwise uniformly);
+  shared by all classes, except for the class evidence that ``body_evidence``
+  (b in [0, 1]) gives it: its hue is drawn near a hue of its class with
+  probability ``BODY_HUE_BIAS + (1 - BODY_HUE_BIAS) b`` (else uniformly), and its
+  shape (aspect, roundness, taper) and its stripes (presence, frequency) are each,
+  with probability b, drawn near its class's prototype (see :func:`body_prototypes`)
+  instead of from the shared distributions. At b = 0 (``synthetic-part``) the weak
+  hue bias is all the class information the body carries;
 * the **part** is small (its diameter is about a fifth of the body's length, a
   few per cent of the object's area) and its design is unique to the class: a
   saturated colour (brightness jittered by -20 to +5 %), a shape and an anchor
@@ -32,8 +36,13 @@ has its centre at coordinates ``(x, y)``.
 
 Generation is vectorised over chunks of ``CHUNK`` images and deterministic
 given (dataset name, split, parameters, ``GENERATOR_VERSION``); results are
-cached on disk (see :func:`generate`). The OOD companions are
-``synthetic-unseen`` (objects with part designs no training class has),
+cached on disk (see :func:`generate`). ``body_evidence`` does not enter the seed:
+one seed gives the same random draws at every level, so raising b only turns
+more body cues to their class (the cues that follow at b also follow at any
+larger b). ``synthetic-part`` serves ``synthetic``'s images at b = 0, the test
+case where the class lives in the part. The OOD companions are
+``synthetic-unseen`` (objects with part designs no training class has; their
+bodies follow a random training class with the same b),
 ``synthetic-background`` (the backgrounds alone) and ``photos`` (crops of the
 photographs bundled with scikit-learn).
 """
@@ -87,7 +96,19 @@ PART_RADIUS = 0.2  # in body half-lengths: the part's diameter is ~20 % of the b
 PART_REACH = 1.25  # the farthest any part shape reaches, in part radii
 SCALE_RANGE = (0.35, 0.80)  # body length / image side
 SHIFT_SCALE_RANGE = (0.22, 0.40)  # synthetic-shift: the same objects, drawn smaller
-BODY_HUE_BIAS = 0.3  # probability that a body's hue is drawn near its class hue
+BODY_HUE_BIAS = 0.3  # probability that a body's hue is drawn near its class hue at body_evidence 0
+#: the class evidence the body of ``synthetic`` (and its companions) carries unless told
+DEFAULT_BODY_EVIDENCE = 0.5
+#: the shared body distributions (uniform): half-width in half-lengths, roundness, taper,
+#: stripe amplitude (present in half of the bodies) and frequency (in pi per half-length)
+ASPECT_RANGE, SQUARENESS_RANGE, TAPER_RANGE = (0.36, 0.68), (0.0, 0.75), (-0.3, 0.3)
+STRIPE_AMPLITUDE_RANGE, STRIPE_FREQUENCY_RANGE = (0.0, 0.22), (2.0, 5.0)
+#: class-following stripes are never faint: their amplitude is drawn from this range
+CLASS_STRIPE_AMPLITUDE_RANGE = (0.11, 0.22)
+#: standard deviations around a class prototype: aspect, roundness, taper, stripe frequency
+PROTOTYPE_JITTER = (0.02, 0.05, 0.04, 0.15)
+#: the classes whose bodies ``synthetic-unseen`` borrows: those of the default ``synthetic``
+UNSEEN_BODY_CLASSES = 10
 MIN_DISTRACTORS, MAX_DISTRACTORS = 2, 5
 
 
@@ -249,19 +270,108 @@ def paint(image: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> None:
     image += alpha[:, None] * (colour - image)
 
 
+class Stripes(NamedTuple):
+    """Per-image stripes across a body's axis (arrays of length n): amplitude (0 =
+    none), frequency in pi per half-length, phase in radians."""
+
+    amplitude: np.ndarray
+    frequency: np.ndarray
+    phase: np.ndarray
+
+
 def sample_body_shapes(rng: np.random.Generator, n: int) -> BodyShape:
-    return BodyShape(aspect=rng.uniform(0.36, 0.68, n), squareness=rng.uniform(0, 0.75, n),
-                     taper=rng.uniform(-0.3, 0.3, n))
+    """Body shapes from the distributions all classes share."""
+    return BodyShape(aspect=rng.uniform(*ASPECT_RANGE, n), squareness=rng.uniform(*SQUARENESS_RANGE, n),
+                     taper=rng.uniform(*TAPER_RANGE, n))
 
 
-def shaded(colour: np.ndarray, u: np.ndarray, level: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def sample_stripes(rng: np.random.Generator, n: int) -> Stripes:
+    """Stripes from the distribution all classes share: present in about half of the images."""
+    amplitude = rng.uniform(*STRIPE_AMPLITUDE_RANGE, n) * (rng.random(n) < 0.5)
+    return Stripes(amplitude, rng.uniform(*STRIPE_FREQUENCY_RANGE, n), rng.uniform(0, 2 * np.pi, n))
+
+
+def shaded(colour: np.ndarray, u: np.ndarray, level: np.ndarray, stripes: Stripes) -> np.ndarray:
     """A body's colour per pixel (``n x 3 x S x S``): darker towards the outline and
-    with stripes across the axis in about half of the images."""
-    n = len(colour)
-    stripes = rng.uniform(0, 0.22, n) * (rng.random(n) < 0.5)
-    waves = np.sin(_per_image(rng.uniform(2, 5, n) * np.pi) * u + _per_image(rng.uniform(0, 2 * np.pi, n)))
-    shade = (1 - 0.35 * np.minimum(level, 1) ** 2) * (1 + _per_image(stripes) * waves)
+    modulated by ``stripes`` across the axis."""
+    waves = np.sin(_per_image(stripes.frequency * np.pi) * u + _per_image(stripes.phase))
+    shade = (1 - 0.35 * np.minimum(level, 1) ** 2) * (1 + _per_image(stripes.amplitude) * waves)
     return colour.astype(np.float32)[:, :, None, None] * shade[:, None]
+
+
+# ----------------------------------------------------------------------------- body evidence
+
+def _prototype_steps(dims: int = 5) -> np.ndarray:
+    """``1 / g**j`` for ``j = 1..dims``, ``g`` the root > 1 of ``x**(dims + 1) = x + 1``:
+    the steps of Roberts' additive low-discrepancy sequence."""
+    g = 1.0
+    for _ in range(60):  # fixed-point iteration, converged to machine precision
+        g = (1 + g) ** (1 / (dims + 1))
+    return g ** -np.arange(1.0, dims + 1)
+
+
+PROTOTYPE_STEPS = _prototype_steps()
+
+
+class BodyPrototype(NamedTuple):
+    """Per-class body cues (arrays of length n): the shape, whether it is striped and
+    its stripe frequency (pi per half-length)."""
+
+    shape: BodyShape
+    striped: np.ndarray
+    frequency: np.ndarray
+
+
+def body_prototypes(classes: np.ndarray) -> BodyPrototype:
+    """The body prototype of each class index: a fixed function of the index alone (not
+    of the number of classes). Class ``k`` takes the point ``t = (0.5 + (k + 1) *
+    PROTOTYPE_STEPS) mod 1`` of Roberts' sequence in ``[0, 1)**5``, whose first points lie
+    far apart (ten classes: at least 0.6 from each other), and maps ``t[0], t[1], t[2],
+    t[4]`` to 10-90 % of the shared range of aspect, roundness, taper and stripe
+    frequency; it is striped where ``t[3] < 0.5``."""
+    t = (0.5 + np.outer(np.asarray(classes) + 1, PROTOTYPE_STEPS)) % 1
+
+    def inside(column: int, bounds: tuple[float, float]) -> np.ndarray:
+        return bounds[0] + (0.1 + 0.8 * t[:, column]) * (bounds[1] - bounds[0])
+
+    shape = BodyShape(inside(0, ASPECT_RANGE), inside(1, SQUARENESS_RANGE), inside(2, TAPER_RANGE))
+    return BodyPrototype(shape, t[:, 3] < 0.5, inside(4, STRIPE_FREQUENCY_RANGE))
+
+
+class ClassCues(NamedTuple):
+    """The body cues of n images as their body classes would have them, and which cues
+    follow the class (bool arrays ``follows_hue``, ``follows_shape``, ``follows_stripes``);
+    where a cue does not follow, the shared draw is used."""
+
+    hue: np.ndarray
+    shape: BodyShape
+    stripes: Stripes
+    follows_hue: np.ndarray
+    follows_shape: np.ndarray
+    follows_stripes: np.ndarray
+
+
+def class_cues(rng: np.random.Generator, body_classes: np.ndarray, num_hues: int,
+               body_evidence: float) -> ClassCues:
+    """Cues near the prototypes of ``body_classes`` (hue ``(k + 0.5) / num_hues``; shape and
+    stripe frequency jittered by ``PROTOTYPE_JITTER`` and kept in the shared ranges; stripe
+    amplitude in ``CLASS_STRIPE_AMPLITUDE_RANGE`` for striped classes, else 0), each
+    followed with probability ``body_evidence``. The draws do not depend on
+    ``body_evidence``, so the cues followed at one level are followed at every larger one."""
+    n = len(body_classes)
+    follows = rng.random((3, n)) < body_evidence
+    prototype = body_prototypes(body_classes)
+    jitter = rng.normal(0, 1, (4, n)) * np.array(PROTOTYPE_JITTER)[:, None]
+    shape = BodyShape(*(np.clip(centre + noise, *bounds) for centre, noise, bounds in
+                        zip(prototype.shape, jitter, (ASPECT_RANGE, SQUARENESS_RANGE, TAPER_RANGE))))
+    stripes = Stripes(prototype.striped * rng.uniform(*CLASS_STRIPE_AMPLITUDE_RANGE, n),
+                      np.clip(prototype.frequency + jitter[3], *STRIPE_FREQUENCY_RANGE), rng.uniform(0, 2 * np.pi, n))
+    return ClassCues((body_classes + 0.5) / num_hues, shape, stripes, *follows)
+
+
+def _choose(follows: np.ndarray, own: tuple, shared: tuple) -> Any:
+    """Per image, the fields of ``own`` where ``follows`` else those of ``shared`` (same NamedTuple type)."""
+    return type(shared)(*(np.where(follows, a, b) for a, b in zip(own, shared)))
 
 
 # ----------------------------------------------------------------------------- colours
@@ -279,11 +389,12 @@ def muted_colours(rng: np.random.Generator, n: int, hue: np.ndarray | None = Non
     return hsv_to_rgb(hue % 1, rng.uniform(0.15, 0.55, n), rng.uniform(0.4, 0.85, n))
 
 
-def body_colours(rng: np.random.Generator, class_hue: np.ndarray) -> np.ndarray:
-    """Muted colours whose hue is near ``class_hue`` with probability ``BODY_HUE_BIAS``."""
+def body_colours(rng: np.random.Generator, class_hue: np.ndarray, follows: np.ndarray) -> np.ndarray:
+    """Muted colours whose hue is near ``class_hue`` where ``follows``, else with
+    probability ``BODY_HUE_BIAS``, else uniform."""
     n = len(class_hue)
     near = class_hue + rng.normal(0, 0.04, n)
-    return muted_colours(rng, n, np.where(rng.random(n) < BODY_HUE_BIAS, near, rng.random(n)))
+    return muted_colours(rng, n, np.where((rng.random(n) < BODY_HUE_BIAS) | follows, near, rng.random(n)))
 
 
 def palette(names: list[str] | tuple[str, ...]) -> np.ndarray:
@@ -339,7 +450,8 @@ def add_distractors(image: np.ndarray, rng: np.random.Generator) -> None:
         colour = np.where((rng.random(n) < 0.25)[:, None], saturated[rng.integers(0, len(saturated), n)],
                           muted_colours(rng, n))
         layer_image = image[active]
-        paint(layer_image, coverage(level, pose.unit * np.sqrt(shape.aspect)), shaded(colour, u, level, rng))
+        paint(layer_image, coverage(level, pose.unit * np.sqrt(shape.aspect)),
+              shaded(colour, u, level, sample_stripes(rng, n)))
         image[active] = layer_image
 
 
@@ -379,21 +491,25 @@ def object_poses(rng: np.random.Generator, shape: BodyShape, anchors: np.ndarray
 
 
 def render_objects(rng: np.random.Generator, design_ids: np.ndarray, designs: list[PartDesign],
-                   size: int, scale_range: tuple[float, float] = SCALE_RANGE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   size: int, cues: ClassCues, scale_range: tuple[float, float] = SCALE_RANGE,
+                   draw_parts: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one object of design ``designs[design_ids[i]]`` on a fresh background per
-    image, its length a ``scale_range`` fraction of the side. Returns float images
-    ``n x 3 x S x S``, object masks and part masks (bool ``n x S x S``)."""
+    image, its length a ``scale_range`` fraction of the side, its body taking the
+    ``cues`` that follow its class. Returns float images ``n x 3 x S x S``, object masks
+    and part masks (bool ``n x S x S``). ``draw_parts=False`` leaves the part unpainted
+    (the same draws and masks), so the image differs only where the part would be."""
     n = len(design_ids)
     image = backgrounds(rng, n, size)
-    shape = sample_body_shapes(rng, n)
+    shape = _choose(cues.follows_shape, cues.shape, sample_body_shapes(rng, n))
     anchors = np.array([ANCHORS[design.anchor] for design in designs])[design_ids]
     radius = PART_RADIUS * rng.uniform(0.9, 1.1, n)
     pose = object_poses(rng, shape, anchors, radius, size, scale_range)
     u, v = to_body_frame(pose, size)
     body = body_level(u, v, shape)
-    class_hue = (design_ids + 0.5) / len(designs)
-    paint(image, coverage(body, pose.unit * np.sqrt(shape.aspect)),
-          shaded(body_colours(rng, class_hue), u, body, rng))
+    class_hue = np.where(cues.follows_hue, cues.hue, (design_ids + 0.5) / len(designs))
+    colours = body_colours(rng, class_hue, cues.follows_hue)
+    stripes = _choose(cues.follows_stripes, cues.stripes, sample_stripes(rng, n))
+    paint(image, coverage(body, pose.unit * np.sqrt(shape.aspect)), shaded(colours, u, body, stripes))
 
     u0 = _per_image(anchors[:, 0])
     v0 = _per_image(anchors[:, 1]) * half_width(u0, shape)
@@ -404,8 +520,9 @@ def render_objects(rng: np.random.Generator, design_ids: np.ndarray, designs: li
         chosen = shape_of == name
         part[chosen] = PART_SHAPES[name](pu[chosen], pv[chosen])
     brightness = rng.uniform(0.8, 1.05, (n, 1))
-    colours = np.minimum(palette([design.colour for design in designs])[design_ids] * brightness, 1)
-    paint(image, coverage(part, radius * pose.unit), colours)
+    if draw_parts:
+        paint(image, coverage(part, radius * pose.unit),
+              np.minimum(palette([design.colour for design in designs])[design_ids] * brightness, 1))
     part_mask = part <= 1
     return image, (body <= 1) | part_mask, part_mask
 
@@ -445,16 +562,25 @@ def _chunks(seeds: np.random.SeedSequence, n: int) -> list[tuple[slice, np.rando
 
 def build_objects(n: int, params: dict[str, Any], seeds: np.random.SeedSequence,
                   designs: list[PartDesign], label_samples: bool,
-                  scale_range: tuple[float, float] = SCALE_RANGE) -> Generated:
+                  scale_range: tuple[float, float] = SCALE_RANGE, body_classes: int | None = None,
+                  draw_parts: bool = True) -> Generated:
     """Objects of ``designs``, balanced over them, their length a ``scale_range`` fraction of
-    the side; labels are the design indices (``label_samples``) or -1."""
+    the side; labels are the design indices (``label_samples``) or -1. Bodies carry
+    ``params["body_evidence"]`` of the evidence of their own design's class, or, given
+    ``body_classes``, of a random one of that many classes. Each chunk draws its body cues
+    from its own generator, spawned after all others, so the other draws do not depend on
+    them. ``draw_parts``: see :func:`render_objects`."""
     size = params["image_size"]
     design_ids = balanced_labels(np.random.default_rng(seeds.spawn(1)[0]), n, len(designs))
     out = Generated(np.empty((n, 3, size, size), np.uint8),
                     design_ids if label_samples else np.full(n, OOD_LABEL, np.int64),
                     masks=np.empty((n, size, size), np.uint8), part_masks=np.empty((n, size, size), np.uint8))
-    for part, rng in _chunks(seeds, n):
-        image, masks, part_masks = render_objects(rng, design_ids[part], designs, size, scale_range)
+    chunks = _chunks(seeds, n)
+    for (part, rng), cue_seeds in zip(chunks, seeds.spawn(len(chunks))):
+        cue_rng, ids = np.random.default_rng(cue_seeds), design_ids[part]
+        owners = ids if body_classes is None else cue_rng.integers(0, body_classes, len(ids))
+        cues = class_cues(cue_rng, owners, body_classes or len(designs), params["body_evidence"])
+        image, masks, part_masks = render_objects(rng, ids, designs, size, cues, scale_range, draw_parts)
         out.images[part], out.masks[part], out.part_masks[part] = finish(image, rng), masks, part_masks
     out.boxes = boxes_from_masks(out.masks.astype(bool))
     return out
@@ -488,13 +614,19 @@ def build_photos(n: int, params: dict[str, Any], seeds: np.random.SeedSequence) 
     return Generated(images, np.full(n, OOD_LABEL, np.int64))
 
 
-BUILDERS: dict[str, Callable[[int, dict[str, Any], np.random.SeedSequence], Generated]] = {
-    "synthetic": lambda n, p, s: build_objects(n, p, s, class_designs(p["num_classes"]), True),
-    "synthetic-unseen": lambda n, p, s: build_objects(n, p, s, unseen_designs(), False),
-    "synthetic-shift": lambda n, p, s: build_objects(n, p, s, class_designs(p["num_classes"]), True, SHIFT_SCALE_RANGE),
+#: name -> builder(n, params, seeds); the sets with objects also take ``draw_parts=False``
+BUILDERS: dict[str, Callable[..., Generated]] = {
+    "synthetic": lambda n, p, s, **o: build_objects(n, p, s, class_designs(p["num_classes"]), True, **o),
+    "synthetic-unseen": lambda n, p, s, **o: build_objects(n, p, s, unseen_designs(), False,
+                                                           body_classes=UNSEEN_BODY_CLASSES, **o),
+    "synthetic-shift": lambda n, p, s, **o: build_objects(n, p, s, class_designs(p["num_classes"]), True,
+                                                          SHIFT_SCALE_RANGE, **o),
     "synthetic-background": build_backgrounds,
     "photos": build_photos,
 }
+#: settings that change what the random draws become, not the draws: they name the cache
+#: file but do not seed the generator (see the module docstring)
+UNSEEDED = ("body_evidence",)
 
 
 # ----------------------------------------------------------------------------- cache
@@ -525,25 +657,35 @@ def _from_npz(path: Path, n: int, size: int) -> Generated:
     return data
 
 
-def generate(name: str, split: str, num_samples: int, cache: bool = True, **params: Any) -> Generated:
+def _digest(name: str, split: str, params: dict[str, Any]) -> str:
+    key = json.dumps({"version": GENERATOR_VERSION, "dataset": name, "split": split, **params}, sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate(name: str, split: str, num_samples: int, cache: bool = True, draw_parts: bool = True,
+             **params: Any) -> Generated:
     """The arrays of generated set ``name`` (a key of :data:`BUILDERS`).
 
     Deterministic given ``(name, split, num_samples, params, GENERATOR_VERSION)``,
     which also name the cache file ``<name>-<split>-<sha256 prefix>.npz`` under
-    :func:`cache_dir`. The file is written atomically; one that cannot be read is
-    regenerated and replaced; a cache folder that cannot be written only costs a
-    warning. ``cache=False`` neither reads nor writes it.
+    :func:`cache_dir`; the seed is the SHA-256 of the same key less the
+    :data:`UNSEEDED` settings. The file is written atomically; one that cannot be
+    read is regenerated and replaced; a cache folder that cannot be written only
+    costs a warning. ``cache=False`` neither reads nor writes it.
+    ``draw_parts=False`` (sets with objects only; never cached) draws the same
+    images with every object's part left unpainted, for the evidence probe.
     """
     params = dict(params, num_samples=num_samples)
-    key = json.dumps({"version": GENERATOR_VERSION, "dataset": name, "split": split, **params}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    path = cache_dir() / f"{name}-{split}-{digest[:20]}.npz"
+    cache = cache and draw_parts
+    path = cache_dir() / f"{name}-{split}-{_digest(name, split, params)[:20]}.npz"
     if cache and path.exists():
         try:
             return _from_npz(path, num_samples, params["image_size"])
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # unreadable or stale: regenerate below
-    data = BUILDERS[name](num_samples, params, np.random.SeedSequence(int(digest[:32], 16)))
+    seed = _digest(name, split, {k: v for k, v in params.items() if k not in UNSEEDED})
+    data = BUILDERS[name](num_samples, params, np.random.SeedSequence(int(seed[:32], 16)),
+                          **({} if draw_parts else {"draw_parts": False}))
     if cache:
         try:
             arrays = _to_npz(data)
@@ -603,26 +745,56 @@ def _check(image_size: int, num_samples: int) -> None:
         raise UserError(f"num_samples must be positive, not {num_samples}")
 
 
+def _evidence(body_evidence: float) -> float:
+    """``body_evidence`` as a float (so that 0 and 0.0 name one cache file), checked to lie in [0, 1]."""
+    if isinstance(body_evidence, bool) or not isinstance(body_evidence, (int, float)) \
+            or not 0 <= body_evidence <= 1:
+        raise UserError(f"body_evidence must be a number from 0 to 1, not {body_evidence!r}")
+    return float(body_evidence)
+
+
 def _make(name: str, split: str, classes: list[str], transform: Transform | None | str,
-          num_samples: int, cache: bool, **params: Any) -> GeneratedDataset:
+          num_samples: int, cache: bool, source: str | None = None, **params: Any) -> GeneratedDataset:
+    """Dataset ``name`` serving the arrays of generated set ``source`` (default ``name``)."""
     _check(params["image_size"], num_samples)
-    data = generate(name, split, num_samples, cache=cache, **params)
+    data = generate(source or name, split, num_samples, cache=cache, **params)
     return GeneratedDataset(name, split, data, classes, None if transform == "default" else transform,
                             settings={"num_samples": num_samples, **params})
+
+
+def _embedded(name: str, split: str, splits: tuple[str, ...], transform: Transform | None | str,
+              image_size: int, num_classes: int, seed: int, num_samples: int | None, cache: bool,
+              body_evidence: float, source: str | None = None) -> GeneratedDataset:
+    """A set of the embedded classes (see :func:`_make`)."""
+    if split not in splits:
+        raise UserError(f"{name} has splits {', '.join(splits)}, not {split!r}")
+    classes = [design.name for design in class_designs(num_classes)]
+    count = DEFAULT_SAMPLES[split] if num_samples is None else num_samples
+    return _make(name, split, classes, transform, count, cache, source, image_size=image_size,
+                 num_classes=num_classes, seed=seed, body_evidence=_evidence(body_evidence))
 
 
 @register_dataset("synthetic", layout=LAYOUT, splits=("train", "test"),
                   description="embedded generated objects with a small class-giving part; boxes and masks")
 def synthetic(split: str, root: Path | None = None, *, transform: Transform | None | str = "default",
               image_size: int = 64, num_classes: int = 10, seed: int = 0, num_samples: int | None = None,
-              cache: bool = True) -> GeneratedDataset:
-    """The embedded classification set (``root`` is ignored: nothing is read)."""
-    if split not in DEFAULT_SAMPLES:
-        raise UserError(f"synthetic has splits {', '.join(DEFAULT_SAMPLES)}, not {split!r}")
-    classes = [design.name for design in class_designs(num_classes)]
-    count = DEFAULT_SAMPLES[split] if num_samples is None else num_samples
-    return _make("synthetic", split, classes, transform, count, cache,
-                 image_size=image_size, num_classes=num_classes, seed=seed)
+              cache: bool = True, body_evidence: float = DEFAULT_BODY_EVIDENCE) -> GeneratedDataset:
+    """The embedded classification set (``root`` is ignored: nothing is read); its bodies
+    carry ``body_evidence`` of their class's evidence (see the module docstring)."""
+    return _embedded("synthetic", split, tuple(DEFAULT_SAMPLES), transform, image_size, num_classes, seed,
+                     num_samples, cache, body_evidence)
+
+
+@register_dataset("synthetic-part", layout=LAYOUT, splits=("train", "test"),
+                  description="synthetic with body_evidence 0: the class lives in the small part (the body "
+                              "only leans to a class hue), the test case of saliency-guided mixing")
+def synthetic_part(split: str, root: Path | None = None, *, transform: Transform | None | str = "default",
+                   image_size: int = 64, num_classes: int = 10, seed: int = 0, num_samples: int | None = None,
+                   cache: bool = True) -> GeneratedDataset:
+    """The images of :func:`synthetic` at ``body_evidence=0`` (the same arrays and cache
+    file as ``synthetic:body_evidence=0``), under a name of their own (``root`` is ignored)."""
+    return _embedded("synthetic-part", split, tuple(DEFAULT_SAMPLES), transform, image_size, num_classes, seed,
+                     num_samples, cache, 0.0, source="synthetic")
 
 
 @register_dataset("synthetic-shift", layout=LAYOUT, splits=("test",),
@@ -631,13 +803,11 @@ def synthetic(split: str, root: Path | None = None, *, transform: Transform | No
                               f"instead of {int(100 * SCALE_RANGE[0])}-{int(100 * SCALE_RANGE[1])} %)")
 def synthetic_shift(split: str, root: Path | None = None, *, transform: Transform | None | str = "default",
                     image_size: int = 64, num_classes: int = 10, seed: int = 0, num_samples: int | None = None,
-                    cache: bool = True) -> GeneratedDataset:
+                    cache: bool = True, body_evidence: float = DEFAULT_BODY_EVIDENCE) -> GeneratedDataset:
     """The embedded classes under a scale shift: the objects of :func:`synthetic`, smaller
     (``SHIFT_SCALE_RANGE`` of the side), so its parts are harder to see (``root`` is ignored)."""
-    classes = [design.name for design in class_designs(num_classes)]
-    count = DEFAULT_SAMPLES["test"] if num_samples is None else num_samples
-    return _make("synthetic-shift", split, classes, transform, count, cache,
-                 image_size=image_size, num_classes=num_classes, seed=seed)
+    return _embedded("synthetic-shift", split, ("test",), transform, image_size, num_classes, seed,
+                     num_samples, cache, body_evidence)
 
 
 #: the OOD companions: name -> description
@@ -649,6 +819,8 @@ OOD_COMPANIONS = {
 
 
 def _register_ood(name: str, description: str) -> Callable[..., GeneratedDataset]:
+    """Register companion ``name``, a set without objects."""
+
     def factory(split: str, root: Path | None = None, *, transform: Transform | None | str = "default",
                 image_size: int = 64, seed: int = 0, num_samples: int = OOD_SAMPLES,
                 cache: bool = True) -> GeneratedDataset:
@@ -659,4 +831,17 @@ def _register_ood(name: str, description: str) -> Callable[..., GeneratedDataset
     return register_dataset(name, layout=LAYOUT, splits=("test",), kind="ood", description=description)(factory)
 
 
-OOD_FACTORIES = {name: _register_ood(name, description) for name, description in OOD_COMPANIONS.items()}
+@register_dataset("synthetic-unseen", layout=LAYOUT, splits=("test",), kind="ood",
+                  description=OOD_COMPANIONS["synthetic-unseen"])
+def synthetic_unseen(split: str, root: Path | None = None, *, transform: Transform | None | str = "default",
+                     image_size: int = 64, seed: int = 0, num_samples: int = OOD_SAMPLES, cache: bool = True,
+                     body_evidence: float = DEFAULT_BODY_EVIDENCE) -> GeneratedDataset:
+    """Near OOD: objects with the parts of :func:`unseen_designs` on bodies carrying
+    ``body_evidence`` of the evidence of a random class among the first
+    ``UNSEEN_BODY_CLASSES`` of ``synthetic``: only the part is new (label -1; ``root`` is ignored)."""
+    return _make("synthetic-unseen", split, [], transform, num_samples, cache, image_size=image_size, seed=seed,
+                 body_evidence=_evidence(body_evidence))
+
+
+OOD_FACTORIES = {"synthetic-unseen": synthetic_unseen,
+                 **{name: _register_ood(name, OOD_COMPANIONS[name]) for name in ("synthetic-background", "photos")}}
