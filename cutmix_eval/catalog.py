@@ -14,6 +14,9 @@ names, in this order. Adding a method, CAM, score, protocol or format starts her
 #: the paper's four training methods (``train/mixing.py``): what ``train-all``, the quick start and
 #: ``report``'s paper comparison take by default
 PAPER_METHODS = ("baseline", "mixup", "cutout", "cutmix")
+#: the quick start's training seeds: each trains every method, with the seed's initial weights and data
+#: order shared by all methods, so that each method can be compared with the baseline seed by seed
+QUICK_SEEDS = (0, 1, 2)
 
 #: the CutMix variants the paper ablates (``train/mixers/cutmix_ablations.py``, ``feature_cutmix.py``)
 CUTMIX_VARIANTS = ("cutmix-center-gaussian", "cutmix-fixed-size", "cutmix-scheduled", "cutmix-one-hot",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cutmix_eval.cli import COMMANDS, build_parser, main
 from cutmix_eval.errors import UserError
@@ -139,22 +140,29 @@ def test_quickstart_small_run(tmp_path, monkeypatch):
     small = {name: dict(entry, limit=16) for name, entry in quickstart.QUICK_ANALYSES.items()}
     small["inbetween"] = {"options": dict(small["inbetween"]["options"], num_pairs=16), "limit": 32}
     monkeypatch.setattr(quickstart, "QUICK_ANALYSES", small)
-    recipe = get_recipe("quick", epochs=1, arch="gapnet:width=4", train_samples=64, test_samples=32, batch_size=32)
+    recipe = get_recipe("quick", epochs=2, arch="gapnet:width=4", train_samples=64, test_samples=32, batch_size=32)
     lines = []
-    summary = quickstart.run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe,
-                                        methods=["baseline", "cutmix"], progress=False, log=lines.append)
+    methods, seeds = ["baseline", "cutmix"], (0, 1)
+    summary = quickstart.run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe, methods=methods,
+                                        seeds=seeds, progress=False, log=lines.append)
     report = (tmp_path / "report" / "report.md").read_text()
     assert "### Classification and calibration" in report and "### Out-of-distribution detection: AUROC" in report
     assert "figures/samples.png" in report and "figures/cam-synthetic-test.png" in report
+    assert "figures/learning-curves.png" in report and "mean over 2 seeds" in report
     assert all((tmp_path / "report" / f"report.{f}").stat().st_size > 1000 for f in ("md", "tex", "csv", "html"))
     records = ResultStore(tmp_path / "report" / "results").records()
-    assert len(records) == 2 * len(small) and {r.job["model"]["method"] for r in records} == {"baseline", "cutmix"}
+    assert len(records) == 4 * len(small) and {r.job["model"]["method"] for r in records} == set(methods)
     assert any("left" in line for line in lines)  # the progress display estimates the time remaining
-    assert set(summary["checkpoints"]) == {"baseline", "cutmix"}
+    assert set(summary["checkpoints"]) == {f"{m}/seed{s}" for m in methods for s in seeds}
+    # a seed fixes the initial weights and the data order of every method: the two seeds differ
+    weights = {s: torch.load(tmp_path / "ckpt" / "baseline" / f"seed{s}" / "last.pth", weights_only=True)
+               for s in seeds}
+    assert weights[0]["train_config"]["seed"] == 0 and weights[1]["train_config"]["seed"] == 1
+    assert weights[0]["weights_sha256"] != weights[1]["weights_sha256"]
     lines.clear()
-    again = quickstart.run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe,
-                                      methods=["baseline", "cutmix"], progress=False, log=lines.append)
-    assert again["timings"]["evaluate"] < 10 and sum("reused" in line for line in lines) == 2 * len(small)
+    again = quickstart.run_quickstart(tmp_path / "report", tmp_path / "ckpt", recipe=recipe, methods=methods,
+                                      seeds=seeds, progress=False, log=lines.append)
+    assert again["timings"]["evaluate"] < 10 and sum("reused" in line for line in lines) == 4 * len(small)
 
 
 def test_a_misspelled_option_shows_the_commands_usage_and_the_nearest_option(capsys):

@@ -12,6 +12,7 @@ import pytest
 from cutmix_eval.analyses import views, write_report
 from cutmix_eval.analyses import Subject, run_job
 from cutmix_eval.metrics import bootstrap as bs
+from cutmix_eval.metrics.seeds import t_interval
 from cutmix_eval.report.comparison import build_tables
 from cutmix_eval.report.store import ResultStore
 from cutmix_eval.results import Result
@@ -120,7 +121,7 @@ def test_mce_relative_to_the_baseline_column(results_dir, tables):
     assert row.cells["cutmix"].value == pytest.approx(by_hand)
 
 
-def test_several_checkpoints_per_method_give_mean_and_std(results_dir, tmp_path):
+def test_several_checkpoints_per_method_give_mean_and_t_interval(results_dir, tmp_path):
     store = ResultStore(tmp_path)
     values = []
     for record in ResultStore(results_dir).records():
@@ -134,7 +135,7 @@ def test_several_checkpoints_per_method_give_mean_and_std(results_dir, tmp_path)
         if record.job["model"]["method"] == "cutmix":
             values = [100 * record.results[0].metrics["top1_error"], 50.0]
     cell = build_tables(store.records(), views())[0].rows[0].cells["cutmix"]
-    assert cell.seeds == 2 and cell.low is None
+    assert cell.seeds == 2 and (cell.low, cell.high) == pytest.approx(t_interval(values))
     assert cell.value == pytest.approx(np.mean(values)) and cell.std == pytest.approx(np.std(values, ddof=1))
 
 

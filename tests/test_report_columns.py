@@ -116,7 +116,7 @@ def test_seeds_of_one_recipe_pool_and_other_recipes_do_not(runs):
     assert cells.loc["cutmix", "value"] == pytest.approx(np.mean(values))
     assert cells.loc["cutmix", "std"] == pytest.approx(np.std(values, ddof=1))
     md = (out / "report.md").read_text()
-    assert "cutmix: mean ± sample standard deviation over 2 training runs of one recipe" in md
+    assert "cutmix: mean over 2 seeds [95% t-interval over seeds]: training runs of one recipe" in md
 
     assert main(["report", str(folders["split"]), "--format", "csv,md", "--no-intervals"]) == 0
     out = folders["split"].parent / "split-report"

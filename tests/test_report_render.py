@@ -30,9 +30,9 @@ def make_tables() -> list[Table]:
     imagenet = Table("imagenet", "ImageNet classification", METHODS, [top1, top5, paper],
                      note="Single crop, 224 px.")
     fgsm = Row("FGSM top-1 accuracy", {
-        "baseline": Cell(8.2, std=0.3, seeds=3), "mixup": Cell(24.4, std=0.5, seeds=3),
-        "cutout": Cell(11.5, 10.9, 12.1, std=0.2, seeds=3),  # the std replaces the interval
-        "cutmix": Cell(31.0, std=0.4, seeds=3), ODD: Cell(12.0, 11.0, 13.0)}, better=HIGHER)
+        "baseline": Cell(8.2, 7.5, 8.9, std=0.3, seeds=3), "mixup": Cell(24.4, 23.2, 25.6, std=0.5, seeds=3),
+        "cutout": Cell(11.5, 11.0, 12.0, std=0.2, seeds=3),  # seeds: the t-interval over them
+        "cutmix": Cell(31.0, 30.0, 32.0, std=0.4, seeds=3), ODD: Cell(12.0, 11.0, 13.0)}, better=HIGHER)
     loc = Row("localization error", {
         "baseline": Cell(46.3), "mixup": Cell(math.nan), "cutout": Cell(46.7),
         "cutmix": Cell(45.5, 44.9, 46.1)}, better=LOWER)  # no cell for ODD
@@ -67,8 +67,8 @@ def test_format_cell_interval_seeds_nan_and_switch(tables):
     fgsm, loc, ece = tables[1].rows
     assert format_cell(top1.cells["cutmix"], top1) == "21.4 [21.0, 21.8]"
     assert format_cell(top1.cells["cutmix"], top1, intervals=False) == "21.4"
-    assert format_cell(fgsm.cells["mixup"], fgsm) == "24.4 ± 0.5"
-    assert format_cell(fgsm.cells["cutout"], fgsm) == "11.5 ± 0.2"  # ± replaces the interval
+    assert format_cell(fgsm.cells["mixup"], fgsm) == "24.4 [23.2, 25.6]"
+    assert format_cell(fgsm.cells["cutout"], fgsm) == "11.5 [11.0, 12.0]"
     assert format_cell(fgsm.cells["cutout"], fgsm, intervals=False) == "11.5"
     assert format_cell(loc.cells["mixup"], loc) == "–"
     assert format_cell(ece.cells["cutmix"], ece) == "-0.010"
@@ -117,12 +117,12 @@ def test_markdown_structure_bold_italics_and_legend(tables):
     assert top5[3:] == ["**6.1**", "**6.1**"] and "**" not in top5[1] + top5[2]  # tie shares bold
     assert paper[0] == "*paper: top-1 error (%) ↓*" and paper[4] == "*21.4*"
     assert not any("**" in c for c in paper)
-    assert fgsm[0] == "FGSM top-1 accuracy (%) ↑" and fgsm[4] == "**31.0 ± 0.4**"
+    assert fgsm[0] == "FGSM top-1 accuracy (%) ↑" and fgsm[4] == "**31.0 [30.0, 32.0]**"
     assert loc[2] == "–" and loc[4] == "**45.5 [44.9, 46.1]**" and loc[5] == ""
     assert ece[0] == "ECE" and not any("**" in c for c in ece)  # no direction, no best
     assert "Single crop, 224 px." in text
     legend = text.rstrip().splitlines()[-1]
-    assert text.count("bootstrap") == 1 and "bootstrap" in legend and "±" in legend
+    assert text.count("bootstrap") == 1 and "bootstrap" in legend and "Student-t interval over the seeds" in legend
     assert "↑/↓" in legend and "**bold**" in legend and "*italic*" in legend
 
 
@@ -153,7 +153,7 @@ def test_latex_rules_bold_and_reference_separation(tables):
     assert r"\caption{Robustness \& localization}" in text and r"\label{tab:robust_loc}" in text
     assert r"\section*{Results\_v1}" in text
     assert r"\textbf{21.4 [21.0, 21.8]}" in text
-    assert text.count(r"\textbf{6.1}") == 2 and r"\textbf{31.0 $\pm$ 0.4}" in text
+    assert text.count(r"\textbf{6.1}") == 2 and r"\textbf{31.0 [30.0, 32.0]}" in text
     lines = text.splitlines()
     paper = next(i for i, line in enumerate(lines) if "paper: top-1" in line)
     assert lines[paper - 1] == r"\midrule" and r"\textbf" not in lines[paper]
@@ -314,7 +314,7 @@ def test_html_tables_marks_and_notes(tables, png):
     assert [("best" in classes) for classes, _ in top5] == [False, False, False, True, True]
     assert all("ref" in classes and "best" not in classes for classes, _ in paper)
     assert paper[0][1] == "paper: top-1 error (%) ↓"
-    assert fgsm[4][1] == "31.0 ± 0.4" and "best" in fgsm[4][0]
+    assert fgsm[4][1] == "31.0 [30.0, 32.0]" and "best" in fgsm[4][0]
     assert "Single crop, 224 px." in parser.texts["p"]
     assert "<b>bold</b>" in page and "bootstrap" in page
     no_intervals = html(tables, [], intervals=False)

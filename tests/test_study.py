@@ -56,8 +56,9 @@ def test_the_study_reference_names_every_key_analysis_and_option():
 
 def test_examples_parse_with_paths_relative_to_the_file():
     embedded = load_study(EXAMPLES / "embedded.toml")
-    assert [c.method for c in embedded.checkpoints] == ["baseline", "mixup", "cutout", "cutmix"]
-    assert embedded.checkpoints[0].path == EXAMPLES.parent / "checkpoints/quickstart/baseline/last.pth"
+    assert [c.method for c in embedded.checkpoints] == ["baseline", "mixup", "cutout", "cutmix"] * 3
+    assert embedded.checkpoints[0].path == EXAMPLES.parent / "checkpoints/quickstart/baseline/seed0/last.pth"
+    assert embedded.checkpoints[-1].path == EXAMPLES.parent / "checkpoints/quickstart/cutmix/seed2/last.pth"
     assert set(embedded.analyses) == set(analyses.list_analyses())
     paper = load_study(EXAMPLES / "cifar100-paper.toml")
     assert paper.datasets[0].name == "cifar100" and {c.arch for c in paper.checkpoints} == {

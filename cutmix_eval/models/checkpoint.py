@@ -147,11 +147,15 @@ def model_identity(info: CheckpointInfo, label: str | None = None) -> dict[str, 
     """What records say about the model (a Result's ``model``): the file and its SHA-256, the
     architecture, the method label (``label``, else the file's own; ``None`` when neither
     says), the training data, the weights' SHA-256 and the training recipe
-    (:func:`recipe_identity`), and the normalization used with where it came from. The report pools records as seeds only when label,
-    architecture, training data and recipe all agree."""
+    (:func:`recipe_identity`) with its seed (None when the file records none), and the
+    normalization used with where it came from. The report pools records as seeds only when label,
+    architecture, training data and recipe all agree, and pairs methods with the baseline by seed."""
+    config = info.training.get("train_config")
+    seed = config.get("seed") if isinstance(config, Mapping) else None
     return {"checkpoint": info.path, "checkpoint_sha256": info.file_sha256, "arch": info.arch,
             "method": label or info.method, "training_data": info.dataset,
             "weights_sha256": info.weights_sha256, "recipe": recipe_identity(info),
+            "seed": seed if isinstance(seed, int) else None,
             "normalization": {"mean": info.mean, "std": info.std, "source": info.normalization_source}}
 
 

@@ -7,10 +7,13 @@ seeds (:func:`columns_of`; a label given to two architectures is refused, a
 record without a label is a column of its own named by its file). A column of
 one record gives a value with a 95% percentile-bootstrap interval over test
 images (:mod:`cutmix_eval.metrics.bootstrap`, 1000 resamples, seed 0); a column
-of several gives their mean and sample standard deviation, and the table's note
-says what they are. Values are shown in percent for rates and
-errors. Where the setting matches one of the paper's, its numbers follow as
-reference rows (:mod:`cutmix_eval.report.paper`).
+of several gives their mean with the 95% Student-t interval over the seeds
+(:mod:`cutmix_eval.metrics.seeds`), and the table's note says what they are.
+Where a ``baseline`` column and others hold runs of the same training seeds, a
+difference table follows each table (:func:`difference_table`): each method minus
+the baseline, seed by seed, with the t-interval of those paired differences. Values
+are shown in percent for rates and errors. Where the setting matches one of the
+paper's, its numbers follow as reference rows (:mod:`cutmix_eval.report.paper`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from cutmix_eval.catalog import METHODS
 from cutmix_eval.errors import UserError
 from cutmix_eval.metrics import bootstrap as bs
+from cutmix_eval.metrics.seeds import t_interval
 from cutmix_eval.report.paper import paper_references
 from cutmix_eval.report.store import Record, canonical_json
 from cutmix_eval.report.table import Cell, Row, Table
@@ -131,9 +135,59 @@ def percent_rows(x: np.ndarray) -> np.ndarray:
 
 
 def aggregate(values: Sequence[float]) -> Cell:
+    """One value as it is; several (seeds) as their mean with its 95% t-interval and their
+    sample standard deviation (no interval when a value is not finite)."""
     if len(values) == 1:
         return Cell(float(values[0]))
-    return Cell(float(np.mean(values)), std=float(np.std(values, ddof=1)), seeds=len(values))
+    low = high = None
+    if np.isfinite(values).all():
+        low, high = t_interval(values)
+    return Cell(float(np.mean(values)), low=low, high=high, std=float(np.std(values, ddof=1)), seeds=len(values))
+
+
+def training_seed(record: Record) -> int | None:
+    """The training seed of the record's checkpoint (from its training recipe), or None."""
+    return _model(record).get("seed")
+
+
+def difference_table(table: Table, metrics: Sequence[Metric], columns: Mapping[str, Sequence[Record]],
+                     baseline: str = "baseline") -> Table | None:
+    """``table``'s metrics as differences from the ``baseline`` column, paired by training seed:
+    per other column and metric, the mean over the seeds both columns hold of (method -
+    baseline) with the 95% t-interval of those differences; the cells whose interval excludes
+    0 are marked. None when the baseline or every other column has fewer than two paired seeds,
+    or when a record does not say its seed."""
+    records = [r for rs in columns.values() for r in rs]
+    if baseline not in columns or any(training_seed(r) is None for r in records):
+        return None
+    base = {training_seed(r): r for r in columns[baseline]}
+    pairs = {label: [(base[training_seed(r)], r) for r in rs if training_seed(r) in base]
+             for label, rs in columns.items() if label != baseline}
+    pairs = {label: p for label, p in pairs.items() if len(p) >= 2}
+    if not pairs:
+        return None
+    rows = []
+    for metric in metrics:
+        cells = {}
+        for label, paired in pairs.items():
+            diffs = [metric.value(r) - metric.value(b) for b, r in paired]
+            if np.isfinite(diffs).all():
+                cells[label] = aggregate(diffs)
+        if cells:
+            rows.append(Row(f"Δ {metric.label}", cells, metric.better, metric.digits,
+                            "points" if metric.unit == "%" else metric.unit, difference=True))
+    if not rows:
+        return None
+    counts = sorted({len(p) for p in pairs.values()})
+    dropped = {label: len(columns[label]) - len(p) for label, p in pairs.items() if len(columns[label]) > len(p)}
+    note = (f"Each cell: the mean over {'/'.join(map(str, counts))} training seeds of (method - {baseline}), each "
+            f"method run with the same seed as its {baseline} run (same initial weights and data order), with the 95% "
+            "t-interval of those paired differences; bold where the interval excludes 0 (a paired t-test at 5%). "
+            "Whether a positive difference is good follows the arrow.")
+    if dropped:
+        note += " Seeds without a baseline run left out: " + ", ".join(f"{k} {v}" for k, v in dropped.items()) + "."
+    return Table(f"{table.key}-diff", f"{table.title}: difference from {baseline} (paired by seed)",
+                 list(pairs), rows, note)
 
 
 def _cell(metric: Metric, records: Sequence[Record], intervals: bool) -> Cell:
@@ -234,8 +288,11 @@ def build_tables(records: Sequence[Record], views: Mapping[str, View], intervals
                 rows += reference_rows(analysis, key[1], everything, metrics, labels)
                 if not rows:  # e.g. a table of numbers older records do not hold
                     continue
-                tables.append(Table(f"{spec.key}-{key[1]}-{len(tables)}", _title(spec, view, key, everything, siblings),
-                                    labels, rows, notes(spec, columns)))
+                table = Table(f"{spec.key}-{key[1]}-{len(tables)}", _title(spec, view, key, everything, siblings),
+                              labels, rows, notes(spec, columns))
+                tables.append(table)
+                if intervals and (paired := difference_table(table, metrics, columns)):
+                    tables.append(paired)
     return tables
 
 
@@ -274,17 +331,17 @@ def notes(spec: TableSpec, columns: dict[str, list[Record]]) -> str:
 
 
 def column_notes(columns: dict[str, list[Record]]) -> list[str]:
-    """What the ± of pooled columns is over, which labels were split by recipe, and which
+    """What the intervals of pooled columns are over, which labels were split by recipe, and which
     columns are unlabelled files (with how to label them)."""
     parts = []
     for label, records in columns.items():
         if len(records) < 2:
             continue
         if all(_model(r).get("recipe") for r in records):
-            parts.append(f"{label}: mean ± sample standard deviation over {len(records)} training runs of one "
-                         "recipe (same architecture and training settings apart from the seed).")
+            parts.append(f"{label}: mean over {len(records)} seeds [95% t-interval over seeds]: training runs of "
+                         "one recipe (same architecture and training settings apart from the seed).")
         else:
-            parts.append(f"{label}: mean ± sample standard deviation over {len(records)} checkpoints given this "
+            parts.append(f"{label}: mean over {len(records)} seeds [95% t-interval over seeds]: checkpoints given this "
                          "label (same architecture; their files record no training recipe, so that they differ "
                          "only in seed is taken on trust).")
     split = sorted({declared_label(rs[0]) for name, rs in columns.items() if declared_label(rs[0]) not in (None, name)})

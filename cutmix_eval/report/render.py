@@ -2,9 +2,10 @@
 
 Every renderer takes a list of :class:`~cutmix_eval.report.table.Table` and follows
 the same conventions: a cell shows its value with the row's decimals, followed by
-its 95% bootstrap interval ``[low, high]`` or, for a mean over several seeds, by
-``± std``; missing numbers show as an en dash; the best measured cell(s) of a row
-(:meth:`Row.best`) are bold; reference rows (numbers from the CutMix paper) are
+its 95% interval ``[low, high]``: percentile bootstrap over test images for one
+checkpoint, Student-t over the seeds for a mean over several; missing numbers show as
+an en dash; the best measured cell(s) of a row (:meth:`Row.best`) are bold (in a
+difference table: the differences whose interval excludes 0); reference rows (numbers from the CutMix paper) are
 italic, prefixed ``paper:`` and never bold. The unit and the direction arrow go in
 the metric label, never inside cells.
 
@@ -30,11 +31,12 @@ EN_DASH = "–"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # User text and cell text for LaTeX: the ten special characters, and the symbols this
-# module writes itself (arrows, ±, en dash, minus sign) in forms pdflatex accepts.
+# module writes itself (arrows, ±, en dash, minus sign, the Δ of difference rows) in forms pdflatex accepts.
 _TEX = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "↑": r"$\uparrow$", "↓": r"$\downarrow$", "±": r"$\pm$", EN_DASH: "--", "−": "$-$",
+    "Δ": r"$\Delta$",
 }
 _TEX_TABLE = str.maketrans(_TEX)
 
@@ -77,32 +79,29 @@ def _number(x: float, digits: int) -> str:
     return f"{x:.{digits}f}" if math.isfinite(x) else EN_DASH
 
 
-def _shows_std(cell: Cell) -> bool:
-    """Whether the cell is a mean over pooled checkpoints shown with ``± std``."""
-    return cell.seeds > 1 and cell.std is not None
+def _over_seeds(cell: Cell) -> bool:
+    """Whether the cell is a mean over pooled checkpoints (its interval is over their seeds)."""
+    return cell.seeds > 1
 
 
 def _shows_interval(cell: Cell) -> bool:
-    """Whether the cell shows a bootstrap interval (``± std`` takes precedence)."""
-    return not _shows_std(cell) and cell.low is not None and cell.high is not None
+    return cell.low is not None and cell.high is not None
 
 
 def _cell_parts(cell: Cell, row: Row, intervals: bool) -> tuple[str, str]:
-    """The cell's value and its uncertainty (``"[a, b]"``, ``"± s"`` or ``""``) as text."""
+    """The cell's value and its interval (``"[a, b]"`` or ``""``) as text."""
     value = _number(cell.value, row.digits)
     if not intervals or not math.isfinite(cell.value):
         return value, ""
-    if _shows_std(cell):
-        return value, f"± {_number(cell.std, row.digits)}"
     if _shows_interval(cell):
         return value, f"[{_number(cell.low, row.digits)}, {_number(cell.high, row.digits)}]"
     return value, ""
 
 
 def format_cell(cell: Cell, row: Row, intervals: bool = True) -> str:
-    """The cell as text: ``23.4``, ``23.4 [22.1, 24.6]`` (bootstrap interval, when
-    ``intervals``) or ``23.4 ± 0.3`` (std over pooled checkpoints, replacing the interval); a missing
-    (non-finite) value is an en dash. Decimals: ``row.digits``; no unit."""
+    """The cell as text: ``23.4`` or, when ``intervals``, ``23.4 [22.1, 24.6]`` (bootstrap
+    interval over images, or t-interval over pooled seeds); a missing (non-finite) value is an
+    en dash. Decimals: ``row.digits``; no unit."""
     return " ".join(part for part in _cell_parts(cell, row, intervals) if part)
 
 
@@ -137,15 +136,18 @@ def _legend(tables: Sequence[Table], intervals: bool) -> list[tuple[str, str, st
     entries = []
     if any(ARROWS[row.better] for row in rows):
         entries.append(("↑/↓", "", "higher/lower is better"))
-    if any(row.best() for row in rows):
+    if any(row.best() for row in rows if not row.difference):
         entries.append(("bold", "bold", "best measured value in the row (ties share it)"))
+    if any(row.best() for row in rows if row.difference):
+        entries.append(("bold (difference tables)", "bold", "the 95% interval of the paired difference from the "
+                                                            "baseline excludes 0 (a paired t-test at 5%)"))
     if any(row.reference for row in rows):
         entries.append(("italic", "italic", "numbers reported in the CutMix paper, never marked best"))
-    if intervals and any(_shows_interval(cell) for cell in cells):
+    if intervals and any(_shows_interval(cell) and not _over_seeds(cell) for cell in cells):
         entries.append(("[a, b]", "", "95% percentile bootstrap interval over test images, 1000 resamples"))
-    if intervals and any(_shows_std(cell) for cell in cells):
-        entries.append(("±", "", "sample standard deviation over the checkpoints pooled in the column (the value "
-                                 "is their mean; the table's note says what they are)"))
+    if intervals and any(_shows_interval(cell) and _over_seeds(cell) for cell in cells):
+        entries.append(("[a, b] of a mean over seeds", "", "95% Student-t interval over the seeds pooled in the "
+                                                           "column (the table's note says how many)"))
     return entries
 
 
@@ -282,7 +284,7 @@ def long_frame(tables: Sequence[Table]) -> pd.DataFrame:
 
 
 def _html_cell(cell: Cell, row: Row, intervals: bool) -> str:
-    """The cell as escaped HTML, its interval or ``± std`` in a smaller grey span."""
+    """The cell as escaped HTML, its interval in a smaller grey span."""
     value, extra = _cell_parts(cell, row, intervals)
     if not extra:
         return htmllib.escape(value)

@@ -3,8 +3,10 @@
 A :class:`Table` is one analysis's block in the paper's layout: methods side by
 side as columns, one :class:`Row` per metric. Cells hold values already in the
 unit shown (percent for rates and errors), with an optional 95% bootstrap
-interval over test images or, when several checkpoints share a method label, the
-standard deviation over those seeds. Rows say whether higher or lower is better;
+interval over test images or, when several checkpoints share a method label, their
+mean with the 95% Student-t interval over those seeds (:mod:`cutmix_eval.metrics.seeds`).
+Difference tables (a method minus the baseline, paired by seed) mark the cells whose
+interval excludes 0 instead of a best cell. Rows say whether higher or lower is better;
 reference rows (numbers reported in the CutMix paper) are marked and never
 compete for the bold "best" cell.
 """
@@ -20,9 +22,10 @@ ARROWS = {HIGHER: "↑", LOWER: "↓", None: ""}
 
 @dataclass(frozen=True)
 class Cell:
-    """One number of a table. ``low``/``high``: 95% percentile-bootstrap interval
-    (same unit as ``value``); ``std``: sample standard deviation over ``seeds``
-    checkpoints (ddof 1), in which case ``value`` is their mean."""
+    """One number of a table. ``low``/``high``: its 95% interval (same unit as ``value``):
+    percentile bootstrap over test images for one checkpoint, Student-t over the ``seeds``
+    checkpoints when there are several, in which case ``value`` is their mean and ``std`` their
+    sample standard deviation (ddof 1)."""
 
     value: float
     low: float | None = None
@@ -35,7 +38,8 @@ class Cell:
 class Row:
     """One metric across methods. ``better``: :data:`HIGHER`, :data:`LOWER` or ``None``
     (no best is marked); ``reference``: a row of published numbers (``source`` says which);
-    ``digits``: decimals shown."""
+    ``digits``: decimals shown; ``difference``: a row of paired differences from the baseline,
+    whose marked cells are those whose interval excludes 0."""
 
     label: str
     cells: dict[str, Cell]
@@ -44,11 +48,16 @@ class Row:
     unit: str = "%"
     reference: bool = False
     source: str = ""
+    difference: bool = False
 
     def best(self) -> set[str]:
         """Method labels holding the best finite value (ties share it); empty for reference
         rows, rows without a direction, rows with fewer than two numbers and rows where every
-        number is the same (nothing to single out)."""
+        number is the same (nothing to single out). In a difference row: the labels whose
+        interval excludes 0."""
+        if self.difference:
+            return {k for k, c in self.cells.items() if c.low is not None and c.high is not None
+                    and (c.low > 0 or c.high < 0)}
         if self.reference or self.better is None:
             return set()
         finite = {k: round(c.value, self.digits) for k, c in self.cells.items() if math.isfinite(c.value)}
