@@ -98,7 +98,7 @@ SCALE_RANGE = (0.35, 0.80)  # body length / image side
 SHIFT_SCALE_RANGE = (0.22, 0.40)  # synthetic-shift: the same objects, drawn smaller
 BODY_HUE_BIAS = 0.3  # probability that a body's hue is drawn near its class hue at body_evidence 0
 #: the class evidence the body of ``synthetic`` (and its companions) carries unless told
-DEFAULT_BODY_EVIDENCE = 0.5
+DEFAULT_BODY_EVIDENCE = 1.0
 #: the shared body distributions (uniform): half-width in half-lengths, roundness, taper,
 #: stripe amplitude (present in half of the bodies) and frequency (in pi per half-length)
 ASPECT_RANGE, SQUARENESS_RANGE, TAPER_RANGE = (0.36, 0.68), (0.0, 0.75), (-0.3, 0.3)
