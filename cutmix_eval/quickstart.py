@@ -33,10 +33,10 @@ QUICK_ANALYSES: dict[str, dict[str, Any]] = {
     "classification": {"options": {}, "limit": None},
     "localization": {"options": {"protocol": "wsolevaluation"}, "limit": None},
     "ood": {"options": {"scores": ["msp"], "sets": ["all"]}, "limit": None},
-    "occlusion": {"options": {"fractions": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]}, "limit": 500},
-    "inbetween": {"options": {"num_pairs": 500, "mix_grid": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+    "occlusion": {"options": {"fractions": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]}, "limit": 250},
+    "inbetween": {"options": {"num_pairs": 250, "mix_grid": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
                               "cut_grid": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]}, "limit": None},
-    "adversarial": {"options": {"attacks": ["fgsm"]}, "limit": 500},
+    "adversarial": {"options": {"attacks": ["fgsm"]}, "limit": 250},
     "corruption": {"options": {"corruptions": "all"}, "limit": 50},
 }
 

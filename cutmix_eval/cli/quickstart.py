@@ -27,7 +27,7 @@ class QuickstartCommand(Command):
 
     def add_arguments(self, parser):
         add_methods(parser)
-        parser.add_argument("--epochs", type=int, help="training epochs (default: the quick recipe's 6)")
+        parser.add_argument("--epochs", type=int, help="training epochs (default: the quick recipe's 8)")
         parser.add_argument("--seeds", type=seed_list, default=QUICK_SEEDS,
                             help="comma-separated training seeds, each trains every method (default: 0,1,2)")
         parser.add_argument("--out", default="reports/quickstart", help="report folder")

@@ -150,19 +150,33 @@ def training_seed(record: Record) -> int | None:
     return _model(record).get("seed")
 
 
+def by_seed(records: Sequence[Record]) -> dict[int, Record] | None:
+    """A column's records by training seed; None when a record does not say its seed or two
+    say the same one (no run to pair with the baseline's run of that seed)."""
+    seeds = [training_seed(r) for r in records]
+    if None in seeds or len(set(seeds)) < len(seeds):
+        return None
+    return dict(zip(seeds, records))
+
+
 def difference_table(table: Table, metrics: Sequence[Metric], columns: Mapping[str, Sequence[Record]],
                      baseline: str = "baseline") -> Table | None:
     """``table``'s metrics as differences from the ``baseline`` column, paired by training seed:
     per other column and metric, the mean over the seeds both columns hold of (method -
-    baseline) with the 95% t-interval of those differences; the cells whose interval excludes
-    0 are marked. None when the baseline or every other column has fewer than two paired seeds,
-    or when a record does not say its seed."""
-    records = [r for rs in columns.values() for r in rs]
-    if baseline not in columns or any(training_seed(r) is None for r in records):
+    baseline) with the 95% t-interval of those differences (:func:`aggregate`; ``seeds``: the
+    number of pairs). Seeds only one of the two columns holds are left out; so are columns
+    whose records do not each name a seed of their own (:func:`by_seed`) and columns with
+    fewer than two pairs. The rows are ``table``'s measured metrics (reference and extra rows
+    are not differenced), in points for percentages; a cell whose interval excludes 0 is
+    marked (:meth:`~cutmix_eval.report.table.Row.best`) with its verdict
+    (:meth:`~cutmix_eval.report.table.Row.verdict`). None when no column pairs with the
+    baseline."""
+    base = by_seed(columns.get(baseline, []))
+    if not base:
         return None
-    base = {training_seed(r): r for r in columns[baseline]}
-    pairs = {label: [(base[training_seed(r)], r) for r in rs if training_seed(r) in base]
-             for label, rs in columns.items() if label != baseline}
+    seeds = {label: by_seed(rs) for label, rs in columns.items() if label != baseline}
+    pairs = {label: [(base[s], mine[s]) for s in sorted(mine.keys() & base.keys())]
+             for label, mine in seeds.items() if mine}
     pairs = {label: p for label, p in pairs.items() if len(p) >= 2}
     if not pairs:
         return None
@@ -178,16 +192,28 @@ def difference_table(table: Table, metrics: Sequence[Metric], columns: Mapping[s
                             "points" if metric.unit == "%" else metric.unit, difference=True))
     if not rows:
         return None
-    counts = sorted({len(p) for p in pairs.values()})
-    dropped = {label: len(columns[label]) - len(p) for label, p in pairs.items() if len(columns[label]) > len(p)}
+    return Table(f"{table.key}-diff", f"{table.title}: difference from {baseline} (paired by seed)",
+                 list(pairs), rows, _difference_note(baseline, base, {label: seeds[label] for label in pairs},
+                                                     [label for label in seeds if label not in pairs]))
+
+
+def _difference_note(baseline: str, base: Mapping[int, Record], paired: Mapping[str, Mapping[int, Record]],
+                     unpaired: Sequence[str]) -> str:
+    """The note of a :func:`difference_table`: what a cell is, how many pairs, what the marks
+    mean, and which seeds and columns were left out."""
+    counts = sorted({len(seeds.keys() & base.keys()) for seeds in paired.values()})
     note = (f"Each cell: the mean over {'/'.join(map(str, counts))} training seeds of (method - {baseline}), each "
             f"method run with the same seed as its {baseline} run (same initial weights and data order), with the 95% "
-            "t-interval of those paired differences; bold where the interval excludes 0 (a paired t-test at 5%). "
-            "Whether a positive difference is good follows the arrow.")
-    if dropped:
-        note += " Seeds without a baseline run left out: " + ", ".join(f"{k} {v}" for k, v in dropped.items()) + "."
-    return Table(f"{table.key}-diff", f"{table.title}: difference from {baseline} (paired by seed)",
-                 list(pairs), rows, note)
+            "t-interval of those paired differences; bold where the interval excludes 0 (a paired t-test at 5%), "
+            f"followed by better or worse than {baseline} as the row's arrow has it.")
+    alone = {label: sorted(seeds.keys() ^ base.keys()) for label, seeds in paired.items()}
+    if dropped := {label: s for label, s in alone.items() if s}:
+        note += (f" Seeds run by only one of the method and {baseline} left out: "
+                 + "; ".join(f"{label} {', '.join(map(str, s))}" for label, s in dropped.items()) + ".")
+    if unpaired:
+        note += (f" Not compared (fewer than 2 seeds shared with {baseline}, or seeds not recorded or repeated): "
+                 + ", ".join(unpaired) + ".")
+    return note
 
 
 def _cell(metric: Metric, records: Sequence[Record], intervals: bool) -> Cell:

@@ -5,7 +5,8 @@ the same conventions: a cell shows its value with the row's decimals, followed b
 its 95% interval ``[low, high]``: percentile bootstrap over test images for one
 checkpoint, Student-t over the seeds for a mean over several; missing numbers show as
 an en dash; the best measured cell(s) of a row (:meth:`Row.best`) are bold (in a
-difference table: the differences whose interval excludes 0); reference rows (numbers from the CutMix paper) are
+difference table: the differences whose interval excludes 0, each followed by its verdict,
+``better`` or ``worse``, :meth:`Row.verdict`); reference rows (numbers from the CutMix paper) are
 italic, prefixed ``paper:`` and never bold. The unit and the direction arrow go in
 the metric label, never inside cells.
 
@@ -79,29 +80,35 @@ def _number(x: float, digits: int) -> str:
     return f"{x:.{digits}f}" if math.isfinite(x) else EN_DASH
 
 
-def _over_seeds(cell: Cell) -> bool:
-    """Whether the cell is a mean over pooled checkpoints (its interval is over their seeds)."""
-    return cell.seeds > 1
+#: what a cell's interval is over (:func:`interval_kind`), as the legend and the CSV say it
+BOOTSTRAP, OVER_SEEDS, PAIRED = ("95% bootstrap over images", "95% t-interval over seeds",
+                                 "95% t-interval over paired seeds")
 
 
-def _shows_interval(cell: Cell) -> bool:
-    return cell.low is not None and cell.high is not None
+def interval_kind(cell: Cell, row: Row) -> str:
+    """What the cell's interval is: :data:`BOOTSTRAP` for one checkpoint, :data:`OVER_SEEDS` for
+    a mean over pooled seeds, :data:`PAIRED` in a difference row; ``""`` without an interval."""
+    if cell.low is None or cell.high is None:
+        return ""
+    if row.difference:
+        return PAIRED
+    return OVER_SEEDS if cell.seeds > 1 else BOOTSTRAP
 
 
-def _cell_parts(cell: Cell, row: Row, intervals: bool) -> tuple[str, str]:
-    """The cell's value and its interval (``"[a, b]"`` or ``""``) as text."""
+def _cell_parts(cell: Cell, row: Row, intervals: bool) -> tuple[str, str, str]:
+    """The cell's value, its interval (``"[a, b]"`` or ``""``) and its verdict
+    (:meth:`Row.verdict`, ``""`` in measured rows) as text."""
     value = _number(cell.value, row.digits)
-    if not intervals or not math.isfinite(cell.value):
-        return value, ""
-    if _shows_interval(cell):
-        return value, f"[{_number(cell.low, row.digits)}, {_number(cell.high, row.digits)}]"
-    return value, ""
+    if not intervals or not math.isfinite(cell.value) or not interval_kind(cell, row):
+        return value, "", ""
+    return value, f"[{_number(cell.low, row.digits)}, {_number(cell.high, row.digits)}]", row.verdict(cell)
 
 
 def format_cell(cell: Cell, row: Row, intervals: bool = True) -> str:
     """The cell as text: ``23.4`` or, when ``intervals``, ``23.4 [22.1, 24.6]`` (bootstrap
-    interval over images, or t-interval over pooled seeds); a missing (non-finite) value is an
-    en dash. Decimals: ``row.digits``; no unit."""
+    interval over images, or t-interval over pooled seeds), in a difference row followed by
+    ``better``/``worse`` where the interval excludes 0 (``-2.1 [-3.0, -1.2] better``); a missing
+    (non-finite) value is an en dash. Decimals: ``row.digits``; no unit."""
     return " ".join(part for part in _cell_parts(cell, row, intervals) if part)
 
 
@@ -132,7 +139,7 @@ def _legend(tables: Sequence[Table], intervals: bool) -> list[tuple[str, str, st
     """What the marks used in ``tables`` mean, as ``(term, style, explanation)`` with
     ``style`` one of ``""``, ``"bold"``, ``"italic"``; only marks that appear are listed."""
     rows = [row for table in tables for row in table.rows]
-    cells = [cell for row in rows for cell in row.cells.values() if math.isfinite(cell.value)]
+    kinds = {interval_kind(cell, row) for row in rows for cell in row.cells.values() if math.isfinite(cell.value)}
     entries = []
     if any(ARROWS[row.better] for row in rows):
         entries.append(("↑/↓", "", "higher/lower is better"))
@@ -140,14 +147,18 @@ def _legend(tables: Sequence[Table], intervals: bool) -> list[tuple[str, str, st
         entries.append(("bold", "bold", "best measured value in the row (ties share it)"))
     if any(row.best() for row in rows if row.difference):
         entries.append(("bold (difference tables)", "bold", "the 95% interval of the paired difference from the "
-                                                            "baseline excludes 0 (a paired t-test at 5%)"))
+                                                            "baseline excludes 0 (a paired t-test at 5%); better/"
+                                                            "worse: than the baseline, by the row's arrow"))
     if any(row.reference for row in rows):
         entries.append(("italic", "italic", "numbers reported in the CutMix paper, never marked best"))
-    if intervals and any(_shows_interval(cell) and not _over_seeds(cell) for cell in cells):
+    if intervals and BOOTSTRAP in kinds:
         entries.append(("[a, b]", "", "95% percentile bootstrap interval over test images, 1000 resamples"))
-    if intervals and any(_shows_interval(cell) and _over_seeds(cell) for cell in cells):
+    if intervals and OVER_SEEDS in kinds:
         entries.append(("[a, b] of a mean over seeds", "", "95% Student-t interval over the seeds pooled in the "
                                                            "column (the table's note says how many)"))
+    if intervals and PAIRED in kinds:
+        entries.append(("[a, b] of a difference", "", "95% Student-t interval of the paired differences over the "
+                                                      "seeds both columns hold"))
     return entries
 
 
@@ -261,9 +272,13 @@ def latex(tables: Sequence[Table], intervals: bool = True, title: str = "") -> s
 
 def long_frame(tables: Sequence[Table]) -> pd.DataFrame:
     """The tables in long (tidy) form, one row per (table, metric row, method with a
-    cell), for one's own plots. Columns: ``table`` (key), ``metric`` (row label),
-    ``unit``, ``better``, ``method``, ``value``, ``ci_low``, ``ci_high``, ``std``
-    (NaN where absent), ``seeds``, ``reference``, ``source``."""
+    cell), for one's own plots and for checking the numbers. Columns: ``table`` (key), ``metric``
+    (row label; ``Δ ...`` in difference tables), ``unit``, ``better``, ``method``, ``value``,
+    ``ci_low``, ``ci_high``, ``std`` (NaN where absent), ``seeds`` (in a difference row: the
+    number of pairs), ``interval`` (what ``ci_low``/``ci_high`` are over, :func:`interval_kind`),
+    ``verdict`` (difference rows: ``better``/``worse`` where the interval excludes 0),
+    ``reference``, ``source``. A t-interval re-checks as ``value -+ t_{0.975, seeds-1} * std /
+    sqrt(seeds)``."""
 
     def num(x: float | None) -> float:
         return math.nan if x is None else float(x)
@@ -271,12 +286,13 @@ def long_frame(tables: Sequence[Table]) -> pd.DataFrame:
     records = [
         {"table": table.key, "metric": row.label, "unit": row.unit, "better": row.better, "method": method,
          "value": num(cell.value), "ci_low": num(cell.low), "ci_high": num(cell.high), "std": num(cell.std),
-         "seeds": cell.seeds, "reference": row.reference, "source": row.source}
+         "seeds": cell.seeds, "interval": interval_kind(cell, row), "verdict": row.verdict(cell),
+         "reference": row.reference, "source": row.source}
         for table in tables for row in table.rows
         for method in table.columns if (cell := row.cells.get(method)) is not None
     ]
     columns = ["table", "metric", "unit", "better", "method", "value", "ci_low", "ci_high", "std", "seeds",
-               "reference", "source"]
+               "interval", "verdict", "reference", "source"]
     return pd.DataFrame(records, columns=columns)
 
 
@@ -284,11 +300,12 @@ def long_frame(tables: Sequence[Table]) -> pd.DataFrame:
 
 
 def _html_cell(cell: Cell, row: Row, intervals: bool) -> str:
-    """The cell as escaped HTML, its interval in a smaller grey span."""
-    value, extra = _cell_parts(cell, row, intervals)
+    """The cell as escaped HTML, its interval in a smaller grey span, then its verdict."""
+    value, extra, verdict = _cell_parts(cell, row, intervals)
     if not extra:
         return htmllib.escape(value)
-    return f'{htmllib.escape(value)} <span class="ci">{htmllib.escape(extra)}</span>'
+    return " ".join(part for part in (htmllib.escape(value), f'<span class="ci">{htmllib.escape(extra)}</span>',
+                                      htmllib.escape(verdict)) if part)
 
 
 def _html_table(table: Table, intervals: bool = True) -> str:

@@ -6,7 +6,8 @@ unit shown (percent for rates and errors), with an optional 95% bootstrap
 interval over test images or, when several checkpoints share a method label, their
 mean with the 95% Student-t interval over those seeds (:mod:`cutmix_eval.metrics.seeds`).
 Difference tables (a method minus the baseline, paired by seed) mark the cells whose
-interval excludes 0 instead of a best cell. Rows say whether higher or lower is better;
+interval excludes 0 instead of a best cell, each with its verdict, better or worse, by the
+row's direction (:meth:`Row.verdict`). Rows say whether higher or lower is better;
 reference rows (numbers reported in the CutMix paper) are marked and never
 compete for the bold "best" cell.
 """
@@ -34,6 +35,12 @@ class Cell:
     seeds: int = 1
 
 
+def excludes_zero(cell: Cell) -> bool:
+    """Whether the cell's interval lies wholly on one side of 0 (a difference significant at
+    the interval's level); False without an interval."""
+    return cell.low is not None and cell.high is not None and (cell.low > 0 or cell.high < 0)
+
+
 @dataclass
 class Row:
     """One metric across methods. ``better``: :data:`HIGHER`, :data:`LOWER` or ``None``
@@ -56,8 +63,7 @@ class Row:
         number is the same (nothing to single out). In a difference row: the labels whose
         interval excludes 0."""
         if self.difference:
-            return {k for k, c in self.cells.items() if c.low is not None and c.high is not None
-                    and (c.low > 0 or c.high < 0)}
+            return {k for k, c in self.cells.items() if excludes_zero(c)}
         if self.reference or self.better is None:
             return set()
         finite = {k: round(c.value, self.digits) for k, c in self.cells.items() if math.isfinite(c.value)}
@@ -65,6 +71,14 @@ class Row:
             return set()
         target = max(finite.values()) if self.better == HIGHER else min(finite.values())
         return {k for k, v in finite.items() if v == target}
+
+    def verdict(self, cell: Cell) -> str:
+        """A difference cell whose interval excludes 0: ``"better"`` or ``"worse"`` than the
+        baseline by the row's ``better`` (a positive difference is better when higher is);
+        ``""`` for every other cell and in rows without a direction."""
+        if not self.difference or self.better is None or not excludes_zero(cell):
+            return ""
+        return "better" if (cell.value > 0) == (self.better == HIGHER) else "worse"
 
 
 @dataclass
