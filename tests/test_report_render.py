@@ -214,7 +214,7 @@ def test_latex_compiles(tables, tmp_path):
 def test_long_frame(tables):
     frame = long_frame(tables)
     assert list(frame.columns) == ["table", "metric", "unit", "better", "method", "value", "ci_low", "ci_high",
-                                   "std", "seeds", "reference", "source"]
+                                   "std", "seeds", "interval", "verdict", "reference", "source"]
     expected = sum(1 for t in tables for r in t.rows for m in t.columns if m in r.cells)
     assert len(frame) == expected == 4 * 3 + 5 + 4 + 4
     assert not frame.duplicated(["table", "metric", "reference", "method"]).any()
@@ -222,9 +222,11 @@ def test_long_frame(tables):
     measured, paper = cutmix[~cutmix.reference].iloc[0], cutmix[cutmix.reference].iloc[0]
     assert (measured.value, measured.ci_low, measured.ci_high) == (21.40, 21.02, 21.77)
     assert math.isnan(measured["std"]) and measured.seeds == 1 and measured.better == LOWER
+    assert measured.interval == "95% bootstrap over images" and measured.verdict == ""
     assert math.isnan(paper.ci_low) and paper.source == "Yun et al. 2019, Table 3"
     fgsm = frame[frame.metric == "FGSM top-1 accuracy"].set_index("method")
     assert fgsm.loc["mixup", "std"] == 0.5 and fgsm.loc["mixup", "seeds"] == 3 and fgsm.loc[ODD, "ci_high"] == 13.0
+    assert fgsm.loc["mixup", "interval"] == "95% t-interval over seeds" and paper.interval == ""
     loc = frame[frame.metric == "localization error"]
     assert ODD not in set(loc.method) and math.isnan(loc.set_index("method").loc["mixup", "value"])
     assert set(frame[frame.metric == "ECE"].unit) == {""} and frame[frame.metric == "ECE"].better.isna().all()
