@@ -14,7 +14,7 @@ the file's folder::
     data_root = "~/data"               # default: $CUTMIX_EVAL_DATA, else ./data
 
     [[checkpoints]]
-    path = "../checkpoints/quickstart/baseline/last.pth"
+    path = "../checkpoints/quickstart/baseline/seed0/last.pth"
     label = "baseline"                 # the column label (`method` is the same key); checkpoints
                                        # sharing it, the architecture and the training recipe are seeds
     # arch, num_classes, mean = [...], std = [...], normalize = false (feed [0, 1] pixels as

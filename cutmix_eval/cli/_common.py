@@ -287,7 +287,7 @@ def default_output_dir(args: argparse.Namespace, command: str, *parts: str) -> P
         return Path(args.output_dir)
     ckpt = Path(args.ckpt)
     stem = ckpt.name.split(".")[0]
-    if stem in GENERIC_CHECKPOINT_NAMES:  # checkpoints/quickstart/cutmix/last.pth -> cutmix-last
+    if stem in GENERIC_CHECKPOINT_NAMES:  # checkpoints/quickstart/cutmix/seed0/last.pth -> cutmix-last
         stem = f"{ckpt.resolve().parent.name}-{stem}"
     sha = getattr(args, "checkpoint_sha256", None) or file_sha256(ckpt)
     return Path("reports") / command / "-".join([stem, sha[:8], *parts])

@@ -41,7 +41,7 @@ class AdversarialCommand(Command):
     name = "adversarial"
     help = ("adversarial robustness: accuracy under FGSM (the paper's 8/255), PGD and AutoAttack, Linf or L2, "
             "untargeted or targeted")
-    examples = ("cutmix-eval adversarial --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+    examples = ("cutmix-eval adversarial --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic",
                 "cutmix-eval adversarial --ckpt ResNet50_cutmix.pth.tar --data imagenet --eps 8/255 --json",
                 "cutmix-eval adversarial --ckpt model.pth --data cifar100 --attack fgsm,pgd --pgd-steps 20 "
                 "--eps 2/255,8/255 --targeted",

@@ -17,7 +17,7 @@ from cutmix_eval.cli._common import Command, add_evaluation, add_options, emit_j
 class AnalyzeCommand(Command):
     name = "analyze"
     help = "run any registered analysis by name (flags from its options): store its record, print its metrics"
-    examples = ("cutmix-eval analyze occlusion --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic "
+    examples = ("cutmix-eval analyze occlusion --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic "
                 "--fractions 0:0.25:1",
                 "cutmix-eval analyze inbetween --ckpt model.pth --data cifar100 --num-pairs 5000 --json",
                 "cutmix-eval analyze ANALYSIS --help")

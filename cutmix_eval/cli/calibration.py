@@ -59,7 +59,7 @@ class CalibrationCommand(Command):
     name = "calibration"
     help = ("calibration: NLL, Brier, ECE and beyond, AURC/AUGRC, reliability diagrams, recalibration maps fitted "
             "on a holdout")
-    examples = ("cutmix-eval calibration --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+    examples = ("cutmix-eval calibration --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic",
                 "cutmix-eval calibration --ckpt PyramidNet200_cutmix.pth.tar --data cifar100 --holdout 1000 --json",
                 "cutmix-eval calibration --ckpt last.pth --data synthetic --holdout 500 --recalibrate temperature,vector,isotonic")
 

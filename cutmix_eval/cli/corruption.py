@@ -79,7 +79,7 @@ def released_examples_figure(result, name: str, root, split: str):
 class CorruptionCommand(Command):
     name = "corruption"
     help = "common-corruption robustness: error per corruption and severity, mean CE, mCE, relative mCE"
-    examples = ("cutmix-eval corruption --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+    examples = ("cutmix-eval corruption --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic",
                 "cutmix-eval corruption --ckpt PyramidNet200_cutmix.pth.tar --data cifar100-c --data-root ~/data",
                 "cutmix-eval corruption --ckpt model.pth --data cifar100 --corruptions noise,blur --severities 3-5 "
                 "--reference-ckpt baseline.pth --json")

@@ -13,10 +13,10 @@ from cutmix_eval.cli._common import Command, add_evaluation, emit_json, prepare_
 class EvaluateCommand(Command):
     name = "evaluate"
     help = "top-1 / top-5 error of a checkpoint on a dataset (--all: + calibration, OOD, localization in one pass)"
-    examples = ("cutmix-eval evaluate --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+    examples = ("cutmix-eval evaluate --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic",
                 "cutmix-eval evaluate --ckpt PyramidNet200_cutmix.pth.tar --data cifar100 --data-root ~/data",
                 "cutmix-eval evaluate --ckpt resnet50.pth --data imagenet --split val --json",
-                "cutmix-eval evaluate --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic --all",
+                "cutmix-eval evaluate --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic --all",
                 "cutmix-eval evaluate --ckpt model.pth --data cifar100 --all --out-sets lsun isun --data-root ~/data")
 
     def add_arguments(self, parser):

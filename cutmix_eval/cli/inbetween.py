@@ -47,7 +47,7 @@ def inbetween_example_figure(dataset, result, count: int):
 class InbetweenCommand(Command):
     name = "inbetween"
     help = "in-between class samples: rate of predicting neither class of Mixup/CutMix-style pairs (paper Fig. 5b)"
-    examples = ("cutmix-eval inbetween --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+    examples = ("cutmix-eval inbetween --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic",
                 "cutmix-eval inbetween --ckpt ResNet50_cutmix.pth.tar --data imagenet --data-root ~/data --json",
                 "cutmix-eval inbetween --ckpt model.pth --data cifar100 --pairs 5000 --seed 1 --mix-grid 0:0.05:1")
 

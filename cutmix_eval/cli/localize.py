@@ -35,7 +35,7 @@ def write_outputs(result, out_dir: Path) -> tuple[Path, Path]:
 class LocalizeCommand(Command):
     name = "localize"
     help = "weakly supervised localization from class activation maps (MaxBoxAccV2, top-1 loc, PxAP)"
-    examples = ("cutmix-eval localize --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+    examples = ("cutmix-eval localize --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic",
                 "cutmix-eval localize --ckpt resnet50_cub.pth --data cub --data-root ~/data --cam gradcam",
                 "cutmix-eval localize --ckpt model.pth --data cub-wsol --split test --protocol paper --json")
 

@@ -41,7 +41,7 @@ def occlusion_example_figure(model, dataset, result, count: int):
 class OcclusionCommand(Command):
     name = "occlusion"
     help = "occlusion robustness: accuracy vs hole size for centre and boundary occlusion (paper Fig. 5a)"
-    examples = ("cutmix-eval occlusion --ckpt checkpoints/quickstart/cutmix/last.pth --data synthetic",
+    examples = ("cutmix-eval occlusion --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --data synthetic",
                 "cutmix-eval occlusion --ckpt ResNet50_cutmix.pth.tar --data imagenet --data-root ~/data --json",
                 "cutmix-eval occlusion --ckpt model.pth --data cifar100 --fill mean --fractions 0:0.05:1")
 

@@ -75,7 +75,7 @@ def ood_figure(result):
 class OODCommand(Command):
     name = "ood"
     help = "out-of-distribution detection: TNR at TPR95, AUROC, detection accuracy, AUPR-In/Out"
-    examples = ("cutmix-eval ood --ckpt checkpoints/quickstart/cutmix/last.pth --in synthetic --out all",
+    examples = ("cutmix-eval ood --ckpt checkpoints/quickstart/cutmix/seed0/last.pth --in synthetic --out all",
                 "cutmix-eval ood --ckpt PyramidNet200_cutmix.pth.tar --in cifar100 --out all --data-root ~/data",
                 "cutmix-eval ood --ckpt model.pth --in cifar100 --out lsun --out ~/my_ood_images --score msp,energy",
                 "cutmix-eval ood --ckpt model.pth --in openood-cifar10 --out openood-cifar10-near --out "
