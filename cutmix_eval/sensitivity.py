@@ -14,6 +14,7 @@ t-interval and each method's difference from the baseline, paired by seed.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -23,7 +24,8 @@ import numpy as np
 
 from cutmix_eval.metrics.seeds import t_interval
 from cutmix_eval.train import Recipe, train
-from cutmix_eval.train.loop import LAST
+from cutmix_eval.errors import UserError
+from cutmix_eval.train.loop import LAST, LOG
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,23 @@ def run_sensitivity(levels: Sequence[float], methods: Sequence[str], seeds: Sequ
                                 time.perf_counter() - start))
                 log(f"body_evidence {level:g} · {method} · seed {seed}: top-1 error "
                     f"{100 * runs[-1].top1_error:.2f}% ({runs[-1].seconds:.0f} s)")
+    return runs
+
+
+def quickstart_runs(ckpt_dir: str | Path, level: float, methods: Sequence[str], seeds: Sequence[int]) -> list[Run]:
+    """The finished quick-start runs under ``ckpt_dir`` (``<method>/seed<k>/log.jsonl``) as the
+    runs of ``level``: the quick start trains the same recipe on the same data when ``level`` is
+    the embedded data's default, so its runs need not be trained again. A missing run is a
+    :class:`UserError` naming it."""
+    runs = []
+    for seed in seeds:
+        for method in methods:
+            log = Path(ckpt_dir) / method / f"seed{seed}" / LOG
+            if not log.is_file():
+                raise UserError(f"no finished quick-start run {log}; run `cutmix-eval quickstart` first, or leave "
+                                "out the quick start's level")
+            history = [json.loads(line) for line in log.read_text().splitlines()]
+            runs.append(Run(level, method, seed, history[-1]["test_top1_error"], sum(h["seconds"] for h in history)))
     return runs
 
 

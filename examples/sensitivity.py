@@ -17,7 +17,8 @@ import torch
 
 from cutmix_eval.fileio import atomic_save_figure, atomic_write_text
 from cutmix_eval.report.figures import sensitivity_figure
-from cutmix_eval.sensitivity import markdown_table, run_sensitivity, summarize
+from cutmix_eval.data.synthetic import DEFAULT_BODY_EVIDENCE
+from cutmix_eval.sensitivity import markdown_table, quickstart_runs, run_sensitivity, summarize
 from cutmix_eval.train import get_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,11 +31,17 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--checkpoints", default=str(ROOT / "checkpoints" / "sensitivity"))
     parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--quickstart", default=str(ROOT / "checkpoints" / "quickstart"),
+                        help="finished quick-start runs, used for the default level instead of training it again "
+                             "(same recipe, same data); 'none' trains every level")
     args = parser.parse_args()
     levels = [float(v) for v in args.levels.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     recipe = get_recipe("quick")
-    runs = run_sensitivity(levels, args.methods.split(","), seeds, recipe, args.checkpoints)
+    methods = args.methods.split(",")
+    reused = [DEFAULT_BODY_EVIDENCE] if args.quickstart != "none" and DEFAULT_BODY_EVIDENCE in levels else []
+    runs = run_sensitivity([v for v in levels if v not in reused], methods, seeds, recipe, args.checkpoints)
+    runs += [r for v in reused for r in quickstart_runs(args.quickstart, v, methods, seeds)]
     rows = summarize(runs)
     out = Path(args.out)
     atomic_save_figure(out / "images" / "sensitivity.png",

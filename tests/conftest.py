@@ -80,11 +80,12 @@ def fitted_pixel_classifier(images: torch.Tensor, labels: torch.Tensor, num_clas
 
 @pytest.fixture(scope="session")
 def small_labelled():
-    """48 embedded test images (64 x 64, 10 classes) and a pixel classifier fitted to them:
-    ``(dataset, model)``."""
+    """48 embedded test images (64 x 64, 10 classes; ``synthetic-part``, whose class lives in a
+    small part, so the fitted model is confused by in-between images) and a pixel classifier
+    fitted to them: ``(dataset, model)``."""
     from cutmix_eval.data import create_dataset
 
-    dataset = create_dataset("synthetic", "test", num_samples=48)
+    dataset = create_dataset("synthetic-part", "test", num_samples=48)
     images = torch.stack([dataset[i]["image"].as_subclass(torch.Tensor) for i in range(len(dataset))])
     labels = torch.as_tensor([int(dataset[i]["label"]) for i in range(len(dataset))])
     return dataset, fitted_pixel_classifier(images, labels, dataset.num_classes)

@@ -48,7 +48,7 @@ def results_dir(tmp_path_factory, small_labelled):
 
 @pytest.fixture(scope="session")
 def tables(results_dir):
-    return {t.key.rsplit("-", 2)[0]: t for t in build_tables(ResultStore(results_dir).records(), views())}
+    return {t.key[:t.key.index("-synthetic")]: t for t in build_tables(ResultStore(results_dir).records(), views())}
 
 
 def test_one_table_per_analysis_methods_in_paper_order(tables):

@@ -5,7 +5,8 @@ import pytest
 from scipy import stats
 
 from cutmix_eval.metrics.seeds import t_interval
-from cutmix_eval.sensitivity import Run, level_dataset, markdown_table, run_sensitivity, summarize
+from cutmix_eval.errors import UserError
+from cutmix_eval.sensitivity import Run, level_dataset, markdown_table, quickstart_runs, run_sensitivity, summarize
 
 
 def test_t_interval_is_scipys_and_refuses_what_has_no_interval():
@@ -68,3 +69,8 @@ def test_a_tiny_study_trains_each_level_and_reuses_finished_runs(tmp_path):
     assert level_dataset("synthetic", 0.5) == "synthetic:body_evidence=0.5"
     again = run_sensitivity([0.0, 1.0], ["baseline"], [0, 1], recipe, tmp_path, log=lines.append)
     assert [r.top1_error for r in again] == [r.top1_error for r in runs]
+    # the quick start's own runs stand for its level: read from their logs, not trained again
+    reused = quickstart_runs(tmp_path / "body_evidence=1", 1.0, ["baseline"], [0, 1])
+    assert [(r.level, r.seed, r.top1_error) for r in reused] == [(r.level, r.seed, r.top1_error) for r in runs[2:]]
+    with pytest.raises(UserError, match="no finished quick-start run .*cutmix/seed0/log.jsonl"):
+        quickstart_runs(tmp_path / "body_evidence=1", 1.0, ["cutmix"], [0])
