@@ -45,8 +45,7 @@ def main() -> None:
     rows = summarize(runs)
     out = Path(args.out)
     atomic_save_figure(out / "images" / "sensitivity.png",
-                       sensitivity_figure(rows, title=f"Top-1 error across the embedded data's body_evidence "
-                                                      f"({recipe.arch}, recipe {recipe.name})"), dpi=130)
+                       sensitivity_figure(rows, title=f"Top-1 error across body_evidence ({recipe.arch})"), dpi=130)
     minutes = sum(r.seconds for r in runs) / 60
     atomic_write_text(out / "sensitivity.md", f"""# Sensitivity: the methods across the embedded data's evidence knob
 
