@@ -58,6 +58,7 @@ RULES: dict[str, tuple[frozenset[str], str]] = {
     "analyses": (LIBRARY, "orchestration, below study.py, quickstart.py and cli/"),
     "study": (LIBRARY | {"analyses"}, "orchestration, below quickstart.py and cli/"),
     "quickstart": (LIBRARY | {"analyses", "study"}, "orchestration, below cli/"),
+    "sensitivity": (LIBRARY, "orchestration of training runs across data settings, for examples/sensitivity.py"),
     "cli": (LIBRARY | {"analyses", "study", "quickstart"}, "the commands sit on everything"),
     "__main__": (frozenset({"cli"}), "python -m cutmix_eval runs the CLI; nothing else imports cli/"),
 }
