@@ -132,8 +132,14 @@ def test_torchrun_two_processes_keep_every_method_in_step(tmp_path):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            str(script), str(tmp_path / "runs")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    ranks = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
-                   key=lambda r: r["rank"])
+    # both processes write to one pipe: their lines may run together, so read JSON objects, not lines
+    decoder, text, ranks = json.JSONDecoder(), done.stdout, []
+    start = text.find('{"rank"')
+    while start >= 0:
+        obj, end = decoder.raw_decode(text, start)
+        ranks.append(obj)
+        start = text.find('{"rank"', end)
+    ranks.sort(key=lambda r: r["rank"])
     assert [r["rank"] for r in ranks] == [0, 1]
     assert list(ranks[0]["digests"]) == list(catalog.METHODS)
     assert ranks[0]["digests"] == ranks[1]["digests"]
