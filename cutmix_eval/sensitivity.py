@@ -14,7 +14,6 @@ t-interval and each method's difference from the baseline, paired by seed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +23,7 @@ import numpy as np
 from cutmix_eval.metrics.seeds import t_interval
 from cutmix_eval.train import Recipe, train
 from cutmix_eval.errors import UserError
-from cutmix_eval.train.loop import LAST, LOG
+from cutmix_eval.train.loop import LAST, LOG, read_history
 
 
 @dataclass(frozen=True)
@@ -72,11 +71,11 @@ def quickstart_runs(ckpt_dir: str | Path, level: float, methods: Sequence[str], 
     runs = []
     for seed in seeds:
         for method in methods:
-            log = Path(ckpt_dir) / method / f"seed{seed}" / LOG
-            if not log.is_file():
-                raise UserError(f"no finished quick-start run {log}; run `cutmix-eval quickstart` first, or leave "
-                                "out the quick start's level")
-            history = [json.loads(line) for line in log.read_text().splitlines()]
+            run_dir = Path(ckpt_dir) / method / f"seed{seed}"
+            if not (run_dir / LOG).is_file():
+                raise UserError(f"no finished quick-start run {run_dir / LOG}; run `cutmix-eval quickstart` first, "
+                                "or leave out the quick start's level")
+            history = read_history(run_dir)
             runs.append(Run(level, method, seed, history[-1]["test_top1_error"], sum(h["seconds"] for h in history)))
     return runs
 

@@ -230,8 +230,13 @@ def _train(ctx: distributed.DistContext, method: str, recipe: Recipe, out_dir: P
         distributed.barrier(ctx)
     model.eval()
     if not ctx.is_main:  # rank 0 kept the history; every process returns the same outcome
-        history = [json.loads(line) for line in (out_dir / LOG).read_text().splitlines()]
+        history = read_history(out_dir)
     return TrainOutcome(method, out_dir, out_dir / LAST, out_dir / BEST, out_dir / LOG, history)
+
+
+def read_history(out_dir: str | Path) -> list[dict[str, Any]]:
+    """A run's per-epoch records, from its ``log.jsonl`` (one JSON object per epoch)."""
+    return [json.loads(line) for line in (Path(out_dir) / LOG).read_text().splitlines()]
 
 
 def _train_epoch(net, model, loader, augment, augment_generator, mixer, optimizer, scheduler, scaler, ctx,
